@@ -1,0 +1,276 @@
+//! Configuration: the validated, typed settings the server runs with.
+//!
+//! Owns turning command-line flags (and their `GOMODPROXY_*` environment
+//! twins) into a [`Config`], including the GOPROXY-style upstream list and
+//! its defaults. It must never start anything or touch the network: a bad
+//! setting is reported here, before any executor exists.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `gomodproxy serve` needs, already validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub upstream: UpstreamList,
+    pub cores: usize,
+    pub backlog: u32,
+    pub max_connections: usize,
+    pub limits: HttpLimits,
+    pub list_ttl: Duration,
+    pub segment_bytes: u64,
+    pub hit_routing: HitRouting,
+    pub fetch_threads: usize,
+    pub upstream_timeout: Duration,
+}
+
+/// Where a cache hit is answered.
+///
+/// `Local` reads the owner shard's lock-free index from whichever core
+/// accepted the connection; `Owner` always hops to the owning core first.
+/// Misses always go to the owner (that is what makes fills single-flight).
+/// Both exist so the cost of the hop can be measured on a real server
+/// (see BENCHMARKS.md); `Local` is the default because it is cheaper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HitRouting {
+    Local,
+    Owner,
+}
+
+/// Limits on what one client may make the server hold or wait for.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Longest request target accepted (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Request line plus all headers (431 beyond).
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+    /// From the first byte of a request to the end of its headers.
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in flight.
+    pub idle_timeout: Duration,
+    /// One stalled write to a client that stopped reading.
+    pub write_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_uri_bytes: 4096,
+            max_head_bytes: 16 * 1024,
+            max_headers: 64,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            write_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How to fall through from one upstream to the next, as GOPROXY defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// `,`: try the next entry only when this one answered 404 or 410.
+    OnNotFound,
+    /// `|`: try the next entry after any error.
+    OnAnyError,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamSpec {
+    /// A directory in the GOPROXY file layout.
+    File(PathBuf),
+    /// `http://` or `https://` base URL, without a trailing slash.
+    Http(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamEntry {
+    pub spec: UpstreamSpec,
+    /// How to continue after this entry fails.
+    pub fallback: Fallback,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamList {
+    pub entries: Vec<UpstreamEntry>,
+}
+
+/// Where an upstream list came from decides how strict we are with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamSource {
+    /// Given explicitly (`--upstream`, `GOMODPROXY_UPSTREAM`): every entry must work.
+    Flag,
+    /// Inherited from `GOPROXY` or `go env GOPROXY`: entries we cannot serve
+    /// yet (`direct`) are skipped with a warning rather than refusing to start.
+    Inherited,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    EmptyUpstream(String),
+    UnsupportedUpstream { entry: String, reason: &'static str },
+    BadUpstream { entry: String, reason: &'static str },
+    NoUpstream,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::EmptyUpstream(list) => {
+                write!(f, "upstream list {list:?} has no usable entry")
+            }
+            ConfigError::UnsupportedUpstream { entry, reason } => {
+                write!(f, "upstream {entry:?} is not supported: {reason}")
+            }
+            ConfigError::BadUpstream { entry, reason } => {
+                write!(f, "upstream {entry:?} is invalid: {reason}")
+            }
+            ConfigError::NoUpstream => write!(
+                f,
+                "no upstream configured: pass --upstream, or set GOPROXY, or install the go \
+                 command so that `go env GOPROXY` answers"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Warnings produced while parsing, for the caller to log.
+pub type Warnings = Vec<String>;
+
+impl UpstreamList {
+    /// Parses a GOPROXY-style list: entries separated by `,` or `|`.
+    pub fn parse(list: &str, source: UpstreamSource) -> Result<(UpstreamList, Warnings), ConfigError> {
+        let mut entries = Vec::new();
+        let mut warnings = Vec::new();
+        let mut rest = list.trim();
+        while !rest.is_empty() {
+            let (raw, fallback, tail) = match rest.find([',', '|']) {
+                Some(i) => {
+                    let fb = if rest.as_bytes()[i] == b'|' {
+                        Fallback::OnAnyError
+                    } else {
+                        Fallback::OnNotFound
+                    };
+                    (&rest[..i], fb, &rest[i + 1..])
+                }
+                None => (rest, Fallback::OnNotFound, ""),
+            };
+            rest = tail;
+            let raw = raw.trim();
+            if raw.is_empty() {
+                continue;
+            }
+            match parse_entry(raw) {
+                Ok(Some(spec)) => entries.push(UpstreamEntry { spec, fallback }),
+                // `off` ends the list: the go command stops there too.
+                Ok(None) => break,
+                Err(e) => match (source, raw) {
+                    (UpstreamSource::Inherited, "direct") => warnings.push(
+                        "skipping upstream entry \"direct\" inherited from GOPROXY: fetching \
+                         from version control is not implemented yet"
+                            .to_string(),
+                    ),
+                    _ => return Err(e),
+                },
+            }
+        }
+        if entries.is_empty() {
+            return Err(ConfigError::EmptyUpstream(list.to_string()));
+        }
+        Ok((UpstreamList { entries }, warnings))
+    }
+}
+
+fn parse_entry(raw: &str) -> Result<Option<UpstreamSpec>, ConfigError> {
+    let bad = |reason| ConfigError::BadUpstream { entry: raw.to_string(), reason };
+    match raw {
+        "off" => return Ok(None),
+        "direct" => {
+            return Err(ConfigError::UnsupportedUpstream {
+                entry: raw.to_string(),
+                reason: "fetching straight from version control (\"direct\") is not implemented yet",
+            })
+        }
+        _ => {}
+    }
+    if let Some(path) = raw.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return Err(bad("a file:// upstream needs an absolute path (file:///dir)"));
+        }
+        return Ok(Some(UpstreamSpec::File(PathBuf::from(path))));
+    }
+    for scheme in ["http://", "https://"] {
+        if let Some(after) = raw.strip_prefix(scheme) {
+            let host_end = after.find('/').unwrap_or(after.len());
+            if host_end == 0 {
+                return Err(bad("missing host"));
+            }
+            if raw.contains(['?', '#']) {
+                return Err(bad("an upstream URL cannot carry a query or fragment"));
+            }
+            return Ok(Some(UpstreamSpec::Http(raw.trim_end_matches('/').to_string())));
+        }
+    }
+    Err(bad("expected file://, http://, https://, direct or off"))
+}
+
+/// The upstream list to use when `--upstream` was not given: the `GOPROXY`
+/// environment variable, else what `go env GOPROXY` prints.
+pub fn inherited_upstream() -> Option<String> {
+    if let Ok(v) = std::env::var("GOPROXY") {
+        if !v.trim().is_empty() {
+            return Some(v);
+        }
+    }
+    let out = std::process::Command::new("go").args(["env", "GOPROXY"]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v = String::from_utf8(out.stdout).ok()?;
+    let v = v.trim();
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_separators_and_fallbacks() {
+        let (l, w) = UpstreamList::parse("http://a.test|file:///srv/mods,http://b.test/x/", UpstreamSource::Flag).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(l.entries.len(), 3);
+        assert_eq!(l.entries[0].fallback, Fallback::OnAnyError);
+        assert_eq!(l.entries[1].spec, UpstreamSpec::File("/srv/mods".into()));
+        assert_eq!(l.entries[1].fallback, Fallback::OnNotFound);
+        assert_eq!(l.entries[2].spec, UpstreamSpec::Http("http://b.test/x".into()));
+    }
+
+    #[test]
+    fn off_ends_the_list() {
+        let (l, _) = UpstreamList::parse("http://a.test,off,http://b.test", UpstreamSource::Flag).unwrap();
+        assert_eq!(l.entries.len(), 1);
+        assert!(UpstreamList::parse("off", UpstreamSource::Flag).is_err());
+    }
+
+    #[test]
+    fn direct_is_an_error_when_asked_for_and_a_warning_when_inherited() {
+        let err = UpstreamList::parse("direct", UpstreamSource::Flag).unwrap_err();
+        assert!(matches!(err, ConfigError::UnsupportedUpstream { .. }));
+        let (l, w) = UpstreamList::parse("https://mirror.test,direct", UpstreamSource::Inherited).unwrap();
+        assert_eq!(l.entries.len(), 1);
+        assert_eq!(w.len(), 1);
+        assert!(UpstreamList::parse("direct", UpstreamSource::Inherited).is_err());
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in ["ftp://x", "file://relative", "http://", "http://h/?q", "nonsense"] {
+            assert!(UpstreamList::parse(bad, UpstreamSource::Flag).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Request targets → GOPROXY endpoints, with every element decoded and
+//! validated (percent-encoding, `!`-case-encoding, module path and version
+//! syntax). Borrows from the request when nothing needed decoding.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::gomod::module::{self, EscapeError, ModuleError};
+use crate::upstream::What;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Endpoint<'a> {
+    /// `$module/@v/list` or `$module/@latest`.
+    Versions { module: Cow<'a, str>, what: What },
+    /// `$module/@v/$version.{info,mod,zip}` for a canonical version.
+    Artifact { module: Cow<'a, str>, version: Cow<'a, str>, what: What },
+    /// `$module/@v/$query.info` where the query is not a canonical version
+    /// (a branch, a commit prefix, `latest`, `v1.2`).
+    Query { module: Cow<'a, str>, query: Cow<'a, str> },
+    /// `/sumdb/...`: the checksum-database proxy (not served yet).
+    SumDb,
+    Health,
+    Metrics,
+}
+
+/// Why a target is not a GOPROXY request we can answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// Not decodable at all: bad percent-encoding, an encoded `/`, control bytes, `.`/`..` elements.
+    BadTarget(&'static str),
+    BadEscape(EscapeError),
+    /// Well-formed, but names no module version that can exist (wrong major, not canonical).
+    NoSuchVersion(ModuleError),
+    UnknownEndpoint,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathError::BadTarget(why) => write!(f, "bad request: {why}"),
+            PathError::BadEscape(e) => write!(f, "bad request: {e}"),
+            PathError::NoSuchVersion(e) => write!(f, "not found: {e}"),
+            PathError::UnknownEndpoint => f.write_str("not found: not a GOPROXY endpoint"),
+        }
+    }
+}
+
+/// Decodes `%XX` escapes. An encoded `/` would let one path element pose as
+/// two (or hide a `..`), so it is refused rather than decoded.
+fn percent_decode(path: &str) -> Result<Cow<'_, str>, PathError> {
+    if !path.contains('%') {
+        return Ok(Cow::Borrowed(path));
+    }
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = |b: u8| (b as char).to_digit(16);
+            let (Some(hi), Some(lo)) = (bytes.get(i + 1).and_then(|&b| hex(b)), bytes.get(i + 2).and_then(|&b| hex(b))) else {
+                return Err(PathError::BadTarget("invalid percent-encoding"));
+            };
+            let b = (hi * 16 + lo) as u8;
+            if b == b'/' || b == b'\\' {
+                return Err(PathError::BadTarget("encoded slash in path"));
+            }
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map(Cow::Owned).map_err(|_| PathError::BadTarget("path is not UTF-8"))
+}
+
+/// Parses an origin-form request target.
+pub fn parse(target: &str) -> Result<Endpoint<'_>, PathError> {
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let decoded = percent_decode(path)?;
+    // Owned only when percent-decoding happened (rare): re-borrow so the
+    // rest of the parse works on one `&str` either way.
+    match decoded {
+        Cow::Borrowed(p) => parse_path(p),
+        Cow::Owned(p) => parse_path(&p).map(into_owned),
+    }
+}
+
+fn into_owned(e: Endpoint<'_>) -> Endpoint<'static> {
+    let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+    match e {
+        Endpoint::Versions { module, what } => Endpoint::Versions { module: own(module), what },
+        Endpoint::Artifact { module, version, what } => Endpoint::Artifact { module: own(module), version: own(version), what },
+        Endpoint::Query { module, query } => Endpoint::Query { module: own(module), query: own(query) },
+        Endpoint::SumDb => Endpoint::SumDb,
+        Endpoint::Health => Endpoint::Health,
+        Endpoint::Metrics => Endpoint::Metrics,
+    }
+}
+
+fn parse_path(path: &str) -> Result<Endpoint<'_>, PathError> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(PathError::BadTarget("path must start with /"));
+    };
+    if rest.bytes().any(|b| b.is_ascii_control() || b == b'\\') {
+        return Err(PathError::BadTarget("control character or backslash in path"));
+    }
+    if rest.split('/').any(|e| e.is_empty() || e == "." || e == "..") && !rest.is_empty() {
+        return Err(PathError::BadTarget("empty, '.' or '..' path element"));
+    }
+    match rest {
+        "healthz" => return Ok(Endpoint::Health),
+        "metrics" => return Ok(Endpoint::Metrics),
+        _ => {}
+    }
+    if rest == "sumdb" || rest.starts_with("sumdb/") {
+        return Ok(Endpoint::SumDb);
+    }
+    if let Some(escaped) = rest.strip_suffix("/@latest") {
+        let module = module::unescape_path(escaped).map_err(PathError::BadEscape)?;
+        return Ok(Endpoint::Versions { module, what: What::Latest });
+    }
+    // '@' cannot occur in a module path, so the first "/@v/" is the split.
+    let Some((escaped, file)) = rest.split_once("/@v/") else {
+        return Err(PathError::UnknownEndpoint);
+    };
+    let module = module::unescape_path(escaped).map_err(PathError::BadEscape)?;
+    if file == "list" {
+        return Ok(Endpoint::Versions { module, what: What::List });
+    }
+    let (escaped_version, what) = if let Some(v) = file.strip_suffix(".info") {
+        (v, What::Info)
+    } else if let Some(v) = file.strip_suffix(".mod") {
+        (v, What::Mod)
+    } else if let Some(v) = file.strip_suffix(".zip") {
+        (v, What::Zip)
+    } else {
+        return Err(PathError::UnknownEndpoint);
+    };
+    if escaped_version.contains('/') {
+        return Err(PathError::UnknownEndpoint);
+    }
+    let version = module::unescape_version(escaped_version).map_err(PathError::BadEscape)?;
+    let canonical = module::canonical_version(&version).is_some_and(|c| c == version);
+    if canonical {
+        module::check(&module, &version).map_err(PathError::NoSuchVersion)?;
+        return Ok(Endpoint::Artifact { module, version, what });
+    }
+    if what == What::Info {
+        return Ok(Endpoint::Query { module, query: version });
+    }
+    // .mod and .zip exist only for canonical versions; say why in x/mod's words.
+    Err(PathError::NoSuchVersion(module::check_canonical(&module, &version).err().unwrap_or_else(|| {
+        ModuleError::InvalidEscape(EscapeError::Malformed { target: module::EscapeTarget::Version, escaped: escaped_version.to_string() })
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artifact(m: &str, v: &str, what: What) -> Endpoint<'static> {
+        Endpoint::Artifact { module: Cow::Owned(m.into()), version: Cow::Owned(v.into()), what }
+    }
+
+    #[test]
+    fn routes_every_endpoint() {
+        assert_eq!(parse("/example.com/a/@v/list"), Ok(Endpoint::Versions { module: "example.com/a".into(), what: What::List }));
+        assert_eq!(parse("/example.com/a/@latest"), Ok(Endpoint::Versions { module: "example.com/a".into(), what: What::Latest }));
+        assert_eq!(parse("/example.com/a/@v/v1.2.3.info"), Ok(artifact("example.com/a", "v1.2.3", What::Info)));
+        assert_eq!(parse("/example.com/a/@v/v1.2.3.mod"), Ok(artifact("example.com/a", "v1.2.3", What::Mod)));
+        assert_eq!(parse("/example.com/a/@v/v1.2.3.zip?x=1"), Ok(artifact("example.com/a", "v1.2.3", What::Zip)));
+        assert_eq!(parse("/example.com/a/@v/master.info"), Ok(Endpoint::Query { module: "example.com/a".into(), query: "master".into() }));
+        assert_eq!(parse("/example.com/a/@v/v1.2.info"), Ok(Endpoint::Query { module: "example.com/a".into(), query: "v1.2".into() }));
+        assert_eq!(parse("/sumdb/sum.example/supported"), Ok(Endpoint::SumDb));
+        assert_eq!(parse("/healthz"), Ok(Endpoint::Health));
+    }
+
+    #[test]
+    fn decodes_case_and_percent_encoding() {
+        assert_eq!(parse("/example.com/!camel!case/@v/v1.0.0.mod"), Ok(artifact("example.com/CamelCase", "v1.0.0", What::Mod)));
+        assert_eq!(parse("/example.com/legacy/@v/v2.0.0+incompatible.zip"), Ok(artifact("example.com/legacy", "v2.0.0+incompatible", What::Zip)));
+        assert_eq!(parse("/example.com/legacy/@v/v2.0.0%2Bincompatible.zip"), Ok(artifact("example.com/legacy", "v2.0.0+incompatible", What::Zip)));
+        assert_eq!(parse("/example.com/%21camel/@v/list"), Ok(Endpoint::Versions { module: "example.com/Camel".into(), what: What::List }));
+    }
+
+    #[test]
+    fn refuses_hostile_targets() {
+        let bad = |t: &str| parse(t).unwrap_err();
+        assert!(matches!(bad("/example.com/a/../b/@v/list"), PathError::BadTarget(_)));
+        assert!(matches!(bad("/example.com/a%2F..%2Fb/@v/list"), PathError::BadTarget(_)));
+        assert!(matches!(bad("/example.com//a/@v/list"), PathError::BadTarget(_)));
+        assert!(matches!(bad("/example.com/a%zz/@v/list"), PathError::BadTarget(_)));
+        assert!(matches!(bad("/example.com/a%00/@v/list"), PathError::BadTarget(_)));
+        assert!(matches!(bad("/example.com/!!x/@v/list"), PathError::BadEscape(_)));
+        assert!(matches!(bad("/example.com/Upper/@v/list"), PathError::BadEscape(_)));
+        assert!(matches!(bad("/nodot/@v/list"), PathError::BadEscape(_)));
+        assert!(matches!(bad("/example.com/a/@v/v1.0.0.tar"), PathError::UnknownEndpoint));
+        assert!(matches!(bad("/example.com/a"), PathError::UnknownEndpoint));
+        assert!(matches!(bad("/example.com/a/v2/@v/v1.0.0.mod"), PathError::NoSuchVersion(_)));
+        assert!(matches!(bad("/example.com/a/@v/v2.0.0.mod"), PathError::NoSuchVersion(_)));
+        assert!(matches!(bad("/example.com/a/@v/v1.2.mod"), PathError::NoSuchVersion(_)));
+        assert!(matches!(bad("/example.com/a/@v/master.zip"), PathError::NoSuchVersion(_)));
+    }
+}

@@ -1,0 +1,153 @@
+//! The HTTP/1.1 wire: one task per connection that reads request heads,
+//! asks a [`Handler`] for each response, and writes it back.
+//!
+//! Owns framing, keep-alive and pipelining, and the limits that keep one
+//! client from holding more than its share (head size, header and idle
+//! timeouts, write stalls, fair chunking of large bodies). It knows nothing
+//! of Go modules and must never block the executor or copy a body.
+
+pub mod request;
+pub mod response;
+pub mod send;
+
+use std::future::Future;
+use std::io;
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use crate::config::HttpLimits;
+use crate::metrics::CoreMetrics;
+pub use request::{HttpError, Method, Parsed, Request};
+pub use response::{Body, Response};
+
+/// Turns one parsed request into a response.
+pub trait Handler {
+    fn handle(&self, req: &Request<'_>) -> impl Future<Output = Response>;
+}
+
+/// A connection's read buffer: grows from small (most Go-client requests are
+/// a few hundred bytes) up to the head-size limit, and is compacted in place.
+struct ReadBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadBuf {
+    const INITIAL: usize = 1024;
+
+    fn new() -> ReadBuf {
+        ReadBuf { data: vec![0; Self::INITIAL], start: 0, end: 0 }
+    }
+
+    fn filled(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Room to read into, making some if needed (up to `max` buffered bytes).
+    fn spare(&mut self, max: usize) -> &mut [u8] {
+        if self.end == self.data.len() {
+            if self.start > 0 {
+                self.data.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else if self.data.len() < max {
+                self.data.resize((self.data.len() * 2).min(max), 0);
+            }
+        }
+        &mut self.data[self.end..]
+    }
+}
+
+fn count_status(metrics: &CoreMetrics, status: u16) {
+    match status {
+        400..=499 => metrics.client_errors.bump(),
+        500..=599 => metrics.server_errors.bump(),
+        _ => {}
+    }
+}
+
+/// Serves one connection until the client closes it, a limit ends it, or
+/// a response says `Connection: close`.
+pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, limits: &HttpLimits, metrics: &CoreMetrics) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(limits.write_timeout));
+    let mut buf = ReadBuf::new();
+    let mut head = Vec::with_capacity(256);
+    // When the first byte of the request being read arrived.
+    let mut request_began: Option<Instant> = None;
+    // Slack above the head limit so the parser can see the limit being crossed.
+    let max_buffered = limits.max_head_bytes + 1024;
+    loop {
+        match request::parse(buf.filled(), limits) {
+            Ok(Parsed::Complete(req, used)) => {
+                metrics.requests.bump();
+                let keep_alive = req.keep_alive;
+                let send_body = req.method == Method::Get;
+                let resp = handler.handle(&req).await;
+                count_status(metrics, resp.status);
+                let full = resp.body.bytes();
+                let body = if send_body && resp.status != 304 { full } else { &[][..] };
+                response::write_head(&mut head, &resp, full.len(), keep_alive);
+                if send::send(&mut stream, &head, body).await.is_err() {
+                    return;
+                }
+                metrics.body_bytes.add(body.len() as u64);
+                buf.consume(used);
+                request_began = if buf.is_empty() { None } else { Some(Instant::now()) };
+                if !keep_alive {
+                    let _ = stream.close().await;
+                    return;
+                }
+            }
+            Ok(Parsed::Partial) => {
+                let wait = match request_began {
+                    None => limits.idle_timeout,
+                    Some(t) => match limits.header_timeout.checked_sub(t.elapsed()) {
+                        Some(left) if left > Duration::ZERO => left,
+                        // Slowloris: the head did not arrive in time.
+                        _ => return,
+                    },
+                };
+                if stream.set_read_timeout(Some(wait)).is_err() {
+                    return;
+                }
+                let n = match stream.read(buf.spare(max_buffered)).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if buf.is_empty() {
+                    request_began = Some(Instant::now());
+                }
+                buf.end += n;
+            }
+            Err(e) => {
+                count_status(metrics, e.status());
+                let resp = Response::text(e.status(), Body::Static(e.message()));
+                response::write_head(&mut head, &resp, resp.body.bytes().len(), false);
+                let _ = send::send(&mut stream, &head, resp.body.bytes()).await;
+                let _ = stream.close().await;
+                return;
+            }
+        }
+    }
+}
+
+/// Whether an accept error means "out of descriptors": back off instead of spinning.
+pub fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}

@@ -1,0 +1,195 @@
+//! Request parsing: bytes in a connection buffer → a borrowed [`Request`],
+//! or a typed reason to refuse it. Nothing here allocates.
+
+use crate::config::HttpLimits;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+}
+
+/// A parsed request head; borrows the connection's read buffer.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub method: Method,
+    /// The request target as sent (origin-form: starts with `/`).
+    pub target: &'a str,
+    pub if_none_match: Option<&'a [u8]>,
+    /// Whether the connection stays open after the response.
+    pub keep_alive: bool,
+}
+
+/// Why a request is refused at the wire level. Each maps to one status in
+/// `http::response` and ends the connection (the stream may be out of sync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpError {
+    Malformed(&'static str),
+    UriTooLong,
+    HeadersTooLarge,
+    MethodNotAllowed,
+    BodyNotAllowed,
+    VersionNotSupported,
+}
+
+impl HttpError {
+    pub fn status(self) -> u16 {
+        match self {
+            HttpError::Malformed(_) | HttpError::BodyNotAllowed => 400,
+            HttpError::UriTooLong => 414,
+            HttpError::HeadersTooLarge => 431,
+            HttpError::MethodNotAllowed => 405,
+            HttpError::VersionNotSupported => 505,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            HttpError::Malformed(why) => why,
+            HttpError::UriTooLong => "request target too long",
+            HttpError::HeadersTooLarge => "request header fields too large",
+            HttpError::MethodNotAllowed => "only GET and HEAD are served",
+            HttpError::BodyNotAllowed => "request bodies are not accepted",
+            HttpError::VersionNotSupported => "only HTTP/1.0 and HTTP/1.1 are served",
+        }
+    }
+}
+
+pub enum Parsed<'a> {
+    /// A whole request head, and how many buffer bytes it used.
+    Complete(Request<'a>, usize),
+    /// Need more bytes.
+    Partial,
+}
+
+/// Parses one request head from the front of `buf`.
+pub fn parse<'a>(buf: &'a [u8], limits: &HttpLimits) -> Result<Parsed<'a>, HttpError> {
+    const MAX_HEADERS: usize = 64;
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers[..limits.max_headers.min(MAX_HEADERS)]);
+    let used = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return partial(buf, limits),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadersTooLarge),
+        Err(httparse::Error::Version) => return Err(HttpError::VersionNotSupported),
+        Err(_) => {
+            // A target too long for our limit can also confuse the parser first; report the real reason.
+            if request_line_len(buf).is_none_or(|n| n > limits.max_uri_bytes + 32) && buf.len() > limits.max_uri_bytes {
+                return Err(HttpError::UriTooLong);
+            }
+            return Err(HttpError::Malformed("malformed request"));
+        }
+    };
+    if used > limits.max_head_bytes {
+        return Err(HttpError::HeadersTooLarge);
+    }
+    let target = req.path.ok_or(HttpError::Malformed("missing request target"))?;
+    if target.len() > limits.max_uri_bytes {
+        return Err(HttpError::UriTooLong);
+    }
+    let method = match req.method {
+        Some("GET") => Method::Get,
+        Some("HEAD") => Method::Head,
+        _ => return Err(HttpError::MethodNotAllowed),
+    };
+    let minor = req.version.unwrap_or(1);
+    let mut keep_alive = minor == 1;
+    let mut if_none_match = None;
+    let mut has_host = false;
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            if h.value.trim_ascii() != b"0" {
+                return Err(HttpError::BodyNotAllowed);
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(HttpError::BodyNotAllowed);
+        } else if name.eq_ignore_ascii_case("if-none-match") {
+            if_none_match = Some(h.value);
+        } else if name.eq_ignore_ascii_case("host") {
+            has_host = true;
+        }
+    }
+    if minor == 1 && !has_host {
+        return Err(HttpError::Malformed("HTTP/1.1 request without a Host header"));
+    }
+    if !target.starts_with('/') {
+        return Err(HttpError::Malformed("request target must be an absolute path"));
+    }
+    Ok(Parsed::Complete(Request { method, target, if_none_match, keep_alive }, used))
+}
+
+fn request_line_len(buf: &[u8]) -> Option<usize> {
+    buf.iter().position(|&b| b == b'\n')
+}
+
+/// An incomplete head is fine until it outgrows the limits.
+fn partial<'a>(buf: &[u8], limits: &HttpLimits) -> Result<Parsed<'a>, HttpError> {
+    match request_line_len(buf) {
+        None if buf.len() > limits.max_uri_bytes + 32 => Err(HttpError::UriTooLong),
+        Some(n) if n > limits.max_uri_bytes + 32 => Err(HttpError::UriTooLong),
+        _ if buf.len() >= limits.max_head_bytes => Err(HttpError::HeadersTooLarge),
+        _ => Ok(Parsed::Partial),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> HttpLimits {
+        HttpLimits::default()
+    }
+
+    fn complete(raw: &[u8]) -> (Method, String, bool, usize) {
+        match parse(raw, &limits()) {
+            Ok(Parsed::Complete(r, n)) => (r.method, r.target.to_string(), r.keep_alive, n),
+            Ok(Parsed::Partial) => panic!("partial"),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_get_and_head_with_keep_alive_rules() {
+        let (m, t, ka, n) = complete(b"GET /example.com/a/@v/list HTTP/1.1\r\nHost: x\r\n\r\nGET /next");
+        assert_eq!((m, t.as_str(), ka, n), (Method::Get, "/example.com/a/@v/list", true, 48));
+        let (m, _, ka, _) = complete(b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert_eq!((m, ka), (Method::Head, false));
+        let (_, _, ka, _) = complete(b"GET / HTTP/1.0\r\n\r\n");
+        assert!(!ka);
+        let (_, _, ka, _) = complete(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+        assert!(ka);
+    }
+
+    #[test]
+    fn partial_until_limits() {
+        assert!(matches!(parse(b"GET /exa", &limits()), Ok(Parsed::Partial)));
+        let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(5000));
+        assert_eq!(parse(long.as_bytes(), &limits()).err(), Some(HttpError::UriTooLong));
+        let long = format!("GET /{}", "a".repeat(5000));
+        assert_eq!(parse(long.as_bytes(), &limits()).err(), Some(HttpError::UriTooLong));
+        let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n", "b".repeat(20_000));
+        assert_eq!(parse(big.as_bytes(), &limits()).err(), Some(HttpError::HeadersTooLarge));
+    }
+
+    #[test]
+    fn refuses_what_a_read_only_proxy_never_needs() {
+        let e = |raw: &[u8]| parse(raw, &limits()).err();
+        assert_eq!(e(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n"), Some(HttpError::MethodNotAllowed));
+        assert_eq!(e(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"), Some(HttpError::BodyNotAllowed));
+        assert_eq!(e(b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"), Some(HttpError::BodyNotAllowed));
+        assert_eq!(e(b"GET / HTTP/1.1\r\n\r\n"), Some(HttpError::Malformed("HTTP/1.1 request without a Host header")));
+        assert!(matches!(e(b"GET\x00 / HTTP/1.1\r\n\r\n"), Some(HttpError::Malformed(_))));
+        assert!(matches!(e(b"GET http://h/x HTTP/1.1\r\nHost: h\r\n\r\n"), Some(HttpError::Malformed(_))));
+        assert_eq!(e(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"), Some(HttpError::VersionNotSupported));
+    }
+}

@@ -1,0 +1,212 @@
+//! The `gomodproxy` binary: command line → [`Config`] → runtime.
+//! `anyhow` lives here and nowhere else.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use gomodproxy::config::{self, Config, HitRouting, HttpLimits, UpstreamList, UpstreamSource};
+
+#[derive(Parser)]
+#[command(name = "gomodproxy", version, about = "A thread-per-core Go module proxy (the server a GOPROXY= setting points at).")]
+#[command(long_about = "A thread-per-core Go module proxy (the server a GOPROXY= setting points at).\n\n\
+Every flag can also be set through an environment variable: GOMODPROXY_ followed by the flag's \
+name in upper case with dashes as underscores (--list-ttl is GOMODPROXY_LIST_TTL).\n\n\
+Example:\n  gomodproxy serve --listen 0.0.0.0:8080 --data /var/lib/gomodproxy\n  \
+GOPROXY=http://HOST:8080 GOFLAGS=-mod=mod go build ./...")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the GOPROXY protocol.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (every core accepts on it, with SO_REUSEPORT).
+    #[arg(long, env = "GOMODPROXY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// Directory of the segment store (created if missing; locked while running).
+    #[arg(long, env = "GOMODPROXY_DATA", default_value = "./data")]
+    data: PathBuf,
+
+    /// Upstream list in GOPROXY syntax: file:///dir, http://host, https://host;
+    /// entries separated by ',' (next on 404/410) or '|' (next on any error); 'off' ends the list.
+    /// Default: the GOPROXY environment variable, else `go env GOPROXY`
+    /// (an inherited 'direct' entry is skipped with a warning until Git fetching exists).
+    #[arg(long, env = "GOMODPROXY_UPSTREAM")]
+    upstream: Option<String>,
+
+    /// Number of executors, one pinned per CPU. Default: all online CPUs.
+    #[arg(long, env = "GOMODPROXY_CORES")]
+    cores: Option<usize>,
+
+    /// Listen backlog of each core's socket.
+    #[arg(long, env = "GOMODPROXY_BACKLOG", default_value_t = 4096)]
+    backlog: u32,
+
+    /// Most open client connections, split evenly across cores.
+    /// Default: the open-file limit less a reserve for segments and upstreams.
+    #[arg(long, env = "GOMODPROXY_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+
+    /// How long `list` and `@latest` answers are cached (e.g. 60s, 5m).
+    /// Past it a failing upstream still gets the stale copy served.
+    #[arg(long, env = "GOMODPROXY_LIST_TTL", default_value = "60s", value_parser = parse_duration)]
+    list_ttl: Duration,
+
+    /// Time allowed from a request's first byte to the end of its headers.
+    #[arg(long, env = "GOMODPROXY_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+
+    /// How long an idle keep-alive connection is kept.
+    #[arg(long, env = "GOMODPROXY_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+
+    /// How long one write may stall on a client that stopped reading.
+    #[arg(long, env = "GOMODPROXY_WRITE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    write_timeout: Duration,
+
+    /// Longest request target accepted (414 beyond).
+    #[arg(long, env = "GOMODPROXY_MAX_URI_BYTES", default_value_t = 4096)]
+    max_uri_bytes: usize,
+
+    /// Largest request head (request line and headers) accepted (431 beyond).
+    #[arg(long, env = "GOMODPROXY_MAX_HEADER_BYTES", default_value_t = 16384)]
+    max_header_bytes: usize,
+
+    /// Size at which a segment file is sealed and a new one started (e.g. 1GiB, 64MiB).
+    #[arg(long, env = "GOMODPROXY_SEGMENT_SIZE", default_value = "1GiB", value_parser = parse_size)]
+    segment_size: u64,
+
+    /// Where cache hits are answered: `local` reads the owner's lock-free index
+    /// on the accepting core; `owner` hops to the owning core first.
+    #[arg(long, env = "GOMODPROXY_HIT_ROUTING", value_enum, default_value_t = HitRouting::Local)]
+    hit_routing: HitRouting,
+
+    /// Blocking threads per core for upstream fetches and disk writes.
+    #[arg(long, env = "GOMODPROXY_FETCH_THREADS", default_value_t = 4)]
+    fetch_threads: usize,
+
+    /// Total time allowed for one upstream fetch.
+    #[arg(long, env = "GOMODPROXY_UPSTREAM_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
+    upstream_timeout: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 500ms, 60s or 5m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size like 64MiB or 1GiB"))?;
+    let mult = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult).filter(|&b| b >= 1 << 20).ok_or_else(|| format!("{s:?}: segments must be at least 1MiB"))
+}
+
+fn open_file_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    }
+}
+
+fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
+    let (list, source) = match args.upstream {
+        Some(list) => (list, UpstreamSource::Flag),
+        None => (config::inherited_upstream().ok_or(config::ConfigError::NoUpstream)?, UpstreamSource::Inherited),
+    };
+    let (upstream, warnings) = UpstreamList::parse(&list, source)?;
+    for w in warnings {
+        log::warn!("{w}");
+    }
+    let cores = match args.cores {
+        Some(0) => anyhow::bail!("--cores must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    };
+    // Reserve descriptors for segments, upstream connections and io_uring.
+    let max_connections = args.max_connections.unwrap_or_else(|| (open_file_limit().saturating_sub(256) as usize).max(64));
+    if args.max_header_bytes < 1024 || args.max_uri_bytes < 256 || args.max_uri_bytes >= args.max_header_bytes {
+        anyhow::bail!("need --max-uri-bytes >= 256 and --max-header-bytes >= 1024 and larger than --max-uri-bytes");
+    }
+    Ok(Config {
+        listen: args.listen,
+        data_dir: args.data,
+        upstream,
+        cores,
+        backlog: args.backlog,
+        max_connections,
+        limits: HttpLimits {
+            max_uri_bytes: args.max_uri_bytes,
+            max_head_bytes: args.max_header_bytes,
+            header_timeout: args.header_timeout,
+            idle_timeout: args.idle_timeout,
+            write_timeout: args.write_timeout,
+            ..HttpLimits::default()
+        },
+        list_ttl: args.list_ttl,
+        segment_bytes: args.segment_size,
+        hit_routing: args.hit_routing,
+        fetch_threads: args.fetch_threads,
+        upstream_timeout: args.upstream_timeout,
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).target(env_logger::Target::Stderr).init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = config_from(args)?;
+            log::info!(
+                "starting: {} cores, data {}, upstream {}",
+                config.cores,
+                config.data_dir.display(),
+                config.upstream.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" ")
+            );
+            gomodproxy::runtime::serve(config, |started| {
+                let r = &started.recovery;
+                log::info!(
+                    "store recovered: {} records in {} segments in {:?} ({} re-verified, {} bytes of torn tail cut, {} segments skipped)",
+                    r.records, r.segments, r.elapsed, r.records_verified, r.bytes_cut, r.segments_skipped
+                );
+                // The one line on stdout: scripts and tests wait for it.
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "listening on http://{}", started.addr);
+                let _ = out.flush();
+            })
+            .context("gomodproxy serve")?;
+        }
+    }
+    Ok(())
+}

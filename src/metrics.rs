@@ -1,0 +1,89 @@
+//! Counters, kept per core and summed only when someone asks.
+//!
+//! Each core writes only its own cache-line-padded block (relaxed atomics,
+//! no contention); `/metrics` reads every block and prints Prometheus text.
+//! Nothing here may allocate or synchronise on the request path.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn bump(&self) {
+        self.add(1);
+    }
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    #[inline]
+    pub fn sub(&self, n: u64) {
+        self.0.fetch_sub(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+macro_rules! core_metrics {
+    ($($name:ident: $kind:literal, $help:literal;)*) => {
+        /// One core's counters.
+        #[derive(Default)]
+        pub struct CoreMetrics {
+            $(pub $name: Counter,)*
+        }
+
+        impl Metrics {
+            /// Prometheus text exposition of every counter, summed over cores.
+            pub fn render(&self) -> String {
+                let mut out = String::new();
+                $(
+                    let total: u64 = self.cores.iter().map(|c| c.$name.get()).sum();
+                    let _ = writeln!(out, "# HELP gomodproxy_{} {}", stringify!($name), $help);
+                    let _ = writeln!(out, "# TYPE gomodproxy_{} {}", stringify!($name), $kind);
+                    let _ = writeln!(out, "gomodproxy_{} {}", stringify!($name), total);
+                )*
+                out
+            }
+        }
+    };
+}
+
+core_metrics! {
+    requests: "counter", "HTTP requests parsed.";
+    hits: "counter", "Immutable blobs served from the store without a fill.";
+    misses: "counter", "Requests that needed the owner core to fill or refresh.";
+    hops: "counter", "Requests forwarded to another core.";
+    coalesced: "counter", "Requests that waited on a fill already in flight.";
+    upstream_fetches: "counter", "Fetches sent to the upstream list.";
+    upstream_errors: "counter", "Upstream fetches that failed (not counting 404/410).";
+    stale_served: "counter", "list/@latest answers served stale because the upstream failed.";
+    store_errors: "counter", "Blobs that could not be stored and were passed through.";
+    client_errors: "counter", "Responses with a 4xx status.";
+    server_errors: "counter", "Responses with a 5xx status.";
+    body_bytes: "counter", "Response body bytes sent.";
+    connections_accepted: "counter", "Connections accepted.";
+    connections_open: "gauge", "Connections open now.";
+}
+
+pub struct Metrics {
+    cores: Box<[CachePadded<CoreMetrics>]>,
+}
+
+impl Metrics {
+    /// Lives as long as the process: cores hold `&'static` references so the
+    /// request path never touches a reference count.
+    pub fn leak(cores: usize) -> &'static Metrics {
+        let cores = (0..cores.max(1)).map(|_| CachePadded::new(CoreMetrics::default())).collect();
+        Box::leak(Box::new(Metrics { cores }))
+    }
+
+    pub fn core(&'static self, id: usize) -> &'static CoreMetrics {
+        &self.cores[id % self.cores.len()]
+    }
+}

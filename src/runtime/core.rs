@@ -1,0 +1,329 @@
+//! One core's state and the two ways a request reaches a module's owner.
+//!
+//! A [`Core`] lives on exactly one executor and is never shared across
+//! threads. For the modules it owns it holds the single-flight table (one
+//! upstream fetch per missing artifact, however many ask), the short-lived
+//! `list`/`@latest` cache, and the segment writer that fills its index.
+//! Requests for a module owned elsewhere cross to that core through the
+//! channel mesh ([`Core::resolve`]); cache hits normally do not need to,
+//! because every core can read every index without a lock.
+
+use std::cell::{Cell, RefCell};
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::channel_mesh::{Receivers, Senders};
+use glommio::channels::local_channel::{self, LocalSender};
+
+use super::router;
+use crate::config::HitRouting;
+use crate::metrics::{CoreMetrics, Metrics};
+use crate::store::{self, Index, Kind, SegmentWriter, StoredBlob};
+use crate::upstream::{Fetch, FetchError, Fetcher, What};
+
+/// What every core shares: read-only settings and lock-free structures.
+pub struct Shared {
+    pub cores: usize,
+    pub indexes: Arc<[Index]>,
+    pub upstream: Arc<dyn Fetcher>,
+    pub list_ttl: Duration,
+    pub hit_routing: HitRouting,
+    pub metrics: &'static Metrics,
+}
+
+/// An artifact's identity. `version` is empty for `List` and `Latest`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ArtifactKey {
+    pub module: Box<str>,
+    pub version: Box<str>,
+    pub what: What,
+}
+
+/// The bytes of an answer, wherever they live.
+#[derive(Clone, Debug)]
+pub enum Body {
+    /// Published in a segment: served straight from the map.
+    Stored(StoredBlob),
+    /// Held in memory: `list`/`@latest` answers, and blobs the store could
+    /// not take (disk full) passed through to the client.
+    Memory { bytes: Arc<Vec<u8>>, sha256: Option<[u8; 32]> },
+}
+
+impl Body {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Body::Stored(b) => b.bytes(),
+            Body::Memory { bytes, .. } => bytes,
+        }
+    }
+
+    pub fn sha256(&self) -> Option<&[u8; 32]> {
+        match self {
+            Body::Stored(b) => Some(b.sha256()),
+            Body::Memory { sha256, .. } => sha256.as_ref(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Artifact {
+    pub body: Body,
+    /// Served past its TTL because the upstream failed (stale-if-error).
+    pub stale: bool,
+}
+
+pub type Resolved = Result<Artifact, FetchError>;
+
+/// Cross-core messages.
+pub enum Msg {
+    Resolve { call: u64, from: usize, key: ArtifactKey },
+    Resolved { call: u64, result: Resolved },
+}
+
+struct Volatile {
+    bytes: Arc<Vec<u8>>,
+    fetched_at: Instant,
+}
+
+pub fn kind_of(what: What) -> Option<Kind> {
+    match what {
+        What::Info => Some(Kind::Info),
+        What::Mod => Some(Kind::Mod),
+        What::Zip => Some(Kind::Zip),
+        What::List | What::Latest => None,
+    }
+}
+
+pub struct Core {
+    id: usize,
+    shared: Arc<Shared>,
+    metrics: &'static CoreMetrics,
+    writer: SegmentWriter,
+    inflight: RefCell<HashMap<ArtifactKey, Vec<LocalSender<Resolved>>>>,
+    volatile: RefCell<HashMap<ArtifactKey, Volatile>>,
+    peers: Option<Senders<Msg>>,
+    pending: RefCell<HashMap<u64, LocalSender<Resolved>>>,
+    next_call: Cell<u64>,
+}
+
+impl Core {
+    pub fn new(id: usize, shared: Arc<Shared>, writer: SegmentWriter, peers: Option<Senders<Msg>>) -> Rc<Core> {
+        let metrics = shared.metrics.core(id);
+        Rc::new(Core {
+            id,
+            shared,
+            metrics,
+            writer,
+            inflight: RefCell::new(HashMap::new()),
+            volatile: RefCell::new(HashMap::new()),
+            peers,
+            pending: RefCell::new(HashMap::new()),
+            next_call: Cell::new(0),
+        })
+    }
+
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    pub fn metrics(&self) -> &'static CoreMetrics {
+        self.metrics
+    }
+
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    pub fn owner_of(&self, module: &str) -> usize {
+        router::owner_of(module, self.shared.cores)
+    }
+
+    /// A lock-free read of the owning shard's index, from this core.
+    /// Returns `None` when hits are configured to hop to the owner.
+    pub fn local_hit(&self, module: &str, version: &str, kind: Kind) -> Option<StoredBlob> {
+        if self.shared.hit_routing == HitRouting::Owner && self.owner_of(module) != self.id {
+            return None;
+        }
+        let index = &self.shared.indexes[self.owner_of(module)];
+        index.get(module, version, kind).map(|e| e.blob.clone())
+    }
+
+    /// Answers `key` on its owning core: here, or across the mesh.
+    pub async fn resolve(self: &Rc<Self>, key: ArtifactKey) -> Resolved {
+        let owner = self.owner_of(&key.module);
+        match &self.peers {
+            Some(peers) if owner != self.id => {
+                self.metrics.hops.bump();
+                let call = self.next_call.get();
+                self.next_call.set(call.wrapping_add(1));
+                let (tx, rx) = local_channel::new_bounded(1);
+                self.pending.borrow_mut().insert(call, tx);
+                if peers.send_to(owner, Msg::Resolve { call, from: self.id, key }).await.is_err() {
+                    self.pending.borrow_mut().remove(&call);
+                    return Err(internal("owner core is not accepting work"));
+                }
+                rx.recv().await.unwrap_or_else(|| Err(internal("owner core dropped the request")))
+            }
+            _ => self.resolve_owned(key).await,
+        }
+    }
+
+    /// Passes a query (a branch, a commit prefix) straight to the upstream.
+    /// Nothing is cached under the query: it can mean something else tomorrow.
+    pub async fn pass_through(&self, module: &str, query: &str) -> Resolved {
+        self.metrics.upstream_fetches.bump();
+        let upstream = self.shared.upstream.clone();
+        let (module, query) = (module.to_string(), query.to_string());
+        let fetched = glommio::executor()
+            .spawn_blocking(move || upstream.fetch(&Fetch { module: &module, version: &query, what: What::Info }))
+            .await;
+        self.count_upstream_error(&fetched);
+        fetched.map(|bytes| Artifact { body: Body::Memory { bytes: Arc::new(bytes), sha256: None }, stale: false })
+    }
+
+    /// Routes messages from one peer; runs for the life of the core.
+    pub fn listen(self: &Rc<Self>, receivers: &mut Receivers<Msg>) {
+        for (_, rx) in receivers.streams() {
+            let core = self.clone();
+            glommio::spawn_local(async move {
+                while let Some(msg) = rx.recv().await {
+                    core.on_message(msg);
+                }
+            })
+            .detach();
+        }
+    }
+
+    fn on_message(self: &Rc<Self>, msg: Msg) {
+        match msg {
+            Msg::Resolve { call, from, key } => {
+                let core = self.clone();
+                glommio::spawn_local(async move {
+                    let result = core.resolve_owned(key).await;
+                    if let Some(peers) = &core.peers {
+                        let _ = peers.send_to(from, Msg::Resolved { call, result }).await;
+                    }
+                })
+                .detach();
+            }
+            Msg::Resolved { call, result } => {
+                if let Some(tx) = self.pending.borrow_mut().remove(&call) {
+                    // The asker may have gone away (client closed); that is fine.
+                    let _ = tx.try_send(result);
+                }
+            }
+        }
+    }
+
+    fn cached(&self, key: &ArtifactKey) -> Option<Artifact> {
+        match kind_of(key.what) {
+            Some(kind) => self.shared.indexes[self.id]
+                .get(&key.module, &key.version, kind)
+                .map(|e| Artifact { body: Body::Stored(e.blob.clone()), stale: false }),
+            None => {
+                let volatile = self.volatile.borrow();
+                let v = volatile.get(key)?;
+                (v.fetched_at.elapsed() < self.shared.list_ttl).then(|| Artifact { body: Body::Memory { bytes: v.bytes.clone(), sha256: None }, stale: false })
+            }
+        }
+    }
+
+    /// On the owner: a hit, or a wait on the one fill for `key`.
+    async fn resolve_owned(self: &Rc<Self>, key: ArtifactKey) -> Resolved {
+        if let Some(hit) = self.cached(&key) {
+            return Ok(hit);
+        }
+        let (tx, rx) = local_channel::new_bounded(1);
+        let first = match self.inflight.borrow_mut().entry(key.clone()) {
+            MapEntry::Occupied(mut waiters) => {
+                waiters.get_mut().push(tx);
+                false
+            }
+            MapEntry::Vacant(slot) => {
+                slot.insert(vec![tx]);
+                true
+            }
+        };
+        if first {
+            // Detached: the fill must finish even if the client that started it leaves.
+            let core = self.clone();
+            glommio::spawn_local(async move {
+                let result = core.fetch_and_store(&key).await;
+                let waiters = core.inflight.borrow_mut().remove(&key).unwrap_or_default();
+                for w in waiters {
+                    let _ = w.try_send(result.clone());
+                }
+            })
+            .detach();
+        } else {
+            self.metrics.coalesced.bump();
+        }
+        rx.recv().await.unwrap_or_else(|| Err(internal("fill abandoned")))
+    }
+
+    async fn fetch_and_store(&self, key: &ArtifactKey) -> Resolved {
+        self.metrics.upstream_fetches.bump();
+        let upstream = self.shared.upstream.clone();
+        let k = key.clone();
+        let immutable = kind_of(key.what).is_some();
+        // Hash on the blocking thread too: a 500 MiB zip must not stall the reactor.
+        let fetched = glommio::executor()
+            .spawn_blocking(move || {
+                let body = upstream.fetch(&Fetch { module: &k.module, version: &k.version, what: k.what })?;
+                let sha = immutable.then(|| store::record::payload_sha256(&body));
+                Ok::<_, FetchError>((body, sha))
+            })
+            .await;
+        self.count_upstream_error(&fetched);
+        match (kind_of(key.what), fetched) {
+            (None, Ok((body, _))) => {
+                let bytes = Arc::new(body);
+                self.volatile.borrow_mut().insert(key.clone(), Volatile { bytes: bytes.clone(), fetched_at: Instant::now() });
+                Ok(Artifact { body: Body::Memory { bytes, sha256: None }, stale: false })
+            }
+            (None, Err(e)) => {
+                // stale-if-error: a CI build should not fail because the
+                // upstream blinked. A 404/410 is an answer, not a failure.
+                if !matches!(e, FetchError::NotFound { .. }) {
+                    if let Some(v) = self.volatile.borrow().get(key) {
+                        self.metrics.stale_served.bump();
+                        return Ok(Artifact { body: Body::Memory { bytes: v.bytes.clone(), sha256: None }, stale: true });
+                    }
+                }
+                Err(e)
+            }
+            (Some(kind), Ok((body, sha))) => {
+                let sha = sha.unwrap_or_else(|| store::record::payload_sha256(&body));
+                let bytes = Arc::new(body);
+                match self.writer.append(kind, &key.module, &key.version, bytes.clone(), sha).await {
+                    Ok(blob) => {
+                        self.shared.indexes[self.id].insert(&key.module, &key.version, kind, blob.clone());
+                        Ok(Artifact { body: Body::Stored(blob), stale: false })
+                    }
+                    Err(e) => {
+                        // Pass-through: the client still gets its bytes; nothing half-written is published.
+                        self.metrics.store_errors.bump();
+                        log::error!("storing {}@{} ({kind:?}) failed, serving from memory: {e}", key.module, key.version);
+                        Ok(Artifact { body: Body::Memory { bytes, sha256: Some(sha) }, stale: false })
+                    }
+                }
+            }
+            (Some(_), Err(e)) => Err(e),
+        }
+    }
+
+    fn count_upstream_error<T>(&self, r: &Result<T, FetchError>) {
+        if let Err(e) = r {
+            if !matches!(e, FetchError::NotFound { .. }) {
+                self.metrics.upstream_errors.bump();
+            }
+        }
+    }
+}
+
+fn internal(message: &str) -> FetchError {
+    FetchError::Unavailable { upstream: "gomodproxy".into(), message: message.into() }
+}

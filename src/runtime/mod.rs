@@ -1,0 +1,177 @@
+//! The thread-per-core runtime: one glommio executor pinned per CPU, each
+//! with its own listening socket (SO_REUSEPORT), its own connections and
+//! the shard of modules it owns.
+//!
+//! Routing: a request may land on any core (the kernel and the L4 balancer
+//! know nothing of module paths). `router::owner_of(module)` names the core
+//! that owns the module. A cache hit is answered where it landed by a
+//! lock-free read of the owner's index; anything that may change state —
+//! a fill, a `list`/`@latest` refresh — hops to the owner over the channel
+//! mesh, so fills are single-flight without any lock shared between cores.
+//! This module owns start-up and placement; it never parses HTTP or Go paths.
+
+pub mod core;
+pub mod listener;
+pub mod router;
+
+use std::net::SocketAddr;
+use std::os::fd::IntoRawFd;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+use socket2::Socket;
+
+use self::core::{Core, Msg, Shared};
+use crate::config::Config;
+use crate::goproxy::ProxyHandler;
+use crate::metrics::Metrics;
+use crate::store::{RecoveryStats, Store, StoreError};
+use crate::upstream::{FetchOptions, UpstreamChain};
+
+#[derive(Debug)]
+pub enum RuntimeError {
+    Store(StoreError),
+    Bind(SocketAddr, std::io::Error),
+    Executors(String),
+}
+
+impl std::fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuntimeError::Store(e) => write!(f, "opening the store: {e}"),
+            RuntimeError::Bind(addr, e) => write!(f, "listening on {addr}: {e}"),
+            RuntimeError::Executors(e) => write!(f, "starting executors: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RuntimeError {}
+
+/// What the caller learns once every core is accepting.
+pub struct Started {
+    pub addr: SocketAddr,
+    pub recovery: RecoveryStats,
+}
+
+/// Channel capacity between each pair of cores. A full channel makes the
+/// sender wait, which is the back-pressure we want.
+const MESH_CAPACITY: usize = 1024;
+
+/// Runs the server until every executor stops. `on_started` is called once,
+/// when all cores are accepting connections.
+pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), RuntimeError> {
+    let cores = config.cores.max(1);
+    let store = Store::open(&config.data_dir, cores, |m| router::owner_of(m, cores)).map_err(RuntimeError::Store)?;
+    let recovery = store.stats().clone();
+    let (addr, sockets) = listener::bind_all(config.listen, config.backlog, cores).map_err(|e| RuntimeError::Bind(config.listen, e))?;
+
+    let upstream = Arc::new(UpstreamChain::from_config(&config.upstream, FetchOptions { timeout: config.upstream_timeout }));
+    let shared = Arc::new(Shared {
+        cores,
+        indexes: store.indexes(),
+        upstream,
+        list_ttl: config.list_ttl,
+        hit_routing: config.hit_routing,
+        metrics: Metrics::leak(cores),
+    });
+    let short_cache: &'static str = Box::leak(format!("public, max-age={}", config.list_ttl.as_secs()).into_boxed_str());
+    let store = Arc::new(store);
+    // Start-up only: each core takes its own listener out by its mesh id.
+    let sockets: Arc<Mutex<Vec<Option<Socket>>>> = Arc::new(Mutex::new(sockets.into_iter().map(Some).collect()));
+    let mesh = MeshBuilder::<Msg, _>::full(cores, MESH_CAPACITY);
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
+    let per_core_connections = config.max_connections.div_ceil(cores).max(1) as u64;
+
+    let online = glommio::CpuSet::online().map(|s| s.len()).unwrap_or(0);
+    let placement = if cores <= online {
+        PoolPlacement::MaxSpread(cores, None)
+    } else {
+        log::warn!("--cores {cores} exceeds the {online} online CPUs; executors will not be pinned");
+        PoolPlacement::Unbound(cores)
+    };
+    let handles = LocalExecutorPoolBuilder::new(placement)
+        .name("gomodproxy")
+        // We do no DMA file I/O; a small registered region keeps the memlock need low.
+        .io_memory(1 << 20)
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(config.fetch_threads.max(1)))
+        .on_all_shards(move || async move {
+            let started = async {
+                let (peers, mut receivers, id) = if cores > 1 {
+                    let (s, r) = mesh.join().await.map_err(|e| format!("joining the core mesh: {e}"))?;
+                    let id = s.peer_id();
+                    (Some(s), Some(r), id)
+                } else {
+                    (None, None, 0)
+                };
+                let socket = sockets.lock().ok().and_then(|mut s| s.get_mut(id).and_then(Option::take)).ok_or("no listener for this core")?;
+                // SAFETY: the descriptor is a bound, listening TCP socket whose ownership moves here.
+                let listener = unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(socket.into_raw_fd()) };
+                let core = Core::new(id, shared.clone(), store.writer(config.segment_bytes), peers);
+                if let Some(r) = receivers.as_mut() {
+                    core.listen(r);
+                }
+                Ok::<_, String>((core, listener))
+            }
+            .await;
+            let (core, listener) = match started {
+                Ok(x) => x,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(core.id()));
+            accept_loop(core, listener, &config, short_cache, per_core_connections).await;
+        })
+        .map_err(|e| RuntimeError::Executors(e.to_string()))?;
+
+    for _ in 0..cores {
+        match ready_rx.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(RuntimeError::Executors(e)),
+            Err(_) => return Err(RuntimeError::Executors("an executor exited during start-up".into())),
+        }
+    }
+    on_started(Started { addr, recovery });
+    for r in handles.join_all() {
+        if let Err(e) = r {
+            return Err(RuntimeError::Executors(format!("{e:?}")));
+        }
+    }
+    Ok(())
+}
+
+async fn accept_loop(core: Rc<Core>, listener: glommio::net::TcpListener, config: &Config, short_cache: &'static str, max_connections: u64) {
+    let handler = Rc::new(ProxyHandler::new(core.clone(), short_cache));
+    let limits = config.limits;
+    // Per-core connection budget: at the limit we stop accepting and let the
+    // kernel backlog (and the balancer) hold new connections.
+    let slots = Rc::new(glommio::sync::Semaphore::new(max_connections));
+    let metrics = core.metrics();
+    loop {
+        let Ok(slot) = slots.clone().acquire_static_permit(1).await else { return };
+        match listener.accept().await {
+            Ok(stream) => {
+                metrics.connections_accepted.bump();
+                metrics.connections_open.bump();
+                let handler = handler.clone();
+                glommio::spawn_local(async move {
+                    crate::http::serve_connection(stream, &*handler, &limits, metrics).await;
+                    metrics.connections_open.sub(1);
+                    drop(slot);
+                })
+                .detach();
+            }
+            Err(e) => {
+                let e = std::io::Error::from(e);
+                log::warn!("accept: {e}");
+                if crate::http::is_resource_exhaustion(&e) {
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The per-shard index: (module, version, kind) → published blob.
+//!
+//! One index per core. Only the owning core inserts (fills are single-flight
+//! on the owner), but every core may read it: lookups are lock-free
+//! (crossbeam's epoch-based skip list), so a cache hit costs neither a lock
+//! nor a hop to another core. The index never decides what to store and never
+//! holds an entry whose bytes are not durable.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+use crossbeam_skiplist::SkipMap;
+
+use super::record::Kind;
+use super::segment::StoredBlob;
+
+/// The in-memory key hash. Seeds are fixed so every core computes the same
+/// value; it never reaches the disk, so the hash function may change freely.
+fn key_hasher() -> ahash::RandomState {
+    ahash::RandomState::with_seeds(0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89)
+}
+
+pub fn key_hash(module: &str, version: &str, kind: Kind) -> u64 {
+    let mut h = key_hasher().build_hasher();
+    h.write(module.as_bytes());
+    h.write_u8(0);
+    h.write(version.as_bytes());
+    h.write_u8(kind as u8);
+    h.finish()
+}
+
+/// One published blob and, on a 64-bit hash collision, the next one.
+#[derive(Debug)]
+pub struct Entry {
+    /// "module@version"; `module_len` splits it.
+    key: Box<str>,
+    module_len: usize,
+    kind: Kind,
+    pub blob: StoredBlob,
+    next: Option<Arc<Entry>>,
+}
+
+impl Entry {
+    fn is(&self, module: &str, version: &str, kind: Kind) -> bool {
+        self.kind == kind
+            && self.key.len() == module.len() + 1 + version.len()
+            && &self.key[..self.module_len] == module
+            && &self.key[self.module_len + 1..] == version
+    }
+
+    pub fn module(&self) -> &str {
+        &self.key[..self.module_len]
+    }
+
+    pub fn version(&self) -> &str {
+        &self.key[self.module_len + 1..]
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
+#[derive(Default)]
+pub struct Index {
+    map: SkipMap<u64, Arc<Entry>>,
+}
+
+impl Index {
+    pub fn new() -> Index {
+        Index::default()
+    }
+
+    /// Lock-free; callable from any core.
+    pub fn get(&self, module: &str, version: &str, kind: Kind) -> Option<Arc<Entry>> {
+        self.get_hashed(key_hash(module, version, kind), module, version, kind)
+    }
+
+    fn get_hashed(&self, hash: u64, module: &str, version: &str, kind: Kind) -> Option<Arc<Entry>> {
+        let head = self.map.get(&hash)?;
+        let mut cur = Some(head.value());
+        while let Some(e) = cur {
+            if e.is(module, version, kind) {
+                return Some(e.clone());
+            }
+            cur = e.next.as_ref();
+        }
+        None
+    }
+
+    /// Publishes `blob`, replacing any older entry for the same key. Must be
+    /// called only by the owning core (or before the cores start): the
+    /// read-modify-write of a collision chain assumes a single writer.
+    pub fn insert(&self, module: &str, version: &str, kind: Kind, blob: StoredBlob) {
+        self.insert_hashed(key_hash(module, version, kind), module, version, kind, blob)
+    }
+
+    fn insert_hashed(&self, hash: u64, module: &str, version: &str, kind: Kind, blob: StoredBlob) {
+        let mut next = None;
+        if let Some(old) = self.map.get(&hash) {
+            // Rebuild the chain without the key being replaced. Collisions
+            // are astronomically rare, so this stays O(1) in practice.
+            let mut cur = Some(old.value());
+            while let Some(e) = cur {
+                if !e.is(module, version, kind) {
+                    next = Some(Arc::new(Entry {
+                        key: e.key.clone(),
+                        module_len: e.module_len,
+                        kind: e.kind,
+                        blob: e.blob.clone(),
+                        next: next.take(),
+                    }));
+                }
+                cur = e.next.as_ref();
+            }
+        }
+        let mut key = String::with_capacity(module.len() + 1 + version.len());
+        key.push_str(module);
+        key.push('@');
+        key.push_str(version);
+        let entry = Arc::new(Entry { key: key.into_boxed_str(), module_len: module.len(), kind, blob, next });
+        self.map.insert(hash, entry);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::segment::Segment;
+
+    fn blob(tag: u8) -> StoredBlob {
+        let f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut &f, &[tag; 16]).unwrap();
+        let seg = Arc::new(Segment::map(1, &f, 16).unwrap());
+        StoredBlob::new(seg, 0, 16, [tag; 32]).unwrap()
+    }
+
+    #[test]
+    fn distinguishes_module_version_and_kind() {
+        let idx = Index::new();
+        idx.insert("example.com/a", "v1.0.0", Kind::Zip, blob(1));
+        idx.insert("example.com/a", "v1.0.0", Kind::Mod, blob(2));
+        // Same concatenation, different split: must not alias.
+        assert!(idx.get("example.com/a@v1", ".0.0", Kind::Zip).is_none());
+        assert_eq!(idx.get("example.com/a", "v1.0.0", Kind::Zip).unwrap().blob.bytes()[0], 1);
+        assert_eq!(idx.get("example.com/a", "v1.0.0", Kind::Mod).unwrap().blob.bytes()[0], 2);
+        assert!(idx.get("example.com/a", "v1.0.1", Kind::Zip).is_none());
+    }
+
+    #[test]
+    fn insert_replaces_and_keeps_collision_neighbours() {
+        let idx = Index::new();
+        idx.insert("example.com/a", "v1.0.0", Kind::Info, blob(1));
+        idx.insert("example.com/a", "v1.0.0", Kind::Info, blob(3));
+        assert_eq!(idx.len(), 1);
+        assert_eq!(idx.get("example.com/a", "v1.0.0", Kind::Info).unwrap().blob.bytes()[0], 3);
+    }
+
+    #[test]
+    fn colliding_hashes_chain_instead_of_overwriting() {
+        let idx = Index::new();
+        idx.insert_hashed(42, "example.com/a", "v1.0.0", Kind::Zip, blob(1));
+        idx.insert_hashed(42, "example.com/b", "v2.0.0", Kind::Zip, blob(2));
+        idx.insert_hashed(42, "example.com/c", "v3.0.0", Kind::Mod, blob(3));
+        idx.insert_hashed(42, "example.com/b", "v2.0.0", Kind::Zip, blob(4));
+        let get = |m, v, k| idx.get_hashed(42, m, v, k).map(|e| e.blob.bytes()[0]);
+        assert_eq!(get("example.com/a", "v1.0.0", Kind::Zip), Some(1));
+        assert_eq!(get("example.com/b", "v2.0.0", Kind::Zip), Some(4));
+        assert_eq!(get("example.com/c", "v3.0.0", Kind::Mod), Some(3));
+        assert_eq!(get("example.com/c", "v3.0.0", Kind::Zip), None);
+    }
+}

@@ -1,0 +1,234 @@
+//! The segment store: blobs (`.info`, `.mod`, `.zip`) kept in append-only,
+//! checksummed segment files under `--data`, indexed in memory by
+//! (module, version, kind), and served straight from read-only maps.
+//!
+//! This module owns the bytes on disk and the rules that make them safe:
+//! header-last writes, start-up recovery that cuts torn tails, verification
+//! of segments that were open during a crash. It never talks to the network
+//! and never decides what deserves caching: that is the caller's business.
+
+pub mod index;
+pub mod record;
+pub mod segment;
+pub mod writer;
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use index::Index;
+pub use record::Kind;
+pub use segment::StoredBlob;
+pub use writer::SegmentWriter;
+
+use record::{align_up, decode_header, payload_sha256, HEADER_LEN};
+use segment::Segment;
+
+#[derive(Debug)]
+pub enum StoreError {
+    Io(io::Error),
+    /// Another process holds the data directory.
+    Locked(PathBuf),
+    KeyTooLong,
+    Corrupt(&'static str),
+    Closed,
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Io(e) => write!(f, "store I/O error: {e}"),
+            StoreError::Locked(p) => write!(f, "data directory {} is in use by another process", p.display()),
+            StoreError::KeyTooLong => write!(f, "module path and version too long to store"),
+            StoreError::Corrupt(what) => write!(f, "store corrupt: {what}"),
+            StoreError::Closed => write!(f, "store is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}
+
+/// What start-up recovery found and did.
+#[derive(Debug, Default, Clone)]
+pub struct RecoveryStats {
+    pub segments: usize,
+    pub records: usize,
+    /// Records whose payload checksum was re-verified (segments left open by a crash).
+    pub records_verified: usize,
+    /// Bytes cut off torn or corrupt tails.
+    pub bytes_cut: u64,
+    pub segments_skipped: usize,
+    pub elapsed: Duration,
+}
+
+/// An opened store: the recovered indexes (one per shard) and what the
+/// per-core writers need.
+pub struct Store {
+    segments_dir: PathBuf,
+    next_segment_id: Arc<AtomicU64>,
+    indexes: Arc<[Index]>,
+    stats: RecoveryStats,
+    // Held for the life of the store: the flock on `LOCK`.
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `data_dir`, recovering
+    /// every segment and distributing entries to `shards` indexes by
+    /// `shard_of(module)`.
+    pub fn open(data_dir: &Path, shards: usize, shard_of: impl Fn(&str) -> usize) -> Result<Store, StoreError> {
+        let started = Instant::now();
+        fs::create_dir_all(data_dir)?;
+        let lock = lock_dir(data_dir)?;
+        let segments_dir = data_dir.join("segments");
+        fs::create_dir_all(&segments_dir)?;
+
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&segments_dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            match name.to_str().and_then(segment::parse_segment_file_name) {
+                Some(id) => ids.push(id),
+                None => log::warn!("ignoring unexpected file {:?} in {}", name, segments_dir.display()),
+            }
+        }
+        ids.sort_unstable();
+
+        let indexes: Vec<Index> = (0..shards.max(1)).map(|_| Index::new()).collect();
+        let mut stats = RecoveryStats::default();
+        for &id in &ids {
+            let publish = |module: &str, version: &str, kind: Kind, blob: StoredBlob| {
+                indexes[shard_of(module) % indexes.len()].insert(module, version, kind, blob);
+            };
+            match recover_segment(&segments_dir, id, &mut stats, publish) {
+                Ok(()) => stats.segments += 1,
+                Err(e) => {
+                    // A segment we cannot read is skipped, not fatal: its blobs
+                    // will be fetched again.
+                    log::error!("skipping segment {}: {e}", segment::segment_file_name(id));
+                    stats.segments_skipped += 1;
+                }
+            }
+        }
+        stats.elapsed = started.elapsed();
+        let next = ids.last().map_or(1, |last| last + 1);
+        Ok(Store { segments_dir, next_segment_id: Arc::new(AtomicU64::new(next)), indexes: indexes.into(), stats, _lock: lock })
+    }
+
+    pub fn indexes(&self) -> Arc<[Index]> {
+        self.indexes.clone()
+    }
+
+    pub fn stats(&self) -> &RecoveryStats {
+        &self.stats
+    }
+
+    /// A writer for one core. Every writer draws segment ids from the same
+    /// counter, so segment files never collide.
+    pub fn writer(&self, segment_bytes: u64) -> SegmentWriter {
+        SegmentWriter::new(self.segments_dir.clone(), self.next_segment_id.clone(), segment_bytes)
+    }
+}
+
+fn lock_dir(data_dir: &Path) -> Result<File, StoreError> {
+    let path = data_dir.join("LOCK");
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        return Err(if err.kind() == io::ErrorKind::WouldBlock { StoreError::Locked(data_dir.to_path_buf()) } else { StoreError::Io(err) });
+    }
+    Ok(file)
+}
+
+struct Found {
+    record_start: u64,
+    data_offset: u64,
+    len: u64,
+    sha256: [u8; 32],
+    kind: Kind,
+    key_start: u64,
+    key_len: u64,
+}
+
+/// Scans one segment's headers. A segment without a seal record was open when
+/// the process last stopped: its payloads are verified, its tail cut at the
+/// first bad record, and it is sealed so the next start-up can trust it.
+fn recover_segment(dir: &Path, id: u64, stats: &mut RecoveryStats, mut publish: impl FnMut(&str, &str, Kind, StoredBlob)) -> io::Result<()> {
+    let path = segment::segment_path(dir, id);
+    let file = OpenOptions::new().read(true).write(true).open(&path)?;
+    let file_len = file.metadata()?.len();
+    let mut seg = Arc::new(Segment::map(id, &file, file_len)?);
+
+    let mut found: Vec<Found> = Vec::new();
+    let mut offset = 0u64;
+    let mut sealed = false;
+    while offset + HEADER_LEN as u64 <= file_len {
+        let Some(rest) = seg.get(offset, file_len - offset) else { break };
+        let Ok(h) = decode_header(rest) else { break };
+        if h.kind == Kind::Seal {
+            sealed = true;
+            offset += h.record_len();
+            break;
+        }
+        let key_start = offset + HEADER_LEN as u64;
+        let data_offset = key_start + h.key_len as u64;
+        let Some(end) = data_offset.checked_add(h.payload_len) else { break };
+        if end > file_len {
+            break;
+        }
+        found.push(Found { record_start: offset, data_offset, len: h.payload_len, sha256: h.sha256, kind: h.kind, key_start, key_len: h.key_len as u64 });
+        offset += h.record_len();
+    }
+    let mut valid_end = offset.min(file_len);
+
+    if !sealed {
+        for (i, f) in found.iter().enumerate() {
+            let ok = seg.get(f.data_offset, f.len).is_some_and(|p| payload_sha256(p) == f.sha256);
+            stats.records_verified += 1;
+            if !ok {
+                log::warn!("segment {}: record at {} fails its checksum; cutting here", segment::segment_file_name(id), f.record_start);
+                valid_end = f.record_start;
+                found.truncate(i);
+                break;
+            }
+        }
+        if valid_end < file_len {
+            stats.bytes_cut += file_len - valid_end;
+            log::warn!("segment {}: cut {} bytes of torn tail", segment::segment_file_name(id), file_len - valid_end);
+            file.set_len(valid_end)?;
+            seg = Arc::new(Segment::map(id, &file, valid_end)?);
+        }
+        // Sealing is an optimisation; a failure only means verifying again next time.
+        if let Err(e) = segment::write_seal(&file, align_up(valid_end)) {
+            log::warn!("could not seal recovered segment {}: {e}", segment::segment_file_name(id));
+        }
+    }
+
+    for f in found {
+        let key = seg.get(f.key_start, f.key_len).and_then(|k| std::str::from_utf8(k).ok()).and_then(|k| k.split_once('@'));
+        let Some((module, version)) = key else {
+            log::warn!("segment {}: record at {} has a malformed key; skipped", segment::segment_file_name(id), f.record_start);
+            continue;
+        };
+        if let Some(blob) = StoredBlob::new(seg.clone(), f.data_offset, f.len, f.sha256) {
+            publish(module, version, f.kind, blob);
+            stats.records += 1;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

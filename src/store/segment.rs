@@ -1,0 +1,151 @@
+//! Segment files: append-only files of records, mapped read-only for serving.
+//!
+//! A segment is written by exactly one core (its [`super::writer`]) and read
+//! by any core through its shared read-only map. Readers only ever touch
+//! ranges that were published after being synced, so a map larger than the
+//! file (the active segment) is never read past its end.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::{Mmap, MmapOptions};
+
+use super::record::{self, Kind, HEADER_LEN};
+
+/// One segment file, mapped read-only.
+pub struct Segment {
+    id: u64,
+    map: Mmap,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Segment({:016x}, {} bytes mapped)", self.id, self.map.len())
+    }
+}
+
+impl Segment {
+    /// Maps `len` bytes of `file` (which may be shorter: the active segment
+    /// grows into its map).
+    pub fn map(id: u64, file: &File, len: u64) -> io::Result<Segment> {
+        if len == 0 {
+            // A zero-length map is an error for mmap(2); keep one page so
+            // empty segments behave like any other.
+            return Self::map(id, file, 4096);
+        }
+        let len = usize::try_from(len).map_err(|_| io::Error::other("segment larger than the address space"))?;
+        // SAFETY: the map is read-only and we only read ranges that this
+        // process wrote and synced (or verified at start-up). The store's
+        // directory is locked against other gomodproxy processes.
+        let map = unsafe { MmapOptions::new().len(len).map(file)? };
+        Ok(Segment { id, map })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The bytes in `offset..offset+len`, if the map covers them.
+    pub fn get(&self, offset: u64, len: u64) -> Option<&[u8]> {
+        let start = usize::try_from(offset).ok()?;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        self.map.get(start..end)
+    }
+
+    pub fn mapped_len(&self) -> u64 {
+        self.map.len() as u64
+    }
+}
+
+/// A published blob: a checked range of a segment.
+#[derive(Clone, Debug)]
+pub struct StoredBlob {
+    segment: Arc<Segment>,
+    offset: u64,
+    len: u64,
+    sha256: [u8; 32],
+}
+
+impl StoredBlob {
+    /// Checks the range once here so that [`StoredBlob::bytes`] cannot fail.
+    pub fn new(segment: Arc<Segment>, offset: u64, len: u64, sha256: [u8; 32]) -> Option<StoredBlob> {
+        segment.get(offset, len)?;
+        Some(StoredBlob { segment, offset, len, sha256 })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        // The range was checked in `new` and maps never shrink.
+        self.segment.get(self.offset, self.len).unwrap_or_default()
+    }
+
+    pub fn sha256(&self) -> &[u8; 32] {
+        &self.sha256
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+pub fn segment_file_name(id: u64) -> String {
+    format!("{id:016x}.seg")
+}
+
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let hex = name.strip_suffix(".seg")?;
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(segment_file_name(id))
+}
+
+/// Creates a new, empty segment file and makes its directory entry durable.
+pub fn create(dir: &Path, id: u64) -> io::Result<File> {
+    let file = OpenOptions::new().read(true).write(true).create_new(true).open(segment_path(dir, id))?;
+    File::open(dir)?.sync_all()?;
+    Ok(file)
+}
+
+/// Writes one record at `offset` with the header-last protocol: key and
+/// payload, sync, header, sync. A crash at any point leaves either no valid
+/// header at `offset` (a torn tail that recovery cuts off) or a whole record.
+pub fn write_record(file: &File, offset: u64, kind: Kind, key: &str, payload: &[u8], sha256: &[u8; 32], stored_at_ms: u64) -> io::Result<u64> {
+    let body_at = offset + HEADER_LEN as u64;
+    file.write_all_at(key.as_bytes(), body_at)?;
+    file.write_all_at(payload, body_at + key.len() as u64)?;
+    file.sync_data()?;
+    let header = record::encode_header(kind, key, payload.len() as u64, sha256, stored_at_ms);
+    file.write_all_at(&header, offset)?;
+    file.sync_data()?;
+    Ok(record::align_up(HEADER_LEN as u64 + key.len() as u64 + payload.len() as u64))
+}
+
+/// Appends the seal record that says "closed, every record before me verified".
+pub fn write_seal(file: &File, offset: u64) -> io::Result<u64> {
+    let empty = record::payload_sha256(&[]);
+    write_record(file, offset, Kind::Seal, "", &[], &empty, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_round_trip_and_reject_lookalikes() {
+        assert_eq!(parse_segment_file_name(&segment_file_name(0xabc)), Some(0xabc));
+        for bad in ["0000000000000abc", "0000000000000ABC.seg", "abc.seg", "000000000000000g.seg", "../0000000000000abc.seg"] {
+            assert_eq!(parse_segment_file_name(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Recovery tests: what start-up does with whole, torn and corrupt segments.
+
+use super::*;
+use std::os::unix::fs::FileExt;
+
+fn owner(_: &str) -> usize {
+    0
+}
+
+/// Writes records back to back into a new segment, as the writer would.
+fn write_segment(dir: &Path, id: u64, records: &[(&str, &str, Kind, &[u8])]) -> (File, Vec<u64>) {
+    let seg_dir = dir.join("segments");
+    fs::create_dir_all(&seg_dir).unwrap();
+    let file = segment::create(&seg_dir, id).unwrap();
+    let mut offsets = Vec::new();
+    let mut at = 0;
+    for (m, v, k, payload) in records {
+        offsets.push(at);
+        at += segment::write_record(&file, at, *k, &format!("{m}@{v}"), payload, &payload_sha256(payload), 1).unwrap();
+    }
+    offsets.push(at);
+    (file, offsets)
+}
+
+fn get(store: &Store, m: &str, v: &str, k: Kind) -> Option<Vec<u8>> {
+    store.indexes()[0].get(m, v, k).map(|e| e.blob.bytes().to_vec())
+}
+
+#[test]
+fn recovers_whole_records_and_seals_the_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    write_segment(dir.path(), 1, &[("example.com/a", "v1.0.0", Kind::Info, b"{}"), ("example.com/a", "v1.0.0", Kind::Zip, b"PK-zip-bytes")]);
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    assert_eq!(store.stats().records, 2);
+    assert_eq!(store.stats().records_verified, 2, "an unsealed segment is verified");
+    assert_eq!(get(&store, "example.com/a", "v1.0.0", Kind::Zip).as_deref(), Some(&b"PK-zip-bytes"[..]));
+    drop(store);
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    assert_eq!(store.stats().records, 2);
+    assert_eq!(store.stats().records_verified, 0, "sealed on first recovery, trusted after");
+}
+
+#[test]
+fn cuts_a_torn_tail_at_every_possible_length() {
+    let payloads: [&[u8]; 3] = [b"first", b"second-payload", b"third-payload-longer"];
+    let template = tempfile::tempdir().unwrap();
+    let (_, offsets) = write_segment(template.path(), 1, &[("example.com/a", "v1.0.0", Kind::Mod, payloads[0]), ("example.com/b", "v1.0.0", Kind::Mod, payloads[1]), ("example.com/c", "v1.0.0", Kind::Mod, payloads[2])]);
+    let full = fs::read(template.path().join("segments").join(segment::segment_file_name(1))).unwrap();
+    for cut in 0..full.len() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("segments")).unwrap();
+        fs::write(dir.path().join("segments").join(segment::segment_file_name(1)), &full[..cut]).unwrap();
+        let store = Store::open(dir.path(), 1, owner).unwrap();
+        // Record i survives exactly when its bytes (not its padding) are all there.
+        for (i, m) in ["example.com/a", "example.com/b", "example.com/c"].iter().enumerate() {
+            let whole = cut as u64 >= offsets[i] + HEADER_LEN as u64 + format!("{m}@v1.0.0").len() as u64 + payloads[i].len() as u64;
+            let got = get(&store, m, "v1.0.0", Kind::Mod);
+            assert_eq!(got.is_some(), whole, "cut at {cut}, record {i}");
+            if let Some(bytes) = got {
+                assert_eq!(bytes, payloads[i]);
+            }
+        }
+    }
+}
+
+#[test]
+fn cuts_at_a_record_whose_payload_does_not_match_its_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, offsets) = write_segment(dir.path(), 1, &[("example.com/a", "v1.0.0", Kind::Zip, b"good"), ("example.com/b", "v1.0.0", Kind::Zip, b"will-rot"), ("example.com/c", "v1.0.0", Kind::Zip, b"after")]);
+    let rot_at = offsets[1] + HEADER_LEN as u64 + "example.com/b@v1.0.0".len() as u64;
+    file.write_all_at(b"X", rot_at).unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    assert!(get(&store, "example.com/a", "v1.0.0", Kind::Zip).is_some());
+    assert!(get(&store, "example.com/b", "v1.0.0", Kind::Zip).is_none(), "corrupt payload must never be served");
+    assert!(get(&store, "example.com/c", "v1.0.0", Kind::Zip).is_none(), "nothing after a cut is trusted");
+    assert!(store.stats().bytes_cut > 0);
+}
+
+#[test]
+fn garbage_files_and_garbage_segments_do_not_stop_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg_dir = dir.path().join("segments");
+    fs::create_dir_all(&seg_dir).unwrap();
+    fs::write(seg_dir.join("notes.txt"), b"hello").unwrap();
+    fs::write(seg_dir.join(segment::segment_file_name(7)), vec![0xA5u8; 10_000]).unwrap();
+    fs::write(seg_dir.join(segment::segment_file_name(8)), b"").unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    assert_eq!(store.stats().records, 0);
+    assert_eq!(store.indexes()[0].len(), 0);
+}
+
+#[test]
+fn later_records_win_and_entries_go_to_their_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    write_segment(dir.path(), 1, &[("example.com/a", "v1.0.0", Kind::Mod, b"old")]);
+    write_segment(dir.path(), 2, &[("example.com/a", "v1.0.0", Kind::Mod, b"new"), ("example.com/b", "v1.0.0", Kind::Mod, b"b")]);
+    let shard = |m: &str| usize::from(m.ends_with('b'));
+    let store = Store::open(dir.path(), 2, shard).unwrap();
+    let idx = store.indexes();
+    assert_eq!(idx[0].get("example.com/a", "v1.0.0", Kind::Mod).unwrap().blob.bytes(), b"new");
+    assert!(idx[0].get("example.com/b", "v1.0.0", Kind::Mod).is_none());
+    assert_eq!(idx[1].get("example.com/b", "v1.0.0", Kind::Mod).unwrap().blob.bytes(), b"b");
+}
+
+#[test]
+fn a_data_directory_is_used_by_one_process_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Store::open(dir.path(), 1, owner).unwrap();
+    assert!(matches!(Store::open(dir.path(), 1, owner), Err(StoreError::Locked(_))));
+}
+
+#[test]
+fn the_writer_appends_publishable_records_and_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    let writer = store.writer(1 << 20);
+    let big = Arc::new(vec![7u8; (1 << 20) + 5]);
+    let small = Arc::new(b"module example.com/a\n".to_vec());
+    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
+    let (a, b, c) = ex.run(async {
+        let a = writer.append(Kind::Mod, "example.com/a", "v1.0.0", small.clone(), payload_sha256(&small)).await.unwrap();
+        let b = writer.append(Kind::Zip, "example.com/a", "v1.0.0", big.clone(), payload_sha256(&big)).await.unwrap();
+        let c = writer.append(Kind::Mod, "example.com/b", "v1.0.0", small.clone(), payload_sha256(&small)).await.unwrap();
+        (a, b, c)
+    });
+    assert_eq!(a.bytes(), &small[..]);
+    assert_eq!(b.bytes(), &big[..]);
+    assert_eq!(c.bytes(), &small[..]);
+    let segments = fs::read_dir(dir.path().join("segments")).unwrap().count();
+    assert_eq!(segments, 3, "the oversized blob got a segment of its own, and the next record a fresh one");
+    drop(store);
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    assert_eq!(store.stats().records, 3);
+    assert_eq!(get(&store, "example.com/a", "v1.0.0", Kind::Zip).unwrap(), *big);
+}

@@ -1,0 +1,53 @@
+//! `file://` upstream: a directory in the GOPROXY file layout (the layout of
+//! `$GOMODCACHE/cache/download`). Reads only below its root.
+
+use std::fs::File;
+use std::io::{ErrorKind, Read};
+use std::path::PathBuf;
+
+use super::{Fetch, FetchError, Fetcher};
+
+pub struct FileFetcher {
+    root: PathBuf,
+    name: String,
+}
+
+impl FileFetcher {
+    pub fn new(root: PathBuf) -> FileFetcher {
+        let name = format!("file://{}", root.display());
+        FileFetcher { root, name }
+    }
+}
+
+impl Fetcher for FileFetcher {
+    fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
+        // protocol_path is built from validated, escaped elements: no `..`,
+        // no leading `/`, so the join stays below the root.
+        let path = self.root.join(req.protocol_path()?);
+        let not_found = || FetchError::NotFound { gone: false, message: format!("not found: {}", req.protocol_path().unwrap_or_default()) };
+        let fail = |e: std::io::Error| FetchError::Unavailable { upstream: self.name.clone(), message: e.to_string() };
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => return Err(not_found()),
+            Err(e) => return Err(fail(e)),
+        };
+        let meta = file.metadata().map_err(fail)?;
+        if !meta.is_file() {
+            return Err(not_found());
+        }
+        let cap = req.what.size_cap();
+        if meta.len() > cap {
+            return Err(FetchError::TooLarge { upstream: self.name.clone(), limit: cap });
+        }
+        let mut body = Vec::with_capacity(meta.len() as usize);
+        file.take(cap + 1).read_to_end(&mut body).map_err(fail)?;
+        if body.len() as u64 > cap {
+            return Err(FetchError::TooLarge { upstream: self.name.clone(), limit: cap });
+        }
+        Ok(body)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}

@@ -1,0 +1,212 @@
+//! Upstream fetchers: where a miss is answered from.
+//!
+//! Owns the [`Fetcher`] trait (the seam a Git fetcher and a checksum-database
+//! client plug into), the GOPROXY list semantics that chain fetchers, the
+//! concrete `file://` and `http(s)://` fetchers, and the validation every
+//! upstream answer passes before anyone may store or serve it. Fetchers are
+//! blocking and run on the executors' blocking pools; they never touch the
+//! store or the index, and never see a request that failed validation.
+
+pub mod file;
+pub mod http;
+pub mod validate;
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::config::{Fallback, UpstreamList as ListConfig, UpstreamSpec};
+
+/// What is being asked of an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum What {
+    List,
+    Latest,
+    Info,
+    Mod,
+    Zip,
+}
+
+impl What {
+    /// The most bytes an upstream may send for this kind of answer.
+    pub fn size_cap(self) -> u64 {
+        match self {
+            What::Info | What::Latest => 64 << 10,
+            What::List => 16 << 20,
+            What::Mod => 16 << 20,
+            What::Zip => 500 << 20,
+        }
+    }
+}
+
+/// One upstream request. `module` and `version` are decoded (not `!`-escaped)
+/// and already validated; `version` is empty for `List` and `Latest`.
+#[derive(Debug, Clone, Copy)]
+pub struct Fetch<'a> {
+    pub module: &'a str,
+    pub version: &'a str,
+    pub what: What,
+}
+
+impl Fetch<'_> {
+    /// The GOPROXY-protocol path below the base, with `!`-escaping applied.
+    pub fn protocol_path(&self) -> Result<String, FetchError> {
+        let module = crate::gomod::module::escape_path(self.module).map_err(|e| FetchError::Invalid(e.to_string()))?;
+        Ok(match self.what {
+            What::List => format!("{module}/@v/list"),
+            What::Latest => format!("{module}/@latest"),
+            What::Info | What::Mod | What::Zip => {
+                let version = crate::gomod::module::escape_version(self.version).map_err(|e| FetchError::Invalid(e.to_string()))?;
+                let ext = match self.what {
+                    What::Info => "info",
+                    What::Mod => "mod",
+                    _ => "zip",
+                };
+                format!("{module}/@v/{version}.{ext}")
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// 404 or 410: the upstream does not have it. The message is the
+    /// upstream's own (the go command shows it to its user).
+    NotFound { gone: bool, message: String },
+    /// The upstream could not be reached or failed (5xx, reset, refused).
+    Unavailable { upstream: String, message: String },
+    Timeout { upstream: String },
+    TooLarge { upstream: String, limit: u64 },
+    /// The upstream answered something that is not a valid answer.
+    Invalid(String),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::NotFound { message, .. } => f.write_str(message),
+            FetchError::Unavailable { upstream, message } => write!(f, "upstream {upstream} failed: {message}"),
+            FetchError::Timeout { upstream } => write!(f, "upstream {upstream} timed out"),
+            FetchError::TooLarge { upstream, limit } => write!(f, "upstream {upstream} sent more than {limit} bytes"),
+            FetchError::Invalid(why) => write!(f, "invalid upstream response: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+/// A source of GOPROXY answers. Blocking: call it from a blocking pool.
+pub trait Fetcher: Send + Sync {
+    fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError>;
+    /// A name for logs and error messages (never includes credentials).
+    fn name(&self) -> &str;
+}
+
+/// Upstream settings that are not part of the list itself.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchOptions {
+    pub timeout: Duration,
+}
+
+/// A GOPROXY list: fetchers tried in order, falling through as `,` and `|` say.
+pub struct UpstreamChain {
+    entries: Vec<(Box<dyn Fetcher>, Fallback)>,
+    name: String,
+}
+
+impl UpstreamChain {
+    pub fn from_config(list: &ListConfig, opts: FetchOptions) -> UpstreamChain {
+        let entries = list
+            .entries
+            .iter()
+            .map(|e| {
+                let f: Box<dyn Fetcher> = match &e.spec {
+                    UpstreamSpec::File(dir) => Box::new(file::FileFetcher::new(dir.clone())),
+                    UpstreamSpec::Http(base) => Box::new(http::HttpFetcher::new(base.clone(), opts)),
+                };
+                (f, e.fallback)
+            })
+            .collect();
+        Self::new(entries)
+    }
+
+    pub fn new(entries: Vec<(Box<dyn Fetcher>, Fallback)>) -> UpstreamChain {
+        let name = entries.iter().map(|(f, _)| f.name()).collect::<Vec<_>>().join(",");
+        UpstreamChain { entries, name }
+    }
+}
+
+impl Fetcher for UpstreamChain {
+    fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
+        let mut last = FetchError::NotFound { gone: false, message: "not found: no upstream configured".into() };
+        for (fetcher, fallback) in &self.entries {
+            match fetcher.fetch(req).and_then(|body| validate::validate(req, &body).map(|()| body)) {
+                Ok(body) => return Ok(body),
+                Err(e) => {
+                    let fall_through = matches!(e, FetchError::NotFound { .. }) || *fallback == Fallback::OnAnyError;
+                    if !matches!(e, FetchError::NotFound { .. }) {
+                        log::warn!("{} {}: {e}", fetcher.name(), req.protocol_path().unwrap_or_default());
+                    }
+                    last = e;
+                    if !fall_through {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Canned(Result<&'static [u8], FetchError>, AtomicUsize);
+    impl Fetcher for Canned {
+        fn fetch(&self, _: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.clone().map(|b| b.to_vec())
+        }
+        fn name(&self) -> &str {
+            "canned"
+        }
+    }
+    fn canned(r: Result<&'static [u8], FetchError>) -> Box<dyn Fetcher> {
+        Box::new(Canned(r, AtomicUsize::new(0)))
+    }
+    const REQ: Fetch<'static> = Fetch { module: "example.com/a", version: "", what: What::List };
+    fn down() -> FetchError {
+        FetchError::Unavailable { upstream: "x".into(), message: "refused".into() }
+    }
+    fn missing() -> FetchError {
+        FetchError::NotFound { gone: false, message: "not found".into() }
+    }
+
+    #[test]
+    fn comma_falls_through_only_on_not_found() {
+        let chain = UpstreamChain::new(vec![(canned(Err(missing())), Fallback::OnNotFound), (canned(Ok(b"v1.0.0\n")), Fallback::OnNotFound)]);
+        assert_eq!(chain.fetch(&REQ).unwrap(), b"v1.0.0\n");
+        let chain = UpstreamChain::new(vec![(canned(Err(down())), Fallback::OnNotFound), (canned(Ok(b"v1.0.0\n")), Fallback::OnNotFound)]);
+        assert_eq!(chain.fetch(&REQ), Err(down()));
+    }
+
+    #[test]
+    fn pipe_falls_through_on_any_error() {
+        let chain = UpstreamChain::new(vec![(canned(Err(down())), Fallback::OnAnyError), (canned(Ok(b"v1.0.0\n")), Fallback::OnNotFound)]);
+        assert_eq!(chain.fetch(&REQ).unwrap(), b"v1.0.0\n");
+    }
+
+    #[test]
+    fn invalid_answers_count_as_errors() {
+        let info = Fetch { module: "example.com/a", version: "v1.0.0", what: What::Info };
+        let chain = UpstreamChain::new(vec![(canned(Ok(b"{\"Version\":\"v9.9.9\"}")), Fallback::OnAnyError), (canned(Ok(b"{\"Version\":\"v1.0.0\"}")), Fallback::OnNotFound)]);
+        assert_eq!(chain.fetch(&info).unwrap(), b"{\"Version\":\"v1.0.0\"}");
+        let chain = UpstreamChain::new(vec![(canned(Ok(b"{\"Version\":\"v9.9.9\"}")), Fallback::OnNotFound)]);
+        assert!(matches!(chain.fetch(&info), Err(FetchError::Invalid(_))));
+    }
+}
