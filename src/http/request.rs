@@ -71,7 +71,11 @@ pub fn parse<'a>(buf: &'a [u8], limits: &HttpLimits) -> Result<Parsed<'a>, HttpE
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return partial(buf, limits),
         Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadersTooLarge),
-        Err(httparse::Error::Version) => return Err(HttpError::VersionNotSupported),
+        // "HTTP/2.0" is a version we do not speak; "FTP/1.0" is not HTTP at all.
+        Err(httparse::Error::Version) => {
+            let line = &buf[..request_line_len(buf).unwrap_or(buf.len())];
+            return Err(if line.windows(6).any(|w| w == b" HTTP/") { HttpError::VersionNotSupported } else { HttpError::Malformed("malformed request line") });
+        }
         Err(_) => {
             // A target too long for our limit can also confuse the parser first; report the real reason.
             if request_line_len(buf).is_none_or(|n| n > limits.max_uri_bytes + 32) && buf.len() > limits.max_uri_bytes {
@@ -191,5 +195,6 @@ mod tests {
         assert!(matches!(e(b"GET\x00 / HTTP/1.1\r\n\r\n"), Some(HttpError::Malformed(_))));
         assert!(matches!(e(b"GET http://h/x HTTP/1.1\r\nHost: h\r\n\r\n"), Some(HttpError::Malformed(_))));
         assert_eq!(e(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"), Some(HttpError::VersionNotSupported));
+        assert!(matches!(e(b"GET / FTP/1.0\r\nHost: x\r\n\r\n"), Some(HttpError::Malformed(_))));
     }
 }

@@ -272,7 +272,10 @@ impl Core {
         // Hash on the blocking thread too: a 500 MiB zip must not stall the reactor.
         let fetched = glommio::executor()
             .spawn_blocking(move || {
-                let body = upstream.fetch(&Fetch { module: &k.module, version: &k.version, what: k.what })?;
+                let body = match k.what {
+                    What::Latest => crate::upstream::latest(&*upstream, &k.module)?,
+                    what => upstream.fetch(&Fetch { module: &k.module, version: &k.version, what })?,
+                };
                 let sha = immutable.then(|| store::record::payload_sha256(&body));
                 Ok::<_, FetchError>((body, sha))
             })

@@ -28,7 +28,8 @@ impl Fetcher for FileFetcher {
         let fail = |e: std::io::Error| FetchError::Unavailable { upstream: self.name.clone(), message: e.to_string() };
         let file = match File::open(&path) {
             Ok(f) => f,
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => return Err(not_found()),
+            // A name too long for the filesystem names no file that could exist.
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) || e.raw_os_error() == Some(libc::ENAMETOOLONG) => return Err(not_found()),
             Err(e) => return Err(fail(e)),
         };
         let meta = file.metadata().map_err(fail)?;

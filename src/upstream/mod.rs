@@ -107,6 +107,29 @@ pub struct FetchOptions {
     pub timeout: Duration,
 }
 
+/// `@latest` for upstreams that do not answer it (the file layout has no
+/// `@latest`): the highest release in `list`, else the highest pre-release,
+/// answered with that version's `.info`, as the go command itself would pick.
+pub fn latest(upstream: &dyn Fetcher, module: &str) -> Result<Vec<u8>, FetchError> {
+    let direct = upstream.fetch(&Fetch { module, version: "", what: What::Latest });
+    let Err(FetchError::NotFound { .. }) = direct else { return direct };
+    let list = upstream.fetch(&Fetch { module, version: "", what: What::List })?;
+    let text = String::from_utf8_lossy(&list);
+    let versions = text.lines().filter_map(|l| l.split_whitespace().next()).filter(|v| crate::gomod::module::canonical_version(v).is_some_and(|c| c == *v));
+    let best = versions.fold(None::<&str>, |best, v| match best {
+        None => Some(v),
+        // A release beats any pre-release; otherwise semver order decides.
+        Some(b) => {
+            let (vp, bp) = (crate::gomod::semver::is_prerelease(v), crate::gomod::semver::is_prerelease(b));
+            if (bp && !vp) || (vp == bp && crate::gomod::semver::compare(v, b).is_gt()) { Some(v) } else { Some(b) }
+        }
+    });
+    match best {
+        Some(version) => upstream.fetch(&Fetch { module, version, what: What::Info }),
+        None => direct,
+    }
+}
+
 /// A GOPROXY list: fetchers tried in order, falling through as `,` and `|` say.
 pub struct UpstreamChain {
     entries: Vec<(Box<dyn Fetcher>, Fallback)>,
@@ -199,6 +222,29 @@ mod tests {
     fn pipe_falls_through_on_any_error() {
         let chain = UpstreamChain::new(vec![(canned(Err(down())), Fallback::OnAnyError), (canned(Ok(b"v1.0.0\n")), Fallback::OnNotFound)]);
         assert_eq!(chain.fetch(&REQ).unwrap(), b"v1.0.0\n");
+    }
+
+    struct Tree(&'static [u8]);
+    impl Fetcher for Tree {
+        fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
+            match req.what {
+                What::List => Ok(self.0.to_vec()),
+                What::Info => Ok(format!("{{\"Version\":\"{}\"}}", req.version).into_bytes()),
+                _ => Err(missing()),
+            }
+        }
+        fn name(&self) -> &str {
+            "tree"
+        }
+    }
+
+    #[test]
+    fn latest_falls_back_to_the_highest_release_in_the_list() {
+        let info = |list| String::from_utf8(latest(&Tree(list), "example.com/a").unwrap()).unwrap();
+        assert_eq!(info(b"v1.0.0\nv1.10.0\nv1.2.0-rc.1\nv1.9.0\n"), "{\"Version\":\"v1.10.0\"}");
+        assert_eq!(info(b"v1.2.0-rc.1\nv1.2.0-rc.2 extra\n"), "{\"Version\":\"v1.2.0-rc.2\"}");
+        assert_eq!(info(b"v2.0.0+incompatible\nv1.0.0\nbogus\n"), "{\"Version\":\"v2.0.0+incompatible\"}");
+        assert!(matches!(latest(&Tree(b""), "example.com/a"), Err(FetchError::NotFound { .. })));
     }
 
     #[test]

@@ -1,0 +1,162 @@
+//! Micro-benchmarks of the request hot path, and the one number the routing
+//! design rests on: what a hop to another core costs compared with reading
+//! the owner's index in place.
+//!
+//! `cargo bench --bench hot_path` (pin with `taskset -c 0,1`; the hop needs two CPUs).
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+use gomodproxy::config::{Fallback, HitRouting, HttpLimits};
+use gomodproxy::goproxy::path;
+use gomodproxy::http::request;
+use gomodproxy::http::response::{self, Body, Response};
+use gomodproxy::metrics::Metrics;
+use gomodproxy::runtime::core::{ArtifactKey, Core, Msg, Shared};
+use gomodproxy::runtime::router;
+use gomodproxy::store::{record, Kind, Store};
+use gomodproxy::upstream::{file::FileFetcher, Fetcher, UpstreamChain, What};
+
+const REQUEST: &[u8] = b"GET /example.com/!camel!case/lib/@v/v1.4.2.zip HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: Go-http-client/1.1\r\nAccept-Encoding: gzip\r\n\r\n";
+
+fn wire(c: &mut Criterion) {
+    let limits = HttpLimits::default();
+    c.bench_function("http/parse_request", |b| {
+        b.iter(|| match request::parse(black_box(REQUEST), &limits) {
+            Ok(request::Parsed::Complete(r, n)) => black_box((r.target.len(), n)),
+            _ => unreachable!(),
+        })
+    });
+    c.bench_function("goproxy/decode_and_validate_path", |b| {
+        b.iter(|| black_box(path::parse(black_box("/example.com/!camel!case/lib/@v/v1.4.2.zip")).is_ok()))
+    });
+    c.bench_function("goproxy/decode_and_validate_path_no_escapes", |b| {
+        b.iter(|| black_box(path::parse(black_box("/example.com/org/lib/v2/@v/v2.4.2.info")).is_ok()))
+    });
+    c.bench_function("runtime/owner_of", |b| b.iter(|| black_box(router::owner_of(black_box("example.com/org/lib/v2"), 64))));
+    let resp = Response { status: 200, content_type: response::ZIP, cache_control: response::IMMUTABLE, etag: Some([0x5a; 32]), body: Body::Empty };
+    let mut out = Vec::with_capacity(256);
+    c.bench_function("http/write_response_head", |b| {
+        b.iter(|| {
+            response::write_head(&mut out, black_box(&resp), black_box(41_943_040), true);
+            black_box(out.len())
+        })
+    });
+}
+
+/// A store with `n` published artifacts, one shard per core.
+fn filled_store(dir: &std::path::Path, cores: usize, n: usize) -> Store {
+    let store = Store::open(dir, cores, |m| router::owner_of(m, cores)).expect("store");
+    let writer = store.writer(1 << 30);
+    let indexes = store.indexes();
+    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().expect("executor");
+    ex.run(async {
+        let payload = Arc::new(vec![0u8; 64]);
+        let sha = record::payload_sha256(&payload);
+        for i in 0..n {
+            let module = format!("example.com/org{}/mod{i}", i % 100);
+            let blob = writer.append(Kind::Info, &module, "v1.0.0", payload.clone(), sha).await.expect("append");
+            indexes[router::owner_of(&module, cores)].insert(&module, "v1.0.0", Kind::Info, blob);
+        }
+    });
+    store
+}
+
+fn index_lookup(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = filled_store(dir.path(), 1, 100_000);
+    let index = &store.indexes()[0];
+    let mut group = c.benchmark_group("store");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    group.bench_function("index_lookup_hit_100k", |b| {
+        b.iter(|| {
+            i = (i + 7919) % 100_000;
+            let module = format!("example.com/org{}/mod{i}", i % 100);
+            black_box(index.get(&module, "v1.0.0", Kind::Info).is_some())
+        })
+    });
+    group.bench_function("index_lookup_miss_100k", |b| b.iter(|| black_box(index.get(black_box("example.com/none/x"), "v1.0.0", Kind::Info).is_none())));
+    group.finish();
+}
+
+/// Round trips from core 0 to the owner (core 1) through `Core::resolve`,
+/// answered from the owner's index: the cost a hit would pay if it always
+/// hopped (`--hit-routing owner`), against the in-place read it pays now.
+fn cross_core_hop(c: &mut Criterion) {
+    if glommio::CpuSet::online().map(|s| s.len()).unwrap_or(0) < 2 {
+        eprintln!("cross-core hop bench needs two CPUs; skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(filled_store(dir.path(), 2, 1_000));
+    let module: String = (0..1_000).map(|i| format!("example.com/org{}/mod{i}", i % 100)).find(|m| router::owner_of(m, 2) == 1).expect("a module owned by core 1");
+    let empty = tempfile::tempdir().expect("tempdir");
+    let fetcher: Box<dyn Fetcher> = Box::new(FileFetcher::new(empty.path().to_path_buf()));
+    let shared = Arc::new(Shared {
+        cores: 2,
+        indexes: store.indexes(),
+        upstream: Arc::new(UpstreamChain::new(vec![(fetcher, Fallback::OnNotFound)])),
+        list_ttl: Duration::from_secs(60),
+        hit_routing: HitRouting::Local,
+        metrics: Metrics::leak(2),
+    });
+    let (work_tx, work_rx) = crossbeam_channel::unbounded::<(u64, bool)>();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Duration>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mesh = MeshBuilder::<Msg, _>::full(2, 1024);
+    let handles = {
+        let stop = stop.clone();
+        LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(2, None))
+            .io_memory(1 << 20)
+            .on_all_shards(move || async move {
+                let (senders, mut receivers) = mesh.join().await.expect("mesh");
+                let id = senders.peer_id();
+                let core = Core::new(id, shared.clone(), store.writer(1 << 20), Some(senders));
+                core.listen(&mut receivers);
+                while !stop.load(Ordering::Relaxed) {
+                    // Only core 0 takes work; core 1 must stay free to answer.
+                    let work = if id == 0 { work_rx.try_recv().ok() } else { None };
+                    let Some((iters, hop)) = work else {
+                        glommio::timer::sleep(Duration::from_micros(200)).await;
+                        continue;
+                    };
+                    let key = ArtifactKey { module: module.clone().into(), version: "v1.0.0".into(), what: What::Info };
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        if hop {
+                            black_box(core.resolve(key.clone()).await.is_ok());
+                        } else {
+                            black_box(core.local_hit(&key.module, &key.version, Kind::Info).is_some());
+                        }
+                    }
+                    let _ = done_tx.send(started.elapsed());
+                }
+            })
+            .expect("executors")
+    };
+    let mut group = c.benchmark_group("runtime");
+    group.bench_function("hit_via_cross_core_hop", |b| {
+        b.iter_custom(|iters| {
+            work_tx.send((iters, true)).expect("send");
+            done_rx.recv().expect("elapsed")
+        })
+    });
+    group.bench_function("hit_via_local_index_read", |b| {
+        b.iter_custom(|iters| {
+            work_tx.send((iters, false)).expect("send");
+            done_rx.recv().expect("elapsed")
+        })
+    });
+    group.finish();
+    stop.store(true, Ordering::Relaxed);
+    handles.join_all();
+}
+
+criterion_group!(benches, wire, index_lookup, cross_core_hop);
+criterion_main!(benches);
