@@ -85,6 +85,9 @@ fn count_status(metrics: &CoreMetrics, status: u16) {
 /// a response says `Connection: close`.
 pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, limits: &HttpLimits, metrics: &CoreMetrics) {
     let _ = stream.set_nodelay(true);
+    if send::make_nonblocking(&stream).is_err() {
+        return;
+    }
     let _ = stream.set_write_timeout(Some(limits.write_timeout));
     let mut buf = ReadBuf::new();
     let mut head = Vec::with_capacity(256);
@@ -103,7 +106,8 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
                 let full = resp.body.bytes();
                 let body = if send_body && resp.status != 304 { full } else { &[][..] };
                 response::write_head(&mut head, &resp, full.len(), keep_alive);
-                if send::send(&mut stream, &head, body).await.is_err() {
+                let file = if body.is_empty() { None } else { resp.body.file_range() };
+                if send::send(&mut stream, &head, body, file).await.is_err() {
                     return;
                 }
                 metrics.body_bytes.add(body.len() as u64);
@@ -139,7 +143,7 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
                 count_status(metrics, e.status());
                 let resp = Response::text(e.status(), Body::Static(e.message()));
                 response::write_head(&mut head, &resp, resp.body.bytes().len(), false);
-                let _ = send::send(&mut stream, &head, resp.body.bytes()).await;
+                let _ = send::send(&mut stream, &head, resp.body.bytes(), None).await;
                 let _ = stream.close().await;
                 return;
             }

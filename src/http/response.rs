@@ -21,6 +21,14 @@ impl Body {
             Body::Artifact(a) => a.bytes(),
         }
     }
+
+    /// The descriptor and offset holding [`Body::bytes`], if they lie in a file.
+    pub fn file_range(&self) -> Option<(std::os::fd::RawFd, u64)> {
+        match self {
+            Body::Artifact(a) => a.file_range(),
+            _ => None,
+        }
+    }
 }
 
 pub struct Response {

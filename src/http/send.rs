@@ -1,34 +1,31 @@
-//! Writing a response to the socket without copying its body.
+//! Writing a response to the socket without copying its body through user space.
 //!
-//! The head and body go out in one vectored, non-blocking `sendmsg` when the
-//! socket has room (the common case: one syscall per response). Whatever is
-//! left is written straight from where the body lives (a segment map, for
-//! blobs) in bounded chunks, yielding between them so one client pulling a
-//! huge zip cannot starve the other connections on this core.
+//! Small responses go out as one vectored, non-blocking `sendmsg` of head and
+//! body (one syscall per response). Large bodies that lie in a segment file
+//! go out with `sendfile(2)`, which hands page-cache pages to the socket
+//! without the copy a `send` from the map would cost. When the socket is
+//! full we wait for it through glommio (whose write path sends from the map
+//! once the socket is writable), then go back to `sendfile`. Bodies are sent
+//! in bounded turns with a yield between them, so one client pulling a huge
+//! zip cannot starve the other connections on this core.
+//!
+//! glommio drives sockets with `MSG_DONTWAIT` calls and readiness polls, so
+//! marking a socket `O_NONBLOCK` (needed for `sendfile`) changes nothing for it.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
 /// Bytes written per turn before other connections on the core get theirs.
-pub const FAIR_CHUNK: usize = 256 << 10;
+pub const FAIR_CHUNK: usize = 1 << 20;
+/// Below this, head and body in one `sendmsg` beat a separate `sendfile`.
+const SENDFILE_MIN: usize = 64 << 10;
 
-/// One non-blocking vectored send of `head` then `body`. Ok(0) if it would block.
-fn try_sendmsg(fd: i32, head: &[u8], body: &[u8]) -> io::Result<usize> {
-    let mut iov = [
-        libc::iovec { iov_base: head.as_ptr() as *mut libc::c_void, iov_len: head.len() },
-        libc::iovec { iov_base: body.as_ptr() as *mut libc::c_void, iov_len: body.len() },
-    ];
-    // SAFETY: msghdr is plain data; zeroed is a valid empty value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_mut_ptr();
-    msg.msg_iovlen = if body.is_empty() { 1 } else { 2 };
+fn retry_eintr(mut f: impl FnMut() -> isize) -> io::Result<usize> {
     loop {
-        // SAFETY: the iovecs point into live slices for the duration of the call;
-        // the kernel only reads them.
-        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        let n = f();
         if n >= 0 {
             return Ok(n as usize);
         }
@@ -41,10 +38,46 @@ fn try_sendmsg(fd: i32, head: &[u8], body: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// Sends `head` and `body` completely; returns the body bytes sent.
-pub async fn send(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
-    let first_body = body.len().min(FAIR_CHUNK);
-    let mut sent = try_sendmsg(stream.as_raw_fd(), head, &body[..first_body])?;
+/// One non-blocking vectored send of `head` then `body`. Ok(0) if it would block.
+fn try_sendmsg(fd: RawFd, head: &[u8], body: &[u8], more: bool) -> io::Result<usize> {
+    let mut iov = [
+        libc::iovec { iov_base: head.as_ptr() as *mut libc::c_void, iov_len: head.len() },
+        libc::iovec { iov_base: body.as_ptr() as *mut libc::c_void, iov_len: body.len() },
+    ];
+    // SAFETY: msghdr is plain data; zeroed is a valid empty value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = if body.is_empty() { 1 } else { 2 };
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+    // SAFETY: the iovecs point into live slices for the duration of the call; the kernel only reads them.
+    retry_eintr(|| unsafe { libc::sendmsg(fd, &msg, flags) as isize })
+}
+
+/// Non-blocking sendfile of `len` bytes at `offset` of `file`. Ok(0) if it would block.
+fn try_sendfile(sock: RawFd, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {
+    let mut off = offset as libc::off_t;
+    // SAFETY: plain descriptors and an offset we own; the kernel copies nothing into our memory.
+    retry_eintr(|| unsafe { libc::sendfile(sock, file, &mut off, len) as isize })
+}
+
+/// Makes the socket non-blocking so `sendfile` never stalls the executor.
+pub fn make_nonblocking(stream: &TcpStream) -> io::Result<()> {
+    let fd = stream.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `head` and `body` completely. `file`, when given, holds `body` at
+/// that offset (and the socket must be non-blocking, see [`make_nonblocking`]).
+pub async fn send(stream: &mut TcpStream, head: &[u8], body: &[u8], file: Option<(RawFd, u64)>) -> io::Result<()> {
+    let sock = stream.as_raw_fd();
+    let use_sendfile = file.is_some() && body.len() >= SENDFILE_MIN;
+    let first = if use_sendfile { &[][..] } else { &body[..body.len().min(FAIR_CHUNK)] };
+    let mut sent = try_sendmsg(sock, head, first, use_sendfile)?;
     if sent < head.len() {
         stream.write_all(&head[sent..]).await?;
         sent = head.len();
@@ -52,8 +85,17 @@ pub async fn send(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Resul
     let mut pos = sent - head.len();
     while pos < body.len() {
         let end = body.len().min(pos + FAIR_CHUNK);
-        stream.write_all(&body[pos..end]).await?;
-        pos = end;
+        match file {
+            Some((fd, offset)) if use_sendfile => match try_sendfile(sock, fd, offset + pos as u64, end - pos)? {
+                // Socket full: wait for room (glommio sends part of the turn from the map once writable).
+                0 => pos += stream.write(&body[pos..end]).await?,
+                n => pos += n,
+            },
+            _ => {
+                stream.write_all(&body[pos..end]).await?;
+                pos = end;
+            }
+        }
         if pos < body.len() {
             glommio::executor().yield_now().await;
         }

@@ -60,6 +60,14 @@ impl Body {
         }
     }
 
+    /// Where the bytes lie in a file, when they do (sendfile can serve them).
+    pub fn file_range(&self) -> Option<(std::os::fd::RawFd, u64)> {
+        match self {
+            Body::Stored(b) => Some(b.file_range()),
+            Body::Memory { .. } => None,
+        }
+    }
+
     pub fn sha256(&self) -> Option<&[u8; 32]> {
         match self {
             Body::Stored(b) => Some(b.sha256()),

@@ -85,12 +85,16 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let per_core_connections = config.max_connections.div_ceil(cores).max(1) as u64;
 
-    let online = glommio::CpuSet::online().map(|s| s.len()).unwrap_or(0);
-    let placement = if cores <= online {
-        PoolPlacement::MaxSpread(cores, None)
-    } else {
-        log::warn!("--cores {cores} exceeds the {online} online CPUs; executors will not be pinned");
-        PoolPlacement::Unbound(cores)
+    let placement = match allowed_cpus() {
+        Some(cpus) if cores <= cpus.len() => PoolPlacement::MaxSpread(cores, Some(cpus)),
+        Some(cpus) => {
+            log::warn!("--cores {cores} exceeds the {} CPUs this process may run on; executors will not be pinned", cpus.len());
+            PoolPlacement::Unbound(cores)
+        }
+        None => {
+            log::warn!("could not read the CPU topology; executors will not be pinned");
+            PoolPlacement::Unbound(cores)
+        }
     };
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("gomodproxy")
@@ -142,6 +146,22 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         }
     }
     Ok(())
+}
+
+/// The online CPUs this process is allowed on. glommio places executors
+/// over all online CPUs; restricting the set honours `taskset`, cgroup
+/// cpusets and systemd's `CPUAffinity=`, as an operator expects.
+fn allowed_cpus() -> Option<glommio::CpuSet> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut mask) };
+    let online = glommio::CpuSet::online().ok()?;
+    if rc != 0 {
+        return Some(online);
+    }
+    // SAFETY: CPU_ISSET reads the mask we own; cpu ids come from sysfs and are < CPU_SETSIZE.
+    let set = online.filter(|l| l.cpu < libc::CPU_SETSIZE as usize && unsafe { libc::CPU_ISSET(l.cpu, &mask) });
+    (!set.is_empty()).then_some(set)
 }
 
 async fn accept_loop(core: Rc<Core>, listener: glommio::net::TcpListener, config: &Config, short_cache: &'static str, max_connections: u64) {

@@ -7,6 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +20,9 @@ use super::record::{self, Kind, HEADER_LEN};
 pub struct Segment {
     id: u64,
     map: Mmap,
+    /// Kept open for sendfile(2): the kernel can then move page-cache pages
+    /// to the socket without a copy through the map.
+    file: File,
 }
 
 impl std::fmt::Debug for Segment {
@@ -41,7 +45,7 @@ impl Segment {
         // process wrote and synced (or verified at start-up). The store's
         // directory is locked against other gomodproxy processes.
         let map = unsafe { MmapOptions::new().len(len).map(file)? };
-        Ok(Segment { id, map })
+        Ok(Segment { id, map, file: file.try_clone()? })
     }
 
     pub fn id(&self) -> u64 {
@@ -79,6 +83,11 @@ impl StoredBlob {
     pub fn bytes(&self) -> &[u8] {
         // The range was checked in `new` and maps never shrink.
         self.segment.get(self.offset, self.len).unwrap_or_default()
+    }
+
+    /// The segment's descriptor and the blob's offset in it, for sendfile(2).
+    pub fn file_range(&self) -> (RawFd, u64) {
+        (self.segment.file.as_raw_fd(), self.offset)
     }
 
     pub fn sha256(&self) -> &[u8; 32] {
