@@ -24,6 +24,8 @@ pub struct Config {
     pub hit_routing: HitRouting,
     pub fetch_threads: usize,
     pub upstream_timeout: Duration,
+    /// How long SIGTERM waits for open connections before exiting.
+    pub drain_timeout: Duration,
 }
 
 /// Where a cache hit is answered.

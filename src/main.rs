@@ -99,6 +99,10 @@ struct ServeArgs {
     /// Total time allowed for one upstream fetch.
     #[arg(long, env = "GOMODPROXY_UPSTREAM_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
     upstream_timeout: Duration,
+
+    /// On SIGTERM/SIGINT: stop accepting, then wait this long for open connections to finish.
+    #[arg(long, env = "GOMODPROXY_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    drain_timeout: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -179,6 +183,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
         hit_routing: args.hit_routing,
         fetch_threads: args.fetch_threads,
         upstream_timeout: args.upstream_timeout,
+        drain_timeout: args.drain_timeout,
     })
 }
 

@@ -83,6 +83,10 @@ impl Metrics {
         Box::leak(Box::new(Metrics { cores }))
     }
 
+    pub fn connections_open(&self) -> u64 {
+        self.cores.iter().map(|c| c.connections_open.get()).sum()
+    }
+
     pub fn core(&'static self, id: usize) -> &'static CoreMetrics {
         &self.cores[id % self.cores.len()]
     }

@@ -99,7 +99,8 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
         match request::parse(buf.filled(), limits) {
             Ok(Parsed::Complete(req, used)) => {
                 metrics.requests.bump();
-                let keep_alive = req.keep_alive;
+                // While draining, finish this response and close.
+                let keep_alive = req.keep_alive && !crate::runtime::draining();
                 let send_body = req.method == Method::Get;
                 let resp = handler.handle(&req).await;
                 count_status(metrics, resp.status);
@@ -113,7 +114,8 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
                 metrics.body_bytes.add(body.len() as u64);
                 buf.consume(used);
                 request_began = if buf.is_empty() { None } else { Some(Instant::now()) };
-                if !keep_alive {
+                // A drain that began while this response was going out ends the connection too.
+                if !keep_alive || crate::runtime::draining() {
                     let _ = stream.close().await;
                     return;
                 }

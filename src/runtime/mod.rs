@@ -15,7 +15,8 @@ pub mod listener;
 pub mod router;
 
 use std::net::SocketAddr;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::rc::Rc;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -56,6 +57,65 @@ pub struct Started {
     pub recovery: RecoveryStats,
 }
 
+/// Set once a shutdown signal arrives: connections finish their current
+/// response and close instead of waiting for another request.
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::Relaxed)
+}
+
+/// Blocks SIGTERM and SIGINT in this thread (and so in every thread spawned
+/// after it) so that only the drain thread receives them.
+fn block_shutdown_signals() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local set; pthread_sigmask on this thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// On SIGTERM/SIGINT: stop accepting (the balancer's health checks fail over
+/// and the backlog drains to other hosts), let open connections finish what
+/// they are sending for up to `grace`, then exit. A second signal exits at
+/// once. Nothing needs flushing: every published record is already durable.
+fn spawn_drain_thread(signals: libc::sigset_t, listeners: Vec<RawFd>, metrics: &'static Metrics, grace: Duration) {
+    std::thread::Builder::new()
+        .name("gomodproxy-signals".into())
+        .spawn(move || {
+            let mut sig: libc::c_int = 0;
+            // SAFETY: sigwait on a set of blocked signals, writing into a local.
+            if unsafe { libc::sigwait(&signals, &mut sig) } != 0 {
+                return;
+            }
+            log::info!("signal {sig}: no longer accepting; draining connections for up to {grace:?}");
+            DRAINING.store(true, Ordering::Relaxed);
+            for fd in listeners {
+                // SAFETY: shutdown on a listening socket we own wakes its accept with an error.
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            }
+            std::thread::spawn(move || {
+                let mut again: libc::c_int = 0;
+                // SAFETY: as above.
+                if unsafe { libc::sigwait(&signals, &mut again) } == 0 {
+                    log::warn!("second signal {again}: exiting now");
+                    std::process::exit(1);
+                }
+            });
+            let deadline = std::time::Instant::now() + grace;
+            while metrics.connections_open() > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            log::info!("drained ({} connections still open); exiting", metrics.connections_open());
+            std::process::exit(0);
+        })
+        .ok();
+}
+
 /// Channel capacity between each pair of cores. A full channel makes the
 /// sender wait, which is the back-pressure we want.
 const MESH_CAPACITY: usize = 1024;
@@ -69,17 +129,21 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let (addr, sockets) = listener::bind_all(config.listen, config.backlog, cores).map_err(|e| RuntimeError::Bind(config.listen, e))?;
 
     let upstream = Arc::new(UpstreamChain::from_config(&config.upstream, FetchOptions { timeout: config.upstream_timeout }));
+    let drain_metrics = Metrics::leak(cores);
     let shared = Arc::new(Shared {
         cores,
         indexes: store.indexes(),
         upstream,
         list_ttl: config.list_ttl,
         hit_routing: config.hit_routing,
-        metrics: Metrics::leak(cores),
+        metrics: drain_metrics,
     });
+    let drain_timeout = config.drain_timeout;
     let short_cache: &'static str = Box::leak(format!("public, max-age={}", config.list_ttl.as_secs()).into_boxed_str());
     let store = Arc::new(store);
     // Start-up only: each core takes its own listener out by its mesh id.
+    let signals = block_shutdown_signals();
+    let listener_fds: Vec<RawFd> = sockets.iter().map(|s| s.as_raw_fd()).collect();
     let sockets: Arc<Mutex<Vec<Option<Socket>>>> = Arc::new(Mutex::new(sockets.into_iter().map(Some).collect()));
     let mesh = MeshBuilder::<Msg, _>::full(cores, MESH_CAPACITY);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
@@ -139,6 +203,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
             Err(_) => return Err(RuntimeError::Executors("an executor exited during start-up".into())),
         }
     }
+    spawn_drain_thread(signals, listener_fds, drain_metrics, drain_timeout);
     on_started(Started { addr, recovery });
     for r in handles.join_all() {
         if let Err(e) = r {
@@ -184,6 +249,14 @@ async fn accept_loop(core: Rc<Core>, listener: glommio::net::TcpListener, config
                     drop(slot);
                 })
                 .detach();
+            }
+            Err(_) if draining() => {
+                // Keep the executor (and so its connections) alive until they
+                // finish; the drain thread enforces the grace period.
+                while metrics.connections_open.get() > 0 {
+                    glommio::timer::sleep(Duration::from_millis(20)).await;
+                }
+                return;
             }
             Err(e) => {
                 let e = std::io::Error::from(e);
