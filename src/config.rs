@@ -17,7 +17,8 @@ pub struct Config {
     pub upstream: UpstreamList,
     pub cores: usize,
     pub backlog: u32,
-    pub max_connections: usize,
+    /// `None`: the open-file limit less what segments, cores and upstreams need.
+    pub max_connections: Option<usize>,
     pub limits: HttpLimits,
     pub list_ttl: Duration,
     pub segment_bytes: u64,

@@ -54,7 +54,7 @@ struct ServeArgs {
     backlog: u32,
 
     /// Most open client connections, split evenly across cores.
-    /// Default: the open-file limit less a reserve for segments and upstreams.
+    /// Default: the open-file limit less a reserve for segment files, cores and upstreams.
     #[arg(long, env = "GOMODPROXY_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
 
@@ -134,16 +134,6 @@ fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).filter(|&b| b >= 1 << 20).ok_or_else(|| format!("{s:?}: segments must be at least 1MiB"))
 }
 
-fn open_file_limit() -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        lim.rlim_cur
-    } else {
-        1024
-    }
-}
-
 fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
     let (list, source) = match args.upstream {
         Some(list) => (list, UpstreamSource::Flag),
@@ -158,8 +148,6 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
         Some(n) => n,
         None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     };
-    // Reserve descriptors for segments, upstream connections and io_uring.
-    let max_connections = args.max_connections.unwrap_or_else(|| (open_file_limit().saturating_sub(256) as usize).max(64));
     if args.max_header_bytes < 1024 || args.max_uri_bytes < 256 || args.max_uri_bytes >= args.max_header_bytes {
         anyhow::bail!("need --max-uri-bytes >= 256 and --max-header-bytes >= 1024 and larger than --max-uri-bytes");
     }
@@ -169,7 +157,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
         upstream,
         cores,
         backlog: args.backlog,
-        max_connections,
+        max_connections: args.max_connections,
         limits: HttpLimits {
             max_uri_bytes: args.max_uri_bytes,
             max_head_bytes: args.max_header_bytes,

@@ -21,9 +21,31 @@ fn one(addr: SocketAddr, backlog: u32) -> io::Result<Socket> {
     Ok(sock)
 }
 
+/// SO_REUSEPORT would let a second server of the same user join this port
+/// and silently take part of its traffic. A plain bind first fails if
+/// anyone listens there already.
+fn ensure_port_free(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    probe.bind(&addr.into()).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(e.kind(), "address already in use (is another gomodproxy running there?)")
+        } else {
+            e
+        }
+    })
+}
+
 /// Binds `count` listeners to `addr`. A port of 0 is resolved by the first
 /// bind, and the rest join that port.
 pub fn bind_all(addr: SocketAddr, backlog: u32, count: usize) -> io::Result<(SocketAddr, Vec<Socket>)> {
+    ensure_port_free(addr)?;
     let first = one(addr, backlog)?;
     let local = first.local_addr()?.as_socket().ok_or_else(|| io::Error::other("listener has no inet address"))?;
     let mut all = vec![first];

@@ -147,7 +147,9 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let sockets: Arc<Mutex<Vec<Option<Socket>>>> = Arc::new(Mutex::new(sockets.into_iter().map(Some).collect()));
     let mesh = MeshBuilder::<Msg, _>::full(cores, MESH_CAPACITY);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
-    let per_core_connections = config.max_connections.div_ceil(cores).max(1) as u64;
+    let max_connections = config.max_connections.unwrap_or_else(|| default_max_connections(cores, recovery.segments));
+    log::info!("accepting up to {max_connections} connections");
+    let per_core_connections = max_connections.div_ceil(cores).max(1) as u64;
 
     let placement = match allowed_cpus() {
         Some(cpus) if cores <= cpus.len() => PoolPlacement::MaxSpread(cores, Some(cpus)),
@@ -211,6 +213,18 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         }
     }
     Ok(())
+}
+
+/// Connections the open-file limit leaves room for: each segment keeps a
+/// descriptor (for sendfile), each core a handful (rings, eventfds, its
+/// listener, its active segment), each upstream fetch thread a connection,
+/// plus room for the store to grow by a few hundred segments.
+fn default_max_connections(cores: usize, segments: usize) -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we pass.
+    let nofile = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 { lim.rlim_cur } else { 1024 };
+    let reserve = 256 + 16 * cores as u64 + segments as u64 + 256;
+    (nofile.saturating_sub(reserve) as usize).max(64)
 }
 
 /// The online CPUs this process is allowed on. glommio places executors
