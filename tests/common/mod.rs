@@ -668,6 +668,8 @@ pub struct Server {
     addr: SocketAddr,
     /// Incremented per (re)start so log lines say which process wrote them.
     generation: usize,
+    /// Every stderr line of every process this Server started, in order.
+    logs: Arc<Mutex<Vec<String>>>,
 }
 
 static SERVER_SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -697,6 +699,7 @@ impl Server {
             child: None,
             addr: "127.0.0.1:0".parse().unwrap(),
             generation: SERVER_SEQ.fetch_add(1, Ordering::Relaxed),
+            logs: Arc::new(Mutex::new(Vec::new())),
         };
         s.spawn();
         s
@@ -737,10 +740,14 @@ impl Server {
         // so a failing test shows what the server logged.
         let stderr = child.stderr.take().unwrap();
         let etag = tag.clone();
+        let logs = self.logs.clone();
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 match line {
-                    Ok(l) => eprintln!("[{etag} stderr] {l}"),
+                    Ok(l) => {
+                        eprintln!("[{etag} stderr] {l}");
+                        logs.lock().unwrap().push(l);
+                    }
                     Err(_) => break,
                 }
             }
@@ -809,8 +816,35 @@ impl Server {
         &self.opts
     }
 
+    /// Every stderr line the server processes started by this `Server`
+    /// have written so far (all generations, in order).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until some stderr line satisfies `pred`.
+    pub fn wait_for_log(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
+        wait_until(timeout, || self.logs.lock().unwrap().iter().any(|l| pred(l)))
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Waits (bounded) for the server to exit on its own; None if it did not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let st = self.child.as_mut()?.try_wait().expect("try_wait");
+            if let Some(st) = st {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// True while the process has not exited.
@@ -1363,6 +1397,10 @@ pub struct UpstreamBehavior {
     /// Answer these paths (as in [`CountingUpstream::hits`]) with this
     /// status and a short text body instead of the file.
     pub status_override: HashMap<String, u16>,
+    /// Moves the hold point of [`CountingUpstream::hold_zips`]: instead of
+    /// before the head, a held `.zip` answer stops after this many body
+    /// bytes (a fill stuck mid-download) until released.
+    pub zip_pause_at: Option<usize>,
 }
 
 struct UpstreamState {
@@ -1378,6 +1416,10 @@ struct UpstreamState {
     stop: AtomicBool,
     /// Open connections, so shutdown can cut them.
     conns: Mutex<Vec<TcpStream>>,
+    /// `.zip` body bytes written to clients so far (all requests).
+    zip_bytes: AtomicUsize,
+    /// While true, the gate holds every file answer, not only `.zip`.
+    gate_all: AtomicBool,
 }
 
 /// An HTTP/1.1 GOPROXY-layout server over a directory, on 127.0.0.1:0,
@@ -1404,6 +1446,8 @@ impl CountingUpstream {
             zip_gate: Condvar::new(),
             stop: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
+            zip_bytes: AtomicUsize::new(0),
+            gate_all: AtomicBool::new(false),
         });
         let root = root.to_path_buf();
         let st = state.clone();
@@ -1475,9 +1519,30 @@ impl CountingUpstream {
         *self.state.zip_gate_closed.lock().unwrap() = true;
     }
 
+    /// Like [`CountingUpstream::hold_zips`], but every request for an
+    /// existing file (`.info`, `.mod`, `list`, ...) waits too, after being
+    /// counted. [`CountingUpstream::release_zips`] releases them all.
+    pub fn hold_all(&self) {
+        self.state.gate_all.store(true, Ordering::SeqCst);
+        self.hold_zips();
+    }
+
     pub fn release_zips(&self) {
+        self.state.gate_all.store(false, Ordering::SeqCst);
         *self.state.zip_gate_closed.lock().unwrap() = false;
         self.state.zip_gate.notify_all();
+    }
+
+    /// `.zip` body bytes written to clients so far, over all requests
+    /// (written to the socket: the peer may not have read them yet).
+    pub fn zip_bytes_sent(&self) -> usize {
+        self.state.zip_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Waits until [`CountingUpstream::zip_bytes_sent`] reaches `n`; false
+    /// on timeout.
+    pub fn wait_for_zip_bytes(&self, n: usize, timeout: Duration) -> bool {
+        wait_until(timeout, || self.zip_bytes_sent() >= n)
     }
 
     /// Waits until `path` has been requested at least `n` times; false on
@@ -1654,22 +1719,14 @@ fn serve_upstream_request(
     } else {
         "text/plain; charset=utf-8"
     };
-    if is_zip {
-        // Hold, then delay: both happen after the request was counted, so
-        // tests can observe the arrival and then act while it is stuck.
-        let deadline = Instant::now() + GATE_MAX_WAIT;
-        let mut closed = st.zip_gate_closed.lock().unwrap();
-        while *closed && !st.stop.load(Ordering::SeqCst) {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            closed = st.zip_gate.wait_timeout(closed, deadline - now).unwrap().0;
-        }
-        drop(closed);
-        if !b.zip_delay.is_zero() {
-            thread::sleep(b.zip_delay);
-        }
+    // Hold, then delay: both happen after the request was counted, so
+    // tests can observe the arrival and then act while it is stuck.
+    let pause_at = if is_zip { b.zip_pause_at } else { None };
+    if (is_zip && pause_at.is_none()) || st.gate_all.load(Ordering::SeqCst) {
+        wait_at_gate(st);
+    }
+    if is_zip && !b.zip_delay.is_zero() {
+        thread::sleep(b.zip_delay);
     }
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: {conn_hdr}\r\n\r\n",
@@ -1685,17 +1742,175 @@ fn serve_upstream_request(
         (true, Some(n)) if n < data.len() => (&data[..n], true),
         _ => (&data[..], false),
     };
-    if is_zip && b.zip_chunk > 0 {
-        for (i, chunk) in body.chunks(b.zip_chunk).enumerate() {
-            if i > 0 && !b.zip_chunk_delay.is_zero() {
-                thread::sleep(b.zip_chunk_delay);
-            }
-            if st.stop.load(Ordering::SeqCst) || conn.write_all(chunk).is_err() {
-                return false;
-            }
-        }
-    } else if conn.write_all(body).is_err() {
+    if !is_zip {
+        return conn.write_all(body).is_ok() && !truncated;
+    }
+    let split = pause_at.unwrap_or(0).min(body.len());
+    if !send_zip_body(conn, st, b, &body[..split]) {
         return false;
     }
-    !truncated
+    if pause_at.is_some() {
+        wait_at_gate(st);
+    }
+    send_zip_body(conn, st, b, &body[split..]) && !truncated
+}
+
+/// Waits while the gate is closed (bounded by [`GATE_MAX_WAIT`] and shutdown).
+fn wait_at_gate(st: &UpstreamState) {
+    let deadline = Instant::now() + GATE_MAX_WAIT;
+    let mut closed = st.zip_gate_closed.lock().unwrap();
+    while *closed && !st.stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        closed = st.zip_gate.wait_timeout(closed, deadline - now).unwrap().0;
+    }
+}
+
+/// Writes (part of) a `.zip` body, chunked and slowed as `b` says, counting
+/// what was written; false when the connection must be dropped.
+fn send_zip_body(conn: &mut TcpStream, st: &UpstreamState, b: &UpstreamBehavior, body: &[u8]) -> bool {
+    let chunk = if b.zip_chunk > 0 { b.zip_chunk } else { body.len().max(1) };
+    for (i, part) in body.chunks(chunk).enumerate() {
+        if i > 0 && !b.zip_chunk_delay.is_zero() {
+            thread::sleep(b.zip_chunk_delay);
+        }
+        if st.stop.load(Ordering::SeqCst) || conn.write_all(part).is_err() {
+            return false;
+        }
+        st.zip_bytes.fetch_add(part.len(), Ordering::SeqCst);
+    }
+    true
+}
+
+// ---------------------------------------------------------------------------
+// Bounded waits, metrics, streaming body checks
+// ---------------------------------------------------------------------------
+
+/// Polls `f` every 20 ms until it returns true or `timeout` passes; returns
+/// its last answer. The one way tests wait for something asynchronous.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `GET /metrics` (on a fresh connection, which itself counts as open while
+/// the server answers), parsed: sample name -> value.
+pub fn metrics(addr: SocketAddr) -> HashMap<String, f64> {
+    let r = http_get(addr, "/metrics");
+    assert_eq!(r.status, 200, "/metrics: {r:?}");
+    r.body_str()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.trim().to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// One sample of `/metrics` (e.g. `gomodproxy_coalesced`); panics if absent.
+pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let m = metrics(addr);
+    *m.get(name).unwrap_or_else(|| panic!("/metrics has no {name}: {m:?}")) as u64
+}
+
+/// A client connection that compares response bodies with expected bytes as
+/// they stream in instead of buffering them, so dozens of concurrent
+/// 40 MiB downloads stay cheap. Requests may be pipelined.
+pub struct CheckConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    host: String,
+}
+
+impl CheckConn {
+    /// Connects with a 30 s read timeout (a stuck server fails the check).
+    pub fn connect(addr: SocketAddr) -> io::Result<CheckConn> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_nodelay(true)?;
+        Ok(CheckConn { stream, buf: Vec::new(), host: addr.to_string() })
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Sends GETs for all `paths` in one write (pipelined).
+    pub fn send_gets(&mut self, paths: &[&str]) -> io::Result<()> {
+        let mut req = Vec::new();
+        for p in paths {
+            req.extend_from_slice(format!("GET {p} HTTP/1.1\r\nHost: {}\r\nUser-Agent: gomodproxy-e2e\r\n\r\n", self.host).as_bytes());
+        }
+        self.stream.write_all(&req)
+    }
+
+    fn fill(&mut self) -> Result<usize, String> {
+        let mut tmp = [0u8; 64 * 1024];
+        let n = self.stream.read(&mut tmp).map_err(|e| format!("read: {e}"))?;
+        self.buf.extend_from_slice(&tmp[..n]);
+        Ok(n)
+    }
+
+    /// Reads the next response and checks it is a 200 with a
+    /// Content-Length body equal to `want`. Err says what differed.
+    pub fn expect_body(&mut self, want: &[u8]) -> Result<(), String> {
+        let end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i;
+            }
+            if self.buf.len() > MAX_RESPONSE_HEAD {
+                return Err("response head too large".into());
+            }
+            if self.fill()? == 0 {
+                return Err(format!("connection closed before a response head ({} bytes)", self.buf.len()));
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+        self.buf.drain(..end + 4);
+        let status = head.split(' ').nth(1).unwrap_or("");
+        let len: Option<usize> = head.split("\r\n").skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+        });
+        if status != "200" {
+            return Err(format!("status {status}: {head}"));
+        }
+        match len {
+            Some(n) if n == want.len() => {}
+            other => return Err(format!("Content-Length {other:?}, want {}", want.len())),
+        }
+        let mut pos = 0;
+        while pos < want.len() {
+            if self.buf.is_empty() && self.fill()? == 0 {
+                return Err(format!("body truncated at {pos} of {} bytes", want.len()));
+            }
+            let take = self.buf.len().min(want.len() - pos);
+            if self.buf[..take] != want[pos..pos + take] {
+                let off = (0..take).find(|&i| self.buf[i] != want[pos + i]).unwrap_or(0);
+                return Err(format!("body differs at byte {} of {}", pos + off, want.len()));
+            }
+            self.buf.drain(..take);
+            pos += take;
+        }
+        Ok(())
+    }
+}
+
+/// GET `path` on a fresh connection and check the body is exactly `want`.
+pub fn get_check(addr: SocketAddr, path: &str, want: &[u8]) -> Result<(), String> {
+    let mut c = CheckConn::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    c.send_gets(&[path]).map_err(|e| format!("send: {e}"))?;
+    c.expect_body(want).map_err(|e| format!("GET {path}: {e}"))
 }

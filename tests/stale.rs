@@ -1,0 +1,66 @@
+//! `list` and `@latest` are cached for `--list-ttl`; once stale they are
+//! refreshed from the upstream, and when the upstream fails the stale copy
+//! is served instead of failing a CI build (stale-if-error). A 404 is an
+//! answer, not a failure, and a never-seen module cannot be made up.
+
+mod common;
+
+use common::*;
+
+use std::time::Duration;
+
+fn fixture() -> Fixture {
+    Fixture::builder()
+        .module(Module::new("example.com/stale", "v1.0.0"))
+        .module(Module::new("example.com/stale", "v1.1.0"))
+        .build()
+}
+
+#[test]
+fn stale_list_and_latest_are_served_when_the_upstream_is_gone() {
+    let fx = fixture();
+    let mut upstream = CountingUpstream::serve(fx.root());
+    let server = Server::start_with(ServerOpts { list_ttl: Some(1), ..ServerOpts::new(upstream.url()) });
+    let list = format!("/{}", list_path("example.com/stale"));
+    let latest = format!("/{}", latest_path("example.com/stale"));
+
+    let fresh_list = http_get(server.addr(), &list);
+    let fresh_latest = http_get(server.addr(), &latest);
+    assert_eq!(fresh_list.status, 200);
+    assert_eq!(fresh_latest.status, 200);
+    assert!(fresh_latest.body_str().contains("v1.1.0"), "{}", fresh_latest.body_str());
+
+    // Within the TTL the cache answers: the upstream sees no second request.
+    let before = upstream.hits(&list);
+    assert_eq!(http_get(server.addr(), &list).body, fresh_list.body);
+    assert_eq!(upstream.hits(&list), before, "a fresh list must come from the cache");
+
+    upstream.shutdown();
+    // Let the TTL pass (this sleep decides *when* we ask, not what we assert).
+    std::thread::sleep(Duration::from_millis(1300));
+
+    let stale_list = http_get(server.addr(), &list);
+    let stale_latest = http_get(server.addr(), &latest);
+    assert_eq!(stale_list.status, 200, "stale list must be served: {}", stale_list.body_str());
+    assert_eq!(stale_list.body, fresh_list.body);
+    assert_eq!(stale_latest.status, 200, "stale @latest must be served: {}", stale_latest.body_str());
+    assert_eq!(stale_latest.body, fresh_latest.body);
+    assert!(metric(server.addr(), "gomodproxy_stale_served") >= 2);
+
+    // Nothing was ever cached for this module: the upstream failure shows.
+    let unknown = http_get(server.addr(), &format!("/{}", list_path("example.com/never-seen")));
+    assert!(matches!(unknown.status, 502 | 504), "upstream down and nothing cached: {unknown:?}");
+}
+
+#[test]
+fn an_expired_list_is_refreshed_from_the_upstream() {
+    let fx = fixture();
+    let upstream = CountingUpstream::serve(fx.root());
+    let server = Server::start_with(ServerOpts { list_ttl: Some(1), ..ServerOpts::new(upstream.url()) });
+    let list = format!("/{}", list_path("example.com/stale"));
+    assert_eq!(http_get(server.addr(), &list).status, 200);
+    let before = upstream.hits(&list);
+    std::thread::sleep(Duration::from_millis(1300));
+    assert_eq!(http_get(server.addr(), &list).status, 200);
+    assert_eq!(upstream.hits(&list), before + 1, "past the TTL the list is fetched again");
+}
