@@ -105,6 +105,7 @@ fn cross_core_hop(c: &mut Criterion) {
         list_ttl: Duration::from_secs(60),
         hit_routing: HitRouting::Local,
         metrics: Metrics::leak(2),
+        policy: Default::default(),
     });
     let (work_tx, work_rx) = crossbeam_channel::unbounded::<(u64, bool)>();
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Duration>();

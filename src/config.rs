@@ -21,6 +21,10 @@ pub struct Config {
     pub max_connections: Option<usize>,
     pub limits: HttpLimits,
     pub list_ttl: Duration,
+    /// Checksum databases proxied under `/sumdb/<name>/` (empty: none).
+    pub sumdb_names: Vec<String>,
+    /// Cache time of checksum-database lookups, tree heads and partial tiles.
+    pub sumdb_ttl: Duration,
     pub segment_bytes: u64,
     pub hit_routing: HitRouting,
     pub fetch_threads: usize,
@@ -116,6 +120,7 @@ pub enum ConfigError {
     UnsupportedUpstream { entry: String, reason: &'static str },
     BadUpstream { entry: String, reason: &'static str },
     NoUpstream,
+    BadSumDbName(String),
 }
 
 impl std::fmt::Display for ConfigError {
@@ -134,6 +139,10 @@ impl std::fmt::Display for ConfigError {
                 f,
                 "no upstream configured: pass --upstream, or set GOPROXY, or install the go \
                  command so that `go env GOPROXY` answers"
+            ),
+            ConfigError::BadSumDbName(name) => write!(
+                f,
+                "checksum database name {name:?} is invalid: expected a host name (letters, digits, '.', '-', '_')"
             ),
         }
     }
@@ -221,6 +230,55 @@ fn parse_entry(raw: &str) -> Result<Option<UpstreamSpec>, ConfigError> {
     Err(bad("expected file://, http://, https://, direct or off"))
 }
 
+/// Parses a `--sumdb` list: comma-separated checksum database names;
+/// `off` (or nothing) proxies none.
+pub fn parse_sumdb_names(list: &str) -> Result<Vec<String>, ConfigError> {
+    let mut names: Vec<String> = Vec::new();
+    for raw in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if raw == "off" {
+            continue;
+        }
+        if !crate::gomod::tlog::valid_db_name(raw) {
+            return Err(ConfigError::BadSumDbName(raw.to_string()));
+        }
+        if !names.iter().any(|n| n == raw) {
+            names.push(raw.to_string());
+        }
+    }
+    Ok(names)
+}
+
+/// The checksum database name to proxy when `--sumdb` was not given: the
+/// first field of `GOSUMDB` (`name+key url` → `name`), else that of
+/// `go env GOSUMDB`, which names the go command's default database. The
+/// default is never spelled out here: it is whatever the installed go
+/// command would contact. `off` (or no go command) proxies none.
+pub fn inherited_sumdb() -> String {
+    let value = match std::env::var("GOSUMDB") {
+        Ok(v) if !v.trim().is_empty() => v,
+        _ => go_env("GOSUMDB").unwrap_or_default(),
+    };
+    sumdb_name_of(&value).unwrap_or_default().to_string()
+}
+
+/// The database name in a `GOSUMDB` value; `None` for `off` and for a
+/// value whose name is not one we could put in a URL.
+fn sumdb_name_of(gosumdb: &str) -> Option<&str> {
+    let first = gosumdb.split_whitespace().next()?;
+    let name = first.split('+').next()?;
+    (name != "off" && crate::gomod::tlog::valid_db_name(name)).then_some(name)
+}
+
+fn go_env(var: &str) -> Option<String> {
+    let out = std::process::Command::new("go").args(["env", var]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v = String::from_utf8(out.stdout).ok()?;
+    let v = v.trim();
+    (!v.is_empty()).then(|| v.to_string())
+}
+
 /// The upstream list to use when `--upstream` was not given: the `GOPROXY`
 /// environment variable, else what `go env GOPROXY` prints.
 pub fn inherited_upstream() -> Option<String> {
@@ -229,13 +287,7 @@ pub fn inherited_upstream() -> Option<String> {
             return Some(v);
         }
     }
-    let out = std::process::Command::new("go").args(["env", "GOPROXY"]).output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let v = String::from_utf8(out.stdout).ok()?;
-    let v = v.trim();
-    (!v.is_empty()).then(|| v.to_string())
+    go_env("GOPROXY")
 }
 
 #[cfg(test)]
@@ -268,6 +320,18 @@ mod tests {
         assert_eq!(l.entries.len(), 1);
         assert_eq!(w.len(), 1);
         assert!(UpstreamList::parse("direct", UpstreamSource::Inherited).is_err());
+    }
+
+    #[test]
+    fn sumdb_names() {
+        assert_eq!(parse_sumdb_names("sum.example, other.example,sum.example").unwrap(), ["sum.example", "other.example"]);
+        assert!(parse_sumdb_names("off").unwrap().is_empty());
+        assert!(parse_sumdb_names("").unwrap().is_empty());
+        assert!(parse_sumdb_names("a/b").is_err());
+        assert_eq!(sumdb_name_of("sum.example+abcd1234+AQIDBA== https://sum.example/db"), Some("sum.example"));
+        assert_eq!(sumdb_name_of("sum.example"), Some("sum.example"));
+        assert_eq!(sumdb_name_of("off"), None);
+        assert_eq!(sumdb_name_of("  "), None);
     }
 
     #[test]

@@ -63,6 +63,18 @@ struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_LIST_TTL", default_value = "60s", value_parser = parse_duration)]
     list_ttl: Duration,
 
+    /// Checksum databases to proxy under /sumdb/NAME/ (comma-separated names; `off` for none).
+    /// Other names get 404, so the go command contacts those databases itself.
+    /// Default: the name in GOSUMDB, else in `go env GOSUMDB`.
+    #[arg(long, env = "GOMODPROXY_SUMDB")]
+    sumdb: Option<String>,
+
+    /// How long checksum-database lookups, tree heads (`latest`) and partial
+    /// tiles are cached; past it a failing upstream still gets the stale copy
+    /// served. Complete tiles never change and are stored for good.
+    #[arg(long, env = "GOMODPROXY_SUMDB_TTL", default_value = "60s", value_parser = parse_duration)]
+    sumdb_ttl: Duration,
+
     /// Time allowed from a request's first byte to the end of its headers.
     #[arg(long, env = "GOMODPROXY_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     header_timeout: Duration,
@@ -167,6 +179,8 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
             ..HttpLimits::default()
         },
         list_ttl: args.list_ttl,
+        sumdb_names: config::parse_sumdb_names(&args.sumdb.unwrap_or_else(config::inherited_sumdb))?,
+        sumdb_ttl: args.sumdb_ttl,
         segment_bytes: args.segment_size,
         hit_routing: args.hit_routing,
         fetch_threads: args.fetch_threads,
@@ -182,10 +196,11 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = config_from(args)?;
             log::info!(
-                "starting: {} cores, data {}, upstream {}",
+                "starting: {} cores, data {}, upstream {}, checksum databases proxied: {}",
                 config.cores,
                 config.data_dir.display(),
-                config.upstream.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" ")
+                config.upstream.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" "),
+                if config.sumdb_names.is_empty() { "none".to_string() } else { config.sumdb_names.join(",") }
             );
             gomodproxy::runtime::serve(config, |started| {
                 let r = &started.recovery;

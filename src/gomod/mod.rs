@@ -6,6 +6,7 @@
 
 pub mod module;
 pub mod semver;
+pub mod tlog;
 pub mod zip;
 
 pub use module::{

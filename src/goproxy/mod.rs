@@ -4,7 +4,8 @@
 //! Owns endpoint parsing (`path`), the status and cache policy of every
 //! answer (`reply`), and the decision for each request: serve a hit from
 //! the index on this core, send a miss (or a `list`/`@latest`) to the
-//! module's owner core, or pass a query through. It never touches sockets,
+//! module's owner core, pass a query through, or proxy a checksum
+//! database (`/sumdb/<name>/...`, for the names `--sumdb` allows). It never touches sockets,
 //! files or the upstream directly.
 
 pub mod path;
@@ -15,17 +16,50 @@ use std::rc::Rc;
 use crate::http::response::{self, Body, Response};
 use crate::http::{Handler, Request};
 use crate::runtime::core::{kind_of, ArtifactKey, Body as ArtifactBody, Core};
-use path::Endpoint;
+use crate::upstream::What;
+use path::{Endpoint, SumDbRequest};
 
 pub struct ProxyHandler {
     core: Rc<Core>,
     /// `Cache-Control` for `list` and `@latest` (built once from `--list-ttl`).
     short_cache: &'static str,
+    /// `Cache-Control` for checksum-database answers other than complete tiles (`--sumdb-ttl`).
+    sumdb_cache: &'static str,
 }
 
 impl ProxyHandler {
-    pub fn new(core: Rc<Core>, short_cache: &'static str) -> ProxyHandler {
-        ProxyHandler { core, short_cache }
+    pub fn new(core: Rc<Core>, short_cache: &'static str, sumdb_cache: &'static str) -> ProxyHandler {
+        ProxyHandler { core, short_cache, sumdb_cache }
+    }
+
+    /// The checksum-database proxy: names not in `--sumdb` get 404; complete
+    /// tiles are immutable and served from the store like a module zip;
+    /// everything else is fetched on the owner core and cached briefly.
+    async fn sumdb(&self, name: &str, sreq: SumDbRequest<'_>, if_none_match: Option<&[u8]>) -> Response {
+        let core = &self.core;
+        if !core.shared().proxies_sumdb(name) {
+            return reply::sumdb_not_proxied(name);
+        }
+        let what = sreq.what();
+        let rest = match sreq.upstream_path() {
+            Ok(p) => p,
+            Err(e) => return reply::path_error(&e),
+        };
+        let module = format!("sumdb/{name}");
+        if let Some(kind) = kind_of(what) {
+            if let Some(blob) = core.local_hit(&module, &rest, kind) {
+                core.metrics().hits.bump();
+                return reply::immutable(what, ArtifactBody::Stored(blob), if_none_match);
+            }
+        }
+        core.metrics().misses.bump();
+        let result = core.resolve(ArtifactKey { module: module.into(), version: rest.into(), what }).await;
+        match (what, result) {
+            (What::SumSupported, r) => reply::sumdb_supported(name, r.as_ref().map(|_| ()), self.sumdb_cache),
+            (What::SumTile, Ok(a)) => reply::immutable(what, a.body, if_none_match),
+            (_, Ok(a)) => reply::mutable(what, a.body, self.sumdb_cache),
+            (_, Err(e)) => reply::fetch_error(&e),
+        }
     }
 }
 
@@ -59,12 +93,10 @@ impl Handler for ProxyHandler {
                 }
             }
             Endpoint::Query { module, query } => match core.pass_through(&module, &query).await {
-                Ok(a) => reply::mutable(crate::upstream::What::Info, a.body, response::NO_CACHE),
+                Ok(a) => reply::mutable(What::Info, a.body, response::NO_CACHE),
                 Err(e) => reply::fetch_error(&e),
             },
-            // The go command treats 404 here as "this proxy does not proxy the
-            // checksum database" and contacts the database itself.
-            Endpoint::SumDb => Response::text(404, Body::Static("not found: this proxy does not serve the checksum database\n")),
+            Endpoint::SumDb { name, req: sreq } => self.sumdb(&name, sreq, req.if_none_match).await,
             Endpoint::Health => Response::text(200, Body::Static("ok\n")),
             Endpoint::Metrics => {
                 let mut r = Response::text(200, Body::Text(core.shared().metrics.render()));

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use crate::gomod::module::{self, EscapeError, ModuleError};
+use crate::gomod::tlog::{self, Tile};
 use crate::upstream::What;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -17,10 +18,50 @@ pub enum Endpoint<'a> {
     /// `$module/@v/$query.info` where the query is not a canonical version
     /// (a branch, a commit prefix, `latest`, `v1.2`).
     Query { module: Cow<'a, str>, query: Cow<'a, str> },
-    /// `/sumdb/...`: the checksum-database proxy (not served yet).
-    SumDb,
+    /// `/sumdb/<name>/...`: the checksum-database proxy.
+    SumDb { name: Cow<'a, str>, req: SumDbRequest<'a> },
     Health,
     Metrics,
+}
+
+/// What is asked of a checksum database, every element validated.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SumDbRequest<'a> {
+    /// `supported`: does this proxy proxy the database?
+    Supported,
+    /// `latest`: the signed tree head.
+    Latest,
+    /// `lookup/<escaped module>@<escaped version>`, decoded; the version is canonical.
+    Lookup { module: Cow<'a, str>, version: Cow<'a, str> },
+    /// `tile/...`, in its one canonical spelling.
+    Tile(Tile),
+}
+
+impl SumDbRequest<'_> {
+    /// The path below `/sumdb/<name>/` to ask an upstream for, rebuilt
+    /// from the validated parts (never the client's own bytes).
+    pub fn upstream_path(&self) -> Result<String, PathError> {
+        Ok(match self {
+            SumDbRequest::Supported => "supported".into(),
+            SumDbRequest::Latest => "latest".into(),
+            SumDbRequest::Lookup { module, version } => {
+                let m = module::escape_path(module).map_err(|e| PathError::NoSuchVersion(ModuleError::from(e)))?;
+                let v = module::escape_version(version).map_err(|_| PathError::UnknownEndpoint)?;
+                format!("lookup/{m}@{v}")
+            }
+            SumDbRequest::Tile(t) => t.to_string(),
+        })
+    }
+
+    pub fn what(&self) -> What {
+        match self {
+            SumDbRequest::Supported => What::SumSupported,
+            SumDbRequest::Latest => What::SumLatest,
+            SumDbRequest::Lookup { .. } => What::SumLookup,
+            SumDbRequest::Tile(t) if t.is_complete() => What::SumTile,
+            SumDbRequest::Tile(_) => What::SumPartialTile,
+        }
+    }
 }
 
 /// Why a target is not a GOPROXY request we can answer.
@@ -92,7 +133,15 @@ fn into_owned(e: Endpoint<'_>) -> Endpoint<'static> {
         Endpoint::Versions { module, what } => Endpoint::Versions { module: own(module), what },
         Endpoint::Artifact { module, version, what } => Endpoint::Artifact { module: own(module), version: own(version), what },
         Endpoint::Query { module, query } => Endpoint::Query { module: own(module), query: own(query) },
-        Endpoint::SumDb => Endpoint::SumDb,
+        Endpoint::SumDb { name, req } => Endpoint::SumDb {
+            name: own(name),
+            req: match req {
+                SumDbRequest::Lookup { module, version } => SumDbRequest::Lookup { module: own(module), version: own(version) },
+                SumDbRequest::Supported => SumDbRequest::Supported,
+                SumDbRequest::Latest => SumDbRequest::Latest,
+                SumDbRequest::Tile(t) => SumDbRequest::Tile(t),
+            },
+        },
         Endpoint::Health => Endpoint::Health,
         Endpoint::Metrics => Endpoint::Metrics,
     }
@@ -113,8 +162,11 @@ fn parse_path(path: &str) -> Result<Endpoint<'_>, PathError> {
         "metrics" => return Ok(Endpoint::Metrics),
         _ => {}
     }
-    if rest == "sumdb" || rest.starts_with("sumdb/") {
-        return Ok(Endpoint::SumDb);
+    if rest == "sumdb" {
+        return Err(PathError::UnknownEndpoint);
+    }
+    if let Some(sumdb) = rest.strip_prefix("sumdb/") {
+        return parse_sumdb(sumdb);
     }
     if let Some(escaped) = rest.strip_suffix("/@latest") {
         let module = module::unescape_path(escaped).map_err(PathError::BadEscape)?;
@@ -155,6 +207,39 @@ fn parse_path(path: &str) -> Result<Endpoint<'_>, PathError> {
     })))
 }
 
+/// `<name>/supported`, `<name>/latest`, `<name>/lookup/<module>@<version>`,
+/// `<name>/tile/...` (x/mod's sumdb server paths, below `/sumdb/`).
+fn parse_sumdb(path: &str) -> Result<Endpoint<'_>, PathError> {
+    let (name, what) = path.split_once('/').ok_or(PathError::UnknownEndpoint)?;
+    if !tlog::valid_db_name(name) {
+        return Err(PathError::BadTarget("invalid checksum database name"));
+    }
+    let name = Cow::Borrowed(name);
+    let req = match what {
+        "supported" => SumDbRequest::Supported,
+        "latest" => SumDbRequest::Latest,
+        _ => {
+            if let Some(mv) = what.strip_prefix("lookup/") {
+                // '@' cannot occur in an escaped module path or version.
+                let (escaped_module, escaped_version) = mv.split_once('@').ok_or(PathError::BadTarget("lookup needs module@version"))?;
+                if escaped_version.contains(['@', '/']) {
+                    return Err(PathError::BadTarget("lookup needs module@version"));
+                }
+                let module = module::unescape_path(escaped_module).map_err(PathError::BadEscape)?;
+                let version = module::unescape_version(escaped_version).map_err(PathError::BadEscape)?;
+                // The database holds canonical versions only (go.sum lines).
+                module::check_canonical(&module, &version).map_err(PathError::NoSuchVersion)?;
+                SumDbRequest::Lookup { module, version }
+            } else if what.starts_with("tile/") {
+                SumDbRequest::Tile(Tile::parse(what).ok_or(PathError::BadTarget("malformed tile path"))?)
+            } else {
+                return Err(PathError::UnknownEndpoint);
+            }
+        }
+    };
+    Ok(Endpoint::SumDb { name, req })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,7 +257,17 @@ mod tests {
         assert_eq!(parse("/example.com/a/@v/v1.2.3.zip?x=1"), Ok(artifact("example.com/a", "v1.2.3", What::Zip)));
         assert_eq!(parse("/example.com/a/@v/master.info"), Ok(Endpoint::Query { module: "example.com/a".into(), query: "master".into() }));
         assert_eq!(parse("/example.com/a/@v/v1.2.info"), Ok(Endpoint::Query { module: "example.com/a".into(), query: "v1.2".into() }));
-        assert_eq!(parse("/sumdb/sum.example/supported"), Ok(Endpoint::SumDb));
+        let sumdb = |req| Ok(Endpoint::SumDb { name: "sum.example".into(), req });
+        assert_eq!(parse("/sumdb/sum.example/supported"), sumdb(SumDbRequest::Supported));
+        assert_eq!(parse("/sumdb/sum.example/latest"), sumdb(SumDbRequest::Latest));
+        assert_eq!(
+            parse("/sumdb/sum.example/lookup/example.com/!camel@v1.0.0-!r!c"),
+            sumdb(SumDbRequest::Lookup { module: "example.com/Camel".into(), version: "v1.0.0-RC".into() })
+        );
+        assert_eq!(
+            parse("/sumdb/sum.example/tile/8/1/x001/002.p/3"),
+            sumdb(SumDbRequest::Tile(Tile { h: 8, level: Some(1), n: 1002, w: 3 }))
+        );
         assert_eq!(parse("/healthz"), Ok(Endpoint::Health));
     }
 
@@ -201,5 +296,27 @@ mod tests {
         assert!(matches!(bad("/example.com/a/@v/v2.0.0.mod"), PathError::NoSuchVersion(_)));
         assert!(matches!(bad("/example.com/a/@v/v1.2.mod"), PathError::NoSuchVersion(_)));
         assert!(matches!(bad("/example.com/a/@v/master.zip"), PathError::NoSuchVersion(_)));
+    }
+
+    #[test]
+    fn refuses_hostile_sumdb_targets() {
+        let bad = |t: &str| parse(t).unwrap_err();
+        assert!(matches!(bad("/sumdb"), PathError::UnknownEndpoint));
+        assert!(matches!(bad("/sumdb/sum.example"), PathError::UnknownEndpoint));
+        assert!(matches!(bad("/sumdb/sum.example/"), PathError::BadTarget(_)));
+        assert!(matches!(bad("/sumdb/sum.example/other"), PathError::UnknownEndpoint));
+        assert!(matches!(bad("/sumdb/sum.example/supported/x"), PathError::UnknownEndpoint));
+        assert!(matches!(bad("/sumdb/sum+key/supported"), PathError::BadTarget(_)));
+        assert!(matches!(bad("/sumdb/sum.example/../x/latest"), PathError::BadTarget(_)));
+        assert!(matches!(bad("/sumdb/sum.example/lookup/example.com/a"), PathError::BadTarget(_)));
+        assert!(matches!(bad("/sumdb/sum.example/lookup/example.com/a@v1.0.0@v2"), PathError::BadTarget(_)));
+        assert!(matches!(bad("/sumdb/sum.example/lookup/example.com/a@v1.0.0/go.mod"), PathError::BadTarget(_)));
+        assert!(matches!(bad("/sumdb/sum.example/lookup/example.com/a@latest"), PathError::NoSuchVersion(_)));
+        assert!(matches!(bad("/sumdb/sum.example/lookup/example.com/a@v1.0"), PathError::NoSuchVersion(_)));
+        assert!(matches!(bad("/sumdb/sum.example/lookup/example.com/A@v1.0.0"), PathError::BadEscape(_)));
+        assert!(matches!(bad("/sumdb/sum.example/tile/8/0/1"), PathError::BadTarget(_)));
+        assert!(matches!(bad("/sumdb/sum.example/tile/31/0/000"), PathError::BadTarget(_)));
+        assert!(matches!(bad("/sumdb/sum.example/tile/8/0/000.p/256"), PathError::BadTarget(_)));
+        assert!(matches!(bad("/sumdb/sum.example/tile/8/0/000%2F"), PathError::BadTarget(_)));
     }
 }

@@ -36,6 +36,26 @@ pub fn content_type(what: What) -> &'static str {
         What::Info | What::Latest => response::JSON,
         What::List | What::Mod => response::TEXT,
         What::Zip => response::ZIP,
+        What::SumSupported | What::SumLatest | What::SumLookup => response::TEXT,
+        What::SumTile | What::SumPartialTile => response::OCTETS,
+    }
+}
+
+/// A checksum database this proxy does not proxy. The go command reads 404
+/// on `/sumdb/<name>/supported` as "ask the database itself" (or the next
+/// GOPROXY entry), which is exactly what it should do.
+pub fn sumdb_not_proxied(name: &str) -> Response {
+    Response::text(404, Body::Text(format!("not found: this proxy does not proxy checksum database {name}\n")))
+}
+
+/// `/sumdb/<name>/supported`: 200 with an empty body when an upstream
+/// proxies the database. When none does (or none can be asked), 404: the
+/// go command then contacts the database itself, whereas a 200 would bind
+/// it to this proxy for every lookup, with no fallback.
+pub fn sumdb_supported(name: &str, upstream: Result<(), &FetchError>, cache_control: &'static str) -> Response {
+    match upstream {
+        Ok(()) => Response { status: 200, content_type: response::TEXT, cache_control, etag: None, body: Body::Empty },
+        Err(e) => Response::text(404, Body::Text(format!("not found: no upstream proxies checksum database {name} ({e})\n"))),
     }
 }
 

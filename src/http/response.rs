@@ -43,6 +43,7 @@ pub struct Response {
 pub const TEXT: &str = "text/plain; charset=utf-8";
 pub const JSON: &str = "application/json";
 pub const ZIP: &str = "application/zip";
+pub const OCTETS: &str = "application/octet-stream";
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 pub const NO_CACHE: &str = "no-cache";
 

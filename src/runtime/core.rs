@@ -32,14 +32,60 @@ pub struct Shared {
     pub list_ttl: Duration,
     pub hit_routing: HitRouting,
     pub metrics: &'static Metrics,
+    pub policy: Policy,
 }
 
-/// An artifact's identity. `version` is empty for `List` and `Latest`.
+/// What is proxied and cached beyond the module protocol itself. The
+/// default proxies no checksum database.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// Checksum databases proxied under `/sumdb/<name>/` (`--sumdb`); others get 404.
+    pub sumdb_names: Box<[Box<str>]>,
+    /// Cache time of checksum-database answers that are not complete tiles.
+    pub sumdb_ttl: Duration,
+}
+
+impl Shared {
+    pub fn proxies_sumdb(&self, name: &str) -> bool {
+        self.policy.sumdb_names.iter().any(|n| &**n == name)
+    }
+
+    /// How long an answer that is not stored forever stays fresh.
+    fn ttl(&self, what: What) -> Duration {
+        if what.is_sumdb() {
+            self.policy.sumdb_ttl
+        } else {
+            self.list_ttl
+        }
+    }
+}
+
+/// An artifact's identity. `version` is empty for `List` and `Latest`;
+/// for checksum-database answers `module` is `sumdb/<name>` and `version`
+/// the path below it (see [`crate::upstream::Fetch`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ArtifactKey {
     pub module: Box<str>,
     pub version: Box<str>,
     pub what: What,
+}
+
+impl ArtifactKey {
+    /// The string whose hash names the owner core.
+    ///
+    /// Anything stored must route by `module`: start-up recovery files each
+    /// record into the shard of its module, and the owner fills its own
+    /// shard. Checksum-database answers that are never stored (lookups, the
+    /// tree head, partial tiles) route by their path instead, so the
+    /// lookups of a cold build spread over every core's fetch threads
+    /// rather than queueing behind one core's.
+    fn route(&self) -> &str {
+        if self.what.is_sumdb() && kind_of(self.what).is_none() {
+            &self.version
+        } else {
+            &self.module
+        }
+    }
 }
 
 /// The bytes of an answer, wherever they live.
@@ -101,7 +147,8 @@ pub fn kind_of(what: What) -> Option<Kind> {
         What::Info => Some(Kind::Info),
         What::Mod => Some(Kind::Mod),
         What::Zip => Some(Kind::Zip),
-        What::List | What::Latest => None,
+        What::SumTile => Some(Kind::SumTile),
+        What::List | What::Latest | What::SumSupported | What::SumLatest | What::SumLookup | What::SumPartialTile => None,
     }
 }
 
@@ -161,7 +208,7 @@ impl Core {
 
     /// Answers `key` on its owning core: here, or across the mesh.
     pub async fn resolve(self: &Rc<Self>, key: ArtifactKey) -> Resolved {
-        let owner = self.owner_of(&key.module);
+        let owner = self.owner_of(key.route());
         match &self.peers {
             Some(peers) if owner != self.id => {
                 self.metrics.hops.bump();
@@ -234,7 +281,7 @@ impl Core {
             None => {
                 let volatile = self.volatile.borrow();
                 let v = volatile.get(key)?;
-                (v.fetched_at.elapsed() < self.shared.list_ttl).then(|| Artifact { body: Body::Memory { bytes: v.bytes.clone(), sha256: None }, stale: false })
+                (v.fetched_at.elapsed() < self.shared.ttl(key.what)).then(|| Artifact { body: Body::Memory { bytes: v.bytes.clone(), sha256: None }, stale: false })
             }
         }
     }

@@ -25,7 +25,7 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use socket2::Socket;
 
-use self::core::{Core, Msg, Shared};
+use self::core::{Core, Msg, Policy, Shared};
 use crate::config::Config;
 use crate::goproxy::ProxyHandler;
 use crate::metrics::Metrics;
@@ -137,9 +137,11 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         list_ttl: config.list_ttl,
         hit_routing: config.hit_routing,
         metrics: drain_metrics,
+        policy: Policy { sumdb_names: config.sumdb_names.iter().map(|n| n.as_str().into()).collect(), sumdb_ttl: config.sumdb_ttl },
     });
     let drain_timeout = config.drain_timeout;
     let short_cache: &'static str = Box::leak(format!("public, max-age={}", config.list_ttl.as_secs()).into_boxed_str());
+    let sumdb_cache: &'static str = Box::leak(format!("public, max-age={}", config.sumdb_ttl.as_secs()).into_boxed_str());
     let store = Arc::new(store);
     // Start-up only: each core takes its own listener out by its mesh id.
     let signals = block_shutdown_signals();
@@ -194,7 +196,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                 }
             };
             let _ = ready_tx.send(Ok(core.id()));
-            accept_loop(core, listener, &config, short_cache, per_core_connections).await;
+            accept_loop(core, listener, &config, (short_cache, sumdb_cache), per_core_connections).await;
         })
         .map_err(|e| RuntimeError::Executors(e.to_string()))?;
 
@@ -243,8 +245,8 @@ fn allowed_cpus() -> Option<glommio::CpuSet> {
     (!set.is_empty()).then_some(set)
 }
 
-async fn accept_loop(core: Rc<Core>, listener: glommio::net::TcpListener, config: &Config, short_cache: &'static str, max_connections: u64) {
-    let handler = Rc::new(ProxyHandler::new(core.clone(), short_cache));
+async fn accept_loop(core: Rc<Core>, listener: glommio::net::TcpListener, config: &Config, cache: (&'static str, &'static str), max_connections: u64) {
+    let handler = Rc::new(ProxyHandler::new(core.clone(), cache.0, cache.1));
     let limits = config.limits;
     // Per-core connection budget: at the limit we stop accepting and let the
     // kernel backlog (and the balancer) hold new connections.

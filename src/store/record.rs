@@ -1,4 +1,5 @@
-//! The on-disk record: one blob (`.info`, `.mod` or `.zip`) with its key.
+//! The on-disk record: one blob (`.info`, `.mod`, `.zip`, or a complete
+//! checksum-database tile) with its key.
 //!
 //! Layout, little-endian, every record starting on an 8-byte boundary:
 //!
@@ -29,6 +30,8 @@ pub enum Kind {
     Info = 1,
     Mod = 2,
     Zip = 3,
+    /// A complete checksum-database tile; key `sumdb/<name>@tile/H/L/NNN`.
+    SumTile = 4,
     /// Marks a segment as closed and fully verified; carries no key or payload.
     Seal = 0xFF,
 }
@@ -39,6 +42,7 @@ impl Kind {
             1 => Some(Kind::Info),
             2 => Some(Kind::Mod),
             3 => Some(Kind::Zip),
+            4 => Some(Kind::SumTile),
             0xFF => Some(Kind::Seal),
             _ => None,
         }

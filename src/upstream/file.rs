@@ -1,11 +1,13 @@
 //! `file://` upstream: a directory in the GOPROXY file layout (the layout of
-//! `$GOMODCACHE/cache/download`). Reads only below its root.
+//! `$GOMODCACHE/cache/download`), checksum-database answers included
+//! (`sumdb/<name>/lookup/...`, `sumdb/<name>/tile/...`, as the go command
+//! caches them there). Reads only below its root.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::path::PathBuf;
 
-use super::{Fetch, FetchError, Fetcher};
+use super::{Fetch, FetchError, Fetcher, What};
 
 pub struct FileFetcher {
     root: PathBuf,
@@ -24,6 +26,16 @@ impl Fetcher for FileFetcher {
         // protocol_path is built from validated, escaped elements: no `..`,
         // no leading `/`, so the join stays below the root.
         let path = self.root.join(req.protocol_path()?);
+        if req.what == What::SumSupported {
+            // A tree "supports" a checksum database when it holds its
+            // directory, as `$GOMODCACHE/cache/download/sumdb/<name>` does
+            // once the go command has verified anything against it. The
+            // directory has no `supported` file to read.
+            return match path.parent().map(|p| p.is_dir()) {
+                Some(true) => Ok(Vec::new()),
+                _ => Err(FetchError::NotFound { gone: false, message: format!("not found: {} has no {}", self.name, req.module) }),
+            };
+        }
         let not_found = || FetchError::NotFound { gone: false, message: format!("not found: {}", req.protocol_path().unwrap_or_default()) };
         let fail = |e: std::io::Error| FetchError::Unavailable { upstream: self.name.clone(), message: e.to_string() };
         let file = match File::open(&path) {

@@ -24,6 +24,16 @@ pub enum What {
     Info,
     Mod,
     Zip,
+    /// `/sumdb/<name>/supported`: whether the upstream proxies that checksum database.
+    SumSupported,
+    /// `/sumdb/<name>/latest`: the database's signed tree head.
+    SumLatest,
+    /// `/sumdb/<name>/lookup/<module>@<version>`: one record and a signed tree head.
+    SumLookup,
+    /// A complete tile (`tile/H/L/NNN`, hashes or record data): never changes.
+    SumTile,
+    /// A partial tile (`tile/H/L/NNN.p/W`): superseded as the log grows.
+    SumPartialTile,
 }
 
 impl What {
@@ -34,12 +44,32 @@ impl What {
             What::List => 16 << 20,
             What::Mod => 16 << 20,
             What::Zip => 500 << 20,
+            // The body is ignored; anything long is not a proxy saying yes.
+            What::SumSupported => 4 << 10,
+            // A signed note: a few lines and a handful of signatures.
+            What::SumLatest => 16 << 10,
+            // A record (a module's two go.sum lines) and a signed note.
+            What::SumLookup => 64 << 10,
+            // A hash tile is at most 2^MAX_HEIGHT hashes (2 MiB); a data tile
+            // holds up to 2^H records, a few hundred bytes each at height 8.
+            What::SumTile | What::SumPartialTile => 8 << 20,
         }
+    }
+
+    /// A checksum-database request (`/sumdb/...`) rather than a module one.
+    pub fn is_sumdb(self) -> bool {
+        matches!(self, What::SumSupported | What::SumLatest | What::SumLookup | What::SumTile | What::SumPartialTile)
     }
 }
 
-/// One upstream request. `module` and `version` are decoded (not `!`-escaped)
-/// and already validated; `version` is empty for `List` and `Latest`.
+/// One upstream request.
+///
+/// For module requests `module` and `version` are decoded (not
+/// `!`-escaped) and already validated; `version` is empty for `List` and
+/// `Latest`. For checksum-database requests ([`What::is_sumdb`]) `module`
+/// is `sumdb/<name>` and `version` the already validated, canonical path
+/// below it (`latest`, `lookup/<escaped module>@<escaped version>`,
+/// `tile/8/0/x001/234`), forwarded as it is.
 #[derive(Debug, Clone, Copy)]
 pub struct Fetch<'a> {
     pub module: &'a str,
@@ -50,11 +80,14 @@ pub struct Fetch<'a> {
 impl Fetch<'_> {
     /// The GOPROXY-protocol path below the base, with `!`-escaping applied.
     pub fn protocol_path(&self) -> Result<String, FetchError> {
+        if self.what.is_sumdb() {
+            return Ok(format!("{}/{}", self.module, self.version));
+        }
         let module = crate::gomod::module::escape_path(self.module).map_err(|e| FetchError::Invalid(e.to_string()))?;
         Ok(match self.what {
             What::List => format!("{module}/@v/list"),
             What::Latest => format!("{module}/@latest"),
-            What::Info | What::Mod | What::Zip => {
+            _ => {
                 let version = crate::gomod::module::escape_version(self.version).map_err(|e| FetchError::Invalid(e.to_string()))?;
                 let ext = match self.what {
                     What::Info => "info",

@@ -3,7 +3,7 @@
 //! answer is kept.
 
 use super::{Fetch, FetchError, What};
-use crate::gomod::semver;
+use crate::gomod::{semver, tlog};
 
 pub fn validate(req: &Fetch<'_>, body: &[u8]) -> Result<(), FetchError> {
     let invalid = |why: String| Err(FetchError::Invalid(why));
@@ -36,7 +36,41 @@ pub fn validate(req: &Fetch<'_>, body: &[u8]) -> Result<(), FetchError> {
             Err(_) => invalid("version list is not UTF-8 text".into()),
         },
         What::Zip => crate::gomod::zip::check(body, req.module, req.version).map_err(|e| FetchError::Invalid(format!("module zip: {e}"))),
+        // The go command verifies signatures and hashes itself; these checks
+        // only keep an answer that cannot be one (an HTML error page sent
+        // with 200, a truncated tile) out of the cache, above all out of the
+        // store, where a complete tile would stay forever.
+        What::SumSupported => Ok(()),
+        What::SumLatest => match std::str::from_utf8(body) {
+            Ok(text) if is_signed_note(text) => Ok(()),
+            _ => invalid("checksum database latest: not a signed note".into()),
+        },
+        What::SumLookup => {
+            let text = std::str::from_utf8(body).map_err(|_| FetchError::Invalid("checksum database lookup: not UTF-8 text".into()))?;
+            // A record id line, the record, a blank line, the signed tree head.
+            let id = text.split('\n').next().unwrap_or("");
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) || !is_signed_note(text) {
+                return invalid("checksum database lookup: not a record with a signed note".into());
+            }
+            Ok(())
+        }
+        What::SumTile | What::SumPartialTile => {
+            let Some(tile) = tlog::Tile::parse(req.version) else {
+                return invalid(format!("not a tile path: {}", req.version));
+            };
+            match tile.hash_tile_len() {
+                Some(len) if body.len() as u64 != len => invalid(format!("{}: {} bytes, a hash tile of width {} has {len}", req.version, body.len(), tile.w)),
+                None if body.is_empty() => invalid(format!("{}: empty data tile", req.version)),
+                _ => Ok(()),
+            }
+        }
     }
+}
+
+/// The shape of a note signed by x/mod's note package: text, a blank
+/// line, then signature lines starting with an em dash.
+fn is_signed_note(text: &str) -> bool {
+    text.contains("\n\n\u{2014} ") && !text.contains('\0')
 }
 
 impl Fetch<'_> {
@@ -47,6 +81,33 @@ impl Fetch<'_> {
             What::Mod => ".mod",
             What::Zip => ".zip",
             What::List => "list",
+            What::SumSupported | What::SumLatest | What::SumLookup | What::SumTile | What::SumPartialTile => "checksum database answer",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(what: What, version: &str, body: &[u8]) -> Result<(), FetchError> {
+        validate(&Fetch { module: "sumdb/sum.example", version, what }, body)
+    }
+
+    #[test]
+    fn checksum_database_answers_must_have_their_shape() {
+        let note = "go.sum database tree\n3\nAAAA\n\n\u{2014} sum.example c2ln\n";
+        assert!(check(What::SumLatest, "latest", note.as_bytes()).is_ok());
+        assert!(check(What::SumLatest, "latest", b"<html>hi</html>").is_err());
+        let record = format!("7\nexample.com/a v1.0.0 h1:x=\n\n{note}");
+        assert!(check(What::SumLookup, "lookup/example.com/a@v1.0.0", record.as_bytes()).is_ok());
+        assert!(check(What::SumLookup, "lookup/example.com/a@v1.0.0", note.as_bytes()).is_err());
+        assert!(check(What::SumTile, "tile/8/0/000", &[0; 256 * 32]).is_ok());
+        assert!(check(What::SumTile, "tile/8/0/000", &[0; 256 * 32 - 1]).is_err());
+        assert!(check(What::SumPartialTile, "tile/8/1/000.p/3", &[0; 96]).is_ok());
+        assert!(check(What::SumPartialTile, "tile/8/1/000.p/3", &[0; 97]).is_err());
+        assert!(check(What::SumTile, "tile/8/data/000", b"x\n").is_ok());
+        assert!(check(What::SumTile, "tile/8/data/000", b"").is_err());
+        assert!(check(What::SumTile, "tile/8/0/1", &[0; 32]).is_err());
     }
 }
