@@ -25,6 +25,8 @@ pub struct Config {
     pub sumdb_names: Vec<String>,
     /// Cache time of checksum-database lookups, tree heads and partial tiles.
     pub sumdb_ttl: Duration,
+    /// How long an upstream's 404/410 is remembered; zero disables it.
+    pub negative_ttl: Duration,
     pub segment_bytes: u64,
     pub hit_routing: HitRouting,
     pub fetch_threads: usize,

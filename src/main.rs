@@ -75,6 +75,13 @@ struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_SUMDB_TTL", default_value = "60s", value_parser = parse_duration)]
     sumdb_ttl: Duration,
 
+    /// How long an upstream's 404/410 (for .info/.mod/.zip, list, @latest and
+    /// checksum-database requests) is remembered, so a storm of requests for
+    /// a missing module costs one upstream fetch per period. 0 disables it.
+    /// A module version published meanwhile becomes visible at most this late.
+    #[arg(long, env = "GOMODPROXY_NEGATIVE_TTL", default_value = "30s", value_parser = parse_duration)]
+    negative_ttl: Duration,
+
     /// Time allowed from a request's first byte to the end of its headers.
     #[arg(long, env = "GOMODPROXY_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     header_timeout: Duration,
@@ -181,6 +188,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
         list_ttl: args.list_ttl,
         sumdb_names: config::parse_sumdb_names(&args.sumdb.unwrap_or_else(config::inherited_sumdb))?,
         sumdb_ttl: args.sumdb_ttl,
+        negative_ttl: args.negative_ttl,
         segment_bytes: args.segment_size,
         hit_routing: args.hit_routing,
         fetch_threads: args.fetch_threads,

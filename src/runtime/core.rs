@@ -3,7 +3,8 @@
 //! A [`Core`] lives on exactly one executor and is never shared across
 //! threads. For the modules it owns it holds the single-flight table (one
 //! upstream fetch per missing artifact, however many ask), the short-lived
-//! `list`/`@latest` cache, and the segment writer that fills its index.
+//! `list`/`@latest` (and checksum-database) cache, the negative cache of
+//! upstream 404/410 answers, and the segment writer that fills its index.
 //! Requests for a module owned elsewhere cross to that core through the
 //! channel mesh ([`Core::resolve`]); cache hits normally do not need to,
 //! because every core can read every index without a lock.
@@ -43,6 +44,8 @@ pub struct Policy {
     pub sumdb_names: Box<[Box<str>]>,
     /// Cache time of checksum-database answers that are not complete tiles.
     pub sumdb_ttl: Duration,
+    /// How long an upstream's 404/410 is remembered (`--negative-ttl`); zero: not at all.
+    pub negative_ttl: Duration,
 }
 
 impl Shared {
@@ -142,6 +145,36 @@ struct Volatile {
     fetched_at: Instant,
 }
 
+/// An upstream's "no such thing" (404/410), remembered so that a storm of
+/// requests for a missing module costs one upstream fetch per negative TTL.
+struct Negative {
+    error: FetchError,
+    fetched_at: Instant,
+}
+
+/// Most entries one core keeps in each of its in-memory caches. Keys come
+/// from clients: without a bound, asking for millions of distinct missing
+/// modules would grow the negative cache (and `list`s of distinct modules
+/// the volatile one) without limit.
+const MEMORY_CACHE_ENTRIES: usize = 100_000;
+
+/// Inserts into a per-core cache, making room first when it is full:
+/// entries `expired` says are past use go first, then arbitrary ones down
+/// to three quarters of the bound, so the sweep runs once per many inserts.
+fn bounded_insert<V>(map: &mut HashMap<ArtifactKey, V>, key: ArtifactKey, value: V, expired: impl Fn(&ArtifactKey, &V) -> bool) {
+    if map.len() >= MEMORY_CACHE_ENTRIES && !map.contains_key(&key) {
+        map.retain(|k, v| !expired(k, v));
+        if map.len() >= MEMORY_CACHE_ENTRIES {
+            let excess = map.len() - MEMORY_CACHE_ENTRIES * 3 / 4;
+            let victims: Vec<ArtifactKey> = map.keys().take(excess).cloned().collect();
+            for k in victims {
+                map.remove(&k);
+            }
+        }
+    }
+    map.insert(key, value);
+}
+
 pub fn kind_of(what: What) -> Option<Kind> {
     match what {
         What::Info => Some(Kind::Info),
@@ -159,6 +192,7 @@ pub struct Core {
     writer: SegmentWriter,
     inflight: RefCell<HashMap<ArtifactKey, Vec<LocalSender<Resolved>>>>,
     volatile: RefCell<HashMap<ArtifactKey, Volatile>>,
+    negative: RefCell<HashMap<ArtifactKey, Negative>>,
     peers: Option<Senders<Msg>>,
     pending: RefCell<HashMap<u64, LocalSender<Resolved>>>,
     next_call: Cell<u64>,
@@ -174,6 +208,7 @@ impl Core {
             writer,
             inflight: RefCell::new(HashMap::new()),
             volatile: RefCell::new(HashMap::new()),
+            negative: RefCell::new(HashMap::new()),
             peers,
             pending: RefCell::new(HashMap::new()),
             next_call: Cell::new(0),
@@ -273,23 +308,49 @@ impl Core {
         }
     }
 
-    fn cached(&self, key: &ArtifactKey) -> Option<Artifact> {
-        match kind_of(key.what) {
+    /// What this owner already knows about `key`: a stored or fresh answer,
+    /// or a fresh "not found".
+    fn cached(&self, key: &ArtifactKey) -> Option<Resolved> {
+        let hit = match kind_of(key.what) {
             Some(kind) => self.shared.indexes[self.id]
                 .get(&key.module, &key.version, kind)
                 .map(|e| Artifact { body: Body::Stored(e.blob.clone()), stale: false }),
-            None => {
-                let volatile = self.volatile.borrow();
-                let v = volatile.get(key)?;
+            None => self.volatile.borrow().get(key).and_then(|v| {
                 (v.fetched_at.elapsed() < self.shared.ttl(key.what)).then(|| Artifact { body: Body::Memory { bytes: v.bytes.clone(), sha256: None }, stale: false })
+            }),
+        };
+        if let Some(hit) = hit {
+            return Some(Ok(hit));
+        }
+        let negative = self.negative.borrow();
+        let n = negative.get(key)?;
+        (n.fetched_at.elapsed() < self.shared.policy.negative_ttl).then(|| {
+            self.metrics.negative_hits.bump();
+            Err(n.error.clone())
+        })
+    }
+
+    /// Remembers a 404/410 for `--negative-ttl`; any answer forgets it.
+    /// Failures (5xx, timeouts) are not answers and are never remembered:
+    /// the next request tries the upstream again.
+    fn remember(&self, key: &ArtifactKey, result: &Resolved) {
+        let ttl = self.shared.policy.negative_ttl;
+        match result {
+            Err(e @ FetchError::NotFound { .. }) if !ttl.is_zero() => {
+                let negative = Negative { error: e.clone(), fetched_at: Instant::now() };
+                bounded_insert(&mut self.negative.borrow_mut(), key.clone(), negative, |_, n| n.fetched_at.elapsed() >= ttl);
             }
+            Ok(_) => {
+                self.negative.borrow_mut().remove(key);
+            }
+            Err(_) => {}
         }
     }
 
     /// On the owner: a hit, or a wait on the one fill for `key`.
     async fn resolve_owned(self: &Rc<Self>, key: ArtifactKey) -> Resolved {
-        if let Some(hit) = self.cached(&key) {
-            return Ok(hit);
+        if let Some(known) = self.cached(&key) {
+            return known;
         }
         let (tx, rx) = local_channel::new_bounded(1);
         let first = match self.inflight.borrow_mut().entry(key.clone()) {
@@ -307,6 +368,7 @@ impl Core {
             let core = self.clone();
             glommio::spawn_local(async move {
                 let result = core.fetch_and_store(&key).await;
+                core.remember(&key, &result);
                 let waiters = core.inflight.borrow_mut().remove(&key).unwrap_or_default();
                 for w in waiters {
                     let _ = w.try_send(result.clone());
@@ -339,7 +401,9 @@ impl Core {
         match (kind_of(key.what), fetched) {
             (None, Ok((body, _))) => {
                 let bytes = Arc::new(body);
-                self.volatile.borrow_mut().insert(key.clone(), Volatile { bytes: bytes.clone(), fetched_at: Instant::now() });
+                let fresh = Volatile { bytes: bytes.clone(), fetched_at: Instant::now() };
+                // Past their TTL, entries are only a reserve for stale-if-error: the first to go.
+                bounded_insert(&mut self.volatile.borrow_mut(), key.clone(), fresh, |k, v| v.fetched_at.elapsed() >= self.shared.ttl(k.what));
                 Ok(Artifact { body: Body::Memory { bytes, sha256: None }, stale: false })
             }
             (None, Err(e)) => {
@@ -384,4 +448,46 @@ impl Core {
 
 fn internal(message: &str) -> FetchError {
     FetchError::Unavailable { upstream: "gomodproxy".into(), message: message.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: usize) -> ArtifactKey {
+        ArtifactKey { module: format!("example.com/m{i}").into(), version: "".into(), what: What::List }
+    }
+
+    #[test]
+    fn memory_caches_stay_bounded_and_drop_expired_entries_first() {
+        let mut map: HashMap<ArtifactKey, bool> = HashMap::new();
+        // `true` marks an expired entry.
+        for i in 0..MEMORY_CACHE_ENTRIES {
+            bounded_insert(&mut map, key(i), i % 2 == 0, |_, expired| *expired);
+        }
+        assert_eq!(map.len(), MEMORY_CACHE_ENTRIES);
+        bounded_insert(&mut map, key(usize::MAX), false, |_, expired| *expired);
+        assert_eq!(map.len(), MEMORY_CACHE_ENTRIES / 2 + 1, "only the expired half goes");
+        assert!(map.values().all(|expired| !expired));
+
+        // All fresh: arbitrary entries go, down to three quarters.
+        for i in 0..MEMORY_CACHE_ENTRIES * 2 {
+            bounded_insert(&mut map, key(MEMORY_CACHE_ENTRIES + i), false, |_, expired| *expired);
+            assert!(map.len() <= MEMORY_CACHE_ENTRIES);
+        }
+        assert!(map.contains_key(&key(MEMORY_CACHE_ENTRIES * 3 - 1)), "the new entry is kept");
+        // Replacing an existing key never evicts.
+        let n = map.len();
+        bounded_insert(&mut map, key(MEMORY_CACHE_ENTRIES * 3 - 1), true, |_, expired| *expired);
+        assert_eq!(map.len(), n);
+    }
+
+    #[test]
+    fn stored_answers_route_by_module_and_volatile_sumdb_answers_by_path() {
+        let tile = ArtifactKey { module: "sumdb/sum.example".into(), version: "tile/8/0/000".into(), what: What::SumTile };
+        assert_eq!(tile.route(), "sumdb/sum.example");
+        let lookup = ArtifactKey { module: "sumdb/sum.example".into(), version: "lookup/example.com/a@v1.0.0".into(), what: What::SumLookup };
+        assert_eq!(lookup.route(), "lookup/example.com/a@v1.0.0");
+        assert_eq!(key(1).route(), "example.com/m1");
+    }
 }

@@ -137,7 +137,11 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         list_ttl: config.list_ttl,
         hit_routing: config.hit_routing,
         metrics: drain_metrics,
-        policy: Policy { sumdb_names: config.sumdb_names.iter().map(|n| n.as_str().into()).collect(), sumdb_ttl: config.sumdb_ttl },
+        policy: Policy {
+            sumdb_names: config.sumdb_names.iter().map(|n| n.as_str().into()).collect(),
+            sumdb_ttl: config.sumdb_ttl,
+            negative_ttl: config.negative_ttl,
+        },
     });
     let drain_timeout = config.drain_timeout;
     let short_cache: &'static str = Box::leak(format!("public, max-age={}", config.list_ttl.as_secs()).into_boxed_str());
