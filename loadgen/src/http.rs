@@ -27,7 +27,9 @@ pub enum ParseError {
 pub enum Feed {
     NeedMore,
     /// The response is complete; `consumed` bytes of the last input belonged to it.
-    Done { consumed: usize },
+    Done {
+        consumed: usize,
+    },
     Error(ParseError),
 }
 
@@ -285,7 +287,7 @@ impl ResponseParser {
                     self.state = State::Done;
                     return Ok(i);
                 }
-                (Chunk::TrailerStart | Chunk::TrailerLine, b'\n') => Chunk::TrailerStart,
+                (Chunk::TrailerLine, b'\n') => Chunk::TrailerStart,
                 (Chunk::TrailerStart | Chunk::TrailerLine, _) => Chunk::TrailerLine,
                 _ => return Err(ParseError::Protocol),
             };

@@ -107,48 +107,54 @@ impl Env {
         (self.nofile_soft.saturating_sub(64)).max(16) as usize
     }
 
-    /// The remedy for a limit, quoting the values in force.
+    /// The remedy for a limit, quoting the values in force and naming the
+    /// file under tuning/ that sets it (`tuning/preflight --role loadgen
+    /// --connections N` checks a host against all of them).
     pub fn advice(&self, kind: LimitKind) -> String {
         let opt = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
         match kind {
             LimitKind::ProcessFds => format!(
-                "each connection is a file descriptor and this process may hold {} (RLIMIT_NOFILE soft {}, hard {}): \
-                 spread connections over more --processes (each gets its own limit), or raise the limit \
-                 (`ulimit -n`, systemd LimitNOFILE=; see tuning/)",
+                "each connection is a file descriptor and one process may hold {} (RLIMIT_NOFILE soft {}, hard {}): \
+                 use more --processes (each has its own limit; `auto` does this), or raise the hard limit \
+                 (`ulimit -n`, nofile in tuning/limits.d/gomodproxy.conf, LimitNOFILE= in tuning/systemd/gomodproxy.service)",
                 self.nofile_soft, self.nofile_soft, self.nofile_hard
             ),
             LimitKind::SystemFds => format!(
-                "the system-wide file table is full (fs.file-max = {}): raise fs.file-max and fs.nr_open (tuning/)",
+                "the system-wide file table is full (fs.file-max = {}): raise fs.file-max and fs.nr_open \
+                 (tuning/sysctl.d/91-loadgen.conf, 90-gomodproxy.conf)",
                 opt(self.file_max)
             ),
             LimitKind::EphemeralPorts => format!(
                 "no ephemeral port left for a source address → target pair (net.ipv4.ip_local_port_range = {}-{}, \
-                 {} ports per source address): add --source-ips (127.0.0.x addresses multiply the ports), widen \
-                 net.ipv4.ip_local_port_range, and let TIME_WAIT ports be reused (net.ipv4.tcp_tw_reuse = {}; see tuning/)",
+                 {} ports per source address): add --source-ips (each 127.0.0.x address has its own ports), widen \
+                 net.ipv4.ip_local_port_range and let TIME_WAIT tuples be reused (net.ipv4.tcp_tw_reuse = {}) \
+                 as tuning/sysctl.d/91-loadgen.conf does",
                 self.port_range.0,
                 self.port_range.1,
                 self.ports_per_source(),
                 opt(self.tcp_tw_reuse)
             ),
-            LimitKind::KernelMemory => {
-                "the kernel ran out of socket buffers: raise net.ipv4.tcp_mem / net.core.rmem_default and wmem_default, or add memory (tuning/)".to_string()
-            }
+            LimitKind::KernelMemory => "the kernel ran out of socket memory: check net.ipv4.tcp_mem against \
+                 `TCP: ... mem` in /proc/net/sockstat, and RAM (tuning/README.md, memory per connection)"
+                .to_string(),
             LimitKind::Refused => format!(
                 "the target refused connections: nothing listening, or its accept queue overflowed with \
-                 net.ipv4.tcp_abort_on_overflow set — raise the server's listen backlog (gomodproxy --backlog) \
-                 and net.core.somaxconn (= {}; see tuning/)",
+                 net.ipv4.tcp_abort_on_overflow = 1 — raise the server's --backlog and net.core.somaxconn (= {}), \
+                 keep tcp_abort_on_overflow = 0 (tuning/sysctl.d/90-gomodproxy.conf)",
                 opt(self.somaxconn)
             ),
             LimitKind::ConnectTimeout => format!(
-                "handshakes did not finish within --connect-timeout: SYNs were dropped because the server's accept \
-                 queue overflowed (see ListenOverflows) — raise net.core.somaxconn (= {}) and \
-                 net.ipv4.tcp_max_syn_backlog (= {}) and the server's --backlog (tuning/), or open connections \
-                 more gently (--connect-concurrency)",
+                "handshakes did not finish within --connect-timeout: SYNs were dropped, normally because an accept \
+                 queue was full — either the server stopped accepting at its own connection cap \
+                 (gomodproxy --max-connections / GOMODPROXY_MAX_CONNECTIONS, its LimitNOFILE: tuning/systemd/), or \
+                 the queue is too short for the burst: net.core.somaxconn (= {}), net.ipv4.tcp_max_syn_backlog (= {}) \
+                 and the server's --backlog (tuning/sysctl.d/90-gomodproxy.conf), or a gentler --connect-concurrency",
                 opt(self.somaxconn),
                 opt(self.tcp_max_syn_backlog)
             ),
             LimitKind::ServerClosed => "the server closed connections as soon as it accepted them: it is at its own \
-                 connection cap (gomodproxy --max-connections, or its RLIMIT_NOFILE / LimitNOFILE; see tuning/)"
+                 connection cap (gomodproxy --max-connections / GOMODPROXY_MAX_CONNECTIONS and its LimitNOFILE: \
+                 tuning/systemd/)"
                 .to_string(),
         }
     }
@@ -159,7 +165,7 @@ pub fn nofile() -> (u64, u64) {
     let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: valid out-pointer.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
-    (rl.rlim_cur as u64, rl.rlim_max as u64)
+    (rl.rlim_cur, rl.rlim_max)
 }
 
 /// Raises the soft open-file limit to the hard one: the soft default (often
@@ -188,6 +194,11 @@ pub struct NetCounters {
     pub tcp_time_wait: u64,
     /// Pages of memory used by TCP socket buffers.
     pub tcp_mem_pages: u64,
+    /// Kernel slab memory (socket, file and inode objects live there), bytes.
+    pub slab_bytes: u64,
+    /// Packets dropped because a CPU's input backlog was full (loopback
+    /// traffic goes through it too): net.core.netdev_max_backlog.
+    pub softnet_dropped: u64,
 }
 
 pub fn net_counters() -> NetCounters {
@@ -204,6 +215,14 @@ pub fn net_counters() -> NetCounters {
             c.tcp_inuse = get("inuse");
             c.tcp_time_wait = get("tw");
             c.tcp_mem_pages = get("mem");
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string("/proc/net/softnet_stat") {
+        c.softnet_dropped = text.lines().filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok()).sum();
+    }
+    if let Ok(text) = std::fs::read_to_string("/proc/meminfo") {
+        if let Some(kb) = text.lines().find(|l| l.starts_with("Slab:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()) {
+            c.slab_bytes = kb * 1024;
         }
     }
     c
@@ -223,6 +242,53 @@ fn parse_netstat(text: &str) -> BTreeMap<String, u64> {
         }
     }
     out
+}
+
+/// The accept queue of the local listening socket(s) on `port`: connections
+/// waiting to be accepted, summed over SO_REUSEPORT siblings. Past
+/// its connection cap a server stops accepting, yet the kernel still
+/// completes handshakes into this queue: those count as open for the client
+/// but are not (yet) the server's. None if nothing local listens there.
+pub fn listen_queue(port: u16) -> Option<u64> {
+    use std::io::BufRead;
+    let mut found = None;
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(f) = std::fs::File::open(file) else { continue };
+        for line in std::io::BufReader::new(f).lines().skip(1) {
+            let Ok(line) = line else { break };
+            match parse_listen_line(&line, port) {
+                // Listening sockets come first: stop at the first other one
+                // instead of reading a line per open connection.
+                ListenLine::NotListening => break,
+                ListenLine::Other => {}
+                ListenLine::Match(q) => found = Some(found.unwrap_or(0) + q),
+            }
+        }
+    }
+    found
+}
+
+#[derive(Debug, PartialEq)]
+enum ListenLine {
+    NotListening,
+    Other,
+    Match(u64),
+}
+
+/// One /proc/net/tcp line: `sl local rem st tx_queue:rx_queue ...`; for a
+/// listener, rx_queue is the accept queue length (the backlog itself is not
+/// shown; it is at most net.core.somaxconn).
+fn parse_listen_line(line: &str, port: u16) -> ListenLine {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 5 || f[3] != "0A" {
+        return ListenLine::NotListening;
+    }
+    let local_port = f[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+    let queued = f[4].split_once(':').and_then(|(_, rx)| u64::from_str_radix(rx, 16).ok());
+    match (local_port, queued) {
+        (Some(p), Some(rx)) if p == port => ListenLine::Match(rx),
+        _ => ListenLine::Other,
+    }
 }
 
 /// Resident memory of a process, in bytes (None if it is gone).
@@ -264,7 +330,24 @@ mod tests {
         assert!(env.advice(LimitKind::ProcessFds).contains("LimitNOFILE"));
         assert!(env.advice(LimitKind::EphemeralPorts).contains("28232 ports per source address"));
         assert!(env.advice(LimitKind::ConnectTimeout).contains("somaxconn (= 4096)"));
+        for kind in
+            [LimitKind::ProcessFds, LimitKind::SystemFds, LimitKind::EphemeralPorts, LimitKind::ConnectTimeout, LimitKind::ServerClosed]
+        {
+            assert!(env.advice(kind).contains("tuning/"), "{kind:?} names no tuning/ file");
+        }
         assert_eq!(env.conns_per_process(), 19936);
+    }
+
+    #[test]
+    fn listen_lines() {
+        let l = "   0: 0100007F:1F90 00000000:0000 0A 00001000:00000F12 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0";
+        assert_eq!(parse_listen_line(l, 8080), ListenLine::Match(0xF12));
+        assert_eq!(parse_listen_line(l, 8081), ListenLine::Other);
+        let est = "   1: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 1 1 0";
+        assert_eq!(parse_listen_line(est, 8080), ListenLine::NotListening);
+        // This test process listens somewhere: the live table parses.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert_eq!(listen_queue(listener.local_addr().unwrap().port()), Some(0));
     }
 
     #[test]

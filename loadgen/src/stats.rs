@@ -64,6 +64,9 @@ pub struct Stats {
     pub latency: Hist,
     /// Nanoseconds from the actual send: what a naive tool would report.
     pub service: Hist,
+    /// Nanoseconds from connect() to an established connection: a p99 of a
+    /// second or more means SYNs were dropped and retransmitted.
+    pub connect_time: Hist,
     pub responses: u64,
     /// Responses by status class: 1xx (unused), 2xx, 3xx, 4xx, 5xx, other.
     pub status: [u64; 6],
@@ -99,6 +102,7 @@ impl Default for Stats {
         Stats {
             latency: new_hist(),
             service: new_hist(),
+            connect_time: new_hist(),
             responses: 0,
             status: [0; 6],
             expected_misses: 0,
@@ -170,6 +174,7 @@ impl Stats {
     pub fn merge(&mut self, o: &Stats) {
         self.latency.add(&o.latency).expect("same histogram bounds");
         self.service.add(&o.service).expect("same histogram bounds");
+        self.connect_time.add(&o.connect_time).expect("same histogram bounds");
         self.responses += o.responses;
         for (a, b) in self.status.iter_mut().zip(o.status) {
             *a += b;
@@ -212,6 +217,7 @@ impl Stats {
 pub struct WireStats {
     latency: WireHist,
     service: WireHist,
+    connect_time: WireHist,
     responses: u64,
     status: [u64; 6],
     expected_misses: u64,
@@ -237,6 +243,7 @@ impl From<&Stats> for WireStats {
         WireStats {
             latency: WireHist::from_hist(&s.latency),
             service: WireHist::from_hist(&s.service),
+            connect_time: WireHist::from_hist(&s.connect_time),
             responses: s.responses,
             status: s.status,
             expected_misses: s.expected_misses,
@@ -264,6 +271,7 @@ impl From<WireStats> for Stats {
         Stats {
             latency: w.latency.into_hist(),
             service: w.service.into_hist(),
+            connect_time: w.connect_time.into_hist(),
             responses: w.responses,
             status: w.status,
             expected_misses: w.expected_misses,

@@ -7,6 +7,28 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+    // A second Ctrl-C kills at once (signal() is async-signal-safe).
+    // SAFETY: resetting a disposition to the default is always valid.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+}
+
+/// Makes the first Ctrl-C end the run early but still print and write its
+/// report (worker processes get the same signal and hand in their results).
+pub fn install_interrupt_handler() {
+    // SAFETY: the handler only touches an atomic and calls signal().
+    unsafe { libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t) };
+}
+
+/// True once Ctrl-C was pressed.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
 
 /// Nanoseconds on CLOCK_MONOTONIC: the clock the timerfd is armed on, so a
 /// request's intended send time and the timer that fires for it agree.
@@ -29,6 +51,25 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 pub fn close(fd: RawFd) {
     // SAFETY: callers own `fd` and never use it again.
     unsafe { libc::close(fd) };
+}
+
+/// Closes a connection with an RST instead of a FIN (SO_LINGER 0), so it
+/// leaves no TIME_WAIT behind. Used when a run ends: the active closer keeps
+/// TIME_WAIT for a minute, on the client's ephemeral ports, and the next run
+/// (a search step, a compare round) would find those ports taken.
+pub fn close_abort(fd: RawFd) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: valid fd and pointer to a linger struct of the stated size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    close(fd);
 }
 
 /// Lets this thread's timers fire within a microsecond instead of the
@@ -101,9 +142,7 @@ pub struct Timer {
 impl Timer {
     pub fn new() -> io::Result<Timer> {
         // SAFETY: plain syscall.
-        let fd = cvt(unsafe {
-            libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
-        })?;
+        let fd = cvt(unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) })?;
         Ok(Timer { fd, armed_at: 0 })
     }
 
@@ -115,10 +154,7 @@ impl Timer {
         self.armed_at = at_ns;
         let spec = libc::itimerspec {
             it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-            it_value: libc::timespec {
-                tv_sec: (at_ns / 1_000_000_000) as libc::time_t,
-                tv_nsec: (at_ns % 1_000_000_000) as libc::c_long,
-            },
+            it_value: libc::timespec { tv_sec: (at_ns / 1_000_000_000) as libc::time_t, tv_nsec: (at_ns % 1_000_000_000) as libc::c_long },
         };
         // SAFETY: valid timerfd and spec.
         unsafe { libc::timerfd_settime(self.fd, libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut()) };
@@ -184,13 +220,7 @@ fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, val: libc::c_in
     // SAFETY: valid fd, pointer to an int of the stated size. Failures only
     // cost an optimisation, so they are ignored.
     unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&val as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
+        libc::setsockopt(fd, level, name, (&val as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
     };
 }
 
@@ -233,9 +263,7 @@ pub fn socket_error(fd: RawFd) -> i32 {
     let mut err: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: valid out-pointers of the stated size.
-    let r = unsafe {
-        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut libc::c_int).cast(), &mut len)
-    };
+    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut libc::c_int).cast(), &mut len) };
     if r < 0 {
         io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
     } else {

@@ -98,9 +98,7 @@ fn split_host_port(authority: &str) -> Option<(&str, u16)> {
 fn resolve(host: &str, port: u16, allow_remote: bool) -> Result<SocketAddr, String> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         if !allow_remote && !is_loopback(ip) {
-            return Err(format!(
-                "{ip} is not a loopback address; loadgen only targets 127.0.0.0/8 and ::1 unless --allow-remote is given"
-            ));
+            return Err(format!("{ip} is not a loopback address; loadgen only targets 127.0.0.0/8 and ::1 unless --allow-remote is given"));
         }
         return Ok(SocketAddr::new(ip, port));
     }

@@ -80,15 +80,10 @@ pub fn fmt_ms(ns: u64) -> String {
 
 /// 1234567 → "1,234,567".
 pub fn fmt_int(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    let digits = n.to_string();
+    let mut groups: Vec<&str> = digits.as_bytes().rchunks(3).map(|g| std::str::from_utf8(g).expect("ASCII digits")).collect();
+    groups.reverse();
+    groups.join(",")
 }
 
 /// Bytes in binary units.

@@ -296,7 +296,7 @@ pub fn shuffle<T>(v: &mut [T], seed: u64) {
 pub enum SourceSpec {
     /// No requests (a hold run without trickle).
     None,
-    /// Absolute paths (base path included), sent round-robin.
+    /// Paths under the target's base path, sent round-robin.
     Paths(Vec<String>),
     Workload(WorkloadSpec),
 }
@@ -358,6 +358,7 @@ impl Source {
                 false
             }
             Source::Paths(paths) => {
+                out.push_str(base);
                 out.push_str(&paths[(*counter % paths.len() as u64) as usize]);
                 *counter += 1;
                 false
@@ -477,8 +478,7 @@ mod tests {
         }
         let mods = discover_tree(&root).unwrap();
         let _ = std::fs::remove_dir_all(&root);
-        let got: Vec<(&str, Vec<&str>)> =
-            mods.iter().map(|m| (m.path.as_str(), m.versions.iter().map(String::as_str).collect())).collect();
+        let got: Vec<(&str, Vec<&str>)> = mods.iter().map(|m| (m.path.as_str(), m.versions.iter().map(String::as_str).collect())).collect();
         assert_eq!(
             got,
             vec![
@@ -528,7 +528,8 @@ mod tests {
 
     #[test]
     fn walks_go_list_info_mod_zip_in_order() {
-        let spec = WorkloadSpec { modules: modules(3), zipf: 1.0, mix: Mix { list: 1.0, info: 1.0, module: 1.0, zip: 1.0 }, miss_ratio: 0.0 };
+        let spec =
+            WorkloadSpec { modules: modules(3), zipf: 1.0, mix: Mix { list: 1.0, info: 1.0, module: 1.0, zip: 1.0 }, miss_ratio: 0.0 };
         let src = Source::prepare(&SourceSpec::Workload(spec));
         let (mut walk, mut ctr, mut rng, mut out) = (Walk::default(), 0, Rng::new(1), String::new());
         let mut seen = Vec::new();
