@@ -9,12 +9,19 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::gomod::pattern::{BadPattern, PrefixPatterns};
+
 /// Everything `gomodproxy serve` needs, already validated.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub upstream: UpstreamList,
+    /// Module paths never sent to an `http(s)` entry of `upstream` (GOPRIVATE syntax).
+    pub private: PrefixPatterns,
+    /// The only upstreams private modules are fetched from; `None`: the
+    /// `file://` entries of `upstream`.
+    pub private_upstream: Option<UpstreamList>,
     pub cores: usize,
     pub backlog: u32,
     /// `None`: the open-file limit less what segments, cores and upstreams need.
@@ -123,6 +130,7 @@ pub enum ConfigError {
     BadUpstream { entry: String, reason: &'static str },
     NoUpstream,
     BadSumDbName(String),
+    BadPrivatePattern(BadPattern),
 }
 
 impl std::fmt::Display for ConfigError {
@@ -142,6 +150,7 @@ impl std::fmt::Display for ConfigError {
                 "no upstream configured: pass --upstream, or set GOPROXY, or install the go \
                  command so that `go env GOPROXY` answers"
             ),
+            ConfigError::BadPrivatePattern(e) => write!(f, "private module patterns: {e}"),
             ConfigError::BadSumDbName(name) => write!(
                 f,
                 "checksum database name {name:?} is invalid: expected a host name (letters, digits, '.', '-', '_')"
@@ -199,6 +208,16 @@ impl UpstreamList {
     }
 }
 
+impl UpstreamList {
+    /// The `file://` entries alone (with their fallbacks): the upstreams
+    /// private modules may use when no `--private-upstream` is given.
+    /// `None` when there are none.
+    pub fn local_only(&self) -> Option<UpstreamList> {
+        let entries: Vec<UpstreamEntry> = self.entries.iter().filter(|e| matches!(e.spec, UpstreamSpec::File(_))).cloned().collect();
+        (!entries.is_empty()).then_some(UpstreamList { entries })
+    }
+}
+
 fn parse_entry(raw: &str) -> Result<Option<UpstreamSpec>, ConfigError> {
     let bad = |reason| ConfigError::BadUpstream { entry: raw.to_string(), reason };
     match raw {
@@ -248,6 +267,26 @@ pub fn parse_sumdb_names(list: &str) -> Result<Vec<String>, ConfigError> {
         }
     }
     Ok(names)
+}
+
+/// Compiles `--private` (GOPRIVATE syntax). A malformed glob is an error:
+/// silently never matching would send private paths upstream.
+pub fn parse_private(list: &str) -> Result<PrefixPatterns, ConfigError> {
+    PrefixPatterns::parse(list).map_err(ConfigError::BadPrivatePattern)
+}
+
+/// `--private` when not given: `GONOPROXY`, else `GOPRIVATE` (the go
+/// command's own default for GONOPROXY), from the environment, else as
+/// `go env` reports them (which includes `go env -w` settings).
+pub fn inherited_private() -> String {
+    for var in ["GONOPROXY", "GOPRIVATE"] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.trim().is_empty() {
+                return v;
+            }
+        }
+    }
+    go_env("GONOPROXY").unwrap_or_default()
 }
 
 /// The checksum database name to proxy when `--sumdb` was not given: the
@@ -322,6 +361,18 @@ mod tests {
         assert_eq!(l.entries.len(), 1);
         assert_eq!(w.len(), 1);
         assert!(UpstreamList::parse("direct", UpstreamSource::Inherited).is_err());
+    }
+
+    #[test]
+    fn private_modules_fall_back_to_local_trees_only() {
+        let (l, _) = UpstreamList::parse("http://a.test|file:///srv/mods,https://b.test,file:///srv/more", UpstreamSource::Flag).unwrap();
+        let local = l.local_only().unwrap();
+        assert_eq!(local.entries.len(), 2);
+        assert!(local.entries.iter().all(|e| matches!(e.spec, UpstreamSpec::File(_))));
+        let (l, _) = UpstreamList::parse("http://a.test", UpstreamSource::Flag).unwrap();
+        assert!(l.local_only().is_none());
+        assert!(parse_private("corp.example/[").is_err());
+        assert!(parse_private("").unwrap().is_empty());
     }
 
     #[test]

@@ -45,6 +45,20 @@ struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_UPSTREAM")]
     upstream: Option<String>,
 
+    /// Module path patterns that are private (GOPRIVATE syntax: comma-separated
+    /// globs matched against leading path elements, e.g. `*.corp.example,example.com/team`).
+    /// Private modules are never sent to an http(s) entry of --upstream and never
+    /// looked up in a checksum database; they come from --private-upstream, else from
+    /// the file:// entries of --upstream, else they are not found (404).
+    /// Default: GONOPROXY, else GOPRIVATE (environment, then `go env`).
+    #[arg(long, env = "GOMODPROXY_PRIVATE")]
+    private: Option<String>,
+
+    /// Upstream list (GOPROXY syntax) trusted with private modules and consulted
+    /// for nothing else. Default: none (only the file:// entries of --upstream).
+    #[arg(long, env = "GOMODPROXY_PRIVATE_UPSTREAM")]
+    private_upstream: Option<String>,
+
     /// Number of executors, one pinned per CPU. Default: all online CPUs.
     #[arg(long, env = "GOMODPROXY_CORES")]
     cores: Option<usize>,
@@ -162,6 +176,19 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
     for w in warnings {
         log::warn!("{w}");
     }
+    let private = config::parse_private(&args.private.unwrap_or_else(config::inherited_private))?;
+    let private_upstream = match args.private_upstream.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(list) => Some(UpstreamList::parse(list, UpstreamSource::Flag)?.0),
+    };
+    if !private.is_empty() {
+        let from = match (&private_upstream, upstream.local_only()) {
+            (Some(l), _) => format!("--private-upstream {}", l.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" ")),
+            (None, Some(l)) => format!("the file:// upstreams {}", l.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" ")),
+            (None, None) => "nowhere (no private upstream configured: they are not found)".to_string(),
+        };
+        log::info!("private modules ({}) are fetched from {from}", private.sources().collect::<Vec<_>>().join(","));
+    }
     let cores = match args.cores {
         Some(0) => anyhow::bail!("--cores must be at least 1"),
         Some(n) => n,
@@ -174,6 +201,8 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
         listen: args.listen,
         data_dir: args.data,
         upstream,
+        private,
+        private_upstream,
         cores,
         backlog: args.backlog,
         max_connections: args.max_connections,

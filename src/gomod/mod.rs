@@ -5,6 +5,7 @@
 //! any input, and no allocation on the happy path where it can be avoided.
 
 pub mod module;
+pub mod pattern;
 pub mod semver;
 pub mod tlog;
 pub mod zip;

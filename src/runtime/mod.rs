@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::goproxy::ProxyHandler;
 use crate::metrics::Metrics;
 use crate::store::{RecoveryStats, Store, StoreError};
+use crate::upstream::private::PrivacyGuard;
 use crate::upstream::{FetchOptions, UpstreamChain};
 
 #[derive(Debug)]
@@ -128,7 +129,14 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let recovery = store.stats().clone();
     let (addr, sockets) = listener::bind_all(config.listen, config.backlog, cores).map_err(|e| RuntimeError::Bind(config.listen, e))?;
 
-    let upstream = Arc::new(UpstreamChain::from_config(&config.upstream, FetchOptions { timeout: config.upstream_timeout }));
+    let opts = FetchOptions { timeout: config.upstream_timeout };
+    // Private modules get their own chain, and only the guard decides who hears of them.
+    let private_list = config.private_upstream.clone().or_else(|| config.upstream.local_only());
+    let upstream = Arc::new(PrivacyGuard::new(
+        config.private.clone(),
+        UpstreamChain::from_config(&config.upstream, opts),
+        private_list.map(|l| UpstreamChain::from_config(&l, opts)),
+    ));
     let drain_metrics = Metrics::leak(cores);
     let shared = Arc::new(Shared {
         cores,

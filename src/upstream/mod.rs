@@ -2,13 +2,16 @@
 //!
 //! Owns the [`Fetcher`] trait (the seam a Git fetcher and a checksum-database
 //! client plug into), the GOPROXY list semantics that chain fetchers, the
-//! concrete `file://` and `http(s)://` fetchers, and the validation every
-//! upstream answer passes before anyone may store or serve it. Fetchers are
+//! concrete `file://` and `http(s)://` fetchers, the guard that keeps
+//! private module paths away from upstreams not trusted with them
+//! (`private`), and the validation every upstream answer passes before
+//! anyone may store or serve it. Fetchers are
 //! blocking and run on the executors' blocking pools; they never touch the
 //! store or the index, and never see a request that failed validation.
 
 pub mod file;
 pub mod http;
+pub mod private;
 pub mod validate;
 
 use std::fmt;

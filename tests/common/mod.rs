@@ -790,6 +790,9 @@ impl Server {
         for k in ["GOPROXY", "GONOPROXY", "GOPRIVATE", "GONOSUMDB", "GOSUMDB", "GOFLAGS", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"] {
             cmd.env_remove(k);
         }
+        // Defaults the server takes from `go env` must not come from the
+        // `go env -w` settings of whoever runs the tests.
+        cmd.env("GOENV", "off");
         for (k, v) in &o.env {
             cmd.env(k, v);
         }
@@ -1471,6 +1474,9 @@ struct UpstreamState {
     counts: Mutex<HashMap<String, usize>>,
     /// `METHOD path` in arrival order.
     log: Mutex<Vec<String>>,
+    /// Every request head byte for byte (request line and headers, lossily
+    /// UTF-8), in arrival order: what a leak check searches.
+    raw: Mutex<Vec<String>>,
     /// Signalled on every request, for [`CountingUpstream::wait_for_hits`].
     arrived: Condvar,
     behavior: Mutex<UpstreamBehavior>,
@@ -1504,6 +1510,7 @@ impl CountingUpstream {
         let state = Arc::new(UpstreamState {
             counts: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
+            raw: Mutex::new(Vec::new()),
             arrived: Condvar::new(),
             behavior: Mutex::new(UpstreamBehavior::default()),
             zip_gate_closed: Mutex::new(false),
@@ -1566,9 +1573,15 @@ impl CountingUpstream {
         self.state.log.lock().unwrap().clone()
     }
 
+    /// Every request head received so far, request line and headers as sent.
+    pub fn raw_requests(&self) -> Vec<String> {
+        self.state.raw.lock().unwrap().clone()
+    }
+
     pub fn reset_counts(&self) {
         self.state.counts.lock().unwrap().clear();
         self.state.log.lock().unwrap().clear();
+        self.state.raw.lock().unwrap().clear();
     }
 
     pub fn set_behavior(&self, b: UpstreamBehavior) {
@@ -1677,6 +1690,7 @@ fn upstream_conn(mut conn: TcpStream, root: &Path, st: &UpstreamState) {
         }
         let head: Vec<u8> = buf.drain(..end + 4).collect();
         let head = String::from_utf8_lossy(&head[..end]).into_owned();
+        st.raw.lock().unwrap().push(head.clone());
         let mut lines = head.split("\r\n");
         let mut rl = lines.next().unwrap_or("").split(' ');
         let method = rl.next().unwrap_or("").to_string();
