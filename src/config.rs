@@ -38,6 +38,14 @@ pub struct Config {
     pub hit_routing: HitRouting,
     pub fetch_threads: usize,
     pub upstream_timeout: Duration,
+    /// Extra attempts of a request that could not connect.
+    pub upstream_retries: u32,
+    /// Wait before the first of them; doubled for each further one.
+    pub upstream_retry_backoff: Duration,
+    /// Consecutive failures that open an upstream's circuit; 0 disables the breaker.
+    pub breaker_failures: u32,
+    /// How long an open circuit skips its upstream.
+    pub breaker_cooldown: Duration,
     /// How long SIGTERM waits for open connections before exiting.
     pub drain_timeout: Duration,
 }

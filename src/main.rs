@@ -133,6 +133,25 @@ struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_UPSTREAM_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
     upstream_timeout: Duration,
 
+    /// Extra attempts of an upstream request that could not connect (refused,
+    /// DNS failure); answers (4xx included) and timeouts are never retried.
+    #[arg(long, env = "GOMODPROXY_UPSTREAM_RETRIES", default_value_t = 2)]
+    upstream_retries: u32,
+
+    /// Wait before the first retry; doubled for each further one.
+    #[arg(long, env = "GOMODPROXY_UPSTREAM_RETRY_BACKOFF", default_value = "100ms", value_parser = parse_duration)]
+    upstream_retry_backoff: Duration,
+
+    /// Consecutive failures (connect errors, timeouts, 5xx; never 404/410) after
+    /// which an http(s) upstream is skipped, as if it had failed, for
+    /// --breaker-cooldown; then one probe request decides. 0 disables the breaker.
+    #[arg(long, env = "GOMODPROXY_BREAKER_FAILURES", default_value_t = 5)]
+    breaker_failures: u32,
+
+    /// How long an upstream whose circuit opened is skipped.
+    #[arg(long, env = "GOMODPROXY_BREAKER_COOLDOWN", default_value = "30s", value_parser = parse_duration)]
+    breaker_cooldown: Duration,
+
     /// On SIGTERM/SIGINT: stop accepting, then wait this long for open connections to finish.
     #[arg(long, env = "GOMODPROXY_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     drain_timeout: Duration,
@@ -222,6 +241,10 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
         hit_routing: args.hit_routing,
         fetch_threads: args.fetch_threads,
         upstream_timeout: args.upstream_timeout,
+        upstream_retries: args.upstream_retries,
+        upstream_retry_backoff: args.upstream_retry_backoff,
+        breaker_failures: args.breaker_failures,
+        breaker_cooldown: args.breaker_cooldown,
         drain_timeout: args.drain_timeout,
     })
 }

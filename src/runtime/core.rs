@@ -438,10 +438,10 @@ impl Core {
     }
 
     fn count_upstream_error<T>(&self, r: &Result<T, FetchError>) {
-        if let Err(e) = r {
-            if !matches!(e, FetchError::NotFound { .. }) {
-                self.metrics.upstream_errors.bump();
-            }
+        match r {
+            Ok(_) | Err(FetchError::NotFound { .. }) => {}
+            Err(FetchError::CircuitOpen { .. }) => self.metrics.upstream_skipped.bump(),
+            Err(_) => self.metrics.upstream_errors.bump(),
         }
     }
 }

@@ -129,7 +129,13 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let recovery = store.stats().clone();
     let (addr, sockets) = listener::bind_all(config.listen, config.backlog, cores).map_err(|e| RuntimeError::Bind(config.listen, e))?;
 
-    let opts = FetchOptions { timeout: config.upstream_timeout };
+    let opts = FetchOptions {
+        timeout: config.upstream_timeout,
+        retries: config.upstream_retries,
+        retry_backoff: config.upstream_retry_backoff,
+        breaker_failures: config.breaker_failures,
+        breaker_cooldown: config.breaker_cooldown,
+    };
     // Private modules get their own chain, and only the guard decides who hears of them.
     let private_list = config.private_upstream.clone().or_else(|| config.upstream.local_only());
     let upstream = Arc::new(PrivacyGuard::new(

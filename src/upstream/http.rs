@@ -1,14 +1,54 @@
 //! `http://` and `https://` upstreams (another GOPROXY server), through a
 //! pooled, keep-alive blocking client. TLS uses rustls with the system's
 //! trust store.
+//!
+//! A GET that could not even connect (refused, reset while connecting, a
+//! failed DNS lookup) is retried a bounded number of times with doubling
+//! backoff: every request here is idempotent, and a restarting upstream or
+//! a full accept queue is gone in a moment. An answer (any status, 4xx
+//! included) is never retried, nor is a timeout: it has already spent the
+//! time one request may take.
 
 use std::io::Read;
+use std::time::Duration;
 
 use super::{Fetch, FetchError, FetchOptions, Fetcher};
 
 pub struct HttpFetcher {
     base: String,
     agent: ureq::Agent,
+    retries: u32,
+    retry_backoff: Duration,
+}
+
+/// Whether a failed call may be tried again: it never reached the upstream.
+fn may_retry(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Transport(t) => matches!(t.kind(), ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns) && !is_timeout(&t.to_string()),
+        ureq::Error::Status(..) => false,
+    }
+}
+
+fn is_timeout(text: &str) -> bool {
+    text.contains("timed out") || text.contains("Timeout")
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or `retries` extra
+/// attempts are spent, sleeping `backoff`, `2 × backoff`, … in between.
+/// The sleep is a parameter so tests need not wait.
+pub fn with_retries<T, E>(retries: u32, backoff: Duration, mut sleep: impl FnMut(Duration), retryable: impl Fn(&E) -> bool, mut attempt: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let mut wait = backoff;
+    let mut left = retries;
+    loop {
+        match attempt() {
+            Err(e) if left > 0 && retryable(&e) => {
+                left -= 1;
+                sleep(wait);
+                wait = wait.saturating_mul(2);
+            }
+            done => return done,
+        }
+    }
 }
 
 impl HttpFetcher {
@@ -19,7 +59,7 @@ impl HttpFetcher {
             .redirects(3)
             .user_agent(concat!("gomodproxy/", env!("CARGO_PKG_VERSION")))
             .build();
-        HttpFetcher { base, agent }
+        HttpFetcher { base, agent, retries: opts.retries, retry_backoff: opts.retry_backoff }
     }
 }
 
@@ -28,7 +68,8 @@ impl Fetcher for HttpFetcher {
         let url = format!("{}/{}", self.base, req.protocol_path()?);
         let cap = req.what.size_cap();
         let unavailable = |message: String| FetchError::Unavailable { upstream: self.base.clone(), message };
-        let resp = match self.agent.get(&url).call() {
+        let call = || self.agent.get(&url).call();
+        let resp = match with_retries(self.retries, self.retry_backoff, std::thread::sleep, may_retry, call) {
             Ok(r) => r,
             Err(ureq::Error::Status(code @ (404 | 410), r)) => {
                 let mut msg = String::new();
@@ -42,7 +83,7 @@ impl Fetcher for HttpFetcher {
             Err(ureq::Error::Status(code, _)) => return Err(unavailable(format!("HTTP status {code}"))),
             Err(ureq::Error::Transport(t)) => {
                 let text = t.to_string();
-                if text.contains("timed out") || text.contains("Timeout") {
+                if is_timeout(&text) {
                     return Err(FetchError::Timeout { upstream: self.base.clone() });
                 }
                 return Err(unavailable(text));
@@ -65,5 +106,49 @@ impl Fetcher for HttpFetcher {
 
     fn name(&self) -> &str {
         &self.base
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_are_bounded_backed_off_and_only_for_retryable_errors() {
+        let mut slept = Vec::new();
+        let mut calls = 0;
+        let r: Result<(), &str> = with_retries(3, Duration::from_millis(100), |d| slept.push(d), |e| *e == "refused", || {
+            calls += 1;
+            Err("refused")
+        });
+        assert_eq!(r, Err("refused"));
+        assert_eq!(calls, 4, "one attempt and three retries");
+        assert_eq!(slept, [100, 200, 400].map(Duration::from_millis));
+
+        let mut calls = 0;
+        let r: Result<u8, &str> = with_retries(3, Duration::ZERO, |_| {}, |e| *e == "refused", || {
+            calls += 1;
+            if calls < 3 { Err("refused") } else { Ok(7) }
+        });
+        assert_eq!((r, calls), (Ok(7), 3));
+
+        let mut calls = 0;
+        let r: Result<(), &str> = with_retries(3, Duration::ZERO, |_| {}, |e| *e == "refused", || {
+            calls += 1;
+            Err("404")
+        });
+        assert_eq!((r, calls), (Err("404"), 1), "an answer is never retried");
+    }
+
+    #[test]
+    fn a_refused_connection_is_retryable_and_reported_as_unavailable() {
+        // A port nobody listens on: bind, note it, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let refused = ureq::get(&format!("http://127.0.0.1:{port}/")).call().unwrap_err();
+        assert!(may_retry(&refused), "{refused}");
+        let opts = FetchOptions { retries: 2, retry_backoff: Duration::from_millis(1), ..FetchOptions::with_timeout(Duration::from_secs(5)) };
+        let f = HttpFetcher::new(format!("http://127.0.0.1:{port}"), opts);
+        let err = f.fetch(&Fetch { module: "example.com/a", version: "", what: super::super::What::List }).unwrap_err();
+        assert!(matches!(err, FetchError::Unavailable { .. }), "{err:?}");
     }
 }

@@ -9,6 +9,7 @@
 //! blocking and run on the executors' blocking pools; they never touch the
 //! store or the index, and never see a request that failed validation.
 
+pub mod breaker;
 pub mod file;
 pub mod http;
 pub mod private;
@@ -112,6 +113,9 @@ pub enum FetchError {
     Unavailable { upstream: String, message: String },
     Timeout { upstream: String },
     TooLarge { upstream: String, limit: u64 },
+    /// Not asked: the upstream failed too often in a row and its circuit
+    /// breaker is open (see `breaker`).
+    CircuitOpen { upstream: String, retry_in: Duration },
     /// The upstream answered something that is not a valid answer.
     Invalid(String),
 }
@@ -123,6 +127,9 @@ impl fmt::Display for FetchError {
             FetchError::Unavailable { upstream, message } => write!(f, "upstream {upstream} failed: {message}"),
             FetchError::Timeout { upstream } => write!(f, "upstream {upstream} timed out"),
             FetchError::TooLarge { upstream, limit } => write!(f, "upstream {upstream} sent more than {limit} bytes"),
+            FetchError::CircuitOpen { upstream, retry_in } => {
+                write!(f, "upstream {upstream} is failing and is not being asked (circuit open; next try in {}s)", retry_in.as_secs())
+            }
             FetchError::Invalid(why) => write!(f, "invalid upstream response: {why}"),
         }
     }
@@ -140,7 +147,23 @@ pub trait Fetcher: Send + Sync {
 /// Upstream settings that are not part of the list itself.
 #[derive(Debug, Clone, Copy)]
 pub struct FetchOptions {
+    /// Total time for one upstream request.
     pub timeout: Duration,
+    /// Extra attempts after a connection failure (never after an answer, a 4xx included, nor after a timeout).
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub retry_backoff: Duration,
+    /// Consecutive failures that open an `http(s)` upstream's circuit; 0: no breaker.
+    pub breaker_failures: u32,
+    /// How long an open circuit skips its upstream before one probe may try it.
+    pub breaker_cooldown: Duration,
+}
+
+impl FetchOptions {
+    /// Only a timeout; no retries, no breaker.
+    pub fn with_timeout(timeout: Duration) -> FetchOptions {
+        FetchOptions { timeout, retries: 0, retry_backoff: Duration::ZERO, breaker_failures: 0, breaker_cooldown: Duration::ZERO }
+    }
 }
 
 /// `@latest` for upstreams that do not answer it (the file layout has no
@@ -180,6 +203,9 @@ impl UpstreamChain {
             .map(|e| {
                 let f: Box<dyn Fetcher> = match &e.spec {
                     UpstreamSpec::File(dir) => Box::new(file::FileFetcher::new(dir.clone())),
+                    UpstreamSpec::Http(base) if opts.breaker_failures > 0 => {
+                        Box::new(breaker::Guarded::new(http::HttpFetcher::new(base.clone(), opts), opts.breaker_failures, opts.breaker_cooldown))
+                    }
                     UpstreamSpec::Http(base) => Box::new(http::HttpFetcher::new(base.clone(), opts)),
                 };
                 (f, e.fallback)
@@ -202,7 +228,8 @@ impl Fetcher for UpstreamChain {
                 Ok(body) => return Ok(body),
                 Err(e) => {
                     let fall_through = matches!(e, FetchError::NotFound { .. }) || *fallback == Fallback::OnAnyError;
-                    if !matches!(e, FetchError::NotFound { .. }) {
+                    // Not found is an answer; an open circuit was logged when it opened.
+                    if !matches!(e, FetchError::NotFound { .. } | FetchError::CircuitOpen { .. }) {
                         log::warn!("{} {}: {e}", fetcher.name(), req.protocol_path().unwrap_or_default());
                     }
                     last = e;

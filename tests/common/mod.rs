@@ -1505,7 +1505,13 @@ const GATE_MAX_WAIT: Duration = Duration::from_secs(60);
 
 impl CountingUpstream {
     pub fn serve(root: &Path) -> CountingUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        CountingUpstream::serve_on(root, "127.0.0.1:0".parse().unwrap())
+    }
+
+    /// Like [`CountingUpstream::serve`], on a given address (e.g. a port a
+    /// server under test was already told about, to bring an upstream up late).
+    pub fn serve_on(root: &Path, addr: SocketAddr) -> CountingUpstream {
+        let listener = TcpListener::bind(addr).expect("bind upstream");
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(UpstreamState {
             counts: Mutex::new(HashMap::new()),
