@@ -142,7 +142,7 @@ struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_UPSTREAM_RETRY_BACKOFF", default_value = "100ms", value_parser = parse_duration)]
     upstream_retry_backoff: Duration,
 
-    /// Consecutive failures (connect errors, timeouts, 5xx; never 404/410) after
+    /// Consecutive failures (connect errors, timeouts, 5xx, 429; never 404/410 or other 4xx) after
     /// which an http(s) upstream is skipped, as if it had failed, for
     /// --breaker-cooldown; then one probe request decides. 0 disables the breaker.
     #[arg(long, env = "GOMODPROXY_BREAKER_FAILURES", default_value_t = 5)]

@@ -1,6 +1,6 @@
 //! A circuit breaker per `http(s)` upstream: after `failures` consecutive
-//! failures (connect errors, timeouts, 5xx — never a 404/410, which is an
-//! answer) the upstream is skipped for `cooldown`, answering at once as if
+//! failures (connect errors, timeouts, 5xx and 429 — never a 404/410 or
+//! another 4xx, which are answers) the upstream is skipped for `cooldown`, answering at once as if
 //! it had failed, so a dead upstream costs one timeout instead of one per
 //! request. After the cool-down one request goes through as a probe (half
 //! open): its success closes the circuit, its failure opens it again.
@@ -210,11 +210,16 @@ mod tests {
         }
         assert_eq!(dead.inner.0.load(std::sync::atomic::Ordering::Relaxed), 2);
         assert!(matches!(dead.fetch(&req), Err(FetchError::CircuitOpen { .. })));
-        // 404s are answers: never open.
+        // 404s (and other answers, such as a 403) never open it.
         let missing = Guarded::new(Flaky(Default::default(), |_| Err(FetchError::NotFound { gone: false, message: "no".into() })), 1, COOL);
         for _ in 0..5 {
             assert!(matches!(missing.fetch(&req), Err(FetchError::NotFound { .. })));
         }
         assert_eq!(missing.inner.0.load(std::sync::atomic::Ordering::Relaxed), 5);
+        let forbidden = Guarded::new(Flaky(Default::default(), |_| Err(FetchError::Rejected { upstream: "flaky".into(), status: 403 })), 1, COOL);
+        for _ in 0..3 {
+            assert!(matches!(forbidden.fetch(&req), Err(FetchError::Rejected { .. })));
+        }
+        assert_eq!(forbidden.inner.0.load(std::sync::atomic::Ordering::Relaxed), 3);
     }
 }

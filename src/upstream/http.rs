@@ -80,7 +80,10 @@ impl Fetcher for HttpFetcher {
                 let message = if msg.is_empty() { format!("not found: {}", req.protocol_path().unwrap_or_default()) } else { msg.to_string() };
                 return Err(FetchError::NotFound { gone: code == 410, message });
             }
-            Err(ureq::Error::Status(code, _)) => return Err(unavailable(format!("HTTP status {code}"))),
+            // 429 and 5xx: the upstream is overloaded or failing.
+            Err(ureq::Error::Status(code, _)) if code == 429 || code >= 500 => return Err(unavailable(format!("HTTP status {code}"))),
+            // Any other status: an answer we cannot use (401, 403, 400, a 3xx beyond the redirect limit).
+            Err(ureq::Error::Status(status, _)) => return Err(FetchError::Rejected { upstream: self.base.clone(), status }),
             Err(ureq::Error::Transport(t)) => {
                 let text = t.to_string();
                 if is_timeout(&text) {

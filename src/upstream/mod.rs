@@ -109,8 +109,11 @@ pub enum FetchError {
     /// 404 or 410: the upstream does not have it. The message is the
     /// upstream's own (the go command shows it to its user).
     NotFound { gone: bool, message: String },
-    /// The upstream could not be reached or failed (5xx, reset, refused).
+    /// The upstream could not be reached or failed (5xx, 429, reset, refused).
     Unavailable { upstream: String, message: String },
+    /// The upstream answered with a status we cannot use (401, 403, 400...):
+    /// an answer, so it never trips a circuit breaker, but no fallback either.
+    Rejected { upstream: String, status: u16 },
     Timeout { upstream: String },
     TooLarge { upstream: String, limit: u64 },
     /// Not asked: the upstream failed too often in a row and its circuit
@@ -127,6 +130,7 @@ impl fmt::Display for FetchError {
             FetchError::Unavailable { upstream, message } => write!(f, "upstream {upstream} failed: {message}"),
             FetchError::Timeout { upstream } => write!(f, "upstream {upstream} timed out"),
             FetchError::TooLarge { upstream, limit } => write!(f, "upstream {upstream} sent more than {limit} bytes"),
+            FetchError::Rejected { upstream, status } => write!(f, "upstream {upstream} answered HTTP status {status}"),
             FetchError::CircuitOpen { upstream, retry_in } => {
                 write!(f, "upstream {upstream} is failing and is not being asked (circuit open; next try in {}s)", retry_in.as_secs())
             }
