@@ -64,6 +64,8 @@ impl HttpFetcher {
 }
 
 impl Fetcher for HttpFetcher {
+    // ureq's error is large, but there is one per request and it is matched at once.
+    #[allow(clippy::result_large_err)]
     fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
         let url = format!("{}/{}", self.base, req.protocol_path()?);
         let cap = req.what.size_cap();

@@ -110,7 +110,9 @@ mod tests {
         }
     }
 
-    fn guard(patterns: &str, with_private: bool) -> (PrivacyGuard, Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<String>>>) {
+    type Log = Arc<Mutex<Vec<String>>>;
+
+    fn guard(patterns: &str, with_private: bool) -> (PrivacyGuard, Log, Log) {
         let (pubs, privs) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
         let public = UpstreamChain::new(vec![(Box::new(Spy(pubs.clone(), b"v1.0.0\n")), Fallback::OnNotFound)]);
         let private = with_private.then(|| UpstreamChain::new(vec![(Box::new(Spy(privs.clone(), b"v9.0.0\n")) as Box<dyn Fetcher>, Fallback::OnNotFound)]));
