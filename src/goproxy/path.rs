@@ -195,7 +195,12 @@ fn parse_path(path: &str) -> Result<Endpoint<'_>, PathError> {
     let version = module::unescape_version(escaped_version).map_err(PathError::BadEscape)?;
     let canonical = module::canonical_version(&version).is_some_and(|c| c == version);
     if canonical {
-        module::check(&module, &version).map_err(PathError::NoSuchVersion)?;
+        // unescape_path already checked the path and canonical implies valid
+        // semver: what `module::check` would add is the major-version rule.
+        let path_major = module::split_path_version(&module).map_or("", |(_, major)| major);
+        if let Err(source) = module::check_path_major(&version, path_major) {
+            return Err(PathError::NoSuchVersion(ModuleError::InvalidVersion { path: Some(module.into_owned()), source }));
+        }
         return Ok(Endpoint::Artifact { module, version, what });
     }
     if what == What::Info {
