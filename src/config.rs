@@ -37,7 +37,13 @@ pub struct Config {
     pub segment_bytes: u64,
     pub hit_routing: HitRouting,
     pub fetch_threads: usize,
+    /// Total time for one upstream fetch, body included.
     pub upstream_timeout: Duration,
+    /// Longest wait for a TCP (and TLS) connection to an upstream.
+    pub upstream_connect_timeout: Duration,
+    /// Longest wait for any read from an upstream: the first byte of its
+    /// answer, and every pause inside the body.
+    pub upstream_read_timeout: Duration,
     /// Extra attempts of a request that could not connect.
     pub upstream_retries: u32,
     /// Wait before the first of them; doubled for each further one.

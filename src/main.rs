@@ -133,6 +133,16 @@ struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_UPSTREAM_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
     upstream_timeout: Duration,
 
+    /// Longest wait for a connection (TCP and TLS handshake) to an upstream.
+    #[arg(long, env = "GOMODPROXY_UPSTREAM_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    upstream_connect_timeout: Duration,
+
+    /// Longest wait for the first byte of an upstream's answer, and for each
+    /// further read of its body (a stalled upstream fails this fast, a slow
+    /// but steady one gets --upstream-timeout).
+    #[arg(long, env = "GOMODPROXY_UPSTREAM_READ_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    upstream_read_timeout: Duration,
+
     /// Extra attempts of an upstream request that could not connect (refused,
     /// DNS failure); answers (4xx included) and timeouts are never retried.
     #[arg(long, env = "GOMODPROXY_UPSTREAM_RETRIES", default_value_t = 2)]
@@ -241,6 +251,8 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
         hit_routing: args.hit_routing,
         fetch_threads: args.fetch_threads,
         upstream_timeout: args.upstream_timeout,
+        upstream_connect_timeout: args.upstream_connect_timeout,
+        upstream_read_timeout: args.upstream_read_timeout,
         upstream_retries: args.upstream_retries,
         upstream_retry_backoff: args.upstream_retry_backoff,
         breaker_failures: args.breaker_failures,

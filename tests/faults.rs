@@ -30,6 +30,9 @@ enum Fault {
     Truncate,
     /// Announce fewer bytes than the body has, then send it all.
     ShortLength,
+    /// Send the answer in eight pieces with this pause before each (slow
+    /// but steady).
+    Trickle(Duration),
     /// Answer with this status.
     Status(u16),
     /// Answer 200 with these bytes instead of the file.
@@ -135,6 +138,17 @@ fn answer(mut conn: TcpStream, root: &Path, faults: &Mutex<HashMap<String, Fault
         (Some(Fault::SlowHead(d)), Some(data)) => {
             thread::sleep(d);
             let _ = conn.write_all(head_for(data.len() as u64).as_bytes()).and_then(|()| conn.write_all(&data));
+        }
+        (Some(Fault::Trickle(pause)), Some(data)) => {
+            if conn.write_all(head_for(data.len() as u64).as_bytes()).is_err() {
+                return;
+            }
+            for piece in data.chunks(data.len().div_ceil(8).max(1)) {
+                thread::sleep(pause);
+                if conn.write_all(piece).is_err() {
+                    return;
+                }
+            }
         }
         (Some(Fault::ShortLength), Some(data)) => {
             let _ = conn.write_all(head_for(data.len() as u64 / 2).as_bytes()).and_then(|()| conn.write_all(&data));
@@ -271,4 +285,55 @@ fn behind_a_pipe_every_fault_falls_back_to_the_next_upstream() {
         assert_eq!(good.hits(&path_of(&c)), 1, "{}: fetched once from the good upstream", c.name);
         assert_healthy(&server);
     }
+}
+
+/// `--upstream-read-timeout` fails a stalled upstream long before the total
+/// `--upstream-timeout`, and does not cut off one that is slow but steady.
+#[test]
+fn the_read_timeout_catches_a_stall_but_not_a_slow_steady_body() {
+    let fx = fixture();
+    let up = FaultServer::serve(fx.root());
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(ServerOpts {
+        data_dir: Some(data.path().to_path_buf()),
+        extra_args: ["--upstream-timeout", "300s", "--upstream-read-timeout", "1s", "--breaker-failures", "0", "--negative-ttl", "0"].map(String::from).to_vec(),
+        ..ServerOpts::new(up.url())
+    });
+    let stalled = format!("/{}", artifact_path("example.com/f/slow", "v1.0.0", "zip"));
+    // Were only the total timeout applied, the answer would come after the
+    // stall, complete, with 200.
+    up.set(&stalled, Fault::SlowHead(Duration::from_secs(20)));
+    let r = http_get(server.addr(), &stalled);
+    assert_eq!(r.status, 504, "a stalled upstream must time out: {}", r.body_str());
+    assert!(r.body_str().contains("timed out"), "{}", r.body_str());
+
+    // Pauses well under the read timeout, ~2 s in all (over the read timeout).
+    let steady = format!("/{}", artifact_path("example.com/f/reset", "v1.0.0", "zip"));
+    up.set(&steady, Fault::Trickle(Duration::from_millis(250)));
+    let r = http_get(server.addr(), &steady);
+    assert_eq!(r.status, 200, "a slow but steady body must get through: {}", r.body_str());
+    assert!(r.body == fx.artifact("example.com/f/reset", "v1.0.0", "zip"));
+}
+
+/// The total `--upstream-timeout` ends a body that trickles in steadily,
+/// every read well within the read timeout.
+#[test]
+fn the_total_timeout_ends_a_steady_trickle() {
+    let fx = fixture();
+    let up = FaultServer::serve(fx.root());
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(ServerOpts {
+        data_dir: Some(data.path().to_path_buf()),
+        extra_args: ["--upstream-timeout", "1s", "--upstream-read-timeout", "60s", "--breaker-failures", "0"].map(String::from).to_vec(),
+        ..ServerOpts::new(up.url())
+    });
+    let path = format!("/{}", artifact_path("example.com/f/trunc", "v1.0.0", "zip"));
+    // Eight pieces, 400 ms apart: 3.2 s in all against a 1 s total.
+    up.set(&path, Fault::Trickle(Duration::from_millis(400)));
+    let r = http_get(server.addr(), &path);
+    assert_eq!(r.status, 504, "{}", r.body_str());
+    up.clear();
+    let r = http_get(server.addr(), &path);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert!(r.body == fx.artifact("example.com/f/trunc", "v1.0.0", "zip"));
 }

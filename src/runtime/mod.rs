@@ -131,6 +131,8 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
 
     let opts = FetchOptions {
         timeout: config.upstream_timeout,
+        connect_timeout: config.upstream_connect_timeout,
+        read_timeout: config.upstream_read_timeout,
         retries: config.upstream_retries,
         retry_backoff: config.upstream_retry_backoff,
         breaker_failures: config.breaker_failures,

@@ -8,9 +8,15 @@
 //! a full accept queue is gone in a moment. An answer (any status, 4xx
 //! included) is never retried, nor is a timeout: it has already spent the
 //! time one request may take.
+//!
+//! Three timeouts: connect (TCP and TLS), read (each read from the socket:
+//! the answer's first byte, then every pause in its body) and total. ureq 2
+//! lets an overall timeout override its per-read one, so the total is not
+//! given to ureq: it is checked here after every body read, which, with
+//! each read bounded, overshoots it by at most one read timeout.
 
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Fetch, FetchError, FetchOptions, Fetcher};
 
@@ -19,6 +25,7 @@ pub struct HttpFetcher {
     agent: ureq::Agent,
     retries: u32,
     retry_backoff: Duration,
+    total_timeout: Duration,
 }
 
 /// Whether a failed call may be tried again: it never reached the upstream.
@@ -54,12 +61,13 @@ pub fn with_retries<T, E>(retries: u32, backoff: Duration, mut sleep: impl FnMut
 impl HttpFetcher {
     pub fn new(base: String, opts: FetchOptions) -> HttpFetcher {
         let agent = ureq::AgentBuilder::new()
-            .timeout_connect(opts.timeout.min(std::time::Duration::from_secs(10)))
-            .timeout(opts.timeout)
+            .timeout_connect(opts.connect_timeout.min(opts.timeout))
+            .timeout_read(opts.read_timeout.min(opts.timeout))
+            .timeout_write(opts.read_timeout.min(opts.timeout))
             .redirects(3)
             .user_agent(concat!("gomodproxy/", env!("CARGO_PKG_VERSION")))
             .build();
-        HttpFetcher { base, agent, retries: opts.retries, retry_backoff: opts.retry_backoff }
+        HttpFetcher { base, agent, retries: opts.retries, retry_backoff: opts.retry_backoff, total_timeout: opts.timeout }
     }
 }
 
@@ -70,6 +78,7 @@ impl Fetcher for HttpFetcher {
         let url = format!("{}/{}", self.base, req.protocol_path()?);
         let cap = req.what.size_cap();
         let unavailable = |message: String| FetchError::Unavailable { upstream: self.base.clone(), message };
+        let deadline = Instant::now() + self.total_timeout;
         let call = || self.agent.get(&url).call();
         let resp = match with_retries(self.retries, self.retry_backoff, std::thread::sleep, may_retry, call) {
             Ok(r) => r,
@@ -99,12 +108,29 @@ impl Fetcher for HttpFetcher {
                 return Err(FetchError::TooLarge { upstream: self.base.clone(), limit: cap });
             }
         }
+        let timeout = || FetchError::Timeout { upstream: self.base.clone() };
+        if Instant::now() > deadline {
+            return Err(timeout());
+        }
         let mut body = Vec::new();
-        resp.into_reader().take(cap + 1).read_to_end(&mut body).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::TimedOut { FetchError::Timeout { upstream: self.base.clone() } } else { unavailable(format!("reading body: {e}")) }
-        })?;
-        if body.len() as u64 > cap {
-            return Err(FetchError::TooLarge { upstream: self.base.clone(), limit: cap });
+        let mut reader = resp.into_reader().take(cap + 1);
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => return Err(timeout()),
+                Err(e) => return Err(unavailable(format!("reading body: {e}"))),
+            };
+            body.extend_from_slice(&buf[..n]);
+            if body.len() as u64 > cap {
+                return Err(FetchError::TooLarge { upstream: self.base.clone(), limit: cap });
+            }
+            // A steady trickle passes every read timeout; the total ends it.
+            if Instant::now() > deadline {
+                return Err(timeout());
+            }
         }
         Ok(body)
     }

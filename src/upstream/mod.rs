@@ -151,8 +151,14 @@ pub trait Fetcher: Send + Sync {
 /// Upstream settings that are not part of the list itself.
 #[derive(Debug, Clone, Copy)]
 pub struct FetchOptions {
-    /// Total time for one upstream request.
+    /// Total time for one upstream request, body included.
     pub timeout: Duration,
+    /// Longest wait for a connection (TCP and TLS handshake).
+    pub connect_timeout: Duration,
+    /// Longest wait for any one read: the answer's first byte, then each
+    /// pause in its body. ureq 2 has no separate first-byte timeout; its
+    /// per-read timeout is one, and also catches a body that stalls.
+    pub read_timeout: Duration,
     /// Extra attempts after a connection failure (never after an answer, a 4xx included, nor after a timeout).
     pub retries: u32,
     /// Wait before the first retry; doubled for each further one.
@@ -164,9 +170,9 @@ pub struct FetchOptions {
 }
 
 impl FetchOptions {
-    /// Only a timeout; no retries, no breaker.
+    /// Only a timeout (total, connect and read alike); no retries, no breaker.
     pub fn with_timeout(timeout: Duration) -> FetchOptions {
-        FetchOptions { timeout, retries: 0, retry_backoff: Duration::ZERO, breaker_failures: 0, breaker_cooldown: Duration::ZERO }
+        FetchOptions { timeout, connect_timeout: timeout, read_timeout: timeout, retries: 0, retry_backoff: Duration::ZERO, breaker_failures: 0, breaker_cooldown: Duration::ZERO }
     }
 }
 
