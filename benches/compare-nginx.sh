@@ -94,6 +94,9 @@ done
 # 40 MiB at thousands of connections means tens of GiB in flight per turn;
 # 256 connections already keep 10 GiB queued.
 for c in 64 256; do compare /example.com/bench/fortymib/@v/v1.0.0.zip "$c" 60s; done
+# Thousands of connections on 40 MiB zips: one round of 60 s turns, so that a
+# whole wave of responses (2000 x 40 MiB) completes within a turn.
+(turn=60 rounds=1; compare /example.com/bench/fortymib/@v/v1.0.0.zip 2000 120s)
 
 echo
 echo "### Capacity search: hit mix (200 modules, Zipf 1.1, info/mod/zip; 10% of zips 256 KiB, the rest 4 KiB), p99 SLO 5 ms"
