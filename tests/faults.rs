@@ -199,6 +199,7 @@ fn cases() -> Vec<Case> {
         Case { name: "500", module: "example.com/f/five", ext: "zip", fault: Fault::Status(500), want: &[502], reason: "500" },
         Case { name: "500 on .mod", module: "example.com/f/fivemod", ext: "mod", fault: Fault::Status(500), want: &[502], reason: "500" },
         Case { name: "entry outside prefix", module: "example.com/f/escape", ext: "zip", fault: Fault::Body(zip_with_escaping_entry("example.com/f/escape", "v1.0.0")), want: &[502], reason: "zip" },
+        Case { name: ".mod that is an HTML page", module: "example.com/f/html", ext: "mod", fault: Fault::Body(b"<html><body>rate limited</body></html>\n".to_vec()), want: &[502], reason: "no module directive" },
         Case { name: ".info of another version", module: "example.com/f/info", ext: "info", fault: Fault::Body(br#"{"Version":"v9.9.9","Time":"2024-01-01T00:00:00Z"}"#.to_vec()), want: &[502], reason: "v9.9.9" },
         Case { name: "600 MiB announced", module: "example.com/f/huge", ext: "zip", fault: Fault::Huge { announce: true }, want: &[502], reason: "more than" },
         Case { name: "600 MiB unannounced", module: "example.com/f/hugeclose", ext: "zip", fault: Fault::Huge { announce: false }, want: &[502], reason: "more than" },

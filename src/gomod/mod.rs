@@ -4,6 +4,7 @@
 //! Everything here is a pure function: no I/O, no global state, no panics on
 //! any input, and no allocation on the happy path where it can be avoided.
 
+pub mod modfile;
 pub mod module;
 pub mod pattern;
 pub mod semver;

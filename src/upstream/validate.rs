@@ -27,10 +27,9 @@ pub fn validate(req: &Fetch<'_>, body: &[u8]) -> Result<(), FetchError> {
             }
             Ok(())
         }
-        What::Mod => match std::str::from_utf8(body) {
-            Ok(text) if !text.contains('\0') => Ok(()),
-            _ => invalid("go.mod is not UTF-8 text".into()),
-        },
+        // The go command would refuse anything else, and a cached .mod is
+        // kept for good: an HTML error page served with 200 must not be.
+        What::Mod => crate::gomod::modfile::check(body).map_err(|e| FetchError::Invalid(format!(".mod: {e}"))),
         What::List => match std::str::from_utf8(body) {
             Ok(_) => Ok(()),
             Err(_) => invalid("version list is not UTF-8 text".into()),
