@@ -221,9 +221,10 @@ fn path_of(c: &Case) -> String {
 fn opts(upstream: String, data: &Path) -> ServerOpts {
     ServerOpts {
         data_dir: Some(data.to_path_buf()),
-        // Short enough that the stalled upstream trips it, long enough for
-        // 600 MiB over loopback not to.
-        extra_args: vec!["--upstream-timeout".into(), "3s".into(), "--breaker-failures".into(), "0".into(), "--negative-ttl".into(), "0".into()],
+        // The read timeout is short enough for the stalled upstream to trip
+        // it; the total is long enough for 500 MiB over loopback on a busy
+        // machine not to, so the huge bodies fail for their size.
+        extra_args: vec!["--upstream-timeout".into(), "120s".into(), "--upstream-read-timeout".into(), "2s".into(), "--breaker-failures".into(), "0".into(), "--negative-ttl".into(), "0".into()],
         ..ServerOpts::new(upstream)
     }
 }
