@@ -44,6 +44,8 @@ pub struct Config {
     /// Longest wait for any read from an upstream: the first byte of its
     /// answer, and every pause inside the body.
     pub upstream_read_timeout: Duration,
+    /// TLS set-up and credentials shared by the http(s) upstreams.
+    pub upstream_http: Option<crate::upstream::HttpSetup>,
     /// Extra attempts of a request that could not connect.
     pub upstream_retries: u32,
     /// Wait before the first of them; doubled for each further one.
@@ -259,6 +261,14 @@ fn parse_entry(raw: &str) -> Result<Option<UpstreamSpec>, ConfigError> {
             if raw.contains(['?', '#']) {
                 return Err(bad("an upstream URL cannot carry a query or fragment"));
             }
+            // Credentials in the URL would be in every log line and error
+            // message naming the upstream; the error itself must not echo them.
+            if let Some(at) = after[..host_end].rfind('@') {
+                return Err(ConfigError::BadUpstream {
+                    entry: format!("{scheme}…@{}", &after[at + 1..]),
+                    reason: "credentials in the URL are not accepted: put them in an --upstream-auth file",
+                });
+            }
             return Ok(Some(UpstreamSpec::Http(raw.trim_end_matches('/').to_string())));
         }
     }
@@ -358,6 +368,14 @@ mod tests {
         assert_eq!(l.entries[1].spec, UpstreamSpec::File("/srv/mods".into()));
         assert_eq!(l.entries[1].fallback, Fallback::OnNotFound);
         assert_eq!(l.entries[2].spec, UpstreamSpec::Http("http://b.test/x".into()));
+    }
+
+    #[test]
+    fn credentials_in_an_upstream_url_are_refused_without_being_echoed() {
+        let err = UpstreamList::parse("https://alice:s3cr3t@mirror.test/go", UpstreamSource::Flag).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("--upstream-auth") && text.contains("mirror.test"), "{text}");
+        assert!(!text.contains("s3cr3t") && !text.contains("alice"), "{text}");
     }
 
     #[test]

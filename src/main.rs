@@ -133,6 +133,22 @@ struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_UPSTREAM_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
     upstream_timeout: Duration,
 
+    /// Credentials for http(s) upstreams: a file of `URL-PREFIX bearer TOKEN`
+    /// and `URL-PREFIX basic USER PASSWORD` lines (the longest prefix of an
+    /// upstream's URL wins; `#` comments). Sent as the Authorization header,
+    /// never on a redirect, never logged.
+    #[arg(long, env = "GOMODPROXY_UPSTREAM_AUTH", value_name = "FILE")]
+    upstream_auth: Option<PathBuf>,
+
+    /// PEM certificate chain presented to https:// upstreams that ask for a
+    /// client certificate (with --upstream-client-key).
+    #[arg(long, env = "GOMODPROXY_UPSTREAM_CLIENT_CERT", value_name = "FILE", requires = "upstream_client_key")]
+    upstream_client_cert: Option<PathBuf>,
+
+    /// PEM private key of --upstream-client-cert.
+    #[arg(long, env = "GOMODPROXY_UPSTREAM_CLIENT_KEY", value_name = "FILE", requires = "upstream_client_cert")]
+    upstream_client_key: Option<PathBuf>,
+
     /// Longest wait for a connection (TCP and TLS handshake) to an upstream.
     #[arg(long, env = "GOMODPROXY_UPSTREAM_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     upstream_connect_timeout: Duration,
@@ -226,6 +242,21 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
     if args.max_header_bytes < 1024 || args.max_uri_bytes < 256 || args.max_uri_bytes >= args.max_header_bytes {
         anyhow::bail!("need --max-uri-bytes >= 256 and --max-header-bytes >= 1024 and larger than --max-uri-bytes");
     }
+    let any_http = [Some(&upstream), private_upstream.as_ref()].into_iter().flatten().any(|l| l.entries.iter().any(|e| matches!(e.spec, config::UpstreamSpec::Http(_))));
+    let upstream_http = if any_http || args.upstream_auth.is_some() || args.upstream_client_cert.is_some() {
+        let auth = match &args.upstream_auth {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading --upstream-auth {}", path.display()))?;
+                gomodproxy::upstream::auth::AuthTable::parse(&text).with_context(|| format!("--upstream-auth {}", path.display()))?
+            }
+            None => Default::default(),
+        };
+        let client = args.upstream_client_cert.as_deref().zip(args.upstream_client_key.as_deref());
+        let tls = gomodproxy::upstream::tls::client_config(client).context("https upstream set-up")?;
+        Some(gomodproxy::upstream::HttpSetup { tls, auth })
+    } else {
+        None
+    };
     Ok(Config {
         listen: args.listen,
         data_dir: args.data,
@@ -251,6 +282,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
         hit_routing: args.hit_routing,
         fetch_threads: args.fetch_threads,
         upstream_timeout: args.upstream_timeout,
+        upstream_http,
         upstream_connect_timeout: args.upstream_connect_timeout,
         upstream_read_timeout: args.upstream_read_timeout,
         upstream_retries: args.upstream_retries,
@@ -262,7 +294,12 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
 }
 
 fn main() -> anyhow::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).target(env_logger::Target::Stderr).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        // ureq logs whole request heads at debug level, Authorization
+        // included: credentials must never reach a log, whatever RUST_LOG says.
+        .filter_module("ureq::unit", log::LevelFilter::Info)
+        .target(env_logger::Target::Stderr)
+        .init();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {

@@ -137,12 +137,13 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         retry_backoff: config.upstream_retry_backoff,
         breaker_failures: config.breaker_failures,
         breaker_cooldown: config.breaker_cooldown,
+        http: config.upstream_http.clone(),
     };
     // Private modules get their own chain, and only the guard decides who hears of them.
     let private_list = config.private_upstream.clone().or_else(|| config.upstream.local_only());
     let upstream = Arc::new(PrivacyGuard::new(
         config.private.clone(),
-        UpstreamChain::from_config(&config.upstream, opts),
+        UpstreamChain::from_config(&config.upstream, opts.clone()),
         private_list.map(|l| UpstreamChain::from_config(&l, opts)),
     ));
     let drain_metrics = Metrics::leak(cores);

@@ -26,14 +26,26 @@ pub struct HttpFetcher {
     retries: u32,
     retry_backoff: Duration,
     total_timeout: Duration,
+    /// The `Authorization` value from `--upstream-auth`; never logged.
+    authorization: Option<String>,
 }
 
 /// Whether a failed call may be tried again: it never reached the upstream.
 fn may_retry(e: &ureq::Error) -> bool {
     match e {
-        ureq::Error::Transport(t) => matches!(t.kind(), ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns) && !is_timeout(&t.to_string()),
+        ureq::Error::Transport(t) => {
+            let text = t.to_string();
+            // A refused certificate is refused again: retrying only delays the answer.
+            matches!(t.kind(), ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns) && !is_timeout(&text) && tls_failure(&text).is_none()
+        }
         ureq::Error::Status(..) => false,
     }
+}
+
+/// The rustls reason of a failed TLS handshake, if `text` (a ureq
+/// transport error) is one.
+fn tls_failure(text: &str) -> Option<&str> {
+    text.find("tls connection init failed: ").map(|i| &text[i + "tls connection init failed: ".len()..])
 }
 
 fn is_timeout(text: &str) -> bool {
@@ -59,15 +71,26 @@ pub fn with_retries<T, E>(retries: u32, backoff: Duration, mut sleep: impl FnMut
 }
 
 impl HttpFetcher {
-    pub fn new(base: String, opts: FetchOptions) -> HttpFetcher {
-        let agent = ureq::AgentBuilder::new()
+    pub fn new(base: String, opts: &FetchOptions) -> HttpFetcher {
+        let mut builder = ureq::AgentBuilder::new()
             .timeout_connect(opts.connect_timeout.min(opts.timeout))
             .timeout_read(opts.read_timeout.min(opts.timeout))
             .timeout_write(opts.read_timeout.min(opts.timeout))
             .redirects(3)
-            .user_agent(concat!("gomodproxy/", env!("CARGO_PKG_VERSION")))
-            .build();
-        HttpFetcher { base, agent, retries: opts.retries, retry_backoff: opts.retry_backoff, total_timeout: opts.timeout }
+            .user_agent(concat!("gomodproxy/", env!("CARGO_PKG_VERSION")));
+        let mut authorization = None;
+        if let Some(setup) = &opts.http {
+            builder = builder.tls_config(setup.tls.clone());
+            authorization = setup.auth.for_base(&base).map(str::to_string);
+        }
+        if let Some(proxy) = super::auth::proxy_for(&base, |k| std::env::var(k).ok()) {
+            match ureq::Proxy::new(&proxy) {
+                Ok(p) => builder = builder.proxy(p),
+                // Not the value: a proxy URL may carry credentials.
+                Err(_) => log::warn!("{base}: the proxy the environment names is not a usable proxy URL; connecting directly"),
+            }
+        }
+        HttpFetcher { base, agent: builder.build(), retries: opts.retries, retry_backoff: opts.retry_backoff, total_timeout: opts.timeout, authorization }
     }
 }
 
@@ -79,7 +102,14 @@ impl Fetcher for HttpFetcher {
         let cap = req.what.size_cap();
         let unavailable = |message: String| FetchError::Unavailable { upstream: self.base.clone(), message };
         let deadline = Instant::now() + self.total_timeout;
-        let call = || self.agent.get(&url).call();
+        let call = || {
+            let r = self.agent.get(&url);
+            match &self.authorization {
+                Some(v) => r.set("Authorization", v),
+                None => r,
+            }
+            .call()
+        };
         let resp = match with_retries(self.retries, self.retry_backoff, std::thread::sleep, may_retry, call) {
             Ok(r) => r,
             Err(ureq::Error::Status(code @ (404 | 410), r)) => {
@@ -99,6 +129,10 @@ impl Fetcher for HttpFetcher {
                 let text = t.to_string();
                 if is_timeout(&text) {
                     return Err(FetchError::Timeout { upstream: self.base.clone() });
+                }
+                if let Some(why) = tls_failure(&text) {
+                    let what = if why.contains("certificate") { "TLS certificate verification failed" } else { "TLS handshake failed" };
+                    return Err(unavailable(format!("{what}: {why} (trusted roots: SSL_CERT_FILE / SSL_CERT_DIR, else the system store)")));
                 }
                 return Err(unavailable(text));
             }
@@ -178,7 +212,7 @@ mod tests {
         let refused = ureq::get(&format!("http://127.0.0.1:{port}/")).call().unwrap_err();
         assert!(may_retry(&refused), "{refused}");
         let opts = FetchOptions { retries: 2, retry_backoff: Duration::from_millis(1), ..FetchOptions::with_timeout(Duration::from_secs(5)) };
-        let f = HttpFetcher::new(format!("http://127.0.0.1:{port}"), opts);
+        let f = HttpFetcher::new(format!("http://127.0.0.1:{port}"), &opts);
         let err = f.fetch(&Fetch { module: "example.com/a", version: "", what: super::super::What::List }).unwrap_err();
         assert!(matches!(err, FetchError::Unavailable { .. }), "{err:?}");
     }

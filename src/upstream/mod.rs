@@ -9,10 +9,12 @@
 //! blocking and run on the executors' blocking pools; they never touch the
 //! store or the index, and never see a request that failed validation.
 
+pub mod auth;
 pub mod breaker;
 pub mod file;
 pub mod http;
 pub mod private;
+pub mod tls;
 pub mod validate;
 
 use std::fmt;
@@ -148,8 +150,17 @@ pub trait Fetcher: Send + Sync {
     fn name(&self) -> &str;
 }
 
+/// What every `http(s)` upstream shares: the TLS client set-up and the
+/// `--upstream-auth` rules. `None` in `FetchOptions` means ureq's defaults
+/// and no credentials.
+#[derive(Debug, Clone)]
+pub struct HttpSetup {
+    pub tls: std::sync::Arc<rustls::ClientConfig>,
+    pub auth: auth::AuthTable,
+}
+
 /// Upstream settings that are not part of the list itself.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FetchOptions {
     /// Total time for one upstream request, body included.
     pub timeout: Duration,
@@ -167,12 +178,13 @@ pub struct FetchOptions {
     pub breaker_failures: u32,
     /// How long an open circuit skips its upstream before one probe may try it.
     pub breaker_cooldown: Duration,
+    pub http: Option<HttpSetup>,
 }
 
 impl FetchOptions {
     /// Only a timeout (total, connect and read alike); no retries, no breaker.
     pub fn with_timeout(timeout: Duration) -> FetchOptions {
-        FetchOptions { timeout, connect_timeout: timeout, read_timeout: timeout, retries: 0, retry_backoff: Duration::ZERO, breaker_failures: 0, breaker_cooldown: Duration::ZERO }
+        FetchOptions { timeout, connect_timeout: timeout, read_timeout: timeout, retries: 0, retry_backoff: Duration::ZERO, breaker_failures: 0, breaker_cooldown: Duration::ZERO, http: None }
     }
 }
 
@@ -214,9 +226,9 @@ impl UpstreamChain {
                 let f: Box<dyn Fetcher> = match &e.spec {
                     UpstreamSpec::File(dir) => Box::new(file::FileFetcher::new(dir.clone())),
                     UpstreamSpec::Http(base) if opts.breaker_failures > 0 => {
-                        Box::new(breaker::Guarded::new(http::HttpFetcher::new(base.clone(), opts), opts.breaker_failures, opts.breaker_cooldown))
+                        Box::new(breaker::Guarded::new(http::HttpFetcher::new(base.clone(), &opts), opts.breaker_failures, opts.breaker_cooldown))
                     }
-                    UpstreamSpec::Http(base) => Box::new(http::HttpFetcher::new(base.clone(), opts)),
+                    UpstreamSpec::Http(base) => Box::new(http::HttpFetcher::new(base.clone(), &opts)),
                 };
                 (f, e.fallback)
             })

@@ -1,0 +1,207 @@
+//! `https://` upstreams: a CA made here at test time, trusted through
+//! `SSL_CERT_FILE`; a certificate from another CA is refused with a message
+//! naming certificate verification; `--upstream-auth` credentials arrive as
+//! the Authorization header and never reach the server's log (at
+//! `RUST_LOG=debug`); a client certificate is presented when asked for.
+
+mod common;
+
+use common::*;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        Ca { cert: params.self_signed(&key).unwrap(), key }
+    }
+
+    /// A leaf certificate and its key, signed by this CA.
+    fn issue(&self, sans: &[&str], usage: ExtendedKeyUsagePurpose) -> (rcgen::Certificate, KeyPair) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.extended_key_usages = vec![usage];
+        (params.signed_by(&key, &self.cert, &self.key).unwrap(), key)
+    }
+
+    fn write_pem(&self, dir: &Path, name: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, self.cert.pem()).unwrap();
+        p
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS GOPROXY file server on 127.0.0.1 that records every request's
+/// Authorization header; with `client_ca`, it demands a client certificate
+/// that CA signed.
+struct TlsUpstream {
+    addr: SocketAddr,
+    authorizations: Arc<Mutex<Vec<String>>>,
+}
+
+impl TlsUpstream {
+    fn serve(root: &Path, ca: &Ca, client_ca: Option<&Ca>) -> TlsUpstream {
+        let (cert, key) = ca.issue(&["127.0.0.1", "localhost"], ExtendedKeyUsagePurpose::ServerAuth);
+        let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().unwrap();
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(c) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(c.cert.der().clone()).unwrap();
+                builder.with_client_cert_verifier(rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build().unwrap())
+            }
+        };
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let config = Arc::new(builder.with_single_cert(vec![CertificateDer::from(cert.der().to_vec())], key).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let authorizations: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (auths, root) = (authorizations.clone(), root.to_path_buf());
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (config, auths, root) = (config.clone(), auths.clone(), root.clone());
+                thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                    let Ok(tls) = rustls::ServerConnection::new(config) else { return };
+                    let mut s = rustls::StreamOwned::new(tls, conn);
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match s.read(&mut byte) {
+                            Ok(1) if head.len() < 16 << 10 => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    for line in head.lines() {
+                        if let Some((k, v)) = line.split_once(':') {
+                            if k.eq_ignore_ascii_case("authorization") {
+                                auths.lock().unwrap().push(v.trim().to_string());
+                            }
+                        }
+                    }
+                    let path = head.split(' ').nth(1).and_then(percent_decode_path).unwrap_or_default();
+                    let rel = path.trim_start_matches('/');
+                    let body = if rel.split('/').any(|p| p == ".." || p.is_empty()) { None } else { std::fs::read(root.join(rel)).ok() };
+                    let (status, body) = match body {
+                        Some(b) => ("200 OK", b),
+                        None => ("404 Not Found", b"not found\n".to_vec()),
+                    };
+                    let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    let _ = s.write_all(&body);
+                    s.conn.send_close_notify();
+                    let _ = s.flush();
+                });
+            }
+        });
+        TlsUpstream { addr, authorizations }
+    }
+
+    fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+}
+
+const MODULE: &str = "example.com/tls";
+const TOKEN: &str = "tok-9f8e7d6c5b4a";
+
+fn server(upstream: &str, ca_file: &Path, extra: &[String]) -> Server {
+    let mut extra_args = vec!["--breaker-failures".to_string(), "0".into(), "--negative-ttl".into(), "0".into()];
+    extra_args.extend_from_slice(extra);
+    Server::start_with(ServerOpts {
+        extra_args,
+        env: vec![
+            ("SSL_CERT_FILE".into(), ca_file.display().to_string()),
+            // An empty directory: only the test CA is trusted.
+            ("SSL_CERT_DIR".into(), ca_file.parent().unwrap().join("no-certs").display().to_string()),
+            ("RUST_LOG".into(), "debug".into()),
+        ],
+        ..ServerOpts::new(upstream)
+    })
+}
+
+#[test]
+fn https_upstream_trusted_through_ssl_cert_file_with_bearer_credentials() {
+    let fx = Fixture::builder().module(Module::new(MODULE, "v1.0.0")).build();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("no-certs")).unwrap();
+    let ca = Ca::new("gomodproxy test CA");
+    let ca_file = ca.write_pem(dir.path(), "ca.pem");
+    let up = TlsUpstream::serve(fx.root(), &ca, None);
+    let auth = dir.path().join("auth");
+    std::fs::write(&auth, format!("# test\n{} bearer {TOKEN}\n", up.url())).unwrap();
+    let server = server(&up.url(), &ca_file, &["--upstream-auth".into(), auth.display().to_string()]);
+
+    for ext in ["info", "mod", "zip"] {
+        let r = http_get(server.addr(), &format!("/{}", artifact_path(MODULE, "v1.0.0", ext)));
+        assert_eq!(r.status, 200, ".{ext}: {}", r.body_str());
+        assert!(r.body == fx.artifact(MODULE, "v1.0.0", ext), ".{ext}: wrong bytes");
+    }
+    let seen = up.authorizations.lock().unwrap().clone();
+    assert!(!seen.is_empty() && seen.iter().all(|a| *a == format!("Bearer {TOKEN}")), "{seen:?}");
+    let logs = server.log_lines();
+    assert!(logs.iter().any(|l| l.contains("DEBUG")), "the log check is only meaningful at debug level");
+    assert!(!logs.iter().any(|l| l.contains(TOKEN)), "the token leaked into the log");
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_refused_naming_verification() {
+    let fx = Fixture::builder().module(Module::new(MODULE, "v1.0.0")).build();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("no-certs")).unwrap();
+    let up = TlsUpstream::serve(fx.root(), &Ca::new("the upstream's CA"), None);
+    let other = Ca::new("some other CA").write_pem(dir.path(), "other.pem");
+    let server = server(&up.url(), &other, &[]);
+    let r = http_get(server.addr(), &format!("/{}", artifact_path(MODULE, "v1.0.0", "info")));
+    assert_eq!(r.status, 502, "{}", r.body_str());
+    assert!(r.body_str().contains("certificate verification failed"), "the reason must name certificate verification: {}", r.body_str());
+    assert!(up.authorizations.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_client_certificate_is_presented_when_configured() {
+    let fx = Fixture::builder().module(Module::new(MODULE, "v1.0.0")).build();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("no-certs")).unwrap();
+    let ca = Ca::new("gomodproxy test CA");
+    let ca_file = ca.write_pem(dir.path(), "ca.pem");
+    let clients = Ca::new("client CA");
+    let up = TlsUpstream::serve(fx.root(), &ca, Some(&clients));
+    let path = format!("/{}", artifact_path(MODULE, "v1.0.0", "info"));
+
+    let without = server(&up.url(), &ca_file, &[]);
+    let r = http_get(without.addr(), &path);
+    assert!(r.body_str().contains("CertificateRequired"), "{}", r.body_str());
+    assert_eq!(r.status, 502, "no client certificate: {}", r.body_str());
+
+    let (cert, key) = clients.issue(&[], ExtendedKeyUsagePurpose::ClientAuth);
+    let (cert_file, key_file) = (dir.path().join("client.pem"), dir.path().join("client.key"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let with = server(&up.url(), &ca_file, &["--upstream-client-cert".into(), cert_file.display().to_string(), "--upstream-client-key".into(), key_file.display().to_string()]);
+    let r = http_get(with.addr(), &path);
+    assert_eq!(r.status, 200, "with a client certificate: {}", r.body_str());
+    assert!(r.body == fx.artifact(MODULE, "v1.0.0", "info"));
+    assert!(!with.log_lines().iter().any(|l| l.contains("PRIVATE KEY")));
+}
