@@ -63,6 +63,7 @@ core_metrics! {
     upstream_fetches: "counter", "Fetches sent to the upstream list.";
     upstream_errors: "counter", "Upstream fetches that failed (not counting 404/410).";
     upstream_skipped: "counter", "Upstream fetches answered at once because the upstream's circuit breaker was open.";
+    sumdb_requests: "counter", "Requests for a proxied checksum database (/sumdb/NAME/...).";
     stale_served: "counter", "list/@latest answers served stale because the upstream failed.";
     negative_hits: "counter", "404/410 answers served from the negative cache without asking the upstream.";
     store_errors: "counter", "Blobs that could not be stored and were passed through.";

@@ -40,6 +40,7 @@ impl ProxyHandler {
         if !core.shared().proxies_sumdb(name) {
             return reply::sumdb_not_proxied(name);
         }
+        core.metrics().sumdb_requests.bump();
         let what = sreq.what();
         let rest = match sreq.upstream_path() {
             Ok(p) => p,

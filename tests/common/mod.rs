@@ -694,7 +694,8 @@ pub fn server_bin() -> PathBuf {
 #[derive(Clone, Debug)]
 pub struct ServerOpts {
     pub listen: String,
-    /// The `--upstream` list, passed verbatim.
+    /// The `--upstream` list, passed verbatim; empty: not passed (the
+    /// server then inherits `go env GOPROXY`).
     pub upstream: String,
     pub cores: usize,
     pub list_ttl: Option<u64>,
@@ -777,10 +778,12 @@ impl Server {
             .arg(&o.listen)
             .arg("--data")
             .arg(&self.data_dir)
-            .arg("--upstream")
-            .arg(&o.upstream)
             .arg("--cores")
             .arg(o.cores.to_string());
+        // Empty: no --upstream, so the server inherits `go env GOPROXY`.
+        if !o.upstream.is_empty() {
+            cmd.arg("--upstream").arg(&o.upstream);
+        }
         if let Some(ttl) = o.list_ttl {
             cmd.arg("--list-ttl").arg(ttl.to_string());
         }
