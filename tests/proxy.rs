@@ -1,0 +1,74 @@
+//! `HTTP_PROXY`: requests for an `http://` upstream go through the proxy
+//! the environment names (in absolute form, as HTTP proxies expect), so an
+//! upstream host this machine cannot even resolve is reached; `NO_PROXY`
+//! matching is unit-tested in `src/upstream/auth.rs`.
+
+mod common;
+
+use common::*;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// A forward proxy that answers every request itself from the fixture (as
+/// if it had forwarded it), recording the request targets it was sent.
+fn fake_proxy(root: &std::path::Path) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let targets: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (t, root) = (targets.clone(), root.to_path_buf());
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let (t, root) = (t.clone(), root.clone());
+            thread::spawn(move || {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match conn.read(&mut byte) {
+                        Ok(1) if head.len() < 16 << 10 => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let target = head.split(' ').nth(1).unwrap_or("").to_string();
+                t.lock().unwrap().push(target.clone());
+                // Absolute form: http://host[:port]/path.
+                let path = target.strip_prefix("http://").and_then(|r| r.find('/').map(|i| r[i..].to_string())).unwrap_or_default();
+                let path = percent_decode_path(&path).unwrap_or_default();
+                let rel = path.trim_start_matches('/');
+                let body = if rel.is_empty() || rel.split('/').any(|p| p == "..") { None } else { std::fs::read(root.join(rel)).ok() };
+                let (status, body) = match body {
+                    Some(b) => ("200 OK", b),
+                    None => ("404 Not Found", b"not found\n".to_vec()),
+                };
+                let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = conn.write_all(&body);
+            });
+        }
+    });
+    (url, targets)
+}
+
+#[test]
+fn an_http_upstream_is_reached_through_http_proxy() {
+    let fx = Fixture::builder().module(Module::new("example.com/viaproxy", "v1.0.0")).build();
+    let (proxy, targets) = fake_proxy(fx.root());
+    // A reserved name that resolves nowhere: only the proxy can reach it.
+    let upstream = "http://mirror.invalid";
+    let server = Server::start_with(ServerOpts {
+        env: vec![("HTTP_PROXY".into(), proxy), ("NO_PROXY".into(), "other.invalid".into())],
+        extra_args: ["--breaker-failures", "0", "--upstream-retries", "0"].map(String::from).to_vec(),
+        ..ServerOpts::new(upstream)
+    });
+    let path = format!("/{}", artifact_path("example.com/viaproxy", "v1.0.0", "zip"));
+    let r = http_get(server.addr(), &path);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert!(r.body == fx.artifact("example.com/viaproxy", "v1.0.0", "zip"));
+    let seen = targets.lock().unwrap().clone();
+    assert_eq!(seen, vec![format!("{upstream}{path}")], "one request, in absolute form, through the proxy");
+}
