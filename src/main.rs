@@ -59,7 +59,7 @@ struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_PRIVATE_UPSTREAM")]
     private_upstream: Option<String>,
 
-    /// Number of executors, one pinned per CPU. Default: all online CPUs.
+    /// Number of executors, one pinned per CPU (at most the CPUs this process may use). Default: all of them.
     #[arg(long, env = "GOMODPROXY_CORES")]
     cores: Option<usize>,
 

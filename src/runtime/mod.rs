@@ -38,6 +38,7 @@ pub enum RuntimeError {
     Store(StoreError),
     Bind(SocketAddr, std::io::Error),
     Executors(String),
+    Placement(String),
 }
 
 impl std::fmt::Display for RuntimeError {
@@ -46,6 +47,7 @@ impl std::fmt::Display for RuntimeError {
             RuntimeError::Store(e) => write!(f, "opening the store: {e}"),
             RuntimeError::Bind(addr, e) => write!(f, "listening on {addr}: {e}"),
             RuntimeError::Executors(e) => write!(f, "starting executors: {e}"),
+            RuntimeError::Placement(e) => f.write_str(e),
         }
     }
 }
@@ -125,6 +127,17 @@ const MESH_CAPACITY: usize = 1024;
 /// when all cores are accepting connections.
 pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), RuntimeError> {
     let cores = config.cores.max(1);
+    // Thread-per-core: more executors than CPUs would share CPUs, defeat
+    // the pinning, and (glommio joins its channel mesh pair by pair) start
+    // slowly. Refuse before touching the store.
+    let placement = match allowed_cpus() {
+        Some(cpus) if cores <= cpus.len() => PoolPlacement::MaxSpread(cores, Some(cpus)),
+        Some(cpus) => return Err(RuntimeError::Placement(format!("--cores {cores} exceeds the {} CPUs this process may run on (one executor per CPU)", cpus.len()))),
+        None => {
+            log::warn!("could not read the CPU topology; executors will not be pinned");
+            PoolPlacement::Unbound(cores)
+        }
+    };
     let store = Store::open(&config.data_dir, cores, |m| router::owner_of(m, cores)).map_err(RuntimeError::Store)?;
     let recovery = store.stats().clone();
     let (addr, sockets) = listener::bind_all(config.listen, config.backlog, cores).map_err(|e| RuntimeError::Bind(config.listen, e))?;
@@ -174,17 +187,6 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     log::info!("accepting up to {max_connections} connections");
     let per_core_connections = max_connections.div_ceil(cores).max(1) as u64;
 
-    let placement = match allowed_cpus() {
-        Some(cpus) if cores <= cpus.len() => PoolPlacement::MaxSpread(cores, Some(cpus)),
-        Some(cpus) => {
-            log::warn!("--cores {cores} exceeds the {} CPUs this process may run on; executors will not be pinned", cpus.len());
-            PoolPlacement::Unbound(cores)
-        }
-        None => {
-            log::warn!("could not read the CPU topology; executors will not be pinned");
-            PoolPlacement::Unbound(cores)
-        }
-    };
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("gomodproxy")
         // We do no DMA file I/O; a small registered region keeps the memlock need low.
