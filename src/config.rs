@@ -34,6 +34,8 @@ pub struct Config {
     pub sumdb_ttl: Duration,
     /// How long an upstream's 404/410 is remembered; zero disables it.
     pub negative_ttl: Duration,
+    /// Serve zips to their requesters while they are being fetched.
+    pub stream_fills: bool,
     pub segment_bytes: u64,
     pub hit_routing: HitRouting,
     pub fetch_threads: usize,

@@ -149,6 +149,14 @@ struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_UPSTREAM_CLIENT_KEY", value_name = "FILE", requires = "upstream_client_cert")]
     upstream_client_key: Option<PathBuf>,
 
+    /// Serve a zip that is not cached yet while it arrives from the upstream
+    /// (all its requesters share the one fetch). The last byte waits until
+    /// the whole zip is validated and stored; if the fill fails, the
+    /// connections are cut short, so no client ever receives a complete,
+    /// bad zip, but such clients see a truncated body instead of a 502.
+    #[arg(long, env = "GOMODPROXY_STREAM_FILLS")]
+    stream_fills: bool,
+
     /// Longest wait for a connection (TCP and TLS handshake) to an upstream.
     #[arg(long, env = "GOMODPROXY_UPSTREAM_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     upstream_connect_timeout: Duration,
@@ -278,6 +286,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
         sumdb_names: config::parse_sumdb_names(&args.sumdb.unwrap_or_else(config::inherited_sumdb))?,
         sumdb_ttl: args.sumdb_ttl,
         negative_ttl: args.negative_ttl,
+        stream_fills: args.stream_fills,
         segment_bytes: args.segment_size,
         hit_routing: args.hit_routing,
         fetch_threads: args.fetch_threads,

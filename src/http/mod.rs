@@ -104,6 +104,22 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
                 let send_body = req.method == Method::Get;
                 let resp = handler.handle(&req).await;
                 count_status(metrics, resp.status);
+                if let Some(progress) = resp.body.filling() {
+                    let sent = match send_filling(&mut stream, &mut head, &resp, progress, send_body, keep_alive).await {
+                        Some(n) => n,
+                        // The fill failed or the client left: cut the connection
+                        // short, so the body never reaches its Content-Length.
+                        None => return,
+                    };
+                    metrics.body_bytes.add(sent);
+                    buf.consume(used);
+                    request_began = if buf.is_empty() { None } else { Some(Instant::now()) };
+                    if !keep_alive || crate::runtime::draining() {
+                        let _ = stream.close().await;
+                        return;
+                    }
+                    continue;
+                }
                 let full = resp.body.bytes();
                 let body = if send_body && resp.status != 304 { full } else { &[][..] };
                 response::write_head(&mut head, &resp, full.len(), keep_alive);
@@ -149,6 +165,36 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
                 let _ = stream.close().await;
                 return;
             }
+        }
+    }
+}
+
+/// Sends a zip that is still arriving (see `upstream::progress`): the
+/// head with the announced length, then the bytes as they come, in fair
+/// turns. Returns the body bytes sent, or None when the connection must be
+/// dropped (the fill failed, the client went away).
+async fn send_filling(stream: &mut TcpStream, head: &mut Vec<u8>, resp: &Response, progress: &crate::upstream::progress::Progress, send_body: bool, keep_alive: bool) -> Option<u64> {
+    use crate::upstream::progress::Read;
+    let total = progress.total()?;
+    response::write_head(head, resp, usize::try_from(total).ok()?, keep_alive);
+    send::send(stream, head, &[], None).await.ok()?;
+    if !send_body {
+        return Some(0);
+    }
+    let mut pos = 0u64;
+    let mut chunk = Vec::with_capacity(send::FAIR_CHUNK);
+    loop {
+        chunk.clear();
+        match progress.read(pos, send::FAIR_CHUNK, &mut chunk) {
+            Read::Bytes(n) => {
+                stream.write_all(&chunk).await.ok()?;
+                pos += n as u64;
+                glommio::executor().yield_now().await;
+            }
+            // The fetching thread cannot wake this task: poll, briefly.
+            Read::Wait => glommio::timer::sleep(Duration::from_millis(2)).await,
+            Read::End => return Some(pos),
+            Read::Failed => return None,
         }
     }
 }

@@ -23,6 +23,7 @@ use super::router;
 use crate::config::HitRouting;
 use crate::metrics::{CoreMetrics, Metrics};
 use crate::store::{self, Index, Kind, SegmentWriter, StoredBlob};
+use crate::upstream::progress::Progress;
 use crate::upstream::{Fetch, FetchError, Fetcher, What};
 
 /// What every core shares: read-only settings and lock-free structures.
@@ -46,6 +47,8 @@ pub struct Policy {
     pub sumdb_ttl: Duration,
     /// How long an upstream's 404/410 is remembered (`--negative-ttl`); zero: not at all.
     pub negative_ttl: Duration,
+    /// Serve a zip to its requesters while it is being fetched (`--stream-fills`).
+    pub stream_fills: bool,
 }
 
 impl Shared {
@@ -99,6 +102,9 @@ pub enum Body {
     /// Held in memory: `list`/`@latest` answers, and blobs the store could
     /// not take (disk full) passed through to the client.
     Memory { bytes: Arc<Vec<u8>>, sha256: Option<[u8; 32]> },
+    /// A zip still arriving from the upstream (`--stream-fills`): read it
+    /// with [`Progress::read`]; the connection must be cut if it fails.
+    Filling(Arc<Progress>),
 }
 
 impl Body {
@@ -106,6 +112,15 @@ impl Body {
         match self {
             Body::Stored(b) => b.bytes(),
             Body::Memory { bytes, .. } => bytes,
+            // Not known yet: the connection reads it from the progress.
+            Body::Filling(_) => &[],
+        }
+    }
+
+    pub fn filling(&self) -> Option<&Arc<Progress>> {
+        match self {
+            Body::Filling(p) => Some(p),
+            _ => None,
         }
     }
 
@@ -113,7 +128,7 @@ impl Body {
     pub fn file_range(&self) -> Option<(std::os::fd::RawFd, u64)> {
         match self {
             Body::Stored(b) => Some(b.file_range()),
-            Body::Memory { .. } => None,
+            Body::Memory { .. } | Body::Filling(_) => None,
         }
     }
 
@@ -121,6 +136,7 @@ impl Body {
         match self {
             Body::Stored(b) => Some(b.sha256()),
             Body::Memory { sha256, .. } => sha256.as_ref(),
+            Body::Filling(_) => None,
         }
     }
 }
@@ -185,12 +201,20 @@ pub fn kind_of(what: What) -> Option<Kind> {
     }
 }
 
+/// One fill under way: who waits for its result, and, once a zip is
+/// being streamed, the progress later requesters read from at once.
+#[derive(Default)]
+struct Inflight {
+    waiters: Vec<LocalSender<Resolved>>,
+    streaming: Option<Arc<Progress>>,
+}
+
 pub struct Core {
     id: usize,
     shared: Arc<Shared>,
     metrics: &'static CoreMetrics,
     writer: SegmentWriter,
-    inflight: RefCell<HashMap<ArtifactKey, Vec<LocalSender<Resolved>>>>,
+    inflight: RefCell<HashMap<ArtifactKey, Inflight>>,
     volatile: RefCell<HashMap<ArtifactKey, Volatile>>,
     negative: RefCell<HashMap<ArtifactKey, Negative>>,
     peers: Option<Senders<Msg>>,
@@ -353,24 +377,33 @@ impl Core {
             return known;
         }
         let (tx, rx) = local_channel::new_bounded(1);
-        let first = match self.inflight.borrow_mut().entry(key.clone()) {
-            MapEntry::Occupied(mut waiters) => {
-                waiters.get_mut().push(tx);
-                false
-            }
+        let (first, streaming) = match self.inflight.borrow_mut().entry(key.clone()) {
+            MapEntry::Occupied(mut fill) => match &fill.get().streaming {
+                // A stream that failed while a fallback upstream goes on
+                // filling: wait for that fill's result instead.
+                Some(p) if p.is_streaming() => (false, Some(p.clone())),
+                _ => {
+                    fill.get_mut().waiters.push(tx);
+                    (false, None)
+                }
+            },
             MapEntry::Vacant(slot) => {
-                slot.insert(vec![tx]);
-                true
+                slot.insert(Inflight { waiters: vec![tx], streaming: None });
+                (true, None)
             }
         };
+        if let Some(p) = streaming {
+            self.metrics.coalesced.bump();
+            return Ok(Artifact { body: Body::Filling(p), stale: false });
+        }
         if first {
             // Detached: the fill must finish even if the client that started it leaves.
             let core = self.clone();
             glommio::spawn_local(async move {
                 let result = core.fetch_and_store(&key).await;
                 core.remember(&key, &result);
-                let waiters = core.inflight.borrow_mut().remove(&key).unwrap_or_default();
-                for w in waiters {
+                let fill = core.inflight.borrow_mut().remove(&key).unwrap_or_default();
+                for w in fill.waiters {
                     let _ = w.try_send(result.clone());
                 }
             })
@@ -381,22 +414,65 @@ impl Core {
         rx.recv().await.unwrap_or_else(|| Err(internal("fill abandoned")))
     }
 
+    /// Hands a zip that started arriving to everyone waiting for it, and
+    /// to everyone who asks until the fill ends.
+    fn announce(&self, key: &ArtifactKey, progress: &Arc<Progress>) {
+        let waiters = match self.inflight.borrow_mut().get_mut(key) {
+            Some(fill) => {
+                fill.streaming = Some(progress.clone());
+                std::mem::take(&mut fill.waiters)
+            }
+            None => return,
+        };
+        for w in waiters {
+            let _ = w.try_send(Ok(Artifact { body: Body::Filling(progress.clone()), stale: false }));
+        }
+    }
+
     async fn fetch_and_store(&self, key: &ArtifactKey) -> Resolved {
+        let progress = (self.shared.policy.stream_fills && key.what == What::Zip).then(|| Arc::new(Progress::default()));
+        let result = self.fetch_and_store_with(key, progress.as_ref()).await;
+        // (A successful fill completed the progress where it kept the bytes.)
+        if let (Some(p), Err(_)) = (&progress, &result) {
+            p.fail();
+        }
+        result
+    }
+
+    async fn fetch_and_store_with(&self, key: &ArtifactKey, progress: Option<&Arc<Progress>>) -> Resolved {
         self.metrics.upstream_fetches.bump();
         let upstream = self.shared.upstream.clone();
         let k = key.clone();
         let immutable = kind_of(key.what).is_some();
+        let p = progress.cloned().unwrap_or_default();
         // Hash on the blocking thread too: a 500 MiB zip must not stall the reactor.
-        let fetched = glommio::executor()
-            .spawn_blocking(move || {
-                let body = match k.what {
-                    What::Latest => crate::upstream::latest(&*upstream, &k.module)?,
-                    what => upstream.fetch(&Fetch { module: &k.module, version: &k.version, what })?,
-                };
-                let sha = immutable.then(|| store::record::payload_sha256(&body));
-                Ok::<_, FetchError>((body, sha))
-            })
-            .await;
+        let job = glommio::executor().spawn_blocking(move || {
+            let body = match k.what {
+                What::Latest => crate::upstream::latest(&*upstream, &k.module)?,
+                what => upstream.fetch_streaming(&Fetch { module: &k.module, version: &k.version, what }, &p)?,
+            };
+            let sha = immutable.then(|| store::record::payload_sha256(&body));
+            Ok::<_, FetchError>((body, sha))
+        });
+        let fetched = match progress {
+            None => job.await,
+            Some(p) => {
+                // The blocking thread cannot wake this core; look for the
+                // announced length between polls of the job.
+                let mut job = std::pin::pin!(job);
+                let mut announced = false;
+                loop {
+                    if let Some(r) = futures_lite::future::poll_once(&mut job).await {
+                        break r;
+                    }
+                    if !announced && p.is_streaming() {
+                        announced = true;
+                        self.announce(key, p);
+                    }
+                    glommio::timer::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        };
         self.count_upstream_error(&fetched);
         match (kind_of(key.what), fetched) {
             (None, Ok((body, _))) => {
@@ -423,12 +499,20 @@ impl Core {
                 match self.writer.append(kind, &key.module, &key.version, bytes.clone(), sha).await {
                     Ok(blob) => {
                         self.shared.indexes[self.id].insert(&key.module, &key.version, kind, blob.clone());
+                        // Readers of the streamed fill may now finish (from
+                        // these bytes, which they keep alive, not the map).
+                        if let Some(p) = progress {
+                            p.complete(bytes);
+                        }
                         Ok(Artifact { body: Body::Stored(blob), stale: false })
                     }
                     Err(e) => {
                         // Pass-through: the client still gets its bytes; nothing half-written is published.
                         self.metrics.store_errors.bump();
                         log::error!("storing {}@{} ({kind:?}) failed, serving from memory: {e}", key.module, key.version);
+                        if let Some(p) = progress {
+                            p.complete(bytes.clone());
+                        }
                         Ok(Artifact { body: Body::Memory { bytes, sha256: Some(sha) }, stale: false })
                     }
                 }

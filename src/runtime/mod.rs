@@ -171,6 +171,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
             sumdb_names: config.sumdb_names.iter().map(|n| n.as_str().into()).collect(),
             sumdb_ttl: config.sumdb_ttl,
             negative_ttl: config.negative_ttl,
+            stream_fills: config.stream_fills,
         },
     });
     let drain_timeout = config.drain_timeout;

@@ -112,10 +112,14 @@ impl<F: Fetcher> Guarded<F> {
 
 impl<F: Fetcher> Fetcher for Guarded<F> {
     fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
+        self.fetch_streaming(req, &super::progress::Progress::default())
+    }
+
+    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &super::progress::Progress) -> Result<Vec<u8>, FetchError> {
         if let Admission::Skip { retry_in } = self.breaker.admit(Instant::now()) {
             return Err(FetchError::CircuitOpen { upstream: self.inner.name().to_string(), retry_in });
         }
-        let result = self.inner.fetch(req);
+        let result = self.inner.fetch_streaming(req, progress);
         let failed = matches!(&result, Err(e) if is_failure(e));
         if self.breaker.record(Instant::now(), failed) {
             log::warn!(

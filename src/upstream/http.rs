@@ -98,6 +98,11 @@ impl Fetcher for HttpFetcher {
     // ureq's error is large, but there is one per request and it is matched at once.
     #[allow(clippy::result_large_err)]
     fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
+        self.fetch_streaming(req, &super::progress::Progress::default())
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &super::progress::Progress) -> Result<Vec<u8>, FetchError> {
         let url = format!("{}/{}", self.base, req.protocol_path()?);
         let cap = req.what.size_cap();
         let unavailable = |message: String| FetchError::Unavailable { upstream: self.base.clone(), message };
@@ -137,16 +142,24 @@ impl Fetcher for HttpFetcher {
                 return Err(unavailable(text));
             }
         };
-        if let Some(len) = resp.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok()) {
+        let announced = resp.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(len) = announced {
             if len > cap {
                 return Err(FetchError::TooLarge { upstream: self.base.clone(), limit: cap });
             }
+            // Only zips are streamed: the answers worth the wait, and
+            // only with a length, which readers must send before the body.
+            if req.what == super::What::Zip && len > 0 {
+                progress.start(len);
+            }
         }
+        let streaming = progress.is_streaming();
         let timeout = || FetchError::Timeout { upstream: self.base.clone() };
         if Instant::now() > deadline {
             return Err(timeout());
         }
         let mut body = Vec::new();
+        let mut received = 0u64;
         let mut reader = resp.into_reader().take(cap + 1);
         let mut buf = vec![0u8; 64 << 10];
         loop {
@@ -157,14 +170,22 @@ impl Fetcher for HttpFetcher {
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => return Err(timeout()),
                 Err(e) => return Err(unavailable(format!("reading body: {e}"))),
             };
-            body.extend_from_slice(&buf[..n]);
-            if body.len() as u64 > cap {
+            if !(streaming && progress.push(&buf[..n])) {
+                body.extend_from_slice(&buf[..n]);
+            }
+            received += n as u64;
+            if received > cap {
                 return Err(FetchError::TooLarge { upstream: self.base.clone(), limit: cap });
             }
             // A steady trickle passes every read timeout; the total ends it.
             if Instant::now() > deadline {
                 return Err(timeout());
             }
+        }
+        if streaming {
+            // The bytes went to the readers' buffer; take them back for
+            // validation (readers wait until it is done).
+            return progress.take().ok_or_else(|| unavailable("fill abandoned".into()));
         }
         Ok(body)
     }

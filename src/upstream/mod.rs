@@ -14,6 +14,7 @@ pub mod breaker;
 pub mod file;
 pub mod http;
 pub mod private;
+pub mod progress;
 pub mod tls;
 pub mod validate;
 
@@ -146,6 +147,13 @@ impl std::error::Error for FetchError {}
 /// A source of GOPROXY answers. Blocking: call it from a blocking pool.
 pub trait Fetcher: Send + Sync {
     fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError>;
+    /// Like `fetch`, publishing the body to `progress` as it arrives when
+    /// the fetcher can (see `progress`). A fetcher that streamed returns
+    /// the body taken from `progress`; on failure the caller fails it.
+    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &progress::Progress) -> Result<Vec<u8>, FetchError> {
+        let _ = progress;
+        self.fetch(req)
+    }
     /// A name for logs and error messages (never includes credentials).
     fn name(&self) -> &str;
 }
@@ -244,11 +252,20 @@ impl UpstreamChain {
 
 impl Fetcher for UpstreamChain {
     fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
+        self.fetch_streaming(req, &progress::Progress::default())
+    }
+
+    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &progress::Progress) -> Result<Vec<u8>, FetchError> {
         let mut last = FetchError::NotFound { gone: false, message: "not found: no upstream configured".into() };
         for (fetcher, fallback) in &self.entries {
-            match fetcher.fetch(req).and_then(|body| validate::validate(req, &body).map(|()| body)) {
+            match fetcher.fetch_streaming(req, progress).and_then(|body| validate::validate(req, &body).map(|()| body)) {
                 Ok(body) => return Ok(body),
                 Err(e) => {
+                    // Readers of what this entry streamed must never finish
+                    // it; a fallback's bytes may differ.
+                    if progress.is_streaming() {
+                        progress.fail();
+                    }
                     let fall_through = matches!(e, FetchError::NotFound { .. }) || *fallback == Fallback::OnAnyError;
                     // Not found is an answer; an open circuit was logged when it opened.
                     if !matches!(e, FetchError::NotFound { .. } | FetchError::CircuitOpen { .. }) {

@@ -71,8 +71,12 @@ impl PrivacyGuard {
 
 impl Fetcher for PrivacyGuard {
     fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
+        self.fetch_streaming(req, &super::progress::Progress::default())
+    }
+
+    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &super::progress::Progress) -> Result<Vec<u8>, FetchError> {
         match self.subject(req) {
-            Subject::Public => self.public.fetch(req),
+            Subject::Public => self.public.fetch_streaming(req, progress),
             Subject::Undecodable => Err(FetchError::NotFound { gone: false, message: "not found: malformed checksum database lookup".into() }),
             // 404, as for a module the database does not know: the go
             // command's user learns to list it in GONOSUMDB (or GOPRIVATE).
@@ -81,7 +85,7 @@ impl Fetcher for PrivacyGuard {
                 message: format!("not found: {module} is a private module and is never looked up in a checksum database; set GONOSUMDB or GOPRIVATE"),
             }),
             Subject::Private(module) => match &self.private {
-                Some(chain) => chain.fetch(req),
+                Some(chain) => chain.fetch_streaming(req, progress),
                 None => Err(FetchError::NotFound { gone: false, message: format!("not found: {module}: private module; no private upstream configured") }),
             },
         }
