@@ -39,7 +39,13 @@ fn wire(c: &mut Criterion) {
         b.iter(|| black_box(path::parse(black_box("/example.com/org/lib/v2/@v/v2.4.2.info")).is_ok()))
     });
     c.bench_function("runtime/owner_of", |b| b.iter(|| black_box(router::owner_of(black_box("example.com/org/lib/v2"), 64))));
-    let resp = Response { status: 200, content_type: response::ZIP, cache_control: response::IMMUTABLE, etag: Some([0x5a; 32]), body: Body::Empty };
+    let resp = Response {
+        status: 200,
+        content_type: response::ZIP,
+        cache_control: response::IMMUTABLE,
+        etag: Some([0x5a; 32]),
+        body: Body::Empty,
+    };
     let mut out = Vec::with_capacity(256);
     c.bench_function("http/write_response_head", |b| {
         b.iter(|| {
@@ -81,7 +87,9 @@ fn index_lookup(c: &mut Criterion) {
             black_box(index.get(&module, "v1.0.0", Kind::Info).is_some())
         })
     });
-    group.bench_function("index_lookup_miss_100k", |b| b.iter(|| black_box(index.get(black_box("example.com/none/x"), "v1.0.0", Kind::Info).is_none())));
+    group.bench_function("index_lookup_miss_100k", |b| {
+        b.iter(|| black_box(index.get(black_box("example.com/none/x"), "v1.0.0", Kind::Info).is_none()))
+    });
     group.finish();
 }
 
@@ -95,7 +103,10 @@ fn cross_core_hop(c: &mut Criterion) {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(filled_store(dir.path(), 2, 1_000));
-    let module: String = (0..1_000).map(|i| format!("example.com/org{}/mod{i}", i % 100)).find(|m| router::owner_of(m, 2) == 1).expect("a module owned by core 1");
+    let module: String = (0..1_000)
+        .map(|i| format!("example.com/org{}/mod{i}", i % 100))
+        .find(|m| router::owner_of(m, 2) == 1)
+        .expect("a module owned by core 1");
     let empty = tempfile::tempdir().expect("tempdir");
     let fetcher: Box<dyn Fetcher> = Box::new(FileFetcher::new(empty.path().to_path_buf()));
     let shared = Arc::new(Shared {

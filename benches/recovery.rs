@@ -22,7 +22,10 @@ fn main() {
             let payload = Arc::new(vec![b'x'; payload_len]);
             let sha = record::payload_sha256(&payload);
             for i in 0..records {
-                writer.append(Kind::Info, &format!("example.com/org{}/mod{i}", i % 1000), "v1.0.0", payload.clone(), sha).await.expect("append");
+                writer
+                    .append(Kind::Info, &format!("example.com/org{}/mod{i}", i % 1000), "v1.0.0", payload.clone(), sha)
+                    .await
+                    .expect("append");
             }
         });
         eprintln!("wrote {records} records of {payload_len} B in {:?} (two fdatasyncs each)", started.elapsed());

@@ -169,10 +169,9 @@ impl std::fmt::Display for ConfigError {
                  command so that `go env GOPROXY` answers"
             ),
             ConfigError::BadPrivatePattern(e) => write!(f, "private module patterns: {e}"),
-            ConfigError::BadSumDbName(name) => write!(
-                f,
-                "checksum database name {name:?} is invalid: expected a host name (letters, digits, '.', '-', '_')"
-            ),
+            ConfigError::BadSumDbName(name) => {
+                write!(f, "checksum database name {name:?} is invalid: expected a host name (letters, digits, '.', '-', '_')")
+            }
         }
     }
 }
@@ -191,11 +190,7 @@ impl UpstreamList {
         while !rest.is_empty() {
             let (raw, fallback, tail) = match rest.find([',', '|']) {
                 Some(i) => {
-                    let fb = if rest.as_bytes()[i] == b'|' {
-                        Fallback::OnAnyError
-                    } else {
-                        Fallback::OnNotFound
-                    };
+                    let fb = if rest.as_bytes()[i] == b'|' { Fallback::OnAnyError } else { Fallback::OnNotFound };
                     (&rest[..i], fb, &rest[i + 1..])
                 }
                 None => (rest, Fallback::OnNotFound, ""),

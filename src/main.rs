@@ -236,8 +236,12 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
     };
     if !private.is_empty() {
         let from = match (&private_upstream, upstream.local_only()) {
-            (Some(l), _) => format!("--private-upstream {}", l.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" ")),
-            (None, Some(l)) => format!("the file:// upstreams {}", l.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" ")),
+            (Some(l), _) => {
+                format!("--private-upstream {}", l.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" "))
+            }
+            (None, Some(l)) => {
+                format!("the file:// upstreams {}", l.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" "))
+            }
             (None, None) => "nowhere (no private upstream configured: they are not found)".to_string(),
         };
         log::info!("private modules ({}) are fetched from {from}", private.sources().collect::<Vec<_>>().join(","));
@@ -250,7 +254,10 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
     if args.max_header_bytes < 1024 || args.max_uri_bytes < 256 || args.max_uri_bytes >= args.max_header_bytes {
         anyhow::bail!("need --max-uri-bytes >= 256 and --max-header-bytes >= 1024 and larger than --max-uri-bytes");
     }
-    let any_http = [Some(&upstream), private_upstream.as_ref()].into_iter().flatten().any(|l| l.entries.iter().any(|e| matches!(e.spec, config::UpstreamSpec::Http(_))));
+    let any_http = [Some(&upstream), private_upstream.as_ref()]
+        .into_iter()
+        .flatten()
+        .any(|l| l.entries.iter().any(|e| matches!(e.spec, config::UpstreamSpec::Http(_))));
     let upstream_http = if any_http || args.upstream_auth.is_some() || args.upstream_client_cert.is_some() {
         let auth = match &args.upstream_auth {
             Some(path) => {
@@ -324,7 +331,12 @@ fn main() -> anyhow::Result<()> {
                 let r = &started.recovery;
                 log::info!(
                     "store recovered: {} records in {} segments in {:?} ({} re-verified, {} bytes of torn tail cut, {} segments skipped)",
-                    r.records, r.segments, r.elapsed, r.records_verified, r.bytes_cut, r.segments_skipped
+                    r.records,
+                    r.segments,
+                    r.elapsed,
+                    r.records_verified,
+                    r.bytes_cut,
+                    r.segments_skipped
                 );
                 // The one line on stdout: scripts and tests wait for it.
                 let mut out = std::io::stdout().lock();

@@ -105,7 +105,8 @@ fn opts(upstream: String, extra: &[&str]) -> ServerOpts {
 #[test]
 fn a_dead_upstream_costs_one_timeout_not_one_per_request() {
     let dead = Blackhole::start();
-    let server = Server::start_with(opts(dead.url(), &["--upstream-timeout", "1s", "--breaker-failures", "2", "--breaker-cooldown", "60s"]));
+    let server =
+        Server::start_with(opts(dead.url(), &["--upstream-timeout", "1s", "--breaker-failures", "2", "--breaker-cooldown", "60s"]));
     for i in 0..2 {
         let r = http_get(server.addr(), &info(i));
         assert_eq!(r.status, 504, "{r:?}");
@@ -141,7 +142,10 @@ fn an_open_circuit_falls_through_a_pipe_at_once() {
 #[test]
 fn after_the_cooldown_one_probe_closes_the_circuit() {
     let dead = Blackhole::start();
-    let server = Server::start_with(opts(dead.url(), &["--upstream-timeout", "1s", "--breaker-failures", "1", "--breaker-cooldown", "2s", "--negative-ttl", "0"]));
+    let server = Server::start_with(opts(
+        dead.url(),
+        &["--upstream-timeout", "1s", "--breaker-failures", "1", "--breaker-cooldown", "2s", "--negative-ttl", "0"],
+    ));
     assert_eq!(http_get(server.addr(), &info(0)).status, 504);
     assert_eq!(http_get(server.addr(), &info(1)).status, 502, "open");
     // The upstream recovers; within the cool-down it is still skipped.
@@ -168,7 +172,10 @@ fn a_refused_connection_is_retried_until_the_upstream_comes_up() {
     let r = http_get(impatient.addr(), &target);
     assert_eq!(r.status, 502, "no retries: the refusal is the answer: {r:?}");
 
-    let patient = Server::start_with(opts(format!("http://{addr}"), &["--upstream-retries", "5", "--upstream-retry-backoff", "200ms", "--breaker-failures", "0"]));
+    let patient = Server::start_with(opts(
+        format!("http://{addr}"),
+        &["--upstream-retries", "5", "--upstream-retry-backoff", "200ms", "--breaker-failures", "0"],
+    ));
     let paddr = patient.addr();
     let t = target.clone();
     let client = thread::spawn(move || http_get(paddr, &t));

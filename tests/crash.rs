@@ -205,14 +205,8 @@ enum Moment {
 
 #[test]
 fn kill9_at_every_stage_of_a_big_fill_serves_only_exact_bytes() {
-    let moments = [
-        Moment::RequestSeen,
-        Moment::MidBody(0.25),
-        Moment::MidBody(0.75),
-        Moment::UpstreamDone,
-        Moment::SegmentWrite,
-        Moment::Answered,
-    ];
+    let moments =
+        [Moment::RequestSeen, Moment::MidBody(0.25), Moment::MidBody(0.75), Moment::UpstreamDone, Moment::SegmentWrite, Moment::Answered];
     let data = pseudo_random_bytes(BIG_DATA, 0xC0FFEE);
     let mut b = Fixture::builder();
     for (i, _) in moments.iter().enumerate() {
@@ -221,7 +215,10 @@ fn kill9_at_every_stage_of_a_big_fill_serves_only_exact_bytes() {
             b = b.module(Module::new(&format!("example.com/crash/r{i}/m{j}"), "v1.0.0"));
         }
     }
-    let fx = b.module(Module::new("example.com/crash/fresh", "v1.0.0")).module(big("example.com/crash/freshbig", "v1.0.0", &data[..8 << 20])).build();
+    let fx = b
+        .module(Module::new("example.com/crash/fresh", "v1.0.0"))
+        .module(big("example.com/crash/freshbig", "v1.0.0", &data[..8 << 20]))
+        .build();
     let mut s = Scenario::new(fx);
 
     for (i, &moment) in moments.iter().enumerate() {
@@ -243,11 +240,9 @@ fn kill9_at_every_stage_of_a_big_fill_serves_only_exact_bytes() {
                 s.up.hold_zips();
             }
             // Slow enough (~0.4 s) that the kill can follow the last byte.
-            Moment::UpstreamDone => s.up.set_behavior(UpstreamBehavior {
-                zip_chunk: 1 << 20,
-                zip_chunk_delay: Duration::from_millis(10),
-                ..Default::default()
-            }),
+            Moment::UpstreamDone => {
+                s.up.set_behavior(UpstreamBehavior { zip_chunk: 1 << 20, zip_chunk_delay: Duration::from_millis(10), ..Default::default() })
+            }
             Moment::SegmentWrite | Moment::Answered => {}
         }
         let client = background_get(&s, &zip, &want);
@@ -305,9 +300,11 @@ fn truncate_by(path: &Path, cut: u64) -> u64 {
 #[test]
 fn hand_damaged_segment_tails_are_cut_and_refetched_never_served() {
     let data = pseudo_random_bytes(BIG_DATA, 0xBAD5EED);
-    let mut b = Fixture::builder()
-        .module(big("example.com/tail/big", "v1.2.0", &data))
-        .module(big("example.com/tail/big", "v1.2.1", &data[..BIG_DATA / 2]));
+    let mut b = Fixture::builder().module(big("example.com/tail/big", "v1.2.0", &data)).module(big(
+        "example.com/tail/big",
+        "v1.2.1",
+        &data[..BIG_DATA / 2],
+    ));
     for j in 0..6 {
         b = b.module(Module::new(&format!("example.com/tail/m{j}"), "v1.0.0"));
     }

@@ -149,10 +149,8 @@ fn cached_modules_survive_restart_with_upstream_gone() {
     let cold = GoEnv::new(server.url());
     cold.copy_main_module_from(&warm);
     let downloaded = cold.mod_download_json(&[]);
-    let mut got: Vec<(String, String)> = downloaded
-        .iter()
-        .map(|d| (d["Path"].as_str().unwrap().to_string(), d["Version"].as_str().unwrap().to_string()))
-        .collect();
+    let mut got: Vec<(String, String)> =
+        downloaded.iter().map(|d| (d["Path"].as_str().unwrap().to_string(), d["Version"].as_str().unwrap().to_string())).collect();
     got.sort();
     let mut want: Vec<(String, String)> = BUILD_LIST.iter().map(|(m, v)| (m.to_string(), v.to_string())).collect();
     want.sort();
@@ -215,17 +213,11 @@ fn version_queries_and_retractions_match_direct_file_access() {
 
     // Spot-check the reference itself, so the comparison means something.
     assert_eq!(direct.run(&["list", "-m", "-versions", "example.com/retract"]), "example.com/retract v1.0.0 v1.0.2\n");
-    assert_eq!(
-        direct.run(&["list", "-m", "-retracted", "-versions", "example.com/retract"]),
-        "example.com/retract v1.0.0 v1.0.1 v1.0.2\n"
-    );
+    assert_eq!(direct.run(&["list", "-m", "-retracted", "-versions", "example.com/retract"]), "example.com/retract v1.0.0 v1.0.1 v1.0.2\n");
     assert!(via
         .run(&["list", "-m", "-retracted", "-f", "{{.Retracted}}", "example.com/retract@v1.0.1"])
         .contains("broken release, fixture retraction"));
-    assert_eq!(
-        via.run(&["list", "-m", "-versions", "example.com/CamelCase/Lib"]),
-        "example.com/CamelCase/Lib v1.0.0 v1.1.0-RC.1\n"
-    );
+    assert_eq!(via.run(&["list", "-m", "-versions", "example.com/CamelCase/Lib"]), "example.com/CamelCase/Lib v1.0.0 v1.1.0-RC.1\n");
 
     // A version with upper case (`v1.1.0-!r!c.1` on the wire).
     let q = ["mod", "download", "-json", "example.com/CamelCase/Lib@v1.1.0-RC.1"];

@@ -192,17 +192,73 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     vec![
-        Case { name: "slow first byte", module: "example.com/f/slow", ext: "zip", fault: Fault::SlowHead(Duration::from_secs(4)), want: &[504], reason: "timed out" },
-        Case { name: "reset mid-body", module: "example.com/f/reset", ext: "zip", fault: Fault::ResetMidBody, want: &[502], reason: "failed" },
+        Case {
+            name: "slow first byte",
+            module: "example.com/f/slow",
+            ext: "zip",
+            fault: Fault::SlowHead(Duration::from_secs(4)),
+            want: &[504],
+            reason: "timed out",
+        },
+        Case {
+            name: "reset mid-body",
+            module: "example.com/f/reset",
+            ext: "zip",
+            fault: Fault::ResetMidBody,
+            want: &[502],
+            reason: "failed",
+        },
         Case { name: "truncated zip", module: "example.com/f/trunc", ext: "zip", fault: Fault::Truncate, want: &[502], reason: "upstream" },
-        Case { name: "short Content-Length", module: "example.com/f/short", ext: "zip", fault: Fault::ShortLength, want: &[502], reason: "zip" },
+        Case {
+            name: "short Content-Length",
+            module: "example.com/f/short",
+            ext: "zip",
+            fault: Fault::ShortLength,
+            want: &[502],
+            reason: "zip",
+        },
         Case { name: "500", module: "example.com/f/five", ext: "zip", fault: Fault::Status(500), want: &[502], reason: "500" },
         Case { name: "500 on .mod", module: "example.com/f/fivemod", ext: "mod", fault: Fault::Status(500), want: &[502], reason: "500" },
-        Case { name: "entry outside prefix", module: "example.com/f/escape", ext: "zip", fault: Fault::Body(zip_with_escaping_entry("example.com/f/escape", "v1.0.0")), want: &[502], reason: "zip" },
-        Case { name: ".mod that is an HTML page", module: "example.com/f/html", ext: "mod", fault: Fault::Body(b"<html><body>rate limited</body></html>\n".to_vec()), want: &[502], reason: "no module directive" },
-        Case { name: ".info of another version", module: "example.com/f/info", ext: "info", fault: Fault::Body(br#"{"Version":"v9.9.9","Time":"2024-01-01T00:00:00Z"}"#.to_vec()), want: &[502], reason: "v9.9.9" },
-        Case { name: "600 MiB announced", module: "example.com/f/huge", ext: "zip", fault: Fault::Huge { announce: true }, want: &[502], reason: "more than" },
-        Case { name: "600 MiB unannounced", module: "example.com/f/hugeclose", ext: "zip", fault: Fault::Huge { announce: false }, want: &[502], reason: "more than" },
+        Case {
+            name: "entry outside prefix",
+            module: "example.com/f/escape",
+            ext: "zip",
+            fault: Fault::Body(zip_with_escaping_entry("example.com/f/escape", "v1.0.0")),
+            want: &[502],
+            reason: "zip",
+        },
+        Case {
+            name: ".mod that is an HTML page",
+            module: "example.com/f/html",
+            ext: "mod",
+            fault: Fault::Body(b"<html><body>rate limited</body></html>\n".to_vec()),
+            want: &[502],
+            reason: "no module directive",
+        },
+        Case {
+            name: ".info of another version",
+            module: "example.com/f/info",
+            ext: "info",
+            fault: Fault::Body(br#"{"Version":"v9.9.9","Time":"2024-01-01T00:00:00Z"}"#.to_vec()),
+            want: &[502],
+            reason: "v9.9.9",
+        },
+        Case {
+            name: "600 MiB announced",
+            module: "example.com/f/huge",
+            ext: "zip",
+            fault: Fault::Huge { announce: true },
+            want: &[502],
+            reason: "more than",
+        },
+        Case {
+            name: "600 MiB unannounced",
+            module: "example.com/f/hugeclose",
+            ext: "zip",
+            fault: Fault::Huge { announce: false },
+            want: &[502],
+            reason: "more than",
+        },
     ]
 }
 
@@ -224,7 +280,16 @@ fn opts(upstream: String, data: &Path) -> ServerOpts {
         // The read timeout is short enough for the stalled upstream to trip
         // it; the total is long enough for 500 MiB over loopback on a busy
         // machine not to, so the huge bodies fail for their size.
-        extra_args: vec!["--upstream-timeout".into(), "120s".into(), "--upstream-read-timeout".into(), "2s".into(), "--breaker-failures".into(), "0".into(), "--negative-ttl".into(), "0".into()],
+        extra_args: vec![
+            "--upstream-timeout".into(),
+            "120s".into(),
+            "--upstream-read-timeout".into(),
+            "2s".into(),
+            "--breaker-failures".into(),
+            "0".into(),
+            "--negative-ttl".into(),
+            "0".into(),
+        ],
         ..ServerOpts::new(upstream)
     }
 }
@@ -298,7 +363,9 @@ fn the_read_timeout_catches_a_stall_but_not_a_slow_steady_body() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start_with(ServerOpts {
         data_dir: Some(data.path().to_path_buf()),
-        extra_args: ["--upstream-timeout", "300s", "--upstream-read-timeout", "1s", "--breaker-failures", "0", "--negative-ttl", "0"].map(String::from).to_vec(),
+        extra_args: ["--upstream-timeout", "300s", "--upstream-read-timeout", "1s", "--breaker-failures", "0", "--negative-ttl", "0"]
+            .map(String::from)
+            .to_vec(),
         ..ServerOpts::new(up.url())
     });
     let stalled = format!("/{}", artifact_path("example.com/f/slow", "v1.0.0", "zip"));

@@ -200,7 +200,9 @@ fn max_connections_holds_the_next_connection_until_one_closes() {
     let mut buf = [0u8; 4096];
     match fifth.read(&mut buf) {
         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-        Ok(n) => panic!("the 5th connection was answered while 4 were open (--max-connections 4): {:?}", String::from_utf8_lossy(&buf[..n])),
+        Ok(n) => {
+            panic!("the 5th connection was answered while 4 were open (--max-connections 4): {:?}", String::from_utf8_lossy(&buf[..n]))
+        }
         Err(e) => panic!("the 5th connection failed instead of waiting: {e}"),
     }
 

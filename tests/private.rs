@@ -100,7 +100,8 @@ fn a_private_upstream_serves_private_modules_and_nothing_else() {
     let (fx, db) = tree();
     let public = CountingUpstream::serve(fx.root());
     let private = CountingUpstream::serve(fx.root());
-    let server = Server::start_with(opts(public.url(), &["--private", "*.example/team,corp.example/secret", "--private-upstream", &private.url()]));
+    let server =
+        Server::start_with(opts(public.url(), &["--private", "*.example/team,corp.example/secret", "--private-upstream", &private.url()]));
     for (module, version) in [(SECRET, "v1.0.0"), (CAMEL, "v1.2.0")] {
         let zip = http_get(server.addr(), &format!("/{}", artifact_path(module, version, "zip")));
         assert_eq!(zip.status, 200, "{module}: {zip:?}");
@@ -119,7 +120,10 @@ fn a_private_upstream_serves_private_modules_and_nothing_else() {
     assert_never_told(&public, "the public upstream");
     assert!(private.hits(&format!("/{}", artifact_path(SECRET, "v1.0.0", "zip"))) == 1);
     let private_log = private.request_log();
-    assert!(private_log.iter().all(|l| !l.contains(PUBLIC) && !l.contains("/sumdb/")), "the private upstream only hears of private modules: {private_log:?}");
+    assert!(
+        private_log.iter().all(|l| !l.contains(PUBLIC) && !l.contains("/sumdb/")),
+        "the private upstream only hears of private modules: {private_log:?}"
+    );
 }
 
 #[test]

@@ -39,10 +39,7 @@ fn start() -> (Fixture, Server) {
 
 /// `max-age` of a Cache-Control value.
 fn max_age(cc: &str) -> Option<u64> {
-    cc.split(',')
-        .map(str::trim)
-        .find_map(|d| d.strip_prefix("max-age="))
-        .map(|v| v.parse().expect("numeric max-age"))
+    cc.split(',').map(str::trim).find_map(|d| d.strip_prefix("max-age=")).map(|v| v.parse().expect("numeric max-age"))
 }
 
 /// Checks the headers every successful response must carry.

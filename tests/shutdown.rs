@@ -40,7 +40,8 @@ fn sigterm_refuses_new_connections_finishes_downloads_and_exits_zero() {
     let fx = fixture();
     // A long grace period: exiting well within it proves the drain ended
     // because the connection closed, not because time ran out.
-    let mut server = Server::start_with(ServerOpts { extra_args: vec!["--drain-timeout".into(), "120s".into()], ..ServerOpts::new(fx.file_url()) });
+    let mut server =
+        Server::start_with(ServerOpts { extra_args: vec!["--drain-timeout".into(), "120s".into()], ..ServerOpts::new(fx.file_url()) });
     let path = artifact_path("example.com/drain", V, "zip");
     let want = fx.artifact("example.com/drain", V, "zip");
     assert_eq!(http_get(server.addr(), &format!("/{path}")).body, want, "warm the store");
@@ -68,7 +69,8 @@ fn sigterm_refuses_new_connections_finishes_downloads_and_exits_zero() {
 #[test]
 fn a_second_signal_exits_without_waiting() {
     let fx = fixture();
-    let mut server = Server::start_with(ServerOpts { extra_args: vec!["--drain-timeout".into(), "60s".into()], ..ServerOpts::new(fx.file_url()) });
+    let mut server =
+        Server::start_with(ServerOpts { extra_args: vec!["--drain-timeout".into(), "60s".into()], ..ServerOpts::new(fx.file_url()) });
     let path = artifact_path("example.com/drain", V, "zip");
     http_get(server.addr(), &format!("/{path}"));
     // Hold a download open so the drain would wait its full minute.

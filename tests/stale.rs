@@ -10,10 +10,7 @@ use common::*;
 use std::time::Duration;
 
 fn fixture() -> Fixture {
-    Fixture::builder()
-        .module(Module::new("example.com/stale", "v1.0.0"))
-        .module(Module::new("example.com/stale", "v1.1.0"))
-        .build()
+    Fixture::builder().module(Module::new("example.com/stale", "v1.0.0")).module(Module::new("example.com/stale", "v1.1.0")).build()
 }
 
 #[test]

@@ -42,7 +42,8 @@ fn the_go_command_verifies_modules_through_the_sumdb_proxy() {
         .module(Module::new(TAMPERED.0, TAMPERED.1))
         .build();
     let upstream = CountingUpstream::serve(fx.root());
-    let server = Server::start_with(ServerOpts { extra_args: vec!["--sumdb".into(), SUMDB_NAME.into()], ..ServerOpts::new(upstream.url()) });
+    let server =
+        Server::start_with(ServerOpts { extra_args: vec!["--sumdb".into(), SUMDB_NAME.into()], ..ServerOpts::new(upstream.url()) });
 
     let mut env = GoEnv::new(server.url());
     let key = generate(fx.root(), &env);

@@ -68,7 +68,9 @@ impl TlsUpstream {
             Some(c) => {
                 let mut roots = rustls::RootCertStore::empty();
                 roots.add(c.cert.der().clone()).unwrap();
-                builder.with_client_cert_verifier(rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build().unwrap())
+                builder.with_client_cert_verifier(
+                    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build().unwrap(),
+                )
             }
         };
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
@@ -199,7 +201,11 @@ fn a_client_certificate_is_presented_when_configured() {
     let (cert_file, key_file) = (dir.path().join("client.pem"), dir.path().join("client.key"));
     std::fs::write(&cert_file, cert.pem()).unwrap();
     std::fs::write(&key_file, key.serialize_pem()).unwrap();
-    let with = server(&up.url(), &ca_file, &["--upstream-client-cert".into(), cert_file.display().to_string(), "--upstream-client-key".into(), key_file.display().to_string()]);
+    let with = server(
+        &up.url(),
+        &ca_file,
+        &["--upstream-client-cert".into(), cert_file.display().to_string(), "--upstream-client-key".into(), key_file.display().to_string()],
+    );
     let r = http_get(with.addr(), &path);
     assert_eq!(r.status, 200, "with a client certificate: {}", r.body_str());
     assert!(r.body == fx.artifact(MODULE, "v1.0.0", "info"));

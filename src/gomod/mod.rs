@@ -12,10 +12,9 @@ pub mod tlog;
 pub mod zip;
 
 pub use module::{
-    canonical_version, check, check_canonical, check_file_path, check_import_path, check_path,
-    check_path_major, escape_path, escape_version, match_path_major, path_major_prefix,
-    split_path_version, unescape_into, unescape_path, unescape_path_into, unescape_version,
-    unescape_version_into, EscapeError, EscapeTarget, ModuleError, PathError, PathKind, PathReason,
-    VersionError, VersionReason,
+    canonical_version, check, check_canonical, check_file_path, check_import_path, check_path, check_path_major, escape_path,
+    escape_version, match_path_major, path_major_prefix, split_path_version, unescape_into, unescape_path, unescape_path_into,
+    unescape_version, unescape_version_into, EscapeError, EscapeTarget, ModuleError, PathError, PathKind, PathReason, VersionError,
+    VersionReason,
 };
 pub use semver::{is_pseudo_version, pseudo_version_rev, pseudo_version_time};

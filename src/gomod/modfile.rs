@@ -20,10 +20,19 @@ pub enum ModFileError {
     NotUtf8,
     Nul,
     /// A lexical or block-structure error, with its 1-based line.
-    Syntax { line: usize, message: &'static str },
+    Syntax {
+        line: usize,
+        message: &'static str,
+    },
     /// A known directive with unusable arguments.
-    Directive { line: usize, verb: &'static str, message: &'static str },
-    RepeatedModule { line: usize },
+    Directive {
+        line: usize,
+        verb: &'static str,
+        message: &'static str,
+    },
+    RepeatedModule {
+        line: usize,
+    },
     NoModule,
 }
 
@@ -322,7 +331,11 @@ pub fn check(body: &[u8]) -> Result<(), ModFileError> {
             "retract" => match s.args {
                 [v] if is_version(v) => Ok(()),
                 [open, lo, comma, hi, close]
-                    if open.kind == Kind::Punct('[') && comma.kind == Kind::Punct(',') && close.kind == Kind::Punct(']') && is_version(lo) && is_version(hi) =>
+                    if open.kind == Kind::Punct('[')
+                        && comma.kind == Kind::Punct(',')
+                        && close.kind == Kind::Punct(']')
+                        && is_version(lo)
+                        && is_version(hi) =>
                 {
                     Ok(())
                 }
@@ -333,7 +346,11 @@ pub fn check(body: &[u8]) -> Result<(), ModFileError> {
             _ => Ok(()),
         }
     })?;
-    if module_seen { Ok(()) } else { Err(ModFileError::NoModule) }
+    if module_seen {
+        Ok(())
+    } else {
+        Err(ModFileError::NoModule)
+    }
 }
 
 #[cfg(test)]

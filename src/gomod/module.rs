@@ -113,22 +113,12 @@ impl fmt::Display for PathReason {
             PathReason::TrailingDotInElement => f.write_str("trailing dot in path element"),
             PathReason::InvalidChar(c) => write!(f, "invalid char {}", QuotedChar(*c)),
             PathReason::WindowsReservedName(s) => {
-                write!(
-                    f,
-                    "{} disallowed as path element component on Windows",
-                    Quoted(s)
-                )
+                write!(f, "{} disallowed as path element component on Windows", Quoted(s))
             }
-            PathReason::TildeDigitsSuffix => {
-                f.write_str("trailing tilde and digits in path element")
-            }
+            PathReason::TildeDigitsSuffix => f.write_str("trailing tilde and digits in path element"),
             PathReason::LeadingSlash => f.write_str("leading slash"),
-            PathReason::MissingDotInFirstElement => {
-                f.write_str("missing dot in first path element")
-            }
-            PathReason::LeadingDashInFirstElement => {
-                f.write_str("leading dash in first path element")
-            }
+            PathReason::MissingDotInFirstElement => f.write_str("missing dot in first path element"),
+            PathReason::LeadingDashInFirstElement => f.write_str("leading dash in first path element"),
             PathReason::InvalidCharInFirstElement(c) => {
                 write!(f, "invalid char {} in first path element", QuotedChar(*c))
             }
@@ -149,23 +139,13 @@ pub struct PathError {
 
 impl PathError {
     fn new(kind: PathKind, path: &str, reason: PathReason) -> Self {
-        PathError {
-            kind,
-            path: path.to_owned(),
-            reason,
-        }
+        PathError { kind, path: path.to_owned(), reason }
     }
 }
 
 impl fmt::Display for PathError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "malformed {} path {}: {}",
-            self.kind.noun(),
-            Quoted(&self.path),
-            self.reason
-        )
+        write!(f, "malformed {} path {}: {}", self.kind.noun(), Quoted(&self.path), self.reason)
     }
 }
 
@@ -213,21 +193,13 @@ pub struct VersionError {
 
 impl VersionError {
     fn new(version: &str, reason: VersionReason) -> Self {
-        VersionError {
-            version: version.to_owned(),
-            reason,
-        }
+        VersionError { version: version.to_owned(), reason }
     }
 }
 
 impl fmt::Display for VersionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "version {} invalid: {}",
-            Quoted(&self.version),
-            self.reason
-        )
+        write!(f, "version {} invalid: {}", Quoted(&self.version), self.reason)
     }
 }
 
@@ -248,10 +220,7 @@ pub enum EscapeTarget {
 pub enum EscapeError {
     /// Not a well-formed encoding: contains an uppercase letter, a `!` not
     /// followed by a lowercase letter, or a non-ASCII character.
-    Malformed {
-        target: EscapeTarget,
-        escaped: String,
-    },
+    Malformed { target: EscapeTarget, escaped: String },
     /// Decodes to something that is not a valid module path.
     InvalidPath { escaped: String, source: PathError },
     /// Decodes to something that is not a valid version string (it must be
@@ -271,11 +240,7 @@ impl fmt::Display for EscapeError {
                 write!(f, "invalid escaped {what} {}", Quoted(escaped))
             }
             EscapeError::InvalidPath { escaped, source } => {
-                write!(
-                    f,
-                    "invalid escaped module path {}: {source}",
-                    Quoted(escaped)
-                )
+                write!(f, "invalid escaped module path {}: {source}", Quoted(escaped))
             }
             EscapeError::InvalidVersion { version, reason } => {
                 write!(f, "invalid escaped version {}: {reason}", Quoted(version))
@@ -310,14 +275,9 @@ impl fmt::Display for ModuleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ModuleError::InvalidPath(e) => e.fmt(f),
-            ModuleError::InvalidVersion {
-                path: Some(path),
-                source,
-            } => write!(
-                f,
-                "{path}@{}: invalid version: {}",
-                source.version, source.reason
-            ),
+            ModuleError::InvalidVersion { path: Some(path), source } => {
+                write!(f, "{path}@{}: invalid version: {}", source.version, source.reason)
+            }
             ModuleError::InvalidVersion { path: None, source } => source.fmt(f),
             ModuleError::InvalidEscape(e) => e.fmt(f),
         }
@@ -342,10 +302,7 @@ impl From<PathError> for ModuleError {
 
 impl From<VersionError> for ModuleError {
     fn from(e: VersionError) -> Self {
-        ModuleError::InvalidVersion {
-            path: None,
-            source: e,
-        }
+        ModuleError::InvalidVersion { path: None, source: e }
     }
 }
 
@@ -463,8 +420,8 @@ fn char_ok(kind: PathKind, c: char) -> bool {
 /// Device names that Windows reserves in every directory, with any
 /// extension and in any case.
 const WINDOWS_RESERVED: [&str; 22] = [
-    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
-    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9", "LPT1", "LPT2", "LPT3", "LPT4",
+    "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
 ];
 
 /// Rules shared by every element of every kind of path.
@@ -486,11 +443,7 @@ fn check_elem(elem: &str, kind: PathKind) -> Result<(), PathReason> {
     }
 
     let short = elem.split('.').next().unwrap_or(elem);
-    if matches!(short.len(), 3 | 4)
-        && WINDOWS_RESERVED
-            .iter()
-            .any(|bad| bad.eq_ignore_ascii_case(short))
-    {
+    if matches!(short.len(), 3 | 4) && WINDOWS_RESERVED.iter().any(|bad| bad.eq_ignore_ascii_case(short)) {
         return Err(PathReason::WindowsReservedName(short.to_owned()));
     }
 
@@ -562,8 +515,7 @@ pub fn check_path(path: &str) -> Result<(), PathError> {
 /// with `-`; no element ends in a dot, is all dots, has a reserved Windows
 /// device name before its first dot, or ends in `~` plus digits.
 pub fn check_import_path(path: &str) -> Result<(), PathError> {
-    check_path_of_kind(path, PathKind::Import)
-        .map_err(|reason| PathError::new(PathKind::Import, path, reason))
+    check_path_of_kind(path, PathKind::Import).map_err(|reason| PathError::new(PathKind::Import, path, reason))
 }
 
 /// Checks that `path` is a valid slash-separated file path, as used for the
@@ -571,8 +523,7 @@ pub fn check_import_path(path: &str) -> Result<(), PathError> {
 /// space and ``!#$%&()+,-.=@[]^_{}~`` are allowed, elements may start with a
 /// dot or dash, and `~digits` suffixes are fine.
 pub fn check_file_path(path: &str) -> Result<(), PathError> {
-    check_path_of_kind(path, PathKind::File)
-        .map_err(|reason| PathError::new(PathKind::File, path, reason))
+    check_path_of_kind(path, PathKind::File).map_err(|reason| PathError::new(PathKind::File, path, reason))
 }
 
 // ---------------------------------------------------------------------------
@@ -659,13 +610,7 @@ pub fn check_path_major(v: &str, path_major: &str) -> Result<(), VersionError> {
     } else {
         pm
     };
-    Err(VersionError::new(
-        v,
-        VersionReason::MajorMismatch {
-            want: want.to_owned(),
-            got: got.to_owned(),
-        },
-    ))
+    Err(VersionError::new(v, VersionReason::MajorMismatch { want: want.to_owned(), got: got.to_owned() }))
 }
 
 /// Reports whether version `v` agrees with the major suffix `path_major`;
@@ -723,10 +668,7 @@ pub fn check(path: &str, version: &str) -> Result<(), ModuleError> {
         });
     }
     let path_major = split_path_version(path).map_or("", |(_, m)| m);
-    check_path_major(version, path_major).map_err(|e| ModuleError::InvalidVersion {
-        path: Some(path.to_owned()),
-        source: e,
-    })
+    check_path_major(version, path_major).map_err(|e| ModuleError::InvalidVersion { path: Some(path.to_owned()), source: e })
 }
 
 /// Like [`check`], and also requires `version` to be in canonical form
@@ -738,12 +680,7 @@ pub fn check_canonical(path: &str, version: &str) -> Result<(), ModuleError> {
         Some(c) if c == version => Ok(()),
         c => Err(ModuleError::InvalidVersion {
             path: Some(path.to_owned()),
-            source: VersionError::new(
-                version,
-                VersionReason::NotCanonical {
-                    canonical: c.map(Cow::into_owned).unwrap_or_default(),
-                },
-            ),
+            source: VersionError::new(version, VersionReason::NotCanonical { canonical: c.map(Cow::into_owned).unwrap_or_default() }),
         }),
     }
 }
@@ -821,9 +758,7 @@ fn decode_into(escaped: &str, out: &mut String) -> bool {
 
 /// Whether `escaped` decodes to itself (ASCII, no uppercase, no `!`).
 fn decodes_to_itself(escaped: &str) -> bool {
-    escaped
-        .bytes()
-        .all(|b| b.is_ascii() && !b.is_ascii_uppercase() && b != b'!')
+    escaped.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase() && b != b'!')
 }
 
 /// Decodes the `!`-encoding of `escaped` into `out` (cleared first, so one
@@ -838,10 +773,7 @@ pub fn unescape_into(escaped: &str, out: &mut String) -> Result<(), EscapeError>
 }
 
 fn malformed(target: EscapeTarget, escaped: &str) -> EscapeError {
-    EscapeError::Malformed {
-        target,
-        escaped: escaped.to_owned(),
-    }
+    EscapeError::Malformed { target, escaped: escaped.to_owned() }
 }
 
 /// Decodes an escaped module path into `out` (cleared first) and checks that
@@ -850,10 +782,7 @@ pub fn unescape_path_into(escaped: &str, out: &mut String) -> Result<(), EscapeE
     if !decode_into(escaped, out) {
         return Err(malformed(EscapeTarget::ModulePath, escaped));
     }
-    check_path(out).map_err(|source| EscapeError::InvalidPath {
-        escaped: escaped.to_owned(),
-        source,
-    })
+    check_path(out).map_err(|source| EscapeError::InvalidPath { escaped: escaped.to_owned(), source })
 }
 
 /// The module path encoded by `escaped`; fails if the encoding is malformed
@@ -861,10 +790,7 @@ pub fn unescape_path_into(escaped: &str, out: &mut String) -> Result<(), EscapeE
 /// decoding.
 pub fn unescape_path(escaped: &str) -> Result<Cow<'_, str>, EscapeError> {
     if decodes_to_itself(escaped) {
-        check_path(escaped).map_err(|source| EscapeError::InvalidPath {
-            escaped: escaped.to_owned(),
-            source,
-        })?;
+        check_path(escaped).map_err(|source| EscapeError::InvalidPath { escaped: escaped.to_owned(), source })?;
         return Ok(Cow::Borrowed(escaped));
     }
     let mut out = String::new();
@@ -879,20 +805,14 @@ pub fn unescape_version_into(escaped: &str, out: &mut String) -> Result<(), Esca
     if !decode_into(escaped, out) {
         return Err(malformed(EscapeTarget::Version, escaped));
     }
-    check_elem(out, PathKind::File).map_err(|reason| EscapeError::InvalidVersion {
-        version: out.clone(),
-        reason,
-    })
+    check_elem(out, PathKind::File).map_err(|reason| EscapeError::InvalidVersion { version: out.clone(), reason })
 }
 
 /// The version encoded by `escaped`; fails if the encoding is malformed or
 /// the result is not a valid file name. Borrows when nothing needed decoding.
 pub fn unescape_version(escaped: &str) -> Result<Cow<'_, str>, EscapeError> {
     if decodes_to_itself(escaped) {
-        check_elem(escaped, PathKind::File).map_err(|reason| EscapeError::InvalidVersion {
-            version: escaped.to_owned(),
-            reason,
-        })?;
+        check_elem(escaped, PathKind::File).map_err(|reason| EscapeError::InvalidVersion { version: escaped.to_owned(), reason })?;
         return Ok(Cow::Borrowed(escaped));
     }
     let mut out = String::new();
@@ -1217,24 +1137,9 @@ mod tests {
     #[test]
     fn check_path_table() {
         for &(path, ok, import_ok, file_ok) in CHECK_PATH_TESTS {
-            assert_eq!(
-                check_path(path).is_ok(),
-                ok,
-                "check_path({path:?}) = {:?}",
-                check_path(path)
-            );
-            assert_eq!(
-                check_import_path(path).is_ok(),
-                import_ok,
-                "check_import_path({path:?}) = {:?}",
-                check_import_path(path)
-            );
-            assert_eq!(
-                check_file_path(path).is_ok(),
-                file_ok,
-                "check_file_path({path:?}) = {:?}",
-                check_file_path(path)
-            );
+            assert_eq!(check_path(path).is_ok(), ok, "check_path({path:?}) = {:?}", check_path(path));
+            assert_eq!(check_import_path(path).is_ok(), import_ok, "check_import_path({path:?}) = {:?}", check_import_path(path));
+            assert_eq!(check_file_path(path).is_ok(), file_ok, "check_file_path({path:?}) = {:?}", check_file_path(path));
         }
     }
 
@@ -1263,88 +1168,28 @@ mod tests {
     #[test]
     fn error_messages() {
         let msg = |p: &str| check_path(p).unwrap_err().to_string();
-        assert_eq!(
-            msg("x"),
-            r#"malformed module path "x": missing dot in first path element"#
-        );
+        assert_eq!(msg("x"), r#"malformed module path "x": missing dot in first path element"#);
         assert_eq!(msg(""), r#"malformed module path "": empty string"#);
         assert_eq!(msg("-x.y"), r#"malformed module path "-x.y": leading dash"#);
-        assert_eq!(
-            msg("x.y//z"),
-            r#"malformed module path "x.y//z": double slash"#
-        );
-        assert_eq!(
-            msg("x.y/"),
-            r#"malformed module path "x.y/": trailing slash"#
-        );
-        assert_eq!(
-            msg("/x.y"),
-            r#"malformed module path "/x.y": empty path element"#
-        );
-        assert_eq!(
-            msg("x.y/../z"),
-            r#"malformed module path "x.y/../z": invalid path element "..""#
-        );
-        assert_eq!(
-            msg("x.y/.z"),
-            r#"malformed module path "x.y/.z": leading dot in path element"#
-        );
-        assert_eq!(
-            msg("x.y/z."),
-            r#"malformed module path "x.y/z.": trailing dot in path element"#
-        );
-        assert_eq!(
-            msg("x.y/z+"),
-            r#"malformed module path "x.y/z+": invalid char '+'"#
-        );
-        assert_eq!(
-            msg("x.y/z'"),
-            r#"malformed module path "x.y/z'": invalid char '\''"#
-        );
-        assert_eq!(
-            msg("x.y/a\"b"),
-            r#"malformed module path "x.y/a\"b": invalid char '"'"#
-        );
-        assert_eq!(
-            msg("x.y/a\u{7f}b"),
-            r#"malformed module path "x.y/a\x7fb": invalid char '\x7f'"#
-        );
-        assert_eq!(
-            msg("x.y/a\nb"),
-            r#"malformed module path "x.y/a\nb": invalid char '\n'"#
-        );
-        assert_eq!(
-            msg("x.y/a\u{a0}b"),
-            r#"malformed module path "x.y/a\u00a0b": invalid char '\u00a0'"#
-        );
-        assert_eq!(
-            msg("x.y/é"),
-            r#"malformed module path "x.y/é": invalid char 'é'"#
-        );
-        assert_eq!(
-            msg("x.y/Com1.txt"),
-            r#"malformed module path "x.y/Com1.txt": "Com1" disallowed as path element component on Windows"#
-        );
-        assert_eq!(
-            msg("x.y/ab~12"),
-            r#"malformed module path "x.y/ab~12": trailing tilde and digits in path element"#
-        );
-        assert_eq!(
-            msg("X.y/z"),
-            r#"malformed module path "X.y/z": invalid char 'X' in first path element"#
-        );
-        assert_eq!(
-            msg("x.y/z/v1"),
-            r#"malformed module path "x.y/z/v1": invalid version"#
-        );
-        assert_eq!(
-            check_import_path("x.y/z*").unwrap_err().to_string(),
-            r#"malformed import path "x.y/z*": invalid char '*'"#
-        );
-        assert_eq!(
-            check_file_path("a/b:c").unwrap_err().to_string(),
-            r#"malformed file path "a/b:c": invalid char ':'"#
-        );
+        assert_eq!(msg("x.y//z"), r#"malformed module path "x.y//z": double slash"#);
+        assert_eq!(msg("x.y/"), r#"malformed module path "x.y/": trailing slash"#);
+        assert_eq!(msg("/x.y"), r#"malformed module path "/x.y": empty path element"#);
+        assert_eq!(msg("x.y/../z"), r#"malformed module path "x.y/../z": invalid path element "..""#);
+        assert_eq!(msg("x.y/.z"), r#"malformed module path "x.y/.z": leading dot in path element"#);
+        assert_eq!(msg("x.y/z."), r#"malformed module path "x.y/z.": trailing dot in path element"#);
+        assert_eq!(msg("x.y/z+"), r#"malformed module path "x.y/z+": invalid char '+'"#);
+        assert_eq!(msg("x.y/z'"), r#"malformed module path "x.y/z'": invalid char '\''"#);
+        assert_eq!(msg("x.y/a\"b"), r#"malformed module path "x.y/a\"b": invalid char '"'"#);
+        assert_eq!(msg("x.y/a\u{7f}b"), r#"malformed module path "x.y/a\x7fb": invalid char '\x7f'"#);
+        assert_eq!(msg("x.y/a\nb"), r#"malformed module path "x.y/a\nb": invalid char '\n'"#);
+        assert_eq!(msg("x.y/a\u{a0}b"), r#"malformed module path "x.y/a\u00a0b": invalid char '\u00a0'"#);
+        assert_eq!(msg("x.y/é"), r#"malformed module path "x.y/é": invalid char 'é'"#);
+        assert_eq!(msg("x.y/Com1.txt"), r#"malformed module path "x.y/Com1.txt": "Com1" disallowed as path element component on Windows"#);
+        assert_eq!(msg("x.y/ab~12"), r#"malformed module path "x.y/ab~12": trailing tilde and digits in path element"#);
+        assert_eq!(msg("X.y/z"), r#"malformed module path "X.y/z": invalid char 'X' in first path element"#);
+        assert_eq!(msg("x.y/z/v1"), r#"malformed module path "x.y/z/v1": invalid version"#);
+        assert_eq!(check_import_path("x.y/z*").unwrap_err().to_string(), r#"malformed import path "x.y/z*": invalid char '*'"#);
+        assert_eq!(check_file_path("a/b:c").unwrap_err().to_string(), r#"malformed file path "a/b:c": invalid char ':'"#);
         let e = check_path("x.y/z*").unwrap_err();
         assert_eq!(e.kind, PathKind::Module);
         assert_eq!(e.path, "x.y/z*");
@@ -1353,33 +1198,16 @@ mod tests {
 
     #[test]
     fn split_path_version_table() {
-        for (prefix, major) in [
-            ("x.y/z", ""),
-            ("x.y/z", "/v2"),
-            ("x.y/z", "/v3"),
-            ("x.y/v", ""),
-            ("x.y/z", "/v10"),
-            ("x.y/z/v2x", ""),
-        ] {
+        for (prefix, major) in [("x.y/z", ""), ("x.y/z", "/v2"), ("x.y/z", "/v3"), ("x.y/v", ""), ("x.y/z", "/v10"), ("x.y/z/v2x", "")] {
             let path = format!("{prefix}{major}");
             assert_eq!(split_path_version(&path), Some((prefix, major)), "{path:?}");
         }
         for major in [".v0", ".v1", ".v2", ".v3", ".v2-unstable"] {
             let prefix = gopkg("yaml");
             let path = format!("{prefix}{major}");
-            assert_eq!(
-                split_path_version(&path),
-                Some((prefix.as_str(), major)),
-                "{path:?}"
-            );
+            assert_eq!(split_path_version(&path), Some((prefix.as_str(), major)), "{path:?}");
         }
-        for bad in [
-            "x.y/z/v0",
-            "x.y/z/v1",
-            "x.y/z/v2.0",
-            "x.y/z/v02",
-            "x.y/z/v1.2.3",
-        ] {
+        for bad in ["x.y/z/v0", "x.y/z/v1", "x.y/z/v2.0", "x.y/z/v02", "x.y/z/v1.2.3"] {
             assert_eq!(split_path_version(bad), None, "{bad:?}");
         }
         for &(path, ..) in CHECK_PATH_TESTS {
@@ -1420,11 +1248,7 @@ mod tests {
             (gopkg("yaml.v1"), "v3.0.0", false),
             // Old tooling generated v0 pseudo-versions for .v1 paths.
             (gopkg("check.v1"), "v0.0.0", false),
-            (
-                gopkg("check.v1"),
-                "v0.0.0-20160102150405-abcdef123456",
-                true,
-            ),
+            (gopkg("check.v1"), "v0.0.0-20160102150405-abcdef123456", true),
             (gopkg("yaml.v2"), "v1.0.0", false),
             (gopkg("yaml.v2"), "v2.0.0", true),
             (gopkg("yaml.v2"), "v2.1.5", true),
@@ -1436,11 +1260,7 @@ mod tests {
             ("example.com/quote".into(), "v1.0.0+meta", true),
         ];
         for (path, version, ok) in cases {
-            assert_eq!(
-                check(&path, version).is_ok(),
-                ok,
-                "check({path:?}, {version:?})"
-            );
+            assert_eq!(check(&path, version).is_ok(), ok, "check({path:?}, {version:?})");
         }
     }
 
@@ -1462,14 +1282,8 @@ mod tests {
             check("example", "v1.0.0").unwrap_err().to_string(),
             r#"malformed module path "example": missing dot in first path element"#
         );
-        assert!(matches!(
-            check("example", "v1.0.0"),
-            Err(ModuleError::InvalidPath(_))
-        ));
-        assert_eq!(
-            check_path_major("v2.0.0", "").unwrap_err().to_string(),
-            r#"version "v2.0.0" invalid: should be v0 or v1, not v2"#
-        );
+        assert!(matches!(check("example", "v1.0.0"), Err(ModuleError::InvalidPath(_))));
+        assert_eq!(check_path_major("v2.0.0", "").unwrap_err().to_string(), r#"version "v2.0.0" invalid: should be v0 or v1, not v2"#);
     }
 
     #[test]
@@ -1478,10 +1292,7 @@ mod tests {
         assert!(check_canonical("example.com/m", "v2.0.0+incompatible").is_ok());
         assert!(check_canonical("example.com/m", "v0.0.0-20191109021931-daa7c04131f5").is_ok());
         let e = check_canonical("example.com/m", "v1.2").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "example.com/m@v1.2: invalid version: not a canonical version (should be v1.2.0)"
-        );
+        assert_eq!(e.to_string(), "example.com/m@v1.2: invalid version: not a canonical version (should be v1.2.0)");
         assert!(check_canonical("example.com/m", "v1.2.0+meta").is_err());
         assert!(check_canonical("example.com/m", "v1.2.0-pre").is_ok());
     }
@@ -1504,17 +1315,10 @@ mod tests {
             ("bad", "/v2", false),
             ("v2.0.0", "v2", false),
         ] {
-            assert_eq!(
-                match_path_major(v, pm),
-                want,
-                "match_path_major({v:?}, {pm:?})"
-            );
+            assert_eq!(match_path_major(v, pm), want, "match_path_major({v:?}, {pm:?})");
         }
         let e = check_path_major("bad", "/v2").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            r#"version "bad" invalid: should be v2, not "#
-        );
+        assert_eq!(e.to_string(), r#"version "bad" invalid: should be v2, not "#);
     }
 
     #[test]
@@ -1542,28 +1346,15 @@ mod tests {
             ("bad", None),
             ("", None),
         ] {
-            assert_eq!(
-                canonical_version(v).as_deref(),
-                want,
-                "canonical_version({v:?})"
-            );
+            assert_eq!(canonical_version(v).as_deref(), want, "canonical_version({v:?})");
         }
-        assert!(matches!(
-            canonical_version("v2.0.0+incompatible"),
-            Some(Cow::Borrowed(_))
-        ));
+        assert!(matches!(canonical_version("v2.0.0+incompatible"), Some(Cow::Borrowed(_))));
     }
 
     /// (path, escaped form; empty means same as path)
     const ESCAPE_TESTS: &[(&str, &str)] = &[
-        (
-            "ascii.example/abcdefghijklmnopqrstuvwxyz.-/~_0123456789",
-            "",
-        ),
-        (
-            "corp.example/AcmeCloudPlatform/omega",
-            "corp.example/!acme!cloud!platform/omega",
-        ),
+        ("ascii.example/abcdefghijklmnopqrstuvwxyz.-/~_0123456789", ""),
+        ("corp.example/AcmeCloudPlatform/omega", "corp.example/!acme!cloud!platform/omega"),
         ("corp.example/Bar", "corp.example/!bar"),
         ("corp.example/ABC/v2", "corp.example/!a!b!c/v2"),
     ];
@@ -1572,10 +1363,7 @@ mod tests {
     fn escape_paths() {
         for &(path, ok, ..) in CHECK_PATH_TESTS {
             if !ok {
-                assert!(
-                    escape_path(path).is_err(),
-                    "escape_path({path:?}) should fail"
-                );
+                assert!(escape_path(path).is_err(), "escape_path({path:?}) should fail");
             }
         }
         for &(path, esc) in ESCAPE_TESTS {
@@ -1603,17 +1391,11 @@ mod tests {
             "corp.example/é",
             "",
         ] {
-            assert!(
-                unescape_path(bad).is_err(),
-                "unescape_path({bad:?}) should fail"
-            );
+            assert!(unescape_path(bad).is_err(), "unescape_path({bad:?}) should fail");
         }
         for &(path, ok, ..) in CHECK_PATH_TESTS {
             if !ok {
-                assert!(
-                    unescape_path(path).is_err(),
-                    "unescape_path({path:?}) should fail"
-                );
+                assert!(unescape_path(path).is_err(), "unescape_path({path:?}) should fail");
             }
         }
         let mut buf = String::from("leftover");
@@ -1625,31 +1407,19 @@ mod tests {
             unescape_into(esc, &mut buf).unwrap();
             assert_eq!(buf, path);
         }
-        assert!(matches!(
-            unescape_path("example.com/x"),
-            Ok(Cow::Borrowed(_))
-        ));
+        assert!(matches!(unescape_path("example.com/x"), Ok(Cow::Borrowed(_))));
 
         // Error kinds and messages.
         assert_eq!(
             unescape_path("corp.example/Bar").unwrap_err(),
-            EscapeError::Malformed {
-                target: EscapeTarget::ModulePath,
-                escaped: "corp.example/Bar".into()
-            }
+            EscapeError::Malformed { target: EscapeTarget::ModulePath, escaped: "corp.example/Bar".into() }
         );
-        assert_eq!(
-            unescape_path("corp.example/!bar!").unwrap_err().to_string(),
-            r#"invalid escaped module path "corp.example/!bar!""#
-        );
+        assert_eq!(unescape_path("corp.example/!bar!").unwrap_err().to_string(), r#"invalid escaped module path "corp.example/!bar!""#);
         assert_eq!(
             unescape_path("corp!example/bar").unwrap_err().to_string(),
             r#"invalid escaped module path "corp!example/bar": malformed module path "corpExample/bar": missing dot in first path element"#
         );
-        assert_eq!(
-            unescape_into("a!B", &mut buf).unwrap_err().to_string(),
-            r#"invalid escaped string "a!B""#
-        );
+        assert_eq!(unescape_into("a!B", &mut buf).unwrap_err().to_string(), r#"invalid escaped string "a!B""#);
         assert!(buf.is_empty());
         assert!(unescape_path_into("x", &mut buf).is_err());
         unescape_into("!hello !world", &mut buf).unwrap();
@@ -1666,34 +1436,16 @@ mod tests {
             ("v2.0.0+incompatible", "v2.0.0+incompatible"),
         ] {
             assert_eq!(escape_version(v).unwrap(), esc, "escape_version({v:?})");
-            assert_eq!(
-                unescape_version(esc).unwrap(),
-                v,
-                "unescape_version({esc:?})"
-            );
+            assert_eq!(unescape_version(esc).unwrap(), v, "unescape_version({esc:?})");
             let mut buf = String::new();
             unescape_version_into(esc, &mut buf).unwrap();
             assert_eq!(buf, v);
         }
-        for bad in [
-            "",
-            "v1!",
-            "a/b",
-            "..",
-            ".",
-            "v1.",
-            "con",
-            "v1.0.0-é",
-            "a:b",
-            "a*b",
-        ] {
+        for bad in ["", "v1!", "a/b", "..", ".", "v1.", "con", "v1.0.0-é", "a:b", "a*b"] {
             let e = escape_version(bad).unwrap_err();
             assert_eq!(e.reason, VersionReason::Disallowed, "{bad:?}");
         }
-        assert_eq!(
-            escape_version("a/b").unwrap_err().to_string(),
-            r#"version "a/b" invalid: disallowed version string"#
-        );
+        assert_eq!(escape_version("a/b").unwrap_err().to_string(), r#"version "a/b" invalid: disallowed version string"#);
         for bad in ["V1", "v1!", "!!", "a/b", "", "!c!o!n", "x."] {
             assert!(unescape_version(bad).is_err(), "unescape_version({bad:?})");
         }
@@ -1702,10 +1454,7 @@ mod tests {
             unescape_version("!c!o!n").unwrap_err().to_string(),
             r#"invalid escaped version "CON": "CON" disallowed as path element component on Windows"#
         );
-        assert_eq!(
-            unescape_version("V1").unwrap_err().to_string(),
-            r#"invalid escaped version "V1""#
-        );
+        assert_eq!(unescape_version("V1").unwrap_err().to_string(), r#"invalid escaped version "V1""#);
     }
 
     #[test]
@@ -1718,10 +1467,7 @@ mod tests {
         }
         assert!(via_question_mark("example.com/x", "v1.0.0").is_ok());
         let e = via_question_mark("example.com/x", "a!").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            r#"version "a!" invalid: disallowed version string"#
-        );
+        assert_eq!(e.to_string(), r#"version "a!" invalid: disallowed version string"#);
         assert!(e.source().is_some());
         let e: Box<dyn Error + Send + Sync> = Box::new(check_path("x").unwrap_err());
         assert!(e.to_string().contains("missing dot"));
@@ -1737,9 +1483,7 @@ mod tests {
         for c in ['é', 'ß', 'Ж', 'ж', 'ǅ', 'ʰ', 'あ', '日', 'ª', '𝒜'] {
             assert!(is_unicode_letter(c), "{c:?}");
         }
-        for c in [
-            '\u{301}', '²', 'Ⅻ', '☺', '\u{a0}', '\u{93f}', 'Ⓐ', '\u{200b}', '١',
-        ] {
+        for c in ['\u{301}', '²', 'Ⅻ', '☺', '\u{a0}', '\u{93f}', 'Ⓐ', '\u{200b}', '١'] {
             assert!(!is_unicode_letter(c), "{c:?}");
         }
     }

@@ -20,7 +20,10 @@ enum Tok {
     Any,
     Lit(char),
     /// `[...]` / `[^...]`: one character in (or not in) the ranges.
-    Class { negated: bool, ranges: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
 }
 
 /// A pattern list that failed to compile.
@@ -233,7 +236,8 @@ mod tests {
 
     #[test]
     fn malformed_patterns_are_errors_not_silent_misses() {
-        for bad in ["corp.example/[", "corp.example/[]", "corp.example/[a-]", "corp.example/[z-a]", "corp.example\\", "a/[^]", "[-a]", "[a"] {
+        for bad in ["corp.example/[", "corp.example/[]", "corp.example/[a-]", "corp.example/[z-a]", "corp.example\\", "a/[^]", "[-a]", "[a"]
+        {
             assert!(PrefixPatterns::parse(bad).is_err(), "{bad}");
         }
         assert!(PrefixPatterns::parse("a/[\\]]b,[\\-x]").is_ok());

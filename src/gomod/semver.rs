@@ -34,25 +34,11 @@ fn parse(v: &str) -> Option<Parsed<'_>> {
     let rest = v.strip_prefix('v')?;
     let (major, rest) = parse_int(rest)?;
     if rest.is_empty() {
-        return Some(Parsed {
-            major,
-            minor: "0",
-            patch: "0",
-            short: ".0.0",
-            prerelease: "",
-            build: "",
-        });
+        return Some(Parsed { major, minor: "0", patch: "0", short: ".0.0", prerelease: "", build: "" });
     }
     let (minor, rest) = parse_int(rest.strip_prefix('.')?)?;
     if rest.is_empty() {
-        return Some(Parsed {
-            major,
-            minor,
-            patch: "0",
-            short: ".0",
-            prerelease: "",
-            build: "",
-        });
+        return Some(Parsed { major, minor, patch: "0", short: ".0", prerelease: "", build: "" });
     }
     let (patch, mut rest) = parse_int(rest.strip_prefix('.')?)?;
     let mut prerelease = "";
@@ -66,14 +52,7 @@ fn parse(v: &str) -> Option<Parsed<'_>> {
     if !rest.is_empty() {
         return None;
     }
-    Some(Parsed {
-        major,
-        minor,
-        patch,
-        short: "",
-        prerelease,
-        build,
-    })
+    Some(Parsed { major, minor, patch, short: "", prerelease, build })
 }
 
 /// Splits a leading decimal number (no superfluous leading zero) off `s`.
@@ -314,12 +293,7 @@ fn parse_pseudo(v: &str) -> Option<Pseudo<'_>> {
     } else {
         return None;
     };
-    Some(Pseudo {
-        base,
-        timestamp,
-        rev,
-        build: p.build,
-    })
+    Some(Pseudo { base, timestamp, rev, build: p.build })
 }
 
 /// Reports whether `v` is a pseudo-version (a version synthesised by the go
@@ -351,11 +325,7 @@ fn is_valid_timestamp(ts: &str) -> bool {
     if b.len() != 14 || !b.iter().all(u8::is_ascii_digit) {
         return false;
     }
-    let num = |range: std::ops::Range<usize>| {
-        b[range]
-            .iter()
-            .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
-    };
+    let num = |range: std::ops::Range<usize>| b[range].iter().fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'));
     let (year, month, day) = (num(0..4), num(4..6), num(6..8));
     let (hour, minute, second) = (num(8..10), num(10..12), num(12..14));
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
@@ -467,10 +437,7 @@ mod tests {
             assert_eq!(got.as_deref().unwrap_or(""), out, "canonical({input:?})");
         }
         // Canonical forms that need no expansion are borrowed.
-        assert!(matches!(
-            canonical("v1.2.3+meta"),
-            Some(Cow::Borrowed("v1.2.3"))
-        ));
+        assert!(matches!(canonical("v1.2.3+meta"), Some(Cow::Borrowed("v1.2.3"))));
         assert!(matches!(canonical("v1.2.3"), Some(Cow::Borrowed(_))));
         assert!(matches!(canonical("v1"), Some(Cow::Owned(_))));
         assert_eq!(canonical("v2.0.0+incompatible").as_deref(), Some("v2.0.0"));
@@ -498,28 +465,13 @@ mod tests {
                     _ => w[..w.rfind('.').unwrap()].to_string(),
                 })
             };
-            assert_eq!(
-                major_minor(input).map(Cow::into_owned),
-                want_mm,
-                "major_minor({input:?})"
-            );
+            assert_eq!(major_minor(input).map(Cow::into_owned), want_mm, "major_minor({input:?})");
 
-            let want_pre = if out.is_empty() {
-                None
-            } else {
-                Some(out.find('-').map_or("", |i| &out[i..]))
-            };
+            let want_pre = if out.is_empty() { None } else { Some(out.find('-').map_or("", |i| &out[i..])) };
             assert_eq!(prerelease(input), want_pre, "prerelease({input:?})");
-            assert_eq!(
-                is_prerelease(input),
-                want_pre.is_some_and(|p| !p.is_empty())
-            );
+            assert_eq!(is_prerelease(input), want_pre.is_some_and(|p| !p.is_empty()));
 
-            let want_build = if out.is_empty() {
-                None
-            } else {
-                Some(input.find('+').map_or("", |i| &input[i..]))
-            };
+            let want_build = if out.is_empty() { None } else { Some(input.find('+').map_or("", |i| &input[i..])) };
             assert_eq!(build(input), want_build, "build({input:?})");
         }
         assert_eq!(major("v2.1.0"), Some("v2"));
@@ -544,10 +496,7 @@ mod tests {
             }
         }
         assert_eq!(compare("v1.10.0", "v1.9.0"), Ordering::Greater);
-        assert_eq!(
-            compare("v1.0.0-alpha.10", "v1.0.0-alpha.9"),
-            Ordering::Greater
-        );
+        assert_eq!(compare("v1.0.0-alpha.10", "v1.0.0-alpha.9"), Ordering::Greater);
         assert_eq!(compare("v1.0.0-a", "v1.0.0-9"), Ordering::Greater);
         assert_eq!(compare("v1.0.0+a", "v1.0.0+b"), Ordering::Equal);
         assert_eq!(compare("v10.0.0", "v9.99.99"), Ordering::Greater);
@@ -603,24 +552,15 @@ mod tests {
         ("v2.0.0-20060102150405-hash", "v2.0.0"),
         ("v0.0.1-0.20060102150405-hash", "v0.0.1-0"),
         ("v1.2.4-0.20060102150405-hash", "v1.2.4-0"),
-        (
-            "v1.2.100000000000000000-0.20060102150405-hash",
-            "v1.2.100000000000000000-0",
-        ),
+        ("v1.2.100000000000000000-0.20060102150405-hash", "v1.2.100000000000000000-0"),
         ("v1.2.3-pre.0.20060102150405-hash", "v1.2.3-pre.0"),
         ("v1.3.0-pre.0.20060102150405-hash", "v1.3.0-pre.0"),
         ("v0.0.0--.0.20060102150405-hash", "v0.0.0--.0"),
         ("v1.0.1-0.20060102150405-hash+metadata", "v1.0.1-0"),
         ("v2.0.1-0.20060102150405-hash+incompatible", "v2.0.1-0"),
-        (
-            "v2.3.0-pre.0.20060102150405-hash+incompatible",
-            "v2.3.0-pre.0",
-        ),
+        ("v2.3.0-pre.0.20060102150405-hash+incompatible", "v2.3.0-pre.0"),
         ("v0.0.0-20191109021931-daa7c04131f5", "v0.0.0"),
-        (
-            "v1.2.3-a.b-c.0.20191109021931-DAA7c04131f5",
-            "v1.2.3-a.b-c.0",
-        ),
+        ("v1.2.3-a.b-c.0.20191109021931-DAA7c04131f5", "v1.2.3-a.b-c.0"),
     ];
 
     #[test]
@@ -633,10 +573,7 @@ mod tests {
             let want_rev = if v.ends_with("f5") { p.rev } else { "hash" };
             assert_eq!(pseudo_version_rev(v), Some(want_rev), "rev of {v:?}");
             let ts = pseudo_version_time(v);
-            assert!(
-                ts == Some("20060102150405") || ts == Some("20191109021931"),
-                "{v:?}"
-            );
+            assert!(ts == Some("20060102150405") || ts == Some("20191109021931"), "{v:?}");
         }
         for not in [
             "",
@@ -670,10 +607,7 @@ mod tests {
             "v0.0.0-20060102150405-hash-extra",
             "1.0.0-20060102150405-hash",
         ] {
-            assert!(
-                !is_pseudo_version(not),
-                "is_pseudo_version({not:?}) should be false"
-            );
+            assert!(!is_pseudo_version(not), "is_pseudo_version({not:?}) should be false");
             assert_eq!(pseudo_version_time(not), None, "{not:?}");
             assert_eq!(pseudo_version_rev(not), None, "{not:?}");
         }

@@ -166,7 +166,14 @@ mod tests {
 
     #[test]
     fn parses_only_canonical_paths() {
-        for good in ["tile/8/0/000", "tile/8/1/x001/x234/067.p/13", "tile/8/data/123", "tile/8/data/005.p/1", "tile/1/63/999", "tile/16/2/000.p/65535"] {
+        for good in [
+            "tile/8/0/000",
+            "tile/8/1/x001/x234/067.p/13",
+            "tile/8/data/123",
+            "tile/8/data/005.p/1",
+            "tile/1/63/999",
+            "tile/16/2/000.p/65535",
+        ] {
             let t = Tile::parse(good).unwrap_or_else(|| panic!("{good}"));
             assert_eq!(t.to_string(), good);
         }

@@ -86,7 +86,9 @@ pub fn check(zip: &[u8], module_path: &str, version: &str) -> Result<(), ZipErro
         if u32_at(zip, at) != Some(CDIR_SIG) {
             return Err(ZipError::NotAZip("bad central directory entry"));
         }
-        let (Some(size), Some(name_len), Some(extra_len), Some(comment_len)) = (u32_at(zip, at + 24), u16_at(zip, at + 28), u16_at(zip, at + 30), u16_at(zip, at + 32)) else {
+        let (Some(size), Some(name_len), Some(extra_len), Some(comment_len)) =
+            (u32_at(zip, at + 24), u16_at(zip, at + 28), u16_at(zip, at + 30), u16_at(zip, at + 32))
+        else {
             return Err(ZipError::NotAZip("truncated central directory"));
         };
         let name_start = at + 46;
@@ -156,7 +158,11 @@ mod tests {
 
     #[test]
     fn accepts_a_well_formed_module_zip() {
-        let z = make(&[("example.com/a@v1.0.0/go.mod", b"module example.com/a\n"), ("example.com/a@v1.0.0/a.go", b"package a\n"), ("example.com/a@v1.0.0/sub/b.go", b"package sub\n")]);
+        let z = make(&[
+            ("example.com/a@v1.0.0/go.mod", b"module example.com/a\n"),
+            ("example.com/a@v1.0.0/a.go", b"package a\n"),
+            ("example.com/a@v1.0.0/sub/b.go", b"package sub\n"),
+        ]);
         assert_eq!(check(&z, "example.com/a", "v1.0.0"), Ok(()));
     }
 

@@ -12,14 +12,27 @@ use crate::upstream::What;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Endpoint<'a> {
     /// `$module/@v/list` or `$module/@latest`.
-    Versions { module: Cow<'a, str>, what: What },
+    Versions {
+        module: Cow<'a, str>,
+        what: What,
+    },
     /// `$module/@v/$version.{info,mod,zip}` for a canonical version.
-    Artifact { module: Cow<'a, str>, version: Cow<'a, str>, what: What },
+    Artifact {
+        module: Cow<'a, str>,
+        version: Cow<'a, str>,
+        what: What,
+    },
     /// `$module/@v/$query.info` where the query is not a canonical version
     /// (a branch, a commit prefix, `latest`, `v1.2`).
-    Query { module: Cow<'a, str>, query: Cow<'a, str> },
+    Query {
+        module: Cow<'a, str>,
+        query: Cow<'a, str>,
+    },
     /// `/sumdb/<name>/...`: the checksum-database proxy.
-    SumDb { name: Cow<'a, str>, req: SumDbRequest<'a> },
+    SumDb {
+        name: Cow<'a, str>,
+        req: SumDbRequest<'a>,
+    },
     Health,
     Metrics,
 }
@@ -279,8 +292,14 @@ mod tests {
     #[test]
     fn decodes_case_and_percent_encoding() {
         assert_eq!(parse("/example.com/!camel!case/@v/v1.0.0.mod"), Ok(artifact("example.com/CamelCase", "v1.0.0", What::Mod)));
-        assert_eq!(parse("/example.com/legacy/@v/v2.0.0+incompatible.zip"), Ok(artifact("example.com/legacy", "v2.0.0+incompatible", What::Zip)));
-        assert_eq!(parse("/example.com/legacy/@v/v2.0.0%2Bincompatible.zip"), Ok(artifact("example.com/legacy", "v2.0.0+incompatible", What::Zip)));
+        assert_eq!(
+            parse("/example.com/legacy/@v/v2.0.0+incompatible.zip"),
+            Ok(artifact("example.com/legacy", "v2.0.0+incompatible", What::Zip))
+        );
+        assert_eq!(
+            parse("/example.com/legacy/@v/v2.0.0%2Bincompatible.zip"),
+            Ok(artifact("example.com/legacy", "v2.0.0+incompatible", What::Zip))
+        );
         assert_eq!(parse("/example.com/%21camel/@v/list"), Ok(Endpoint::Versions { module: "example.com/Camel".into(), what: What::List }));
     }
 

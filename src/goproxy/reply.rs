@@ -25,7 +25,11 @@ pub fn fetch_error(e: &FetchError) -> Response {
     let status = match e {
         FetchError::NotFound { gone: false, .. } => 404,
         FetchError::NotFound { gone: true, .. } => 410,
-        FetchError::Unavailable { .. } | FetchError::Rejected { .. } | FetchError::TooLarge { .. } | FetchError::Invalid(_) | FetchError::CircuitOpen { .. } => 502,
+        FetchError::Unavailable { .. }
+        | FetchError::Rejected { .. }
+        | FetchError::TooLarge { .. }
+        | FetchError::Invalid(_)
+        | FetchError::CircuitOpen { .. } => 502,
         FetchError::Timeout { .. } => 504,
     };
     Response::text(status, Body::Text(format!("{e}\n")))

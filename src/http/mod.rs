@@ -173,7 +173,14 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
 /// head with the announced length, then the bytes as they come, in fair
 /// turns. Returns the body bytes sent, or None when the connection must be
 /// dropped (the fill failed, the client went away).
-async fn send_filling(stream: &mut TcpStream, head: &mut Vec<u8>, resp: &Response, progress: &crate::upstream::progress::Progress, send_body: bool, keep_alive: bool) -> Option<u64> {
+async fn send_filling(
+    stream: &mut TcpStream,
+    head: &mut Vec<u8>,
+    resp: &Response,
+    progress: &crate::upstream::progress::Progress,
+    send_body: bool,
+    keep_alive: bool,
+) -> Option<u64> {
     use crate::upstream::progress::Read;
     let total = progress.total()?;
     response::write_head(head, resp, usize::try_from(total).ok()?, keep_alive);

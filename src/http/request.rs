@@ -74,7 +74,11 @@ pub fn parse<'a>(buf: &'a [u8], limits: &HttpLimits) -> Result<Parsed<'a>, HttpE
         // "HTTP/2.0" is a version we do not speak; "FTP/1.0" is not HTTP at all.
         Err(httparse::Error::Version) => {
             let line = &buf[..request_line_len(buf).unwrap_or(buf.len())];
-            return Err(if line.windows(6).any(|w| w == b" HTTP/") { HttpError::VersionNotSupported } else { HttpError::Malformed("malformed request line") });
+            return Err(if line.windows(6).any(|w| w == b" HTTP/") {
+                HttpError::VersionNotSupported
+            } else {
+                HttpError::Malformed("malformed request line")
+            });
         }
         Err(_) => {
             // A target too long for our limit can also confuse the parser first; report the real reason.

@@ -291,9 +291,8 @@ impl Core {
         self.metrics.upstream_fetches.bump();
         let upstream = self.shared.upstream.clone();
         let (module, query) = (module.to_string(), query.to_string());
-        let fetched = glommio::executor()
-            .spawn_blocking(move || upstream.fetch(&Fetch { module: &module, version: &query, what: What::Info }))
-            .await;
+        let fetched =
+            glommio::executor().spawn_blocking(move || upstream.fetch(&Fetch { module: &module, version: &query, what: What::Info })).await;
         self.count_upstream_error(&fetched);
         fetched.map(|bytes| Artifact { body: Body::Memory { bytes: Arc::new(bytes), sha256: None }, stale: false })
     }
@@ -340,7 +339,8 @@ impl Core {
                 .get(&key.module, &key.version, kind)
                 .map(|e| Artifact { body: Body::Stored(e.blob.clone()), stale: false }),
             None => self.volatile.borrow().get(key).and_then(|v| {
-                (v.fetched_at.elapsed() < self.shared.ttl(key.what)).then(|| Artifact { body: Body::Memory { bytes: v.bytes.clone(), sha256: None }, stale: false })
+                (v.fetched_at.elapsed() < self.shared.ttl(key.what))
+                    .then(|| Artifact { body: Body::Memory { bytes: v.bytes.clone(), sha256: None }, stale: false })
             }),
         };
         if let Some(hit) = hit {
@@ -479,7 +479,9 @@ impl Core {
                 let bytes = Arc::new(body);
                 let fresh = Volatile { bytes: bytes.clone(), fetched_at: Instant::now() };
                 // Past their TTL, entries are only a reserve for stale-if-error: the first to go.
-                bounded_insert(&mut self.volatile.borrow_mut(), key.clone(), fresh, |k, v| v.fetched_at.elapsed() >= self.shared.ttl(k.what));
+                bounded_insert(&mut self.volatile.borrow_mut(), key.clone(), fresh, |k, v| {
+                    v.fetched_at.elapsed() >= self.shared.ttl(k.what)
+                });
                 Ok(Artifact { body: Body::Memory { bytes, sha256: None }, stale: false })
             }
             (None, Err(e)) => {
@@ -570,7 +572,8 @@ mod tests {
     fn stored_answers_route_by_module_and_volatile_sumdb_answers_by_path() {
         let tile = ArtifactKey { module: "sumdb/sum.example".into(), version: "tile/8/0/000".into(), what: What::SumTile };
         assert_eq!(tile.route(), "sumdb/sum.example");
-        let lookup = ArtifactKey { module: "sumdb/sum.example".into(), version: "lookup/example.com/a@v1.0.0".into(), what: What::SumLookup };
+        let lookup =
+            ArtifactKey { module: "sumdb/sum.example".into(), version: "lookup/example.com/a@v1.0.0".into(), what: What::SumLookup };
         assert_eq!(lookup.route(), "lookup/example.com/a@v1.0.0");
         assert_eq!(key(1).route(), "example.com/m1");
     }

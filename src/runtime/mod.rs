@@ -16,8 +16,8 @@ pub mod router;
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -132,7 +132,12 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     // slowly. Refuse before touching the store.
     let placement = match allowed_cpus() {
         Some(cpus) if cores <= cpus.len() => PoolPlacement::MaxSpread(cores, Some(cpus)),
-        Some(cpus) => return Err(RuntimeError::Placement(format!("--cores {cores} exceeds the {} CPUs this process may run on (one executor per CPU)", cpus.len()))),
+        Some(cpus) => {
+            return Err(RuntimeError::Placement(format!(
+                "--cores {cores} exceeds the {} CPUs this process may run on (one executor per CPU)",
+                cpus.len()
+            )))
+        }
         None => {
             log::warn!("could not read the CPU topology; executors will not be pinned");
             PoolPlacement::Unbound(cores)
@@ -202,7 +207,8 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                 } else {
                     (None, None, 0)
                 };
-                let socket = sockets.lock().ok().and_then(|mut s| s.get_mut(id).and_then(Option::take)).ok_or("no listener for this core")?;
+                let socket =
+                    sockets.lock().ok().and_then(|mut s| s.get_mut(id).and_then(Option::take)).ok_or("no listener for this core")?;
                 // SAFETY: the descriptor is a bound, listening TCP socket whose ownership moves here.
                 let listener = unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(socket.into_raw_fd()) };
                 let core = Core::new(id, shared.clone(), store.writer(config.segment_bytes), peers);
@@ -269,7 +275,13 @@ fn allowed_cpus() -> Option<glommio::CpuSet> {
     (!set.is_empty()).then_some(set)
 }
 
-async fn accept_loop(core: Rc<Core>, listener: glommio::net::TcpListener, config: &Config, cache: (&'static str, &'static str), max_connections: u64) {
+async fn accept_loop(
+    core: Rc<Core>,
+    listener: glommio::net::TcpListener,
+    config: &Config,
+    cache: (&'static str, &'static str),
+    max_connections: u64,
+) {
     let handler = Rc::new(ProxyHandler::new(core.clone(), cache.0, cache.1));
     let limits = config.limits;
     // Per-core connection budget: at the limit we stop accepting and let the

@@ -165,7 +165,12 @@ struct Found {
 /// Scans one segment's headers. A segment without a seal record was open when
 /// the process last stopped: its payloads are verified, its tail cut at the
 /// first bad record, and it is sealed so the next start-up can trust it.
-fn recover_segment(dir: &Path, id: u64, stats: &mut RecoveryStats, mut publish: impl FnMut(&str, &str, Kind, StoredBlob)) -> io::Result<()> {
+fn recover_segment(
+    dir: &Path,
+    id: u64,
+    stats: &mut RecoveryStats,
+    mut publish: impl FnMut(&str, &str, Kind, StoredBlob),
+) -> io::Result<()> {
     let path = segment::segment_path(dir, id);
     let file = OpenOptions::new().read(true).write(true).open(&path)?;
     let file_len = file.metadata()?.len();
@@ -188,7 +193,15 @@ fn recover_segment(dir: &Path, id: u64, stats: &mut RecoveryStats, mut publish: 
         if end > file_len {
             break;
         }
-        found.push(Found { record_start: offset, data_offset, len: h.payload_len, sha256: h.sha256, kind: h.kind, key_start, key_len: h.key_len as u64 });
+        found.push(Found {
+            record_start: offset,
+            data_offset,
+            len: h.payload_len,
+            sha256: h.sha256,
+            kind: h.kind,
+            key_start,
+            key_len: h.key_len as u64,
+        });
         offset += h.record_len();
     }
     let mut valid_end = offset.min(file_len);

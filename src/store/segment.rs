@@ -129,7 +129,15 @@ pub fn create(dir: &Path, id: u64) -> io::Result<File> {
 /// Writes one record at `offset` with the header-last protocol: key and
 /// payload, sync, header, sync. A crash at any point leaves either no valid
 /// header at `offset` (a torn tail that recovery cuts off) or a whole record.
-pub fn write_record(file: &File, offset: u64, kind: Kind, key: &str, payload: &[u8], sha256: &[u8; 32], stored_at_ms: u64) -> io::Result<u64> {
+pub fn write_record(
+    file: &File,
+    offset: u64,
+    kind: Kind,
+    key: &str,
+    payload: &[u8],
+    sha256: &[u8; 32],
+    stored_at_ms: u64,
+) -> io::Result<u64> {
     let body_at = offset + HEADER_LEN as u64;
     file.write_all_at(key.as_bytes(), body_at)?;
     file.write_all_at(payload, body_at + key.len() as u64)?;

@@ -29,7 +29,11 @@ fn get(store: &Store, m: &str, v: &str, k: Kind) -> Option<Vec<u8>> {
 #[test]
 fn recovers_whole_records_and_seals_the_segment() {
     let dir = tempfile::tempdir().unwrap();
-    write_segment(dir.path(), 1, &[("example.com/a", "v1.0.0", Kind::Info, b"{}"), ("example.com/a", "v1.0.0", Kind::Zip, b"PK-zip-bytes")]);
+    write_segment(
+        dir.path(),
+        1,
+        &[("example.com/a", "v1.0.0", Kind::Info, b"{}"), ("example.com/a", "v1.0.0", Kind::Zip, b"PK-zip-bytes")],
+    );
     let store = Store::open(dir.path(), 1, owner).unwrap();
     assert_eq!(store.stats().records, 2);
     assert_eq!(store.stats().records_verified, 2, "an unsealed segment is verified");
@@ -44,7 +48,15 @@ fn recovers_whole_records_and_seals_the_segment() {
 fn cuts_a_torn_tail_at_every_possible_length() {
     let payloads: [&[u8]; 3] = [b"first", b"second-payload", b"third-payload-longer"];
     let template = tempfile::tempdir().unwrap();
-    let (_, offsets) = write_segment(template.path(), 1, &[("example.com/a", "v1.0.0", Kind::Mod, payloads[0]), ("example.com/b", "v1.0.0", Kind::Mod, payloads[1]), ("example.com/c", "v1.0.0", Kind::Mod, payloads[2])]);
+    let (_, offsets) = write_segment(
+        template.path(),
+        1,
+        &[
+            ("example.com/a", "v1.0.0", Kind::Mod, payloads[0]),
+            ("example.com/b", "v1.0.0", Kind::Mod, payloads[1]),
+            ("example.com/c", "v1.0.0", Kind::Mod, payloads[2]),
+        ],
+    );
     let full = fs::read(template.path().join("segments").join(segment::segment_file_name(1))).unwrap();
     for cut in 0..full.len() {
         let dir = tempfile::tempdir().unwrap();
@@ -66,7 +78,15 @@ fn cuts_a_torn_tail_at_every_possible_length() {
 #[test]
 fn cuts_at_a_record_whose_payload_does_not_match_its_checksum() {
     let dir = tempfile::tempdir().unwrap();
-    let (file, offsets) = write_segment(dir.path(), 1, &[("example.com/a", "v1.0.0", Kind::Zip, b"good"), ("example.com/b", "v1.0.0", Kind::Zip, b"will-rot"), ("example.com/c", "v1.0.0", Kind::Zip, b"after")]);
+    let (file, offsets) = write_segment(
+        dir.path(),
+        1,
+        &[
+            ("example.com/a", "v1.0.0", Kind::Zip, b"good"),
+            ("example.com/b", "v1.0.0", Kind::Zip, b"will-rot"),
+            ("example.com/c", "v1.0.0", Kind::Zip, b"after"),
+        ],
+    );
     let rot_at = offsets[1] + HEADER_LEN as u64 + "example.com/b@v1.0.0".len() as u64;
     file.write_all_at(b"X", rot_at).unwrap();
     let store = Store::open(dir.path(), 1, owner).unwrap();

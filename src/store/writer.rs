@@ -45,7 +45,14 @@ impl SegmentWriter {
     /// Durably appends one record. On any I/O error the active segment is
     /// abandoned (its tail may now be garbage; recovery will cut it) and the
     /// next append starts a fresh segment.
-    pub async fn append(&self, kind: Kind, module: &str, version: &str, payload: Arc<Vec<u8>>, sha256: [u8; 32]) -> Result<StoredBlob, StoreError> {
+    pub async fn append(
+        &self,
+        kind: Kind,
+        module: &str,
+        version: &str,
+        payload: Arc<Vec<u8>>,
+        sha256: [u8; 32],
+    ) -> Result<StoredBlob, StoreError> {
         let _turn = self.turn.acquire_permit(1).await.map_err(|_| StoreError::Closed)?;
         let key = format!("{module}@{version}");
         if key.len() > MAX_KEY_LEN {
@@ -70,7 +77,8 @@ impl SegmentWriter {
                 if let Some(a) = self.active.borrow_mut().as_mut() {
                     a.next = offset + len;
                 }
-                StoredBlob::new(active.segment, data_offset, payload_len, sha256).ok_or(StoreError::Corrupt("record outside its segment map"))
+                StoredBlob::new(active.segment, data_offset, payload_len, sha256)
+                    .ok_or(StoreError::Corrupt("record outside its segment map"))
             }
             Err(e) => {
                 self.active.borrow_mut().take();

@@ -162,10 +162,8 @@ mod tests {
 
     #[test]
     fn rules_parse_match_by_prefix_and_never_show_their_secrets() {
-        let t = AuthTable::parse(
-            "# corporate mirrors\n\nhttps://a.example bearer s3cr3t\nhttps://a.example/team/ basic alice pa55word\n",
-        )
-        .unwrap();
+        let t = AuthTable::parse("# corporate mirrors\n\nhttps://a.example bearer s3cr3t\nhttps://a.example/team/ basic alice pa55word\n")
+            .unwrap();
         assert_eq!(t.for_base("https://a.example"), Some("Bearer s3cr3t"));
         assert_eq!(t.for_base("https://a.example/go"), Some("Bearer s3cr3t"));
         assert_eq!(t.for_base("https://a.example/team/go"), Some("Basic YWxpY2U6cGE1NXdvcmQ="));
@@ -177,7 +175,13 @@ mod tests {
 
     #[test]
     fn bad_rules_are_refused_without_echoing_them() {
-        for bad in ["https://a.example bearer", "https://a.example token x", "a.example bearer x", "https://u:p@a.example bearer x", "https://a.example basic a:b c"] {
+        for bad in [
+            "https://a.example bearer",
+            "https://a.example token x",
+            "a.example bearer x",
+            "https://u:p@a.example bearer x",
+            "https://a.example basic a:b c",
+        ] {
             let e = AuthTable::parse(bad).unwrap_err();
             assert_eq!(e.line, 1, "{bad}");
             assert!(!e.to_string().contains("a.example"), "{e}");
@@ -195,7 +199,8 @@ mod tests {
 
     #[test]
     fn proxies_come_from_the_environment_unless_no_proxy_exempts_the_host() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+        let env =
+            |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
         let e = env(&[("HTTPS_PROXY", "http://proxy.corp.example:3128"), ("no_proxy", "internal.example, .svc.example,10.1.2.3:80")]);
         assert_eq!(proxy_for("https://mirror.example/go", e).as_deref(), Some("http://proxy.corp.example:3128"));
         assert_eq!(proxy_for("http://mirror.example", e), None, "http upstreams use HTTP_PROXY");

@@ -18,8 +18,12 @@ use super::{Fetch, FetchError, Fetcher};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// Cool-down over; one probe is in flight and everyone else is turned away.
     HalfOpen,
 }
@@ -29,7 +33,9 @@ enum State {
 pub enum Admission {
     Go,
     /// The circuit is open: skip the upstream; it may be tried again after this long.
-    Skip { retry_in: Duration },
+    Skip {
+        retry_in: Duration,
+    },
 }
 
 #[derive(Debug)]
@@ -220,7 +226,8 @@ mod tests {
             assert!(matches!(missing.fetch(&req), Err(FetchError::NotFound { .. })));
         }
         assert_eq!(missing.inner.0.load(std::sync::atomic::Ordering::Relaxed), 5);
-        let forbidden = Guarded::new(Flaky(Default::default(), |_| Err(FetchError::Rejected { upstream: "flaky".into(), status: 403 })), 1, COOL);
+        let forbidden =
+            Guarded::new(Flaky(Default::default(), |_| Err(FetchError::Rejected { upstream: "flaky".into(), status: 403 })), 1, COOL);
         for _ in 0..3 {
             assert!(matches!(forbidden.fetch(&req), Err(FetchError::Rejected { .. })));
         }

@@ -41,7 +41,11 @@ impl Fetcher for FileFetcher {
         let file = match File::open(&path) {
             Ok(f) => f,
             // A name too long for the filesystem names no file that could exist.
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) || e.raw_os_error() == Some(libc::ENAMETOOLONG) => return Err(not_found()),
+            Err(e)
+                if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) || e.raw_os_error() == Some(libc::ENAMETOOLONG) =>
+            {
+                return Err(not_found())
+            }
             Err(e) => return Err(fail(e)),
         };
         let meta = file.metadata().map_err(fail)?;

@@ -36,7 +36,9 @@ fn may_retry(e: &ureq::Error) -> bool {
         ureq::Error::Transport(t) => {
             let text = t.to_string();
             // A refused certificate is refused again: retrying only delays the answer.
-            matches!(t.kind(), ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns) && !is_timeout(&text) && tls_failure(&text).is_none()
+            matches!(t.kind(), ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns)
+                && !is_timeout(&text)
+                && tls_failure(&text).is_none()
         }
         ureq::Error::Status(..) => false,
     }
@@ -55,7 +57,13 @@ fn is_timeout(text: &str) -> bool {
 /// Runs `attempt` until it succeeds, fails for good, or `retries` extra
 /// attempts are spent, sleeping `backoff`, `2 × backoff`, … in between.
 /// The sleep is a parameter so tests need not wait.
-pub fn with_retries<T, E>(retries: u32, backoff: Duration, mut sleep: impl FnMut(Duration), retryable: impl Fn(&E) -> bool, mut attempt: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+pub fn with_retries<T, E>(
+    retries: u32,
+    backoff: Duration,
+    mut sleep: impl FnMut(Duration),
+    retryable: impl Fn(&E) -> bool,
+    mut attempt: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
     let mut wait = backoff;
     let mut left = retries;
     loop {
@@ -90,7 +98,14 @@ impl HttpFetcher {
                 Err(_) => log::warn!("{base}: the proxy the environment names is not a usable proxy URL; connecting directly"),
             }
         }
-        HttpFetcher { base, agent: builder.build(), retries: opts.retries, retry_backoff: opts.retry_backoff, total_timeout: opts.timeout, authorization }
+        HttpFetcher {
+            base,
+            agent: builder.build(),
+            retries: opts.retries,
+            retry_backoff: opts.retry_backoff,
+            total_timeout: opts.timeout,
+            authorization,
+        }
     }
 }
 
@@ -123,7 +138,8 @@ impl Fetcher for HttpFetcher {
                 let _ = r.into_reader().take(1024).read_to_string(&mut msg);
                 let msg: String = msg.chars().filter(|c| !c.is_control() || *c == '\n').collect();
                 let msg = msg.trim();
-                let message = if msg.is_empty() { format!("not found: {}", req.protocol_path().unwrap_or_default()) } else { msg.to_string() };
+                let message =
+                    if msg.is_empty() { format!("not found: {}", req.protocol_path().unwrap_or_default()) } else { msg.to_string() };
                 return Err(FetchError::NotFound { gone: code == 410, message });
             }
             // 429 and 5xx: the upstream is overloaded or failing.
@@ -203,26 +219,48 @@ mod tests {
     fn retries_are_bounded_backed_off_and_only_for_retryable_errors() {
         let mut slept = Vec::new();
         let mut calls = 0;
-        let r: Result<(), &str> = with_retries(3, Duration::from_millis(100), |d| slept.push(d), |e| *e == "refused", || {
-            calls += 1;
-            Err("refused")
-        });
+        let r: Result<(), &str> = with_retries(
+            3,
+            Duration::from_millis(100),
+            |d| slept.push(d),
+            |e| *e == "refused",
+            || {
+                calls += 1;
+                Err("refused")
+            },
+        );
         assert_eq!(r, Err("refused"));
         assert_eq!(calls, 4, "one attempt and three retries");
         assert_eq!(slept, [100, 200, 400].map(Duration::from_millis));
 
         let mut calls = 0;
-        let r: Result<u8, &str> = with_retries(3, Duration::ZERO, |_| {}, |e| *e == "refused", || {
-            calls += 1;
-            if calls < 3 { Err("refused") } else { Ok(7) }
-        });
+        let r: Result<u8, &str> = with_retries(
+            3,
+            Duration::ZERO,
+            |_| {},
+            |e| *e == "refused",
+            || {
+                calls += 1;
+                if calls < 3 {
+                    Err("refused")
+                } else {
+                    Ok(7)
+                }
+            },
+        );
         assert_eq!((r, calls), (Ok(7), 3));
 
         let mut calls = 0;
-        let r: Result<(), &str> = with_retries(3, Duration::ZERO, |_| {}, |e| *e == "refused", || {
-            calls += 1;
-            Err("404")
-        });
+        let r: Result<(), &str> = with_retries(
+            3,
+            Duration::ZERO,
+            |_| {},
+            |e| *e == "refused",
+            || {
+                calls += 1;
+                Err("404")
+            },
+        );
         assert_eq!((r, calls), (Err("404"), 1), "an answer is never retried");
     }
 
@@ -232,7 +270,8 @@ mod tests {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let refused = ureq::get(&format!("http://127.0.0.1:{port}/")).call().unwrap_err();
         assert!(may_retry(&refused), "{refused}");
-        let opts = FetchOptions { retries: 2, retry_backoff: Duration::from_millis(1), ..FetchOptions::with_timeout(Duration::from_secs(5)) };
+        let opts =
+            FetchOptions { retries: 2, retry_backoff: Duration::from_millis(1), ..FetchOptions::with_timeout(Duration::from_secs(5)) };
         let f = HttpFetcher::new(format!("http://127.0.0.1:{port}"), &opts);
         let err = f.fetch(&Fetch { module: "example.com/a", version: "", what: super::super::What::List }).unwrap_err();
         assert!(matches!(err, FetchError::Unavailable { .. }), "{err:?}");

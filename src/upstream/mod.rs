@@ -111,17 +111,34 @@ impl Fetch<'_> {
 pub enum FetchError {
     /// 404 or 410: the upstream does not have it. The message is the
     /// upstream's own (the go command shows it to its user).
-    NotFound { gone: bool, message: String },
+    NotFound {
+        gone: bool,
+        message: String,
+    },
     /// The upstream could not be reached or failed (5xx, 429, reset, refused).
-    Unavailable { upstream: String, message: String },
+    Unavailable {
+        upstream: String,
+        message: String,
+    },
     /// The upstream answered with a status we cannot use (401, 403, 400...):
     /// an answer, so it never trips a circuit breaker, but no fallback either.
-    Rejected { upstream: String, status: u16 },
-    Timeout { upstream: String },
-    TooLarge { upstream: String, limit: u64 },
+    Rejected {
+        upstream: String,
+        status: u16,
+    },
+    Timeout {
+        upstream: String,
+    },
+    TooLarge {
+        upstream: String,
+        limit: u64,
+    },
     /// Not asked: the upstream failed too often in a row and its circuit
     /// breaker is open (see `breaker`).
-    CircuitOpen { upstream: String, retry_in: Duration },
+    CircuitOpen {
+        upstream: String,
+        retry_in: Duration,
+    },
     /// The upstream answered something that is not a valid answer.
     Invalid(String),
 }
@@ -192,7 +209,16 @@ pub struct FetchOptions {
 impl FetchOptions {
     /// Only a timeout (total, connect and read alike); no retries, no breaker.
     pub fn with_timeout(timeout: Duration) -> FetchOptions {
-        FetchOptions { timeout, connect_timeout: timeout, read_timeout: timeout, retries: 0, retry_backoff: Duration::ZERO, breaker_failures: 0, breaker_cooldown: Duration::ZERO, http: None }
+        FetchOptions {
+            timeout,
+            connect_timeout: timeout,
+            read_timeout: timeout,
+            retries: 0,
+            retry_backoff: Duration::ZERO,
+            breaker_failures: 0,
+            breaker_cooldown: Duration::ZERO,
+            http: None,
+        }
     }
 }
 
@@ -204,13 +230,20 @@ pub fn latest(upstream: &dyn Fetcher, module: &str) -> Result<Vec<u8>, FetchErro
     let Err(FetchError::NotFound { .. }) = direct else { return direct };
     let list = upstream.fetch(&Fetch { module, version: "", what: What::List })?;
     let text = String::from_utf8_lossy(&list);
-    let versions = text.lines().filter_map(|l| l.split_whitespace().next()).filter(|v| crate::gomod::module::canonical_version(v).is_some_and(|c| c == *v));
+    let versions = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|v| crate::gomod::module::canonical_version(v).is_some_and(|c| c == *v));
     let best = versions.fold(None::<&str>, |best, v| match best {
         None => Some(v),
         // A release beats any pre-release; otherwise semver order decides.
         Some(b) => {
             let (vp, bp) = (crate::gomod::semver::is_prerelease(v), crate::gomod::semver::is_prerelease(b));
-            if (bp && !vp) || (vp == bp && crate::gomod::semver::compare(v, b).is_gt()) { Some(v) } else { Some(b) }
+            if (bp && !vp) || (vp == bp && crate::gomod::semver::compare(v, b).is_gt()) {
+                Some(v)
+            } else {
+                Some(b)
+            }
         }
     });
     match best {
@@ -233,9 +266,11 @@ impl UpstreamChain {
             .map(|e| {
                 let f: Box<dyn Fetcher> = match &e.spec {
                     UpstreamSpec::File(dir) => Box::new(file::FileFetcher::new(dir.clone())),
-                    UpstreamSpec::Http(base) if opts.breaker_failures > 0 => {
-                        Box::new(breaker::Guarded::new(http::HttpFetcher::new(base.clone(), &opts), opts.breaker_failures, opts.breaker_cooldown))
-                    }
+                    UpstreamSpec::Http(base) if opts.breaker_failures > 0 => Box::new(breaker::Guarded::new(
+                        http::HttpFetcher::new(base.clone(), &opts),
+                        opts.breaker_failures,
+                        opts.breaker_cooldown,
+                    )),
                     UpstreamSpec::Http(base) => Box::new(http::HttpFetcher::new(base.clone(), &opts)),
                 };
                 (f, e.fallback)
@@ -314,7 +349,8 @@ mod tests {
 
     #[test]
     fn comma_falls_through_only_on_not_found() {
-        let chain = UpstreamChain::new(vec![(canned(Err(missing())), Fallback::OnNotFound), (canned(Ok(b"v1.0.0\n")), Fallback::OnNotFound)]);
+        let chain =
+            UpstreamChain::new(vec![(canned(Err(missing())), Fallback::OnNotFound), (canned(Ok(b"v1.0.0\n")), Fallback::OnNotFound)]);
         assert_eq!(chain.fetch(&REQ).unwrap(), b"v1.0.0\n");
         let chain = UpstreamChain::new(vec![(canned(Err(down())), Fallback::OnNotFound), (canned(Ok(b"v1.0.0\n")), Fallback::OnNotFound)]);
         assert_eq!(chain.fetch(&REQ), Err(down()));
@@ -352,7 +388,10 @@ mod tests {
     #[test]
     fn invalid_answers_count_as_errors() {
         let info = Fetch { module: "example.com/a", version: "v1.0.0", what: What::Info };
-        let chain = UpstreamChain::new(vec![(canned(Ok(b"{\"Version\":\"v9.9.9\"}")), Fallback::OnAnyError), (canned(Ok(b"{\"Version\":\"v1.0.0\"}")), Fallback::OnNotFound)]);
+        let chain = UpstreamChain::new(vec![
+            (canned(Ok(b"{\"Version\":\"v9.9.9\"}")), Fallback::OnAnyError),
+            (canned(Ok(b"{\"Version\":\"v1.0.0\"}")), Fallback::OnNotFound),
+        ]);
         assert_eq!(chain.fetch(&info).unwrap(), b"{\"Version\":\"v1.0.0\"}");
         let chain = UpstreamChain::new(vec![(canned(Ok(b"{\"Version\":\"v9.9.9\"}")), Fallback::OnNotFound)]);
         assert!(matches!(chain.fetch(&info), Err(FetchError::Invalid(_))));

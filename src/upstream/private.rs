@@ -77,16 +77,23 @@ impl Fetcher for PrivacyGuard {
     fn fetch_streaming(&self, req: &Fetch<'_>, progress: &super::progress::Progress) -> Result<Vec<u8>, FetchError> {
         match self.subject(req) {
             Subject::Public => self.public.fetch_streaming(req, progress),
-            Subject::Undecodable => Err(FetchError::NotFound { gone: false, message: "not found: malformed checksum database lookup".into() }),
+            Subject::Undecodable => {
+                Err(FetchError::NotFound { gone: false, message: "not found: malformed checksum database lookup".into() })
+            }
             // 404, as for a module the database does not know: the go
             // command's user learns to list it in GONOSUMDB (or GOPRIVATE).
             Subject::Private(module) if req.what.is_sumdb() => Err(FetchError::NotFound {
                 gone: false,
-                message: format!("not found: {module} is a private module and is never looked up in a checksum database; set GONOSUMDB or GOPRIVATE"),
+                message: format!(
+                    "not found: {module} is a private module and is never looked up in a checksum database; set GONOSUMDB or GOPRIVATE"
+                ),
             }),
             Subject::Private(module) => match &self.private {
                 Some(chain) => chain.fetch_streaming(req, progress),
-                None => Err(FetchError::NotFound { gone: false, message: format!("not found: {module}: private module; no private upstream configured") }),
+                None => Err(FetchError::NotFound {
+                    gone: false,
+                    message: format!("not found: {module}: private module; no private upstream configured"),
+                }),
             },
         }
     }
@@ -119,7 +126,8 @@ mod tests {
     fn guard(patterns: &str, with_private: bool) -> (PrivacyGuard, Log, Log) {
         let (pubs, privs) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
         let public = UpstreamChain::new(vec![(Box::new(Spy(pubs.clone(), b"v1.0.0\n")), Fallback::OnNotFound)]);
-        let private = with_private.then(|| UpstreamChain::new(vec![(Box::new(Spy(privs.clone(), b"v9.0.0\n")) as Box<dyn Fetcher>, Fallback::OnNotFound)]));
+        let private = with_private
+            .then(|| UpstreamChain::new(vec![(Box::new(Spy(privs.clone(), b"v9.0.0\n")) as Box<dyn Fetcher>, Fallback::OnNotFound)]));
         (PrivacyGuard::new(PrefixPatterns::parse(patterns).unwrap(), public, private), pubs, privs)
     }
 
@@ -140,14 +148,19 @@ mod tests {
     fn without_a_private_chain_private_modules_are_not_found() {
         let (g, pubs, _) = guard("corp.example", false);
         let err = g.fetch(&list("corp.example/secret")).unwrap_err();
-        assert!(matches!(&err, FetchError::NotFound { message, .. } if message.contains("private module; no private upstream configured")), "{err:?}");
+        assert!(
+            matches!(&err, FetchError::NotFound { message, .. } if message.contains("private module; no private upstream configured")),
+            "{err:?}"
+        );
         assert!(pubs.lock().unwrap().is_empty());
     }
 
     #[test]
     fn private_modules_are_never_looked_up_in_a_checksum_database() {
         let (g, pubs, privs) = guard("corp.example/*", true);
-        for version in ["lookup/corp.example/!secret@v1.0.0", "lookup/corp.example/secret@v1.0.0", "lookup/corp.example/%@v1.0.0", "lookup/nothing"] {
+        for version in
+            ["lookup/corp.example/!secret@v1.0.0", "lookup/corp.example/secret@v1.0.0", "lookup/corp.example/%@v1.0.0", "lookup/nothing"]
+        {
             let req = Fetch { module: "sumdb/sum.example", version, what: What::SumLookup };
             assert!(matches!(g.fetch(&req), Err(FetchError::NotFound { .. })), "{version}");
         }

@@ -22,7 +22,11 @@ pub fn validate(req: &Fetch<'_>, body: &[u8]) -> Result<(), FetchError> {
             }
             // A canonical request must be answered with exactly that version;
             // a query (branch, commit, `latest`) resolves to whatever it resolves to.
-            if req.what == What::Info && semver::is_valid(req.version) && crate::gomod::module::canonical_version(req.version).as_deref() == Some(req.version) && version != req.version {
+            if req.what == What::Info
+                && semver::is_valid(req.version)
+                && crate::gomod::module::canonical_version(req.version).as_deref() == Some(req.version)
+                && version != req.version
+            {
                 return invalid(format!(".info for {} names version {version}", req.version));
             }
             Ok(())
@@ -58,7 +62,9 @@ pub fn validate(req: &Fetch<'_>, body: &[u8]) -> Result<(), FetchError> {
                 return invalid(format!("not a tile path: {}", req.version));
             };
             match tile.hash_tile_len() {
-                Some(len) if body.len() as u64 != len => invalid(format!("{}: {} bytes, a hash tile of width {} has {len}", req.version, body.len(), tile.w)),
+                Some(len) if body.len() as u64 != len => {
+                    invalid(format!("{}: {} bytes, a hash tile of width {} has {len}", req.version, body.len(), tile.w))
+                }
                 None if body.is_empty() => invalid(format!("{}: empty data tile", req.version)),
                 _ => Ok(()),
             }

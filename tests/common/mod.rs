@@ -137,15 +137,7 @@ impl Module {
         // the .info Time to agree with it, so derive it instead of making
         // every caller repeat it.
         let time = match pseudo_timestamp(version) {
-            Some(ts) => format!(
-                "{}-{}-{}T{}:{}:{}Z",
-                &ts[0..4],
-                &ts[4..6],
-                &ts[6..8],
-                &ts[8..10],
-                &ts[10..12],
-                &ts[12..14]
-            ),
+            Some(ts) => format!("{}-{}-{}T{}:{}:{}Z", &ts[0..4], &ts[4..6], &ts[6..8], &ts[8..10], &ts[10..12], &ts[12..14]),
             None => DEFAULT_TIME.to_string(),
         };
         Module {
@@ -254,16 +246,10 @@ impl Module {
     /// NOT escaped) to `w`.
     fn write_zip(&self, w: fs::File) -> zip::result::ZipResult<()> {
         use zip::write::SimpleFileOptions;
-        let method = if self.stored {
-            zip::CompressionMethod::Stored
-        } else {
-            zip::CompressionMethod::Deflated
-        };
+        let method = if self.stored { zip::CompressionMethod::Stored } else { zip::CompressionMethod::Deflated };
         // Fixed timestamp: the go command's h1: hash ignores it, but a
         // deterministic zip makes byte comparisons across runs meaningful.
-        let opts = SimpleFileOptions::default()
-            .compression_method(method)
-            .last_modified_time(zip::DateTime::default());
+        let opts = SimpleFileOptions::default().compression_method(method).last_modified_time(zip::DateTime::default());
         let mut entries: Vec<(String, &[u8])> = Vec::new();
         let mod_file = self.mod_file();
         if self.has_go_mod {
@@ -296,13 +282,7 @@ pub fn package_name(module_path: &str) -> String {
             elems.pop();
         }
     }
-    let mut name: String = elems
-        .last()
-        .unwrap()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
+    let mut name: String = elems.last().unwrap().chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect();
     if name.is_empty() || name.as_bytes()[0].is_ascii_digit() {
         name.insert(0, 'p');
     }
@@ -337,10 +317,7 @@ impl FixtureBuilder {
     }
 
     pub fn build(self) -> Fixture {
-        let dir = tempfile::Builder::new()
-            .prefix("gomodproxy-fixture-")
-            .tempdir()
-            .expect("create fixture tempdir");
+        let dir = tempfile::Builder::new().prefix("gomodproxy-fixture-").tempdir().expect("create fixture tempdir");
         let root = dir.path();
         // list files: one version per line, pseudo-versions excluded, in the
         // order modules were declared (the protocol does not require sorting
@@ -414,10 +391,7 @@ impl Fixture {
     }
 
     pub fn module(&self, path: &str, version: &str) -> &Module {
-        self.modules
-            .iter()
-            .find(|m| m.path == path && m.version == version)
-            .unwrap_or_else(|| panic!("fixture has no {path}@{version}"))
+        self.modules.iter().find(|m| m.path == path && m.version == version).unwrap_or_else(|| panic!("fixture has no {path}@{version}"))
     }
 
     /// Bytes of a file in the tree, by relative (escaped) path, e.g. from
@@ -446,9 +420,10 @@ impl Fixture {
             // must be "not found" (404/410) so the go command moves on to
             // `example.com/hello`.
             .module(
-                Module::new("example.com/hello", "v1.2.0")
-                    .time("2024-03-01T00:00:00Z")
-                    .file("sub/sub.go", "package sub\n\n// ID names this package.\nfunc ID() string { return \"example.com/hello/sub\" }\n"),
+                Module::new("example.com/hello", "v1.2.0").time("2024-03-01T00:00:00Z").file(
+                    "sub/sub.go",
+                    "package sub\n\n// ID names this package.\nfunc ID() string { return \"example.com/hello/sub\" }\n",
+                ),
             )
             // Upper case in the module path (escaped `!camel!case/!lib` on
             // the wire and on disk) and in a pre-release version.
@@ -466,10 +441,7 @@ impl Fixture {
             // v1.0.2's go.mod retracts v1.0.1; main requires v1.0.0.
             .module(Module::new("example.com/retract", "v1.0.0"))
             .module(Module::new("example.com/retract", "v1.0.1"))
-            .module(
-                Module::new("example.com/retract", "v1.0.2")
-                    .retract("v1.0.1 // broken release, fixture retraction"),
-            )
+            .module(Module::new("example.com/retract", "v1.0.2").retract("v1.0.1 // broken release, fixture retraction"))
             // a -> b v1.1.0 -> c v1.2.0, while newer b/c versions exist.
             .module(Module::new("example.com/chain/a", "v1.0.0").require("example.com/chain/b", "v1.1.0"))
             .module(Module::new("example.com/chain/b", "v1.0.0"))
@@ -666,10 +638,7 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
                 let _ = child.kill();
                 let _ = child.wait();
                 let stderr = t_err.join().unwrap_or_default();
-                panic!(
-                    "{cmd:?} still running after {timeout:?}; killed. stderr:\n{}",
-                    String::from_utf8_lossy(&stderr)
-                );
+                panic!("{cmd:?} still running after {timeout:?}; killed. stderr:\n{}", String::from_utf8_lossy(&stderr));
             }
             None => thread::sleep(Duration::from_millis(20)),
         }
@@ -749,10 +718,7 @@ impl Server {
         let (data_tmp, data_dir) = match &opts.data_dir {
             Some(d) => (None, d.clone()),
             None => {
-                let t = tempfile::Builder::new()
-                    .prefix("gomodproxy-data-")
-                    .tempdir()
-                    .expect("data tempdir");
+                let t = tempfile::Builder::new().prefix("gomodproxy-data-").tempdir().expect("data tempdir");
                 let p = t.path().to_path_buf();
                 (Some(t), p)
             }
@@ -773,13 +739,7 @@ impl Server {
     fn spawn(&mut self) {
         let o = &self.opts;
         let mut cmd = Command::new(server_bin());
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg(&o.listen)
-            .arg("--data")
-            .arg(&self.data_dir)
-            .arg("--cores")
-            .arg(o.cores.to_string());
+        cmd.arg("serve").arg("--listen").arg(&o.listen).arg("--data").arg(&self.data_dir).arg("--cores").arg(o.cores.to_string());
         // Empty: no --upstream, so the server inherits `go env GOPROXY`.
         if !o.upstream.is_empty() {
             cmd.arg("--upstream").arg(&o.upstream);
@@ -790,7 +750,22 @@ impl Server {
         cmd.args(&o.extra_args);
         // The upstream always comes from --upstream; make sure nothing in
         // the developer's environment can add or redirect one.
-        for k in ["GOPROXY", "GONOPROXY", "GOPRIVATE", "GONOSUMDB", "GOSUMDB", "GOFLAGS", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"] {
+        for k in [
+            "GOPROXY",
+            "GONOPROXY",
+            "GOPRIVATE",
+            "GONOSUMDB",
+            "GOSUMDB",
+            "GOFLAGS",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+            "NO_PROXY",
+            "no_proxy",
+        ] {
             cmd.env_remove(k);
         }
         // Defaults the server takes from `go env` must not come from the
@@ -801,9 +776,7 @@ impl Server {
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         die_with_parent(&mut cmd);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", server_bin().display()));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", server_bin().display()));
         let tag = format!("gomodproxy#{}", self.generation);
 
         // stderr: forwarded line by line into the test's (captured) output,
@@ -860,8 +833,7 @@ impl Server {
                 }
             }
         };
-        self.addr = parse_listening_line(&line)
-            .unwrap_or_else(|| panic!("{tag}: cannot parse listening line {line:?}"));
+        self.addr = parse_listening_line(&line).unwrap_or_else(|| panic!("{tag}: cannot parse listening line {line:?}"));
         self.child = Some(child);
     }
 
@@ -1349,28 +1321,20 @@ impl RawConn {
         }
         let mut headers = Vec::new();
         for l in lines {
-            let (k, v) = l
-                .split_once(':')
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad header line {l:?}")))?;
+            let (k, v) = l.split_once(':').ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad header line {l:?}")))?;
             headers.push((k.to_string(), v.trim().to_string()));
         }
         let mut resp = HttpResponse { version, status, reason, headers, body: Vec::new() };
         if head || status == 204 || status == 304 || (100..200).contains(&status) {
             return Ok(resp);
         }
-        let chunked = resp
-            .header("transfer-encoding")
-            .map(|v| v.to_ascii_lowercase().contains("chunked"))
-            .unwrap_or(false);
+        let chunked = resp.header("transfer-encoding").map(|v| v.to_ascii_lowercase().contains("chunked")).unwrap_or(false);
         if chunked {
             resp.body = self.read_chunked()?;
         } else if let Some(n) = resp.content_length() {
             while self.buf.len() < n {
                 if self.fill()? == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("body truncated: {} of {n} bytes", self.buf.len()),
-                    ));
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("body truncated: {} of {n} bytes", self.buf.len())));
                 }
             }
             resp.body = self.buf.drain(..n).collect();
@@ -1815,10 +1779,7 @@ fn serve_upstream_request(
     if is_zip && !b.zip_delay.is_zero() {
         thread::sleep(b.zip_delay);
     }
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: {conn_hdr}\r\n\r\n",
-        data.len()
-    );
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: {conn_hdr}\r\n\r\n", data.len());
     if conn.write_all(head.as_bytes()).is_err() {
         return false;
     }
