@@ -463,8 +463,10 @@ fn hold_opens_and_keeps_idle_connections() {
         &srv.url(""),
         "-c",
         "300",
+        // Long enough for every connection to open even while the other
+        // tests load both CPUs (2 s reached 275 of 300 under CI once).
         "-d",
-        "2s",
+        "8s",
         "--connect-concurrency",
         "16",
         "--interval",
