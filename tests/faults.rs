@@ -94,20 +94,11 @@ impl Drop for FaultServer {
 
 fn answer(mut conn: TcpStream, root: &Path, faults: &Mutex<HashMap<String, Fault>>) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match conn.read(&mut byte) {
-            Ok(1) if head.len() < 16 << 10 => head.push(byte[0]),
-            _ => return,
-        }
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
+    let Some(head) = read_request_head(&mut conn) else { return };
     let path = head.split(' ').nth(1).unwrap_or("/").split('?').next().unwrap_or("/");
     let path = percent_decode_path(path).unwrap_or_default();
     let fault = faults.lock().unwrap().get(&path).cloned();
-    let rel = path.trim_start_matches('/');
-    let file = if rel.split('/').any(|s| s == ".." || s.is_empty()) { None } else { std::fs::read(root.join(rel)).ok() };
+    let file = fixture_file(root, &path);
     let head_for = |len: u64| format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
     match (fault, file) {
         (Some(Fault::Status(code)), _) => {

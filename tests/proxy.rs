@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -26,22 +26,13 @@ fn fake_proxy(root: &std::path::Path) -> (String, Arc<Mutex<Vec<String>>>) {
             let (t, root) = (t.clone(), root.clone());
             thread::spawn(move || {
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match conn.read(&mut byte) {
-                        Ok(1) if head.len() < 16 << 10 => head.push(byte[0]),
-                        _ => return,
-                    }
-                }
-                let head = String::from_utf8_lossy(&head).into_owned();
+                let Some(head) = read_request_head(&mut conn) else { return };
                 let target = head.split(' ').nth(1).unwrap_or("").to_string();
                 t.lock().unwrap().push(target.clone());
                 // Absolute form: http://host[:port]/path.
                 let path = target.strip_prefix("http://").and_then(|r| r.find('/').map(|i| r[i..].to_string())).unwrap_or_default();
                 let path = percent_decode_path(&path).unwrap_or_default();
-                let rel = path.trim_start_matches('/');
-                let body = if rel.is_empty() || rel.split('/').any(|p| p == "..") { None } else { std::fs::read(root.join(rel)).ok() };
+                let body = fixture_file(&root, &path);
                 let (status, body) = match body {
                     Some(b) => ("200 OK", b),
                     None => ("404 Not Found", b"not found\n".to_vec()),

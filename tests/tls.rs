@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -87,15 +87,7 @@ impl TlsUpstream {
                     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
                     let Ok(tls) = rustls::ServerConnection::new(config) else { return };
                     let mut s = rustls::StreamOwned::new(tls, conn);
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match s.read(&mut byte) {
-                            Ok(1) if head.len() < 16 << 10 => head.push(byte[0]),
-                            _ => return,
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let Some(head) = read_request_head(&mut s) else { return };
                     for line in head.lines() {
                         if let Some((k, v)) = line.split_once(':') {
                             if k.eq_ignore_ascii_case("authorization") {
@@ -104,8 +96,7 @@ impl TlsUpstream {
                         }
                     }
                     let path = head.split(' ').nth(1).and_then(percent_decode_path).unwrap_or_default();
-                    let rel = path.trim_start_matches('/');
-                    let body = if rel.split('/').any(|p| p == ".." || p.is_empty()) { None } else { std::fs::read(root.join(rel)).ok() };
+                    let body = fixture_file(&root, &path);
                     let (status, body) = match body {
                         Some(b) => ("200 OK", b),
                         None => ("404 Not Found", b"not found\n".to_vec()),

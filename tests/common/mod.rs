@@ -1962,3 +1962,28 @@ pub fn get_check(addr: SocketAddr, path: &str, want: &[u8]) -> Result<(), String
     c.send_gets(&[path]).map_err(|e| format!("send: {e}"))?;
     c.expect_body(want).map_err(|e| format!("GET {path}: {e}"))
 }
+
+/// Reads one request head (through its blank line, at most 16 KiB) from a
+/// test server's connection, byte by byte so nothing after it is consumed.
+/// `None` on end of stream, an error, or an oversized head.
+pub fn read_request_head(conn: &mut impl Read) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) if head.len() < 16 << 10 => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// The fixture file a test server answers for a decoded request path, never
+/// outside `root` (no `..`, no empty elements).
+pub fn fixture_file(root: &Path, path: &str) -> Option<Vec<u8>> {
+    let rel = path.trim_start_matches('/');
+    if rel.split('/').any(|e| e == ".." || e.is_empty()) {
+        return None;
+    }
+    std::fs::read(root.join(rel)).ok()
+}
