@@ -62,7 +62,7 @@ fn filled_store(dir: &std::path::Path, cores: usize, n: usize) -> Store {
     let indexes = store.indexes();
     let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().expect("executor");
     ex.run(async {
-        let payload = Arc::new(vec![0u8; 64]);
+        let payload = bytes::Bytes::from(vec![0u8; 64]);
         let sha = record::payload_sha256(&payload);
         for i in 0..n {
             let module = format!("example.com/org{}/mod{i}", i % 100);

@@ -3,7 +3,6 @@
 //! (every payload re-hashed). Prints one line per case; run with
 //! `cargo bench --bench recovery [-- RECORDS]` (default 100000).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use gomodproxy::runtime::router;
@@ -19,7 +18,7 @@ fn main() {
         let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().expect("executor");
         let started = Instant::now();
         ex.run(async {
-            let payload = Arc::new(vec![b'x'; payload_len]);
+            let payload = bytes::Bytes::from(vec![b'x'; payload_len]);
             let sha = record::payload_sha256(&payload);
             for i in 0..records {
                 writer

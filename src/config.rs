@@ -34,8 +34,9 @@ pub struct Config {
     pub sumdb_ttl: Duration,
     /// How long an upstream's 404/410 is remembered; zero disables it.
     pub negative_ttl: Duration,
-    /// Serve zips to their requesters while they are being fetched.
-    pub stream_fills: bool,
+    /// Serve zips of at least this many bytes to their requesters while
+    /// they are being fetched; `None`: never.
+    pub stream_fills: Option<u64>,
     pub segment_bytes: u64,
     pub hit_routing: HitRouting,
     pub fetch_threads: usize,

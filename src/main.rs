@@ -117,7 +117,7 @@ struct ServeArgs {
     max_header_bytes: usize,
 
     /// Size at which a segment file is sealed and a new one started (e.g. 1GiB, 64MiB).
-    #[arg(long, env = "GOMODPROXY_SEGMENT_SIZE", default_value = "1GiB", value_parser = parse_size)]
+    #[arg(long, env = "GOMODPROXY_SEGMENT_SIZE", default_value = "1GiB", value_parser = parse_segment_size)]
     segment_size: u64,
 
     /// Where cache hits are answered: `local` reads the owner's lock-free index
@@ -149,13 +149,15 @@ struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_UPSTREAM_CLIENT_KEY", value_name = "FILE", requires = "upstream_client_cert")]
     upstream_client_key: Option<PathBuf>,
 
-    /// Serve a zip that is not cached yet while it arrives from the upstream
-    /// (all its requesters share the one fetch). The last byte waits until
-    /// the whole zip is validated and stored; if the fill fails, the
-    /// connections are cut short, so no client ever receives a complete,
-    /// bad zip, but such clients see a truncated body instead of a 502.
-    #[arg(long, env = "GOMODPROXY_STREAM_FILLS")]
-    stream_fills: bool,
+    /// Serve a zip that is not cached yet while it arrives from the upstream,
+    /// when the upstream announces at least this many bytes (e.g. 1MiB, 0 for
+    /// every zip; `off`: never). All its requesters share the one fetch. The
+    /// last byte waits until the whole zip is validated and stored: if the
+    /// fill fails, the connections are cut short, so no client ever receives
+    /// a complete, bad zip; the next request for it is fetched whole and gets
+    /// the 502/504 with the reason.
+    #[arg(long, env = "GOMODPROXY_STREAM_FILLS", value_name = "SIZE|off", default_value = "1MiB", value_parser = parse_stream_fills)]
+    stream_fills: StreamFills,
 
     /// Longest wait for a connection (TCP and TLS handshake) to an upstream.
     #[arg(long, env = "GOMODPROXY_UPSTREAM_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -205,7 +207,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+/// A byte count: digits, then B, KiB, MiB or GiB (or nothing, for bytes).
+fn parse_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -217,7 +220,22 @@ fn parse_size(s: &str) -> Result<u64, String> {
         "GiB" => 1 << 30,
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (use KiB, MiB or GiB)")),
     };
-    n.checked_mul(mult).filter(|&b| b >= 1 << 20).ok_or_else(|| format!("{s:?}: segments must be at least 1MiB"))
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn parse_segment_size(s: &str) -> Result<u64, String> {
+    Some(parse_bytes(s)?).filter(|&b| b >= 1 << 20).ok_or_else(|| format!("{s:?}: segments must be at least 1MiB"))
+}
+
+/// `--stream-fills`: the smallest zip streamed, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct StreamFills(Option<u64>);
+
+fn parse_stream_fills(s: &str) -> Result<StreamFills, String> {
+    match s.trim() {
+        "off" => Ok(StreamFills(None)),
+        size => parse_bytes(size).map(|n| StreamFills(Some(n))).map_err(|e| format!("{e}; or `off`")),
+    }
 }
 
 fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
@@ -293,7 +311,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
         sumdb_names: config::parse_sumdb_names(&args.sumdb.unwrap_or_else(config::inherited_sumdb))?,
         sumdb_ttl: args.sumdb_ttl,
         negative_ttl: args.negative_ttl,
-        stream_fills: args.stream_fills,
+        stream_fills: args.stream_fills.0,
         segment_bytes: args.segment_size,
         hit_routing: args.hit_routing,
         fetch_threads: args.fetch_threads,

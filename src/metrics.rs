@@ -60,6 +60,8 @@ core_metrics! {
     misses: "counter", "Requests that needed the owner core to fill or refresh.";
     hops: "counter", "Requests forwarded to another core.";
     coalesced: "counter", "Requests that waited on a fill already in flight.";
+    streamed_fills: "counter", "Zip fills served to their requesters while still arriving from the upstream.";
+    streams_cut: "counter", "Responses cut short because the fill they were streaming from failed.";
     upstream_fetches: "counter", "Fetches sent to the upstream list.";
     upstream_errors: "counter", "Upstream fetches that failed (not counting 404/410).";
     upstream_skipped: "counter", "Upstream fetches answered at once because the upstream's circuit breaker was open.";

@@ -5,6 +5,11 @@
 //! bytes from the next upstream), the server stays up, nothing bad is
 //! stored (neither before nor after a restart on the same data dir), and
 //! once the upstream is fixed the same request succeeds with the right bytes.
+//!
+//! The matrix runs twice: with fills buffered (`--stream-fills off`), and
+//! with every zip streamed (`--stream-fills 0`), where a fault that strikes
+//! mid-body while the fill is streaming cuts the response short (never a
+//! complete body) and the next request, fetched whole, gets the clear error.
 
 mod common;
 
@@ -15,7 +20,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -44,11 +49,41 @@ enum Fault {
 
 const HUGE: u64 = 600 << 20;
 
+impl Fault {
+    /// Whether the fault lies in a body that starts out right (or at least
+    /// announced): a streamed fill has begun when it strikes.
+    fn is_mid_body(&self) -> bool {
+        matches!(self, Fault::ResetMidBody | Fault::Truncate | Fault::ShortLength | Fault::Body(_))
+    }
+}
+
+/// Where a mid-body fault's answer waits, after its first bytes, while
+/// the test holds it (see [`FaultServer::hold_mid_body`]).
+#[derive(Default)]
+struct Gate {
+    closed: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    /// Waits while closed, at most 60 s.
+    fn pass(&self) {
+        let closed = self.closed.lock().unwrap();
+        let _ = self.opened.wait_timeout_while(closed, Duration::from_secs(60), |closed| *closed).unwrap();
+    }
+
+    fn set(&self, closed: bool) {
+        *self.closed.lock().unwrap() = closed;
+        self.opened.notify_all();
+    }
+}
+
 /// A one-request-per-connection GOPROXY file server over a directory, with
 /// a fault per path. Stops on drop.
 struct FaultServer {
     addr: SocketAddr,
     faults: Arc<Mutex<HashMap<String, Fault>>>,
+    gate: Arc<Gate>,
     stop: Arc<AtomicBool>,
 }
 
@@ -58,18 +93,28 @@ impl FaultServer {
         let addr = listener.local_addr().expect("fault server address");
         let faults: Arc<Mutex<HashMap<String, Fault>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (f, s, root) = (faults.clone(), stop.clone(), root.to_path_buf());
+        let gate: Arc<Gate> = Arc::default();
+        let (f, g, s, root) = (faults.clone(), gate.clone(), stop.clone(), root.to_path_buf());
         thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (f, root) = (f.clone(), root.clone());
-                thread::spawn(move || answer(conn, &root, &f));
+                let (f, g, root) = (f.clone(), g.clone(), root.clone());
+                thread::spawn(move || answer(conn, &root, &f, &g));
             }
         });
-        FaultServer { addr, faults, stop }
+        FaultServer { addr, faults, gate, stop }
+    }
+
+    /// Mid-body faults stop after their first bytes until [`FaultServer::release`].
+    fn hold_mid_body(&self) {
+        self.gate.set(true);
+    }
+
+    fn release(&self) {
+        self.gate.set(false);
     }
 
     fn url(&self) -> String {
@@ -87,12 +132,23 @@ impl FaultServer {
 
 impl Drop for FaultServer {
     fn drop(&mut self) {
+        self.release();
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(self.addr);
     }
 }
 
-fn answer(mut conn: TcpStream, root: &Path, faults: &Mutex<HashMap<String, Fault>>) {
+/// Writes `bytes` in two parts, passing `gate` after the first quarter (at
+/// least two bytes: enough for a streamed fill to release one).
+fn write_through_gate(conn: &mut TcpStream, gate: &Gate, bytes: &[u8]) -> std::io::Result<()> {
+    let split = (bytes.len() / 4).max(2).min(bytes.len());
+    conn.write_all(&bytes[..split])?;
+    conn.flush()?;
+    gate.pass();
+    conn.write_all(&bytes[split..])
+}
+
+fn answer(mut conn: TcpStream, root: &Path, faults: &Mutex<HashMap<String, Fault>>, gate: &Gate) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let Some(head) = read_request_head(&mut conn) else { return };
     let path = head.split(' ').nth(1).unwrap_or("/").split('?').next().unwrap_or("/");
@@ -105,7 +161,7 @@ fn answer(mut conn: TcpStream, root: &Path, faults: &Mutex<HashMap<String, Fault
             let _ = write!(conn, "HTTP/1.1 {code} Injected\r\nContent-Length: 9\r\nConnection: close\r\n\r\ninjected\n");
         }
         (Some(Fault::Body(b)), _) => {
-            let _ = conn.write_all(head_for(b.len() as u64).as_bytes()).and_then(|()| conn.write_all(&b));
+            let _ = conn.write_all(head_for(b.len() as u64).as_bytes()).and_then(|()| write_through_gate(&mut conn, gate, &b));
         }
         (Some(Fault::Huge { announce }), _) => {
             let head = if announce { head_for(HUGE) } else { "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string() };
@@ -142,10 +198,12 @@ fn answer(mut conn: TcpStream, root: &Path, faults: &Mutex<HashMap<String, Fault
             }
         }
         (Some(Fault::ShortLength), Some(data)) => {
-            let _ = conn.write_all(head_for(data.len() as u64 / 2).as_bytes()).and_then(|()| conn.write_all(&data));
+            let _ = conn.write_all(head_for(data.len() as u64 / 2).as_bytes()).and_then(|()| write_through_gate(&mut conn, gate, &data));
         }
         (Some(f @ (Fault::ResetMidBody | Fault::Truncate)), Some(data)) => {
-            let _ = conn.write_all(head_for(data.len() as u64).as_bytes()).and_then(|()| conn.write_all(&data[..data.len() / 2]));
+            let _ = conn
+                .write_all(head_for(data.len() as u64).as_bytes())
+                .and_then(|()| write_through_gate(&mut conn, gate, &data[..data.len() / 2]));
             let _ = conn.flush();
             if matches!(f, Fault::ResetMidBody) {
                 // Linger 0: close sends RST instead of FIN.
@@ -265,7 +323,9 @@ fn path_of(c: &Case) -> String {
     format!("/{}", artifact_path(c.module, "v1.0.0", c.ext))
 }
 
-fn opts(upstream: String, data: &Path) -> ServerOpts {
+/// `stream_fills`: the `--stream-fills` setting; "0" streams every zip,
+/// so a fault in a zip's body reaches clients that already got the head.
+fn opts(upstream: String, data: &Path, stream_fills: &str) -> ServerOpts {
     ServerOpts {
         data_dir: Some(data.to_path_buf()),
         // The read timeout is short enough for the stalled upstream to trip
@@ -280,6 +340,8 @@ fn opts(upstream: String, data: &Path) -> ServerOpts {
             "0".into(),
             "--negative-ttl".into(),
             "0".into(),
+            "--stream-fills".into(),
+            stream_fills.into(),
         ],
         ..ServerOpts::new(upstream)
     }
@@ -290,27 +352,69 @@ fn assert_healthy(server: &Server) {
     assert_eq!((h.status, h.body_str().trim()), (200, "ok"), "the server must stay up");
 }
 
-#[test]
-fn every_fault_is_a_clear_error_and_nothing_bad_is_kept() {
+/// A GET whose fill is streaming when its mid-body fault strikes: the
+/// head and first bytes arrive while the fault server holds the rest; once
+/// released, the response must be cut short of its announced length.
+fn cut_while_streaming(server: &Server, up: &FaultServer, c: &Case) {
+    up.hold_mid_body();
+    let mut conn = TcpStream::connect(server.addr()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(conn, "GET {} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path_of(c)).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 64 << 10];
+    let head_end = loop {
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            if raw.len() > i + 4 {
+                break i + 4;
+            }
+        }
+        let n = conn.read(&mut buf).unwrap_or_else(|e| panic!("{}: waiting for the first bytes: {e}", c.name));
+        assert!(n > 0, "{}: closed before the first body bytes: {:?}", c.name, String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{}: {head}", c.name);
+    let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap();
+    up.release();
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert!(raw.len() - head_end < length, "{}: a failed fill must never complete its body", c.name);
+}
+
+/// The clear error a fault must give: at once, or, when the zip's fill was
+/// streaming as the fault struck and the response was cut short, on the
+/// next request (which is fetched whole).
+fn clear_error(server: &Server, up: &FaultServer, c: &Case, streaming: bool) {
+    if streaming && c.ext == "zip" && c.fault.is_mid_body() {
+        cut_while_streaming(server, up, c);
+    }
+    let r = http_get(server.addr(), &path_of(c));
+    assert!(c.want.contains(&r.status), "{}: want {:?}, got {r:?}", c.name, c.want);
+    assert!(r.body_str().contains(c.reason), "{}: the reason should say {:?}: {}", c.name, c.reason, r.body_str());
+}
+
+fn every_fault_is_a_clear_error_and_nothing_bad_is_kept(stream_fills: &str) {
+    let streaming = stream_fills != "off";
     let fx = fixture();
     let up = FaultServer::serve(fx.root());
     let data = tempfile::tempdir().unwrap();
     let data_path: PathBuf = data.path().to_path_buf();
-    let mut server = Server::start_with(opts(up.url(), &data_path));
+    let mut server = Server::start_with(opts(up.url(), &data_path, stream_fills));
     for c in cases() {
         up.set(&path_of(&c), c.fault.clone());
     }
     for c in cases() {
-        let r = http_get(server.addr(), &path_of(&c));
-        assert!(c.want.contains(&r.status), "{}: want {:?}, got {r:?}", c.name, c.want);
-        assert!(r.body_str().contains(c.reason), "{}: the reason should say {:?}: {}", c.name, c.reason, r.body_str());
+        clear_error(&server, &up, &c, streaming);
         assert_healthy(&server);
     }
     // A restart on the same data dir must find nothing stored from the faults.
     server.restart();
     for c in cases() {
-        let r = http_get(server.addr(), &path_of(&c));
-        assert!(c.want.contains(&r.status), "{} after restart: want {:?}, got {r:?}", c.name, c.want);
+        clear_error(&server, &up, &c, streaming);
     }
     // Fixed upstream: every request succeeds with the right bytes, and a
     // restart serves the same bytes from the store.
@@ -327,24 +431,48 @@ fn every_fault_is_a_clear_error_and_nothing_bad_is_kept() {
 }
 
 #[test]
-fn behind_a_pipe_every_fault_falls_back_to_the_next_upstream() {
+fn every_fault_is_a_clear_error_and_nothing_bad_is_kept_when_fills_are_buffered() {
+    every_fault_is_a_clear_error_and_nothing_bad_is_kept("off");
+}
+
+#[test]
+fn every_fault_is_a_clear_error_and_nothing_bad_is_kept_when_fills_are_streamed() {
+    every_fault_is_a_clear_error_and_nothing_bad_is_kept("0");
+}
+
+fn behind_a_pipe_every_fault_falls_back_to_the_next_upstream(stream_fills: &str) {
     let fx = fixture();
     let bad = FaultServer::serve(fx.root());
     let good = CountingUpstream::serve(fx.root());
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start_with(opts(format!("{}|{}", bad.url(), good.url()), data.path()));
+    let server = Server::start_with(opts(format!("{}|{}", bad.url(), good.url()), data.path(), stream_fills));
     for c in cases() {
         bad.set(&path_of(&c), c.fault.clone());
     }
     for c in cases() {
+        let want = fx.artifact(c.module, "v1.0.0", c.ext);
+        // Streaming from the failing upstream: cut short; the fallback's
+        // bytes are what is kept.
+        if stream_fills != "off" && c.ext == "zip" && c.fault.is_mid_body() {
+            cut_while_streaming(&server, &bad, &c);
+        }
         let r = http_get(server.addr(), &path_of(&c));
         assert_eq!(r.status, 200, "{}: {}", c.name, r.body_str());
-        assert!(r.body == fx.artifact(c.module, "v1.0.0", c.ext), "{}: wrong bytes", c.name);
+        assert!(r.body == want, "{}: wrong bytes", c.name);
         assert_eq!(good.hits(&path_of(&c)), 1, "{}: fetched once from the good upstream", c.name);
         assert_healthy(&server);
     }
 }
 
+#[test]
+fn behind_a_pipe_every_fault_falls_back_to_the_next_upstream_when_fills_are_buffered() {
+    behind_a_pipe_every_fault_falls_back_to_the_next_upstream("off");
+}
+
+#[test]
+fn behind_a_pipe_every_fault_falls_back_to_the_next_upstream_when_fills_are_streamed() {
+    behind_a_pipe_every_fault_falls_back_to_the_next_upstream("0");
+}
 /// `--upstream-read-timeout` fails a stalled upstream long before the total
 /// `--upstream-timeout`, and does not cut off one that is slow but steady.
 #[test]

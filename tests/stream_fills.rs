@@ -1,8 +1,10 @@
-//! `--stream-fills`: the requesters of an uncached zip get its bytes while
+//! Serve-while-filling (on by default for zips of 1 MiB and more;
+//! `--stream-fills`): the requesters of an uncached zip get its bytes while
 //! the upstream is still sending them, all of them from the one fetch; and
 //! a fill that turns out truncated or invalid never gives anyone a complete
-//! body (the last byte waits for validation), is not stored, and does not
-//! stand in the way of the next good fetch.
+//! body (the last byte waits for validation), is not stored, makes the
+//! next request for it a whole fetch that gets the 502 with the reason,
+//! and does not stand in the way of the next good fetch.
 
 mod common;
 
@@ -10,6 +12,7 @@ use common::*;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::thread;
 use std::time::Duration;
 
 const MODULE: &str = "example.com/streamed";
@@ -76,12 +79,15 @@ impl Partial {
     }
 }
 
+fn server_with(upstream: &CountingUpstream, data: &std::path::Path, extra: &[&str]) -> Server {
+    let mut args: Vec<String> = ["--breaker-failures", "0", "--negative-ttl", "0"].map(String::from).to_vec();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    Server::start_with(ServerOpts { data_dir: Some(data.to_path_buf()), extra_args: args, ..ServerOpts::new(upstream.url()) })
+}
+
+/// Default settings: the 3 MiB zip is above the 1 MiB streaming threshold.
 fn server(upstream: &CountingUpstream, data: &std::path::Path) -> Server {
-    Server::start_with(ServerOpts {
-        data_dir: Some(data.to_path_buf()),
-        extra_args: ["--stream-fills", "--breaker-failures", "0", "--negative-ttl", "0"].map(String::from).to_vec(),
-        ..ServerOpts::new(upstream.url())
-    })
+    server_with(upstream, data, &[])
 }
 
 #[test]
@@ -109,6 +115,7 @@ fn requesters_get_a_zip_while_it_arrives_from_one_fetch() {
     for p in [first.rest(), second.rest()] {
         assert!(p.body == want, "complete and correct ({} of {} bytes)", p.body.len(), want.len());
     }
+    assert_eq!(metric(server.addr(), "gomodproxy_streamed_fills"), 1);
     // Stored: the next request is a hit with the same bytes.
     let again = http_get(server.addr(), &zip_path());
     assert_eq!(again.status, 200);
@@ -117,19 +124,53 @@ fn requesters_get_a_zip_while_it_arrives_from_one_fetch() {
 }
 
 #[test]
+fn zips_below_the_threshold_or_with_streaming_off_arrive_whole() {
+    let fx = fixture();
+    let want = fx.artifact(MODULE, "v1.0.0", "zip");
+    for setting in ["8MiB", "off"] {
+        let upstream = CountingUpstream::serve(fx.root());
+        upstream.set_behavior(UpstreamBehavior { zip_chunk: 256 << 10, zip_chunk_delay: Duration::from_millis(5), ..Default::default() });
+        let data = tempfile::tempdir().unwrap();
+        let server = server_with(&upstream, data.path(), &["--stream-fills", setting]);
+        let r = http_get(server.addr(), &zip_path());
+        assert_eq!(r.status, 200, "{setting}: {}", r.body_str());
+        assert!(r.body == want, "{setting}");
+        assert_eq!(metric(server.addr(), "gomodproxy_streamed_fills"), 0, "{setting}: not streamed");
+    }
+}
+
+/// Opens a deterministic window: the upstream has sent 1 MiB of the zip
+/// and the client has received some of it (so streaming began); on
+/// release the upstream goes on as `behavior` says.
+fn streaming_then(upstream: &CountingUpstream, server: &Server, behavior: UpstreamBehavior) -> Partial {
+    upstream.set_behavior(UpstreamBehavior { zip_pause_at: Some(1 << 20), ..behavior });
+    upstream.hold_zips();
+    let p = Partial::get(server.addr(), &zip_path(), 256 << 10);
+    upstream.release_zips();
+    p.rest()
+}
+
+#[test]
 fn a_truncated_fill_never_completes_a_body_and_is_not_kept() {
     let fx = fixture();
     let want = fx.artifact(MODULE, "v1.0.0", "zip");
     let upstream = CountingUpstream::serve(fx.root());
-    upstream.set_behavior(UpstreamBehavior { zip_truncate_at: Some(want.len() - 10), ..Default::default() });
     let data = tempfile::tempdir().unwrap();
     let mut server = server(&upstream, data.path());
 
-    let cut = Partial::get(server.addr(), &zip_path(), 0).rest();
+    let truncated = UpstreamBehavior { zip_truncate_at: Some(want.len() - 10), ..Default::default() };
+    let cut = streaming_then(&upstream, &server, truncated.clone());
     assert_eq!((cut.status, cut.length), (200, want.len()));
     assert!(cut.body.len() < want.len(), "a failed fill must be cut short");
     assert!(cut.body[..] == want[..cut.body.len()]);
     assert_eq!(http_get(server.addr(), "/healthz").status, 200);
+    assert!(wait_until(Duration::from_secs(10), || metric(server.addr(), "gomodproxy_streams_cut") == 1));
+
+    // Still broken: fetched whole this time, so the client learns why.
+    upstream.set_behavior(truncated);
+    let r = http_get(server.addr(), &zip_path());
+    assert_eq!(r.status, 502, "{}", r.body_str());
+    assert!(r.body_str().contains("upstream"), "{}", r.body_str());
 
     upstream.set_behavior(UpstreamBehavior::default());
     server.restart();
@@ -152,9 +193,14 @@ fn an_invalid_zip_is_held_back_by_its_last_byte() {
     let data = tempfile::tempdir().unwrap();
     let mut server = server(&upstream, data.path());
 
-    let cut = Partial::get(server.addr(), &rel, 0).rest();
+    let cut = streaming_then(&upstream, &server, UpstreamBehavior::default());
     assert_eq!((cut.status, cut.length), (200, n));
     assert!(cut.body.len() < n, "an invalid zip must never be delivered complete");
+    assert!(cut.body[..] == bad[..cut.body.len()]);
+
+    let r = http_get(server.addr(), &rel);
+    assert_eq!(r.status, 502, "the next request gets the reason: {}", r.body_str());
+    assert!(r.body_str().contains("zip"), "{}", r.body_str());
 
     server.restart();
     std::fs::write(fx.root().join(rel.trim_start_matches('/')), &want).unwrap();
@@ -163,26 +209,65 @@ fn an_invalid_zip_is_held_back_by_its_last_byte() {
     assert!(good.body == want, "nothing of the invalid fill was kept");
 }
 
+/// A fill that fails before its first bytes reach anyone still gives its
+/// requesters a status with the reason, not a cut connection.
+#[test]
+fn a_fill_failing_before_its_first_bytes_is_a_clear_error() {
+    let fx = fixture();
+    let want = fx.artifact(MODULE, "v1.0.0", "zip");
+    let upstream = CountingUpstream::serve(fx.root());
+    // The head announces 3 MiB; then the connection closes.
+    upstream.set_behavior(UpstreamBehavior { zip_truncate_at: Some(0), ..Default::default() });
+    let data = tempfile::tempdir().unwrap();
+    let server = server(&upstream, data.path());
+    let r = http_get(server.addr(), &zip_path());
+    assert_eq!(r.status, 502, "{}", r.body_str());
+    assert!(r.body_str().contains("upstream"), "{}", r.body_str());
+    upstream.set_behavior(UpstreamBehavior::default());
+    let good = http_get(server.addr(), &zip_path());
+    assert!(good.status == 200 && good.body == want);
+}
+
 #[test]
 fn a_stream_cut_by_a_failing_upstream_is_refilled_by_the_next_one_behind_a_pipe() {
     let fx = fixture();
     let want = fx.artifact(MODULE, "v1.0.0", "zip");
     let bad = CountingUpstream::serve(fx.root());
-    bad.set_behavior(UpstreamBehavior { zip_truncate_at: Some(want.len() / 2), ..Default::default() });
     let good = CountingUpstream::serve(fx.root());
     let data = tempfile::tempdir().unwrap();
     let server = Server::start_with(ServerOpts {
         data_dir: Some(data.path().to_path_buf()),
-        extra_args: ["--stream-fills", "--breaker-failures", "0"].map(String::from).to_vec(),
+        extra_args: ["--breaker-failures", "0"].map(String::from).to_vec(),
         ..ServerOpts::new(format!("{}|{}", bad.url(), good.url()))
     });
-    let first = Partial::get(server.addr(), &zip_path(), 0).rest();
-    // Either cut short (it streamed from the failing upstream) or whole
-    // (it came in after the failure and waited for the fallback's fill).
-    assert!(first.body.len() < want.len() || first.body == want, "never a complete body that is not the zip");
+    // The first requester is streaming from the failing upstream; a second
+    // one joins that stream.
+    let truncated = UpstreamBehavior { zip_truncate_at: Some(want.len() / 2), zip_pause_at: Some(1 << 20), ..Default::default() };
+    bad.set_behavior(truncated);
+    bad.hold_zips();
+    let first = Partial::get(server.addr(), &zip_path(), 256 << 10);
+    let second = Partial::get(server.addr(), &zip_path(), 256 << 10);
+    good.hold_zips();
+    bad.release_zips();
     assert!(good.wait_for_hits(&zip_path(), 1, Duration::from_secs(30)), "the fallback upstream is asked");
-    let r = http_get(server.addr(), &zip_path());
+    // A third requester arrives while the fallback fills: it waits for that
+    // fill instead of joining the void stream.
+    let third = thread::spawn({
+        let addr = server.addr();
+        move || http_get(addr, &zip_path())
+    });
+    // (The second requester was the first to wait on the fill.)
+    assert!(wait_until(Duration::from_secs(30), || metric(server.addr(), "gomodproxy_coalesced") >= 2), "the third requester waits");
+    good.release_zips();
+    for p in [first.rest(), second.rest()] {
+        assert_eq!(p.status, 200);
+        assert!(p.body.len() < want.len(), "the void stream is cut short");
+    }
+    let r = third.join().unwrap();
     assert_eq!(r.status, 200, "{}", r.body_str());
     assert!(r.body == want);
+    let r = http_get(server.addr(), &zip_path());
+    assert!(r.status == 200 && r.body == want);
     assert_eq!(good.hits(&zip_path()), 1, "filled once, from the fallback");
+    assert_eq!(bad.hits(&zip_path()), 1);
 }

@@ -109,7 +109,12 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
                         Some(n) => n,
                         // The fill failed or the client left: cut the connection
                         // short, so the body never reaches its Content-Length.
-                        None => return,
+                        None => {
+                            if !progress.is_streaming() {
+                                metrics.streams_cut.bump();
+                            }
+                            return;
+                        }
                     };
                     metrics.body_bytes.add(sent);
                     buf.consume(used);
@@ -170,9 +175,10 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
 }
 
 /// Sends a zip that is still arriving (see `upstream::progress`): the
-/// head with the announced length, then the bytes as they come, in fair
-/// turns. Returns the body bytes sent, or None when the connection must be
-/// dropped (the fill failed, the client went away).
+/// head with the announced length, then the bytes as the fill releases
+/// them, straight from its buffer, in fair turns. Returns the body bytes
+/// sent, or None when the connection must be dropped (the fill failed, the
+/// client went away).
 async fn send_filling(
     stream: &mut TcpStream,
     head: &mut Vec<u8>,
@@ -181,27 +187,27 @@ async fn send_filling(
     send_body: bool,
     keep_alive: bool,
 ) -> Option<u64> {
-    use crate::upstream::progress::Read;
-    let total = progress.total()?;
-    response::write_head(head, resp, usize::try_from(total).ok()?, keep_alive);
+    use crate::upstream::progress::Readable;
+    let buffer = progress.buffer()?;
+    response::write_head(head, resp, buffer.capacity(), keep_alive);
     send::send(stream, head, &[], None).await.ok()?;
     if !send_body {
         return Some(0);
     }
-    let mut pos = 0u64;
-    let mut chunk = Vec::with_capacity(send::FAIR_CHUNK);
+    let mut pos = 0;
     loop {
-        chunk.clear();
-        match progress.read(pos, send::FAIR_CHUNK, &mut chunk) {
-            Read::Bytes(n) => {
-                stream.write_all(&chunk).await.ok()?;
-                pos += n as u64;
-                glommio::executor().yield_now().await;
+        match progress.readable(pos).await {
+            Readable::UpTo(end) => {
+                // `end` never passes what was published.
+                let released = buffer.published().get(pos..end)?;
+                for turn in released.chunks(send::FAIR_CHUNK) {
+                    send::send(stream, &[], turn, None).await.ok()?;
+                    glommio::executor().yield_now().await;
+                }
+                pos = end;
             }
-            // The fetching thread cannot wake this task: poll, briefly.
-            Read::Wait => glommio::timer::sleep(Duration::from_millis(2)).await,
-            Read::End => return Some(pos),
-            Read::Failed => return None,
+            Readable::End => return Some(pos as u64),
+            Readable::Failed => return None,
         }
     }
 }

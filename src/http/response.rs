@@ -22,7 +22,6 @@ impl Body {
         }
     }
 
-    /// The descriptor and offset holding [`Body::bytes`], if they lie in a file.
     /// A zip still arriving, sent as it comes (see `upstream::progress`).
     pub fn filling(&self) -> Option<&std::sync::Arc<crate::upstream::progress::Progress>> {
         match self {
@@ -31,6 +30,7 @@ impl Body {
         }
     }
 
+    /// The descriptor and offset holding [`Body::bytes`], if they lie in a file.
     pub fn file_range(&self) -> Option<(std::os::fd::RawFd, u64)> {
         match self {
             Body::Artifact(a) => a.file_range(),

@@ -16,6 +16,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::channels::local_channel::{self, LocalSender};
 
@@ -23,7 +25,7 @@ use super::router;
 use crate::config::HitRouting;
 use crate::metrics::{CoreMetrics, Metrics};
 use crate::store::{self, Index, Kind, SegmentWriter, StoredBlob};
-use crate::upstream::progress::Progress;
+use crate::upstream::progress::{Progress, Readable};
 use crate::upstream::{Fetch, FetchError, Fetcher, What};
 
 /// What every core shares: read-only settings and lock-free structures.
@@ -47,8 +49,10 @@ pub struct Policy {
     pub sumdb_ttl: Duration,
     /// How long an upstream's 404/410 is remembered (`--negative-ttl`); zero: not at all.
     pub negative_ttl: Duration,
-    /// Serve a zip to its requesters while it is being fetched (`--stream-fills`).
-    pub stream_fills: bool,
+    /// Serve a zip to its requesters while it is being fetched, when the
+    /// upstream announces at least this many bytes (`--stream-fills`);
+    /// `None`: never.
+    pub stream_fills: Option<u64>,
 }
 
 impl Shared {
@@ -101,9 +105,9 @@ pub enum Body {
     Stored(StoredBlob),
     /// Held in memory: `list`/`@latest` answers, and blobs the store could
     /// not take (disk full) passed through to the client.
-    Memory { bytes: Arc<Vec<u8>>, sha256: Option<[u8; 32]> },
-    /// A zip still arriving from the upstream (`--stream-fills`): read it
-    /// with [`Progress::read`]; the connection must be cut if it fails.
+    Memory { bytes: Bytes, sha256: Option<[u8; 32]> },
+    /// A zip still arriving from the upstream (`--stream-fills`): send it
+    /// as [`Progress::readable`] allows; the connection must be cut if it fails.
     Filling(Arc<Progress>),
 }
 
@@ -157,7 +161,7 @@ pub enum Msg {
 }
 
 struct Volatile {
-    bytes: Arc<Vec<u8>>,
+    bytes: Bytes,
     fetched_at: Instant,
 }
 
@@ -217,6 +221,8 @@ pub struct Core {
     inflight: RefCell<HashMap<ArtifactKey, Inflight>>,
     volatile: RefCell<HashMap<ArtifactKey, Volatile>>,
     negative: RefCell<HashMap<ArtifactKey, Negative>>,
+    /// Zips whose last fill was streamed and failed: the next fill is not streamed.
+    unstreamable: RefCell<HashMap<ArtifactKey, ()>>,
     peers: Option<Senders<Msg>>,
     pending: RefCell<HashMap<u64, LocalSender<Resolved>>>,
     next_call: Cell<u64>,
@@ -233,6 +239,7 @@ impl Core {
             inflight: RefCell::new(HashMap::new()),
             volatile: RefCell::new(HashMap::new()),
             negative: RefCell::new(HashMap::new()),
+            unstreamable: RefCell::new(HashMap::new()),
             peers,
             pending: RefCell::new(HashMap::new()),
             next_call: Cell::new(0),
@@ -266,7 +273,31 @@ impl Core {
     }
 
     /// Answers `key` on its owning core: here, or across the mesh.
+    ///
+    /// A zip still arriving is handed out only once its first bytes are
+    /// released, so a fill that fails before then still gets its requesters
+    /// a status naming the reason rather than a connection cut short (and
+    /// one whose stream a fallback upstream started over waits for that
+    /// fallback's fill).
     pub async fn resolve(self: &Rc<Self>, key: ArtifactKey) -> Resolved {
+        // A fill that starts over can fail once more, with its reason; a
+        // third round only guards against a bug looping here.
+        for _ in 0..3 {
+            let resolved = self.resolve_once(key.clone()).await;
+            let Ok(Artifact { body: Body::Filling(p), .. }) = &resolved else { return resolved };
+            match p.readable(0).await {
+                Readable::UpTo(_) | Readable::End => return resolved,
+                Readable::Failed => {
+                    if let Some(e) = p.failure() {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Err(internal("fill restarted too often"))
+    }
+
+    async fn resolve_once(self: &Rc<Self>, key: ArtifactKey) -> Resolved {
         let owner = self.owner_of(key.route());
         match &self.peers {
             Some(peers) if owner != self.id => {
@@ -294,7 +325,7 @@ impl Core {
         let fetched =
             glommio::executor().spawn_blocking(move || upstream.fetch(&Fetch { module: &module, version: &query, what: What::Info })).await;
         self.count_upstream_error(&fetched);
-        fetched.map(|bytes| Artifact { body: Body::Memory { bytes: Arc::new(bytes), sha256: None }, stale: false })
+        fetched.map(|bytes| Artifact { body: Body::Memory { bytes: bytes.into(), sha256: None }, stale: false })
     }
 
     /// Routes messages from one peer; runs for the life of the core.
@@ -424,17 +455,34 @@ impl Core {
             }
             None => return,
         };
+        self.metrics.streamed_fills.bump();
         for w in waiters {
             let _ = w.try_send(Ok(Artifact { body: Body::Filling(progress.clone()), stale: false }));
         }
     }
 
     async fn fetch_and_store(&self, key: &ArtifactKey) -> Resolved {
-        let progress = (self.shared.policy.stream_fills && key.what == What::Zip).then(|| Arc::new(Progress::default()));
+        // A zip whose last streamed fill failed is fetched whole this time,
+        // so its requesters get the reason (a 502 naming it) instead of
+        // another connection cut short.
+        let stream_from =
+            self.shared.policy.stream_fills.filter(|_| key.what == What::Zip && !self.unstreamable.borrow().contains_key(key));
+        let progress = stream_from.map(|min| Arc::new(Progress::new(Some(min))));
         let result = self.fetch_and_store_with(key, progress.as_ref()).await;
-        // (A successful fill completed the progress where it kept the bytes.)
-        if let (Some(p), Err(_)) = (&progress, &result) {
-            p.fail();
+        if let Some(p) = &progress {
+            match &result {
+                // (A successful fill completed the progress where it kept the bytes.)
+                Ok(_) => {}
+                Err(e) => {
+                    p.fail_with(e.clone());
+                    if p.was_streamed() {
+                        bounded_insert(&mut self.unstreamable.borrow_mut(), key.clone(), (), |_, _| false);
+                    }
+                }
+            }
+        }
+        if result.is_ok() && key.what == What::Zip {
+            self.unstreamable.borrow_mut().remove(key);
         }
         result
     }
@@ -448,35 +496,37 @@ impl Core {
         // Hash on the blocking thread too: a 500 MiB zip must not stall the reactor.
         let job = glommio::executor().spawn_blocking(move || {
             let body = match k.what {
-                What::Latest => crate::upstream::latest(&*upstream, &k.module)?,
+                What::Latest => Bytes::from(crate::upstream::latest(&*upstream, &k.module)?),
                 what => upstream.fetch_streaming(&Fetch { module: &k.module, version: &k.version, what }, &p)?,
             };
             let sha = immutable.then(|| store::record::payload_sha256(&body));
             Ok::<_, FetchError>((body, sha))
         });
+        let mut job = std::pin::pin!(job);
         let fetched = match progress {
             None => job.await,
             Some(p) => {
-                // The blocking thread cannot wake this core; look for the
-                // announced length between polls of the job.
-                let mut job = std::pin::pin!(job);
-                let mut announced = false;
-                loop {
-                    if let Some(r) = futures_lite::future::poll_once(&mut job).await {
-                        break r;
+                // The fetching thread wakes this task when the upstream's
+                // answer starts (or the fill ends first).
+                let started = futures_lite::future::or(async { Some(job.as_mut().await) }, async {
+                    p.started().await;
+                    None
+                })
+                .await;
+                match started {
+                    Some(done) => done,
+                    None => {
+                        if p.is_streaming() {
+                            self.announce(key, p);
+                        }
+                        job.await
                     }
-                    if !announced && p.is_streaming() {
-                        announced = true;
-                        self.announce(key, p);
-                    }
-                    glommio::timer::sleep(Duration::from_millis(2)).await;
                 }
             }
         };
         self.count_upstream_error(&fetched);
         match (kind_of(key.what), fetched) {
-            (None, Ok((body, _))) => {
-                let bytes = Arc::new(body);
+            (None, Ok((bytes, _))) => {
                 let fresh = Volatile { bytes: bytes.clone(), fetched_at: Instant::now() };
                 // Past their TTL, entries are only a reserve for stale-if-error: the first to go.
                 bounded_insert(&mut self.volatile.borrow_mut(), key.clone(), fresh, |k, v| {
@@ -495,26 +545,23 @@ impl Core {
                 }
                 Err(e)
             }
-            (Some(kind), Ok((body, sha))) => {
-                let sha = sha.unwrap_or_else(|| store::record::payload_sha256(&body));
-                let bytes = Arc::new(body);
-                match self.writer.append(kind, &key.module, &key.version, bytes.clone(), sha).await {
+            (Some(kind), Ok((bytes, sha))) => {
+                let sha = sha.unwrap_or_else(|| store::record::payload_sha256(&bytes));
+                let stored = self.writer.append(kind, &key.module, &key.version, bytes.clone(), sha).await;
+                // Readers of the streamed fill may now finish (from the
+                // buffer they already send from, not the map).
+                if let Some(p) = progress {
+                    p.complete();
+                }
+                match stored {
                     Ok(blob) => {
                         self.shared.indexes[self.id].insert(&key.module, &key.version, kind, blob.clone());
-                        // Readers of the streamed fill may now finish (from
-                        // these bytes, which they keep alive, not the map).
-                        if let Some(p) = progress {
-                            p.complete(bytes);
-                        }
                         Ok(Artifact { body: Body::Stored(blob), stale: false })
                     }
                     Err(e) => {
                         // Pass-through: the client still gets its bytes; nothing half-written is published.
                         self.metrics.store_errors.bump();
                         log::error!("storing {}@{} ({kind:?}) failed, serving from memory: {e}", key.module, key.version);
-                        if let Some(p) = progress {
-                            p.complete(bytes.clone());
-                        }
                         Ok(Artifact { body: Body::Memory { bytes, sha256: Some(sha) }, stale: false })
                     }
                 }

@@ -134,8 +134,8 @@ fn the_writer_appends_publishable_records_and_rotates() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), 1, owner).unwrap();
     let writer = store.writer(1 << 20);
-    let big = Arc::new(vec![7u8; (1 << 20) + 5]);
-    let small = Arc::new(b"module example.com/a\n".to_vec());
+    let big = bytes::Bytes::from(vec![7u8; (1 << 20) + 5]);
+    let small = bytes::Bytes::from_static(b"module example.com/a\n");
     let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
     let (a, b, c) = ex.run(async {
         let a = writer.append(Kind::Mod, "example.com/a", "v1.0.0", small.clone(), payload_sha256(&small)).await.unwrap();

@@ -50,7 +50,7 @@ impl SegmentWriter {
         kind: Kind,
         module: &str,
         version: &str,
-        payload: Arc<Vec<u8>>,
+        payload: bytes::Bytes,
         sha256: [u8; 32],
     ) -> Result<StoredBlob, StoreError> {
         let _turn = self.turn.acquire_permit(1).await.map_err(|_| StoreError::Closed)?;

@@ -118,10 +118,10 @@ impl<F: Fetcher> Guarded<F> {
 
 impl<F: Fetcher> Fetcher for Guarded<F> {
     fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
-        self.fetch_streaming(req, &super::progress::Progress::default())
+        self.fetch_streaming(req, &super::progress::Progress::default()).map(Vec::from)
     }
 
-    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &super::progress::Progress) -> Result<Vec<u8>, FetchError> {
+    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &super::progress::Progress) -> Result<bytes::Bytes, FetchError> {
         if let Admission::Skip { retry_in } = self.breaker.admit(Instant::now()) {
             return Err(FetchError::CircuitOpen { upstream: self.inner.name().to_string(), retry_in });
         }

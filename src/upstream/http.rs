@@ -113,11 +113,11 @@ impl Fetcher for HttpFetcher {
     // ureq's error is large, but there is one per request and it is matched at once.
     #[allow(clippy::result_large_err)]
     fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
-        self.fetch_streaming(req, &super::progress::Progress::default())
+        self.fetch_streaming(req, &super::progress::Progress::default()).map(Vec::from)
     }
 
     #[allow(clippy::result_large_err)]
-    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &super::progress::Progress) -> Result<Vec<u8>, FetchError> {
+    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &super::progress::Progress) -> Result<bytes::Bytes, FetchError> {
         let url = format!("{}/{}", self.base, req.protocol_path()?);
         let cap = req.what.size_cap();
         let unavailable = |message: String| FetchError::Unavailable { upstream: self.base.clone(), message };
@@ -159,17 +159,12 @@ impl Fetcher for HttpFetcher {
             }
         };
         let announced = resp.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
-        if let Some(len) = announced {
-            if len > cap {
-                return Err(FetchError::TooLarge { upstream: self.base.clone(), limit: cap });
-            }
-            // Only zips are streamed: the answers worth the wait, and
-            // only with a length, which readers must send before the body.
-            if req.what == super::What::Zip && len > 0 {
-                progress.start(len);
-            }
+        if announced.is_some_and(|len| len > cap) {
+            return Err(FetchError::TooLarge { upstream: self.base.clone(), limit: cap });
         }
-        let streaming = progress.is_streaming();
+        // Only zips are streamed: the answers worth the wait, and only with
+        // a length, which readers must send before the body.
+        let mut streaming = announced.filter(|_| req.what == super::What::Zip).and_then(|len| progress.start(len));
         let timeout = || FetchError::Timeout { upstream: self.base.clone() };
         if Instant::now() > deadline {
             return Err(timeout());
@@ -186,8 +181,14 @@ impl Fetcher for HttpFetcher {
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => return Err(timeout()),
                 Err(e) => return Err(unavailable(format!("reading body: {e}"))),
             };
-            if !(streaming && progress.push(&buf[..n])) {
-                body.extend_from_slice(&buf[..n]);
+            match &mut streaming {
+                Some(writer) => {
+                    if !writer.append(&buf[..n]) {
+                        return Err(unavailable("body longer than its Content-Length".into()));
+                    }
+                    progress.published();
+                }
+                None => body.extend_from_slice(&buf[..n]),
             }
             received += n as u64;
             if received > cap {
@@ -198,12 +199,12 @@ impl Fetcher for HttpFetcher {
                 return Err(timeout());
             }
         }
-        if streaming {
-            // The bytes went to the readers' buffer; take them back for
-            // validation (readers wait until it is done).
-            return progress.take().ok_or_else(|| unavailable("fill abandoned".into()));
+        match streaming {
+            // The readers' buffer, whole, for validation (readers wait for
+            // the last byte meanwhile).
+            Some(writer) => progress.finish(writer).ok_or_else(|| unavailable("body shorter than its Content-Length".into())),
+            None => Ok(body.into()),
         }
-        Ok(body)
     }
 
     fn name(&self) -> &str {

@@ -165,11 +165,12 @@ impl std::error::Error for FetchError {}
 pub trait Fetcher: Send + Sync {
     fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError>;
     /// Like `fetch`, publishing the body to `progress` as it arrives when
-    /// the fetcher can (see `progress`). A fetcher that streamed returns
-    /// the body taken from `progress`; on failure the caller fails it.
-    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &progress::Progress) -> Result<Vec<u8>, FetchError> {
+    /// the fetcher can and `progress` wants it (see `progress`). A fetcher
+    /// that streamed returns the body it handed over with
+    /// [`progress::Progress::finish`]; on failure the caller fails it.
+    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &progress::Progress) -> Result<bytes::Bytes, FetchError> {
         let _ = progress;
-        self.fetch(req)
+        self.fetch(req).map(bytes::Bytes::from)
     }
     /// A name for logs and error messages (never includes credentials).
     fn name(&self) -> &str;
@@ -287,10 +288,10 @@ impl UpstreamChain {
 
 impl Fetcher for UpstreamChain {
     fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
-        self.fetch_streaming(req, &progress::Progress::default())
+        self.fetch_streaming(req, &progress::Progress::default()).map(Vec::from)
     }
 
-    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &progress::Progress) -> Result<Vec<u8>, FetchError> {
+    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &progress::Progress) -> Result<bytes::Bytes, FetchError> {
         let mut last = FetchError::NotFound { gone: false, message: "not found: no upstream configured".into() };
         for (fetcher, fallback) in &self.entries {
             match fetcher.fetch_streaming(req, progress).and_then(|body| validate::validate(req, &body).map(|()| body)) {

@@ -71,10 +71,10 @@ impl PrivacyGuard {
 
 impl Fetcher for PrivacyGuard {
     fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
-        self.fetch_streaming(req, &super::progress::Progress::default())
+        self.fetch_streaming(req, &super::progress::Progress::default()).map(Vec::from)
     }
 
-    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &super::progress::Progress) -> Result<Vec<u8>, FetchError> {
+    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &super::progress::Progress) -> Result<bytes::Bytes, FetchError> {
         match self.subject(req) {
             Subject::Public => self.public.fetch_streaming(req, progress),
             Subject::Undecodable => {

@@ -1,6 +1,7 @@
-//! A fill in progress that clients may read while it arrives
-//! (`--stream-fills`): the bytes an upstream has sent so far, shared
-//! between the blocking thread that fetches and the connections that serve.
+//! A zip fill in progress that clients read while it arrives: the bytes an
+//! upstream has sent so far, shared between the blocking thread that
+//! fetches and the connections that serve them, with wake-ups across
+//! threads instead of polling.
 //!
 //! Owns one rule above all: no reader ever gets the last byte of a fill
 //! before the whole of it has been validated (and stored, or passed
@@ -8,39 +9,155 @@
 //! fill fails they are told to abort, so a client can never hold a
 //! complete, corrupt answer (its Content-Length is never met). Nothing
 //! here touches the store or the network.
+//!
+//! The bytes live in one [`FillBuffer`] sized by the upstream's
+//! Content-Length: written once, never moved, read in place by every
+//! connection (no per-reader copy), and handed on whole, without a copy,
+//! for validation and storing.
 
 use std::fmt;
+use std::future::{poll_fn, Future};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+
+use super::FetchError;
+
+/// A fixed-capacity byte buffer with one writer ([`FillWriter`]) and any
+/// number of readers. The writer appends past the published length and
+/// then publishes it; readers see only bytes before it. Published bytes
+/// never move or change, so a reader's slice stays valid while the
+/// writer goes on.
+pub struct FillBuffer {
+    /// From `Box::<[u8]>::into_raw`; freed in `Drop`. Only raw writes
+    /// past `published` and shared reads before it ever touch it.
+    bytes: NonNull<u8>,
+    capacity: usize,
+    published: AtomicUsize,
+}
+
+// SAFETY: the buffer is plain bytes. Readers only form shared slices of
+// the published prefix (acquire); the single writer (`FillWriter` is not
+// `Clone` and appends through `&mut`) writes only past it and publishes
+// with release, so no byte is ever written while a reference to it exists.
+unsafe impl Send for FillBuffer {}
+unsafe impl Sync for FillBuffer {}
+
+impl FillBuffer {
+    /// A zeroed buffer of `capacity` bytes (the allocator hands out fresh,
+    /// untouched pages for large ones: memory is committed as bytes arrive)
+    /// and its one writer.
+    pub fn new(capacity: usize) -> (Arc<FillBuffer>, FillWriter) {
+        let raw = Box::into_raw(vec![0u8; capacity].into_boxed_slice());
+        // A Box pointer is never null (a dangling, aligned one when empty).
+        let bytes = NonNull::new(raw.cast::<u8>()).unwrap_or(NonNull::dangling());
+        let buffer = Arc::new(FillBuffer { bytes, capacity, published: AtomicUsize::new(0) });
+        (buffer.clone(), FillWriter { buffer })
+    }
+
+    /// The bytes published so far.
+    pub fn published(&self) -> &[u8] {
+        let len = self.published.load(Ordering::Acquire);
+        // SAFETY: `len <= capacity` bytes were written before being
+        // published (release above pairs with this acquire) and are never
+        // written again.
+        unsafe { std::slice::from_raw_parts(self.bytes.as_ptr(), len) }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.published.load(Ordering::Acquire) == self.capacity
+    }
+}
+
+impl Drop for FillBuffer {
+    fn drop(&mut self) {
+        let raw = std::ptr::slice_from_raw_parts_mut(self.bytes.as_ptr(), self.capacity);
+        // SAFETY: `raw` is exactly what `Box::into_raw` returned in `new`,
+        // and no reader can outlive the buffer (they borrow it).
+        drop(unsafe { Box::from_raw(raw) });
+    }
+}
+
+/// The one writer of a [`FillBuffer`].
+pub struct FillWriter {
+    buffer: Arc<FillBuffer>,
+}
+
+impl FillWriter {
+    /// Appends and publishes `chunk`; false (and nothing written) when it
+    /// does not fit.
+    pub fn append(&mut self, chunk: &[u8]) -> bool {
+        let b = &*self.buffer;
+        // Only this writer stores `published`: its own last value.
+        let at = b.published.load(Ordering::Relaxed);
+        if chunk.len() > b.capacity - at {
+            return false;
+        }
+        // SAFETY: `at + chunk.len() <= capacity`; bytes past `at` are not
+        // published, so no reader holds a reference to them, and `&mut self`
+        // makes this the only writer.
+        unsafe { std::ptr::copy_nonoverlapping(chunk.as_ptr(), b.bytes.as_ptr().add(at), chunk.len()) };
+        b.published.store(at + chunk.len(), Ordering::Release);
+        true
+    }
+}
+
+/// A full buffer, seen as the bytes it holds (for [`Bytes::from_owner`]).
+struct Whole(Arc<FillBuffer>);
+
+impl AsRef<[u8]> for Whole {
+    fn as_ref(&self) -> &[u8] {
+        self.0.published()
+    }
+}
 
 /// Where the fill stands.
 enum State {
-    /// No length announced yet: nobody may stream.
+    /// No length announced yet (or too small to stream): nobody may stream.
     Waiting,
-    /// Bytes arriving; `total` was announced by the upstream.
-    Filling { total: u64, data: Vec<u8> },
-    /// Complete and taken for validation and storing; readers wait.
-    Checking { total: u64 },
+    /// Bytes arriving into the buffer.
+    Filling(Arc<FillBuffer>),
+    /// Complete and taken for validation and storing; the last byte waits.
+    Checking(Arc<FillBuffer>),
     /// Validated: every byte may go out.
-    Done(Arc<Vec<u8>>),
-    /// The fill failed (or a fallback started over): readers abort.
-    Failed,
+    Done(Arc<FillBuffer>),
+    /// The fill failed, for this reason when it is final (none while a
+    /// fallback upstream starts over): readers abort.
+    Failed(Option<FetchError>),
 }
 
-/// What a reader gets from [`Progress::read`].
+struct Inner {
+    state: State,
+    /// Tasks waiting for more bytes or for the fill to start, end or fail.
+    /// Executor tasks, woken from the fetching thread (glommio queues such
+    /// foreign wake-ups to the task's own executor and rings its eventfd).
+    wakers: Vec<Waker>,
+    /// Whether any reader could have been handed bytes of this fill.
+    streamed: bool,
+}
+
+/// What a reader may do next (see [`Progress::readable`]).
 #[derive(Debug, PartialEq, Eq)]
-pub enum Read {
-    /// This many bytes were appended to the reader's buffer.
-    Bytes(usize),
-    /// Nothing new yet: wait and ask again.
-    Wait,
-    /// Everything has been read.
+pub enum Readable {
+    /// Bytes up to (not including) this offset may be sent.
+    UpTo(usize),
+    /// Everything has been sent.
     End,
     /// The fill failed: close the connection without completing the body.
     Failed,
 }
 
 pub struct Progress {
-    state: Mutex<State>,
+    /// Smallest announced length that is streamed; `None`: never stream.
+    stream_from: Option<u64>,
+    inner: Mutex<Inner>,
 }
 
 impl fmt::Debug for Progress {
@@ -50,146 +167,286 @@ impl fmt::Debug for Progress {
 }
 
 impl Default for Progress {
+    /// A progress that never streams: fetchers keep the bytes themselves.
     fn default() -> Self {
-        Progress { state: Mutex::new(State::Waiting) }
+        Progress::new(None)
     }
 }
 
 impl Progress {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves plain data behind; keep going.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// Streams fills whose announced length is at least `stream_from`.
+    pub fn new(stream_from: Option<u64>) -> Progress {
+        Progress { stream_from, inner: Mutex::new(Inner { state: State::Waiting, wakers: Vec::new(), streamed: false }) }
     }
 
-    /// The upstream announced `total` bytes: readers may start. Ignored
-    /// unless the fill is still waiting (a fallback after a failure never
-    /// streams again).
-    pub fn start(&self, total: u64) {
-        let mut s = self.lock();
-        if matches!(*s, State::Waiting) {
-            *s = State::Filling { total, data: Vec::new() };
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind; keep going.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves to `state` and wakes everyone waiting.
+    fn set(&self, state: State) {
+        let wakers = {
+            let mut inner = self.lock();
+            inner.state = state;
+            std::mem::take(&mut inner.wakers)
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// The upstream announced `total` bytes. Returns the writer to append
+    /// them with when they are to be streamed: the fill is still waiting
+    /// (a fallback after a failure never streams again) and `total` is
+    /// within the streaming bounds. Otherwise the fetcher keeps the bytes.
+    pub fn start(&self, total: u64) -> Option<FillWriter> {
+        let min = self.stream_from?;
+        let len = usize::try_from(total).ok().filter(|&n| n > 0 && total >= min)?;
+        let (writer, wakers) = {
+            let mut inner = self.lock();
+            if !matches!(inner.state, State::Waiting) {
+                return None;
+            }
+            let (buffer, writer) = FillBuffer::new(len);
+            inner.state = State::Filling(buffer);
+            inner.streamed = true;
+            (writer, std::mem::take(&mut inner.wakers))
+        };
+        wakers.into_iter().for_each(Waker::wake);
+        Some(writer)
+    }
+
+    /// Wakes readers after the writer appended.
+    pub fn published(&self) {
+        let wakers = std::mem::take(&mut self.lock().wakers);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// The complete body, handed over for validation (without a copy);
+    /// readers keep waiting for the last byte. `None` when the buffer is
+    /// not full (the upstream sent less than it announced) or the fill
+    /// already failed.
+    pub fn finish(&self, writer: FillWriter) -> Option<Bytes> {
+        let mut inner = self.lock();
+        match &inner.state {
+            State::Filling(b) if Arc::ptr_eq(b, &writer.buffer) && b.is_full() => {
+                let b = b.clone();
+                inner.state = State::Checking(b.clone());
+                Some(Bytes::from_owner(Whole(b)))
+            }
+            _ => None,
         }
     }
 
-    /// Whether bytes are being streamed (`start` was accepted, and the
+    /// The body was validated and kept: readers may finish.
+    pub fn complete(&self) {
+        let done = match &self.lock().state {
+            State::Checking(b) => State::Done(b.clone()),
+            _ => return,
+        };
+        self.set(done);
+    }
+
+    /// What was streamed is void (a fallback upstream starts over, and its
+    /// bytes may differ): readers abort. Never streams again.
+    pub fn fail(&self) {
+        let mut inner = self.lock();
+        if !matches!(inner.state, State::Failed(_)) {
+            inner.state = State::Failed(None);
+        }
+        let wakers = std::mem::take(&mut inner.wakers);
+        drop(inner);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// The fill failed for good, for this reason: readers abort.
+    pub fn fail_with(&self, error: FetchError) {
+        self.set(State::Failed(Some(error)));
+    }
+
+    /// Why the fill failed, once that is final.
+    pub fn failure(&self) -> Option<FetchError> {
+        match &self.lock().state {
+            State::Failed(e) => e.clone(),
+            _ => None,
+        }
+    }
+
+    /// Whether bytes are being streamed (a start was accepted, and the
     /// fill has not failed).
     pub fn is_streaming(&self) -> bool {
-        matches!(*self.lock(), State::Filling { .. } | State::Checking { .. } | State::Done(_))
+        matches!(self.lock().state, State::Filling(_) | State::Checking(_) | State::Done(_))
     }
 
-    /// Appends bytes; false when not filling (the caller keeps them itself).
-    pub fn push(&self, chunk: &[u8]) -> bool {
-        match &mut *self.lock() {
-            State::Filling { data, .. } => {
-                data.extend_from_slice(chunk);
-                true
-            }
-            _ => false,
-        }
+    /// Whether readers may have been handed some of this fill's bytes,
+    /// even if it failed since.
+    pub fn was_streamed(&self) -> bool {
+        self.lock().streamed
     }
 
-    /// The complete body, handed over for validation; readers wait meanwhile.
-    pub fn take(&self) -> Option<Vec<u8>> {
-        let mut s = self.lock();
-        match std::mem::replace(&mut *s, State::Failed) {
-            State::Filling { total, data } => {
-                *s = State::Checking { total };
-                Some(data)
-            }
-            other => {
-                *s = other;
-                None
-            }
-        }
-    }
-
-    /// The validated bytes: readers may finish. Bytes of another length
-    /// than announced would not match the Content-Length readers sent:
-    /// that fails them instead.
-    pub fn complete(&self, bytes: Arc<Vec<u8>>) {
-        let mut s = self.lock();
-        *s = match &*s {
-            State::Filling { total, .. } | State::Checking { total } if *total == bytes.len() as u64 => State::Done(bytes),
-            _ => State::Failed,
-        };
-    }
-
-    /// The fill failed: readers abort. Final.
-    pub fn fail(&self) {
-        *self.lock() = State::Failed;
-    }
-
+    /// The announced length, while streaming.
     pub fn total(&self) -> Option<u64> {
-        match &*self.lock() {
-            State::Filling { total, .. } | State::Checking { total } => Some(*total),
-            State::Done(b) => Some(b.as_slice().len() as u64),
-            State::Waiting | State::Failed => None,
+        self.buffer().map(|b| b.capacity() as u64)
+    }
+
+    /// The buffer readers send from, while streaming.
+    pub fn buffer(&self) -> Option<Arc<FillBuffer>> {
+        match &self.lock().state {
+            State::Filling(b) | State::Checking(b) | State::Done(b) => Some(b.clone()),
+            State::Waiting | State::Failed(_) => None,
         }
     }
 
-    /// Appends up to `max` bytes from offset `pos` to `out`. Until the fill
-    /// is validated the last byte is held back.
-    pub fn read(&self, pos: u64, max: usize, out: &mut Vec<u8>) -> Read {
-        let s = self.lock();
-        let (available, bytes): (u64, &[u8]) = match &*s {
-            State::Filling { total, data } => (total.saturating_sub(1).min(data.len() as u64), data),
-            State::Checking { .. } | State::Waiting => return Read::Wait,
-            State::Done(b) => (b.as_slice().len() as u64, b.as_slice()),
-            State::Failed => return Read::Failed,
+    /// Resolves once the fill has left `Waiting`: streaming started, or it failed.
+    pub fn started(&self) -> impl Future<Output = ()> + '_ {
+        poll_fn(|cx| {
+            let mut inner = self.lock();
+            if matches!(inner.state, State::Waiting) {
+                register(&mut inner.wakers, cx);
+                return Poll::Pending;
+            }
+            Poll::Ready(())
+        })
+    }
+
+    /// Resolves when a reader that has sent `pos` bytes may send more, has
+    /// sent everything, or must abort.
+    pub fn readable(&self, pos: usize) -> impl Future<Output = Readable> + '_ {
+        poll_fn(move |cx| self.poll_readable(pos, cx))
+    }
+
+    fn poll_readable(&self, pos: usize, cx: &mut Context<'_>) -> Poll<Readable> {
+        let mut inner = self.lock();
+        let released = match &inner.state {
+            // The last byte waits for validation.
+            State::Filling(b) | State::Checking(b) => b.published().len().min(b.capacity() - 1),
+            State::Done(b) if pos >= b.capacity() => return Poll::Ready(Readable::End),
+            State::Done(b) => return Poll::Ready(Readable::UpTo(b.capacity())),
+            State::Failed(_) => return Poll::Ready(Readable::Failed),
+            State::Waiting => 0,
         };
-        if pos >= available {
-            return if matches!(*s, State::Done(_)) { Read::End } else { Read::Wait };
+        if released > pos {
+            return Poll::Ready(Readable::UpTo(released));
         }
-        let end = available.min(pos + max as u64);
-        // pos < end <= bytes.len(): both fit in usize.
-        out.extend_from_slice(&bytes[pos as usize..end as usize]);
-        Read::Bytes((end - pos) as usize)
+        register(&mut inner.wakers, cx);
+        Poll::Pending
+    }
+}
+
+fn register(wakers: &mut Vec<Waker>, cx: &Context<'_>) {
+    if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+        wakers.push(cx.waker().clone());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
 
-    fn read_all(p: &Progress, pos: u64) -> (Read, Vec<u8>) {
-        let mut out = Vec::new();
-        let r = p.read(pos, 1 << 20, &mut out);
-        (r, out)
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn poll(p: &Progress, pos: usize, count: &Arc<Count>) -> Poll<Readable> {
+        let waker = Waker::from(count.clone());
+        p.poll_readable(pos, &mut Context::from_waker(&waker))
     }
 
     #[test]
     fn the_last_byte_waits_for_validation() {
-        let p = Progress::default();
-        assert_eq!(read_all(&p, 0).0, Read::Wait, "nothing before a length is announced");
-        p.start(4);
-        assert!(p.push(b"abc"));
-        assert_eq!(read_all(&p, 0), (Read::Bytes(3), b"abc".to_vec()));
-        assert!(p.push(b"d"));
-        assert_eq!(read_all(&p, 3).0, Read::Wait, "the last byte is held back while filling");
-        assert_eq!(p.take().as_deref(), Some(&b"abcd"[..]));
-        assert_eq!(read_all(&p, 3).0, Read::Wait, "and while checking");
-        p.complete(Arc::new(b"abcd".to_vec()));
-        assert_eq!(read_all(&p, 3), (Read::Bytes(1), b"d".to_vec()));
-        assert_eq!(read_all(&p, 4).0, Read::End);
+        let count = Arc::new(Count::default());
+        let p = Progress::new(Some(0));
+        assert_eq!(poll(&p, 0, &count), Poll::Pending, "nothing before a length is announced");
+        let mut w = p.start(4).expect("streams");
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "a start wakes the waiting");
+        assert!(w.append(b"abc"));
+        p.published();
+        assert_eq!(poll(&p, 0, &count), Poll::Ready(Readable::UpTo(3)));
+        assert_eq!(&p.buffer().unwrap().published()[..3], b"abc");
+        assert!(w.append(b"d"));
+        assert!(!w.append(b"e"), "never past the announced length");
+        assert_eq!(poll(&p, 3, &count), Poll::Pending, "the last byte is held back while filling");
+        let body = p.finish(w).expect("full");
+        assert_eq!(&body[..], b"abcd");
+        assert_eq!(poll(&p, 3, &count), Poll::Pending, "and while checking");
+        let before = count.0.load(Ordering::SeqCst);
+        p.complete();
+        assert!(count.0.load(Ordering::SeqCst) > before, "completion wakes readers");
+        assert_eq!(poll(&p, 3, &count), Poll::Ready(Readable::UpTo(4)));
+        assert_eq!(poll(&p, 4, &count), Poll::Ready(Readable::End));
+        drop(p);
+        assert_eq!(&body[..], b"abcd", "the handed-over body outlives the progress");
     }
 
     #[test]
     fn a_failed_fill_aborts_readers_for_good() {
-        let p = Progress::default();
-        p.start(10);
-        p.push(b"12345");
+        let count = Arc::new(Count::default());
+        let p = Progress::new(Some(0));
+        let mut w = p.start(10).unwrap();
+        w.append(b"12345");
+        assert_eq!(poll(&p, 5, &count), Poll::Pending);
         p.fail();
-        assert_eq!(read_all(&p, 0).0, Read::Failed);
-        p.start(10);
-        assert!(!p.push(b"x"), "a fallback never streams again");
-        p.complete(Arc::new(b"0123456789".to_vec()));
-        assert_eq!(read_all(&p, 0).0, Read::Failed);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "failure wakes readers");
+        assert_eq!(poll(&p, 0, &count), Poll::Ready(Readable::Failed));
+        assert!(p.start(10).is_none(), "a fallback never streams again");
+        assert!(p.finish(w).is_none());
+        p.complete();
+        assert_eq!(poll(&p, 0, &count), Poll::Ready(Readable::Failed));
+        assert!(p.was_streamed());
+    }
 
-        let p = Progress::default();
-        p.start(3);
-        p.push(b"abc");
-        p.take();
-        p.complete(Arc::new(b"abcd".to_vec()));
-        assert_eq!(read_all(&p, 0).0, Read::Failed, "bytes of another length than announced");
+    #[test]
+    fn a_short_body_is_never_handed_over() {
+        let p = Progress::new(Some(0));
+        let mut w = p.start(4).unwrap();
+        w.append(b"abc");
+        assert!(p.finish(w).is_none(), "fewer bytes than announced");
+    }
+
+    #[test]
+    fn small_or_unwanted_fills_are_not_streamed() {
+        assert!(Progress::default().start(100).is_none());
+        assert!(Progress::new(Some(1000)).start(999).is_none());
+        assert!(Progress::new(Some(0)).start(0).is_none(), "nothing to stream");
+        let p = Progress::new(Some(1000));
+        assert!(p.start(1000).is_some());
+        assert!(!Progress::new(Some(1000)).was_streamed());
+    }
+
+    #[test]
+    fn readers_see_appends_from_another_thread() {
+        let p = Arc::new(Progress::new(Some(0)));
+        let n = 1 << 20;
+        let mut w = p.start(n as u64).unwrap();
+        let writer = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                for i in 0..n / 4096 {
+                    assert!(w.append(&[(i % 251) as u8; 4096]));
+                    p.published();
+                }
+                let body = p.finish(w).unwrap();
+                p.complete();
+                body
+            })
+        };
+        let buffer = p.buffer().unwrap();
+        let mut pos = 0;
+        while pos < n {
+            let upto = buffer.published().len();
+            for (j, byte) in buffer.published()[pos..upto].iter().enumerate() {
+                assert_eq!(*byte, (((pos + j) / 4096) % 251) as u8);
+            }
+            pos = upto;
+            std::thread::yield_now();
+        }
+        assert_eq!(writer.join().unwrap().len(), n);
     }
 }
