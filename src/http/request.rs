@@ -130,10 +130,28 @@ pub fn parse<'a>(buf: &'a [u8], limits: &HttpLimits) -> Result<Parsed<'a>, HttpE
     if minor == 1 && !has_host {
         return Err(HttpError::Malformed("HTTP/1.1 request without a Host header"));
     }
-    if !target.starts_with('/') {
-        return Err(HttpError::Malformed("request target must be an absolute path"));
-    }
+    let target = origin_form(target).ok_or(HttpError::Malformed("request target must be an absolute path or an absolute URL"))?;
     Ok(Parsed::Complete(Request { method, target, if_none_match, keep_alive }, used))
+}
+
+/// The path (and query) of a request target: origin-form as is, and the
+/// absolute form (`http://host/path`), which servers must accept too (RFC
+/// 9112, 3.2.2) though clients send it mostly to proxies. The authority is
+/// ignored: this server answers one namespace whatever host is named.
+fn origin_form(target: &str) -> Option<&str> {
+    if target.starts_with('/') {
+        return Some(target);
+    }
+    let (scheme, rest) = target.split_once("://")?;
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return None;
+    }
+    match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => Some(&rest[i..]),
+        // `http://host` or `http://host?q`: the path is empty, i.e. `/`
+        // (a query on the root names nothing here either).
+        _ => Some("/"),
+    }
 }
 
 fn request_line_len(buf: &[u8]) -> Option<usize> {
@@ -190,6 +208,14 @@ mod tests {
     }
 
     #[test]
+    fn accepts_the_absolute_form_as_its_path() {
+        assert_eq!(complete(b"GET http://h:8080/a/@v/list HTTP/1.1\r\nHost: h\r\n\r\n").1, "/a/@v/list");
+        assert_eq!(complete(b"GET HTTPS://h/x?y HTTP/1.1\r\nHost: h\r\n\r\n").1, "/x?y");
+        assert_eq!(complete(b"GET http://h HTTP/1.1\r\nHost: h\r\n\r\n").1, "/");
+        assert_eq!(complete(b"GET http://h?q=/x HTTP/1.1\r\nHost: h\r\n\r\n").1, "/");
+    }
+
+    #[test]
     fn refuses_what_a_read_only_proxy_never_needs() {
         let e = |raw: &[u8]| parse(raw, &limits()).err();
         assert_eq!(e(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n"), Some(HttpError::MethodNotAllowed));
@@ -197,7 +223,8 @@ mod tests {
         assert_eq!(e(b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"), Some(HttpError::BodyNotAllowed));
         assert_eq!(e(b"GET / HTTP/1.1\r\n\r\n"), Some(HttpError::Malformed("HTTP/1.1 request without a Host header")));
         assert!(matches!(e(b"GET\x00 / HTTP/1.1\r\n\r\n"), Some(HttpError::Malformed(_))));
-        assert!(matches!(e(b"GET http://h/x HTTP/1.1\r\nHost: h\r\n\r\n"), Some(HttpError::Malformed(_))));
+        assert!(matches!(e(b"GET ftp://h/x HTTP/1.1\r\nHost: h\r\n\r\n"), Some(HttpError::Malformed(_))));
+        assert!(matches!(e(b"GET * HTTP/1.1\r\nHost: h\r\n\r\n"), Some(HttpError::Malformed(_))));
         assert_eq!(e(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"), Some(HttpError::VersionNotSupported));
         assert!(matches!(e(b"GET / FTP/1.0\r\nHost: x\r\n\r\n"), Some(HttpError::Malformed(_))));
     }
