@@ -525,3 +525,69 @@ fn the_total_timeout_ends_a_steady_trickle() {
     assert_eq!(r.status, 200, "{}", r.body_str());
     assert!(r.body == fx.artifact("example.com/f/trunc", "v1.0.0", "zip"));
 }
+
+/// `--upstream-connect-timeout` gives up on an upstream whose handshake
+/// never completes, long before the read and total timeouts (and the
+/// kernel's own SYN retries, which go on for minutes).
+#[test]
+fn the_connect_timeout_gives_up_on_a_handshake_that_never_completes() {
+    use socket2::{Domain, Socket, Type};
+    // A listener that never accepts, its queue filled: the kernel drops
+    // further SYNs, so a connect to it hangs.
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    listener.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    let hangs = (0..16).any(|_| match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+        Ok(s) => {
+            queued.push(s);
+            false
+        }
+        Err(_) => true,
+    });
+    assert!(hangs, "connects to a full accept queue were expected to hang");
+
+    let fx = fixture();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(ServerOpts {
+        data_dir: Some(data.path().to_path_buf()),
+        extra_args: [
+            "--upstream-connect-timeout",
+            "500ms",
+            "--upstream-read-timeout",
+            "60s",
+            "--upstream-timeout",
+            "120s",
+            "--upstream-retries",
+            "0",
+            "--breaker-failures",
+            "0",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..ServerOpts::new(format!("http://{addr}|{}", fx.file_url()))
+    });
+    // Behind `|`, the timeout falls through to the next upstream.
+    let path = format!("/{}", artifact_path("example.com/f/slow", "v1.0.0", "info"));
+    let r = http_get(server.addr(), &path);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert!(r.body == fx.artifact("example.com/f/slow", "v1.0.0", "info"));
+    assert!(
+        server.log_lines().iter().any(|l| l.contains("timed out connecting (--upstream-connect-timeout)")),
+        "the log names the connect timeout: {:?}",
+        server.log_lines()
+    );
+
+    // Alone, it is the client's answer.
+    let server = Server::start_with(ServerOpts {
+        extra_args: ["--upstream-connect-timeout", "500ms", "--upstream-read-timeout", "60s", "--upstream-retries", "0"]
+            .map(String::from)
+            .to_vec(),
+        ..ServerOpts::new(format!("http://{addr}"))
+    });
+    let r = http_get(server.addr(), &path);
+    assert_eq!(r.status, 504, "{}", r.body_str());
+    assert!(r.body_str().contains("timed out connecting"), "{}", r.body_str());
+    drop(queued);
+}

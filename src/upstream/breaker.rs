@@ -214,7 +214,11 @@ mod tests {
     #[test]
     fn a_guarded_fetcher_stops_asking_a_dead_upstream() {
         let req = Fetch { module: "example.com/a", version: "", what: super::super::What::List };
-        let dead = Guarded::new(Flaky(Default::default(), |_| Err(FetchError::Timeout { upstream: "flaky".into() })), 2, COOL);
+        let dead = Guarded::new(
+            Flaky(Default::default(), |_| Err(FetchError::Timeout { upstream: "flaky".into(), waiting: "connecting" })),
+            2,
+            COOL,
+        );
         for _ in 0..10 {
             let _ = dead.fetch(&req);
         }

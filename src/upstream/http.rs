@@ -50,6 +50,11 @@ fn tls_failure(text: &str) -> Option<&str> {
     text.find("tls connection init failed: ").map(|i| &text[i + "tls connection init failed: ".len()..])
 }
 
+/// What a timed-out fetch was waiting for, as its error message says.
+const CONNECTING: &str = "connecting (--upstream-connect-timeout)";
+const ANSWER: &str = "waiting for its answer (--upstream-read-timeout)";
+const WHOLE: &str = "before the whole answer arrived (--upstream-timeout)";
+
 fn is_timeout(text: &str) -> bool {
     text.contains("timed out") || text.contains("Timeout")
 }
@@ -149,7 +154,8 @@ impl Fetcher for HttpFetcher {
             Err(ureq::Error::Transport(t)) => {
                 let text = t.to_string();
                 if is_timeout(&text) {
-                    return Err(FetchError::Timeout { upstream: self.base.clone() });
+                    let waiting = if t.kind() == ureq::ErrorKind::ConnectionFailed { CONNECTING } else { ANSWER };
+                    return Err(FetchError::Timeout { upstream: self.base.clone(), waiting });
                 }
                 if let Some(why) = tls_failure(&text) {
                     let what = if why.contains("certificate") { "TLS certificate verification failed" } else { "TLS handshake failed" };
@@ -165,9 +171,9 @@ impl Fetcher for HttpFetcher {
         // Only zips are streamed: the answers worth the wait, and only with
         // a length, which readers must send before the body.
         let mut streaming = announced.filter(|_| req.what == super::What::Zip).and_then(|len| progress.start(len));
-        let timeout = || FetchError::Timeout { upstream: self.base.clone() };
+        let timeout = |waiting| FetchError::Timeout { upstream: self.base.clone(), waiting };
         if Instant::now() > deadline {
-            return Err(timeout());
+            return Err(timeout(WHOLE));
         }
         let mut body = Vec::new();
         let mut received = 0u64;
@@ -178,7 +184,7 @@ impl Fetcher for HttpFetcher {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => return Err(timeout()),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => return Err(timeout(ANSWER)),
                 Err(e) => return Err(unavailable(format!("reading body: {e}"))),
             };
             match &mut streaming {
@@ -196,7 +202,7 @@ impl Fetcher for HttpFetcher {
             }
             // A steady trickle passes every read timeout; the total ends it.
             if Instant::now() > deadline {
-                return Err(timeout());
+                return Err(timeout(WHOLE));
             }
         }
         match streaming {

@@ -126,8 +126,10 @@ pub enum FetchError {
         upstream: String,
         status: u16,
     },
+    /// No answer in time; `waiting` says for what, naming the limit that struck.
     Timeout {
         upstream: String,
+        waiting: &'static str,
     },
     TooLarge {
         upstream: String,
@@ -148,7 +150,7 @@ impl fmt::Display for FetchError {
         match self {
             FetchError::NotFound { message, .. } => f.write_str(message),
             FetchError::Unavailable { upstream, message } => write!(f, "upstream {upstream} failed: {message}"),
-            FetchError::Timeout { upstream } => write!(f, "upstream {upstream} timed out"),
+            FetchError::Timeout { upstream, waiting } => write!(f, "upstream {upstream} timed out {waiting}"),
             FetchError::TooLarge { upstream, limit } => write!(f, "upstream {upstream} sent more than {limit} bytes"),
             FetchError::Rejected { upstream, status } => write!(f, "upstream {upstream} answered HTTP status {status}"),
             FetchError::CircuitOpen { upstream, retry_in } => {
