@@ -1,7 +1,8 @@
 //! `HTTP_PROXY`: requests for an `http://` upstream go through the proxy
 //! the environment names (in absolute form, as HTTP proxies expect), so an
 //! upstream host this machine cannot even resolve is reached; `NO_PROXY`
-//! matching is unit-tested in `src/upstream/auth.rs`.
+//! matching is unit-tested in `src/upstream/auth.rs`, and `HTTPS_PROXY`
+//! (a CONNECT tunnel) is tested with the TLS upstream in `tls.rs`.
 
 mod common;
 

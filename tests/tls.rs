@@ -2,13 +2,14 @@
 //! `SSL_CERT_FILE`; a certificate from another CA is refused with a message
 //! naming certificate verification; `--upstream-auth` credentials arrive as
 //! the Authorization header and never reach the server's log (at
-//! `RUST_LOG=debug`); a client certificate is presented when asked for.
+//! `RUST_LOG=debug`); a client certificate is presented when asked for;
+//! `HTTPS_PROXY` tunnels to the upstream with CONNECT, TLS end to end.
 
 mod common;
 
 use common::*;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -61,7 +62,9 @@ struct TlsUpstream {
 
 impl TlsUpstream {
     fn serve(root: &Path, ca: &Ca, client_ca: Option<&Ca>) -> TlsUpstream {
-        let (cert, key) = ca.issue(&["127.0.0.1", "localhost"], ExtendedKeyUsagePurpose::ServerAuth);
+        // `mirror.invalid`: a reserved name that resolves nowhere, for the
+        // upstream reached only through a CONNECT proxy.
+        let (cert, key) = ca.issue(&["127.0.0.1", "localhost", "mirror.invalid"], ExtendedKeyUsagePurpose::ServerAuth);
         let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().unwrap();
         let builder = match client_ca {
             None => builder.with_no_client_auth(),
@@ -95,7 +98,11 @@ impl TlsUpstream {
                             }
                         }
                     }
-                    let path = head.split(' ').nth(1).and_then(percent_decode_path).unwrap_or_default();
+                    let target = head.split(' ').nth(1).unwrap_or("");
+                    // Servers must accept the absolute form (RFC 9112, 3.2.2),
+                    // which ureq also sends inside a CONNECT tunnel.
+                    let target = target.strip_prefix("https://").and_then(|r| r.find('/').map(|i| &r[i..])).unwrap_or(target);
+                    let path = percent_decode_path(target).unwrap_or_default();
                     let body = fixture_file(&root, &path);
                     let (status, body) = match body {
                         Some(b) => ("200 OK", b),
@@ -201,4 +208,85 @@ fn a_client_certificate_is_presented_when_configured() {
     assert_eq!(r.status, 200, "with a client certificate: {}", r.body_str());
     assert!(r.body == fx.artifact(MODULE, "v1.0.0", "info"));
     assert!(!with.log_lines().iter().any(|l| l.contains("PRIVATE KEY")));
+}
+
+/// An HTTP proxy that tunnels every CONNECT to `to`, whatever host it
+/// names, recording the request lines it was sent; anything but CONNECT
+/// gets 405.
+fn connect_proxy(to: SocketAddr) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = requests.clone();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut client) = conn else { continue };
+            let seen = seen.clone();
+            thread::spawn(move || {
+                let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
+                let Some(head) = read_request_head(&mut client) else { return };
+                let line = head.lines().next().unwrap_or("").to_string();
+                seen.lock().unwrap().push(line.clone());
+                if !line.starts_with("CONNECT ") {
+                    let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    return;
+                }
+                let Ok(mut upstream) = std::net::TcpStream::connect(to) else { return };
+                let _ = upstream.set_read_timeout(Some(Duration::from_secs(30)));
+                if client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").is_err() {
+                    return;
+                }
+                let (Ok(mut c2), Ok(mut u2)) = (client.try_clone(), upstream.try_clone()) else { return };
+                let up = thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut u2);
+                    let _ = u2.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut upstream, &mut client);
+                let _ = client.shutdown(std::net::Shutdown::Write);
+                let _ = up.join();
+                let _ = client.read(&mut [0u8; 1]);
+            });
+        }
+    });
+    (url, requests)
+}
+
+#[test]
+fn an_https_upstream_is_reached_through_a_connect_proxy() {
+    let fx = Fixture::builder().module(Module::new(MODULE, "v1.0.0")).build();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("no-certs")).unwrap();
+    let ca = Ca::new("gomodproxy test CA");
+    let ca_file = ca.write_pem(dir.path(), "ca.pem");
+    let up = TlsUpstream::serve(fx.root(), &ca, None);
+    let (proxy, requests) = connect_proxy(up.addr);
+    // Only the proxy can reach this name; the certificate is checked
+    // against it through the tunnel.
+    let upstream = format!("https://mirror.invalid:{}", up.addr.port());
+    let auth = dir.path().join("auth");
+    std::fs::write(&auth, format!("{upstream} bearer {TOKEN}\n")).unwrap();
+    let mut extra_args = ["--breaker-failures", "0", "--upstream-retries", "0", "--negative-ttl", "0"].map(String::from).to_vec();
+    extra_args.extend(["--upstream-auth".to_string(), auth.display().to_string()]);
+    let server = Server::start_with(ServerOpts {
+        extra_args,
+        env: vec![
+            ("SSL_CERT_FILE".into(), ca_file.display().to_string()),
+            ("SSL_CERT_DIR".into(), dir.path().join("no-certs").display().to_string()),
+            ("HTTPS_PROXY".into(), proxy),
+            ("NO_PROXY".into(), "other.invalid".into()),
+        ],
+        ..ServerOpts::new(upstream.clone())
+    });
+    for ext in ["info", "mod", "zip"] {
+        let r = http_get(server.addr(), &format!("/{}", artifact_path(MODULE, "v1.0.0", ext)));
+        assert_eq!(r.status, 200, ".{ext}: {}", r.body_str());
+        assert!(r.body == fx.artifact(MODULE, "v1.0.0", ext), ".{ext}: wrong bytes");
+    }
+    let lines = requests.lock().unwrap().clone();
+    assert!(!lines.is_empty(), "nothing went through the proxy");
+    let target = format!("CONNECT mirror.invalid:{} HTTP/1.1", up.addr.port());
+    assert!(lines.iter().all(|l| *l == target), "only tunnels, to the upstream: {lines:?}");
+    // The credentials travelled inside the tunnel, to the upstream only.
+    let seen = up.authorizations.lock().unwrap().clone();
+    assert!(!seen.is_empty() && seen.iter().all(|a| *a == format!("Bearer {TOKEN}")), "{seen:?}");
 }
