@@ -378,8 +378,12 @@ fn cut_while_streaming(server: &Server, up: &FaultServer, c: &Case) {
     up.release();
     loop {
         match conn.read(&mut buf) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
             Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                panic!("{}: the server neither finished nor cut the body", c.name)
+            }
+            Err(_) => break,
         }
     }
     assert!(raw.len() - head_end < length, "{}: a failed fill must never complete its body", c.name);

@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::Duration;
@@ -67,13 +67,18 @@ impl Partial {
         p
     }
 
-    /// Reads until the server closes the connection (or fails it).
+    /// Reads until the server closes the connection (or resets it); a
+    /// server that stops sending without closing fails the test.
     fn rest(mut self) -> Partial {
         let mut buf = [0u8; 64 << 10];
         loop {
             match self.conn.read(&mut buf) {
-                Ok(0) | Err(_) => return self,
+                Ok(0) => return self,
                 Ok(n) => self.body.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    panic!("the server neither finished nor cut the body ({} bytes so far)", self.body.len())
+                }
+                Err(_) => return self,
             }
         }
     }
@@ -256,7 +261,8 @@ fn a_stream_cut_by_a_failing_upstream_is_refilled_by_the_next_one_behind_a_pipe(
         let addr = server.addr();
         move || http_get(addr, &zip_path())
     });
-    // (The second requester was the first to wait on the fill.)
+    // (The second requester joined the stream; the third is the first to
+    // wait on a fill.)
     assert!(wait_until(Duration::from_secs(30), || metric(server.addr(), "gomodproxy_coalesced") >= 2), "the third requester waits");
     good.release_zips();
     for p in [first.rest(), second.rest()] {

@@ -104,13 +104,13 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
                 let send_body = req.method == Method::Get;
                 let resp = handler.handle(&req).await;
                 count_status(metrics, resp.status);
-                if let Some(progress) = resp.body.filling() {
-                    let sent = match send_filling(&mut stream, &mut head, &resp, progress, send_body, keep_alive).await {
+                if let Some(fill) = resp.body.filling() {
+                    let sent = match send_filling(&mut stream, &mut head, &resp, fill, send_body, keep_alive).await {
                         Some(n) => n,
                         // The fill failed or the client left: cut the connection
                         // short, so the body never reaches its Content-Length.
                         None => {
-                            if !progress.is_streaming() {
+                            if !fill.progress.is_streaming() {
                                 metrics.streams_cut.bump();
                             }
                             return;
@@ -183,12 +183,12 @@ async fn send_filling(
     stream: &mut TcpStream,
     head: &mut Vec<u8>,
     resp: &Response,
-    progress: &crate::upstream::progress::Progress,
+    fill: &crate::upstream::progress::FillStream,
     send_body: bool,
     keep_alive: bool,
 ) -> Option<u64> {
     use crate::upstream::progress::Readable;
-    let buffer = progress.buffer()?;
+    let (progress, buffer) = (&fill.progress, &fill.buffer);
     response::write_head(head, resp, buffer.capacity(), keep_alive);
     send::send(stream, head, &[], None).await.ok()?;
     if !send_body {

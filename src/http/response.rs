@@ -23,7 +23,7 @@ impl Body {
     }
 
     /// A zip still arriving, sent as it comes (see `upstream::progress`).
-    pub fn filling(&self) -> Option<&std::sync::Arc<crate::upstream::progress::Progress>> {
+    pub fn filling(&self) -> Option<&crate::upstream::progress::FillStream> {
         match self {
             Body::Artifact(a) => a.filling(),
             _ => None,

@@ -25,7 +25,7 @@ use super::router;
 use crate::config::HitRouting;
 use crate::metrics::{CoreMetrics, Metrics};
 use crate::store::{self, Index, Kind, SegmentWriter, StoredBlob};
-use crate::upstream::progress::{Progress, Readable};
+use crate::upstream::progress::{FillStream, Progress, Readable};
 use crate::upstream::{Fetch, FetchError, Fetcher, What};
 
 /// What every core shares: read-only settings and lock-free structures.
@@ -108,7 +108,7 @@ pub enum Body {
     Memory { bytes: Bytes, sha256: Option<[u8; 32]> },
     /// A zip still arriving from the upstream (`--stream-fills`): send it
     /// as [`Progress::readable`] allows; the connection must be cut if it fails.
-    Filling(Arc<Progress>),
+    Filling(FillStream),
 }
 
 impl Body {
@@ -121,7 +121,7 @@ impl Body {
         }
     }
 
-    pub fn filling(&self) -> Option<&Arc<Progress>> {
+    pub fn filling(&self) -> Option<&FillStream> {
         match self {
             Body::Filling(p) => Some(p),
             _ => None,
@@ -284,11 +284,11 @@ impl Core {
         // third round only guards against a bug looping here.
         for _ in 0..3 {
             let resolved = self.resolve_once(key.clone()).await;
-            let Ok(Artifact { body: Body::Filling(p), .. }) = &resolved else { return resolved };
-            match p.readable(0).await {
+            let Ok(Artifact { body: Body::Filling(stream), .. }) = &resolved else { return resolved };
+            match stream.progress.readable(0).await {
                 Readable::UpTo(_) | Readable::End => return resolved,
                 Readable::Failed => {
-                    if let Some(e) = p.failure() {
+                    if let Some(e) = stream.progress.failure() {
                         return Err(e);
                     }
                 }
@@ -322,8 +322,7 @@ impl Core {
         self.metrics.upstream_fetches.bump();
         let upstream = self.shared.upstream.clone();
         let (module, query) = (module.to_string(), query.to_string());
-        let fetched =
-            glommio::executor().spawn_blocking(move || upstream.fetch(&Fetch { module: &module, version: &query, what: What::Info })).await;
+        let fetched = spawn_fetch(move || upstream.fetch(&Fetch { module: &module, version: &query, what: What::Info })).await;
         self.count_upstream_error(&fetched);
         fetched.map(|bytes| Artifact { body: Body::Memory { bytes: bytes.into(), sha256: None }, stale: false })
     }
@@ -409,11 +408,11 @@ impl Core {
         }
         let (tx, rx) = local_channel::new_bounded(1);
         let (first, streaming) = match self.inflight.borrow_mut().entry(key.clone()) {
-            MapEntry::Occupied(mut fill) => match &fill.get().streaming {
-                // A stream that failed while a fallback upstream goes on
-                // filling: wait for that fill's result instead.
-                Some(p) if p.is_streaming() => (false, Some(p.clone())),
-                _ => {
+            // A stream that failed while a fallback upstream goes on
+            // filling has no stream any more: wait for that fill's result.
+            MapEntry::Occupied(mut fill) => match fill.get().streaming.as_ref().and_then(Progress::stream) {
+                Some(stream) => (false, Some(stream)),
+                None => {
                     fill.get_mut().waiters.push(tx);
                     (false, None)
                 }
@@ -423,9 +422,9 @@ impl Core {
                 (true, None)
             }
         };
-        if let Some(p) = streaming {
+        if let Some(stream) = streaming {
             self.metrics.coalesced.bump();
-            return Ok(Artifact { body: Body::Filling(p), stale: false });
+            return Ok(Artifact { body: Body::Filling(stream), stale: false });
         }
         if first {
             // Detached: the fill must finish even if the client that started it leaves.
@@ -448,6 +447,8 @@ impl Core {
     /// Hands a zip that started arriving to everyone waiting for it, and
     /// to everyone who asks until the fill ends.
     fn announce(&self, key: &ArtifactKey, progress: &Arc<Progress>) {
+        // (A fill that failed meanwhile has no stream to hand out.)
+        let Some(stream) = progress.stream() else { return };
         let waiters = match self.inflight.borrow_mut().get_mut(key) {
             Some(fill) => {
                 fill.streaming = Some(progress.clone());
@@ -457,7 +458,7 @@ impl Core {
         };
         self.metrics.streamed_fills.bump();
         for w in waiters {
-            let _ = w.try_send(Ok(Artifact { body: Body::Filling(progress.clone()), stale: false }));
+            let _ = w.try_send(Ok(Artifact { body: Body::Filling(stream.clone()), stale: false }));
         }
     }
 
@@ -471,8 +472,9 @@ impl Core {
         let result = self.fetch_and_store_with(key, progress.as_ref()).await;
         if let Some(p) = &progress {
             match &result {
-                // (A successful fill completed the progress where it kept the bytes.)
-                Ok(_) => {}
+                // A successful fill completed the progress where it kept
+                // the bytes; settling ends anything left open.
+                Ok(_) => p.settle(),
                 Err(e) => {
                     p.fail_with(e.clone());
                     if p.was_streamed() {
@@ -494,13 +496,13 @@ impl Core {
         let immutable = kind_of(key.what).is_some();
         let p = progress.cloned().unwrap_or_default();
         // Hash on the blocking thread too: a 500 MiB zip must not stall the reactor.
-        let job = glommio::executor().spawn_blocking(move || {
+        let job = spawn_fetch(move || {
             let body = match k.what {
                 What::Latest => Bytes::from(crate::upstream::latest(&*upstream, &k.module)?),
                 what => upstream.fetch_streaming(&Fetch { module: &k.module, version: &k.version, what }, &p)?,
             };
             let sha = immutable.then(|| store::record::payload_sha256(&body));
-            Ok::<_, FetchError>((body, sha))
+            Ok((body, sha))
         });
         let mut job = std::pin::pin!(job);
         let fetched = match progress {
@@ -551,7 +553,7 @@ impl Core {
                 // Readers of the streamed fill may now finish (from the
                 // buffer they already send from, not the map).
                 if let Some(p) = progress {
-                    p.complete();
+                    p.complete(&bytes);
                 }
                 match stored {
                     Ok(blob) => {
@@ -577,6 +579,17 @@ impl Core {
             Err(_) => self.metrics.upstream_errors.bump(),
         }
     }
+}
+
+/// Runs an upstream fetch on the executor's blocking pool. A panic in it
+/// (a bug in a fetcher) becomes an error: glommio's pool would otherwise
+/// lose the job, and its fill would never end for anyone waiting on it.
+fn spawn_fetch<T: Send + 'static>(
+    fetch: impl FnOnce() -> Result<T, FetchError> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, FetchError>> {
+    glommio::executor().spawn_blocking(move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(fetch)).unwrap_or_else(|_| Err(internal("the upstream fetch panicked")))
+    })
 }
 
 fn internal(message: &str) -> FetchError {

@@ -15,6 +15,7 @@
 //! connection (no per-reader copy), and handed on whole, without a copy,
 //! for validation and storing.
 
+use std::alloc::Layout;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::ptr::NonNull;
@@ -32,8 +33,8 @@ use super::FetchError;
 /// never move or change, so a reader's slice stays valid while the
 /// writer goes on.
 pub struct FillBuffer {
-    /// From `Box::<[u8]>::into_raw`; freed in `Drop`. Only raw writes
-    /// past `published` and shared reads before it ever touch it.
+    /// `capacity` bytes from the global allocator; freed in `Drop`. Only
+    /// raw writes past `published` and shared reads before it touch them.
     bytes: NonNull<u8>,
     capacity: usize,
     published: AtomicUsize,
@@ -49,13 +50,15 @@ unsafe impl Sync for FillBuffer {}
 impl FillBuffer {
     /// A zeroed buffer of `capacity` bytes (the allocator hands out fresh,
     /// untouched pages for large ones: memory is committed as bytes arrive)
-    /// and its one writer.
-    pub fn new(capacity: usize) -> (Arc<FillBuffer>, FillWriter) {
-        let raw = Box::into_raw(vec![0u8; capacity].into_boxed_slice());
-        // A Box pointer is never null (a dangling, aligned one when empty).
-        let bytes = NonNull::new(raw.cast::<u8>()).unwrap_or(NonNull::dangling());
+    /// and its one writer. `None` for no bytes, or when the memory cannot
+    /// be had (the fill is then not streamed, rather than the process
+    /// aborting on an upstream's announced length).
+    pub fn new(capacity: usize) -> Option<(Arc<FillBuffer>, FillWriter)> {
+        let layout = Layout::array::<u8>(capacity).ok().filter(|l| l.size() > 0)?;
+        // SAFETY: the layout has a non-zero size.
+        let bytes = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })?;
         let buffer = Arc::new(FillBuffer { bytes, capacity, published: AtomicUsize::new(0) });
-        (buffer.clone(), FillWriter { buffer })
+        Some((buffer.clone(), FillWriter { buffer }))
     }
 
     /// The bytes published so far.
@@ -78,10 +81,9 @@ impl FillBuffer {
 
 impl Drop for FillBuffer {
     fn drop(&mut self) {
-        let raw = std::ptr::slice_from_raw_parts_mut(self.bytes.as_ptr(), self.capacity);
-        // SAFETY: `raw` is exactly what `Box::into_raw` returned in `new`,
-        // and no reader can outlive the buffer (they borrow it).
-        drop(unsafe { Box::from_raw(raw) });
+        // SAFETY: allocated in `new` with this layout (which was valid
+        // then); no reader can outlive the buffer (they borrow it).
+        unsafe { std::alloc::dealloc(self.bytes.as_ptr(), Layout::from_size_align_unchecked(self.capacity, 1)) };
     }
 }
 
@@ -106,6 +108,20 @@ impl FillWriter {
         unsafe { std::ptr::copy_nonoverlapping(chunk.as_ptr(), b.bytes.as_ptr().add(at), chunk.len()) };
         b.published.store(at + chunk.len(), Ordering::Release);
         true
+    }
+}
+
+/// What a connection streams from: the fill's progress (how far it may
+/// send, when to give up) and the buffer it sends from.
+#[derive(Clone)]
+pub struct FillStream {
+    pub progress: Arc<Progress>,
+    pub buffer: Arc<FillBuffer>,
+}
+
+impl fmt::Debug for FillStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FillStream({} bytes)", self.buffer.capacity())
     }
 }
 
@@ -141,7 +157,12 @@ struct Inner {
     wakers: Vec<Waker>,
     /// Whether any reader could have been handed bytes of this fill.
     streamed: bool,
+    /// Published length at the last wake-up of readers.
+    woken_at: usize,
 }
+
+/// Bytes published between wake-ups of the readers.
+pub const WAKE_EVERY: usize = 256 << 10;
 
 /// What a reader may do next (see [`Progress::readable`]).
 #[derive(Debug, PartialEq, Eq)]
@@ -176,7 +197,7 @@ impl Default for Progress {
 impl Progress {
     /// Streams fills whose announced length is at least `stream_from`.
     pub fn new(stream_from: Option<u64>) -> Progress {
-        Progress { stream_from, inner: Mutex::new(Inner { state: State::Waiting, wakers: Vec::new(), streamed: false }) }
+        Progress { stream_from, inner: Mutex::new(Inner { state: State::Waiting, wakers: Vec::new(), streamed: false, woken_at: 0 }) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -206,7 +227,7 @@ impl Progress {
             if !matches!(inner.state, State::Waiting) {
                 return None;
             }
-            let (buffer, writer) = FillBuffer::new(len);
+            let (buffer, writer) = FillBuffer::new(len)?;
             inner.state = State::Filling(buffer);
             inner.streamed = true;
             (writer, std::mem::take(&mut inner.wakers))
@@ -215,9 +236,20 @@ impl Progress {
         Some(writer)
     }
 
-    /// Wakes readers after the writer appended.
+    /// Wakes readers after the writer appended: for the first bytes, then
+    /// once per [`WAKE_EVERY`] bytes and for the last ones, so a reader
+    /// sends a worthwhile piece per wake-up instead of one per upstream read.
     pub fn published(&self) {
-        let wakers = std::mem::take(&mut self.lock().wakers);
+        let wakers = {
+            let mut inner = self.lock();
+            let State::Filling(b) = &inner.state else { return };
+            let len = b.published().len();
+            if inner.woken_at > 0 && len < inner.woken_at + WAKE_EVERY && len < b.capacity() {
+                return;
+            }
+            inner.woken_at = len;
+            std::mem::take(&mut inner.wakers)
+        };
         wakers.into_iter().for_each(Waker::wake);
     }
 
@@ -237,13 +269,33 @@ impl Progress {
         }
     }
 
-    /// The body was validated and kept: readers may finish.
-    pub fn complete(&self) {
+    /// `body` was validated and kept: if it is this fill's buffer (what
+    /// [`Progress::finish`] handed over), readers may finish. Any other
+    /// body (a fallback's) voids the stream.
+    pub fn complete(&self, body: &Bytes) {
         let done = match &self.lock().state {
-            State::Checking(b) => State::Done(b.clone()),
-            _ => return,
+            State::Checking(b) if body.as_ptr() == b.bytes.as_ptr().cast_const() && body.len() == b.capacity() => State::Done(b.clone()),
+            State::Done(_) => return,
+            _ => State::Failed(None),
         };
-        self.set(done);
+        if matches!(done, State::Failed(None)) {
+            self.fail();
+        } else {
+            self.set(done);
+        }
+    }
+
+    /// Ends a stream the fill left unsettled (a bug, or a fetch that
+    /// panicked): readers abort rather than wait forever.
+    pub fn settle(&self) {
+        if !matches!(self.lock().state, State::Done(_) | State::Failed(_)) {
+            self.fail();
+        }
+    }
+
+    /// A reader's handle, while streaming.
+    pub fn stream(self: &Arc<Self>) -> Option<FillStream> {
+        self.buffer().map(|buffer| FillStream { progress: self.clone(), buffer })
     }
 
     /// What was streamed is void (a fallback upstream starts over, and its
@@ -318,7 +370,7 @@ impl Progress {
         let mut inner = self.lock();
         let released = match &inner.state {
             // The last byte waits for validation.
-            State::Filling(b) | State::Checking(b) => b.published().len().min(b.capacity() - 1),
+            State::Filling(b) | State::Checking(b) => b.published().len().min(b.capacity().saturating_sub(1)),
             State::Done(b) if pos >= b.capacity() => return Poll::Ready(Readable::End),
             State::Done(b) => return Poll::Ready(Readable::UpTo(b.capacity())),
             State::Failed(_) => return Poll::Ready(Readable::Failed),
@@ -377,7 +429,7 @@ mod tests {
         assert_eq!(&body[..], b"abcd");
         assert_eq!(poll(&p, 3, &count), Poll::Pending, "and while checking");
         let before = count.0.load(Ordering::SeqCst);
-        p.complete();
+        p.complete(&body);
         assert!(count.0.load(Ordering::SeqCst) > before, "completion wakes readers");
         assert_eq!(poll(&p, 3, &count), Poll::Ready(Readable::UpTo(4)));
         assert_eq!(poll(&p, 4, &count), Poll::Ready(Readable::End));
@@ -397,9 +449,27 @@ mod tests {
         assert_eq!(poll(&p, 0, &count), Poll::Ready(Readable::Failed));
         assert!(p.start(10).is_none(), "a fallback never streams again");
         assert!(p.finish(w).is_none());
-        p.complete();
+        p.complete(&Bytes::from_static(b"0123456789"));
         assert_eq!(poll(&p, 0, &count), Poll::Ready(Readable::Failed));
         assert!(p.was_streamed());
+    }
+
+    #[test]
+    fn only_the_streamed_bytes_complete_a_stream() {
+        let count = Arc::new(Count::default());
+        let p = Progress::new(Some(0));
+        let mut w = p.start(4).unwrap();
+        w.append(b"abcd");
+        let _streamed = p.finish(w).unwrap();
+        p.complete(&Bytes::from_static(b"abcd"));
+        assert_eq!(poll(&p, 3, &count), Poll::Ready(Readable::Failed), "equal bytes elsewhere are not the validated buffer");
+
+        let p = Progress::new(Some(0));
+        let mut w = p.start(4).unwrap();
+        w.append(b"ab");
+        p.settle();
+        assert_eq!(poll(&p, 0, &count), Poll::Ready(Readable::Failed), "an unsettled stream ends");
+        assert!(FillBuffer::new(0).is_none());
     }
 
     #[test]
@@ -433,7 +503,7 @@ mod tests {
                     p.published();
                 }
                 let body = p.finish(w).unwrap();
-                p.complete();
+                p.complete(&body);
                 body
             })
         };
