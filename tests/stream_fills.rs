@@ -277,3 +277,50 @@ fn a_stream_cut_by_a_failing_upstream_is_refilled_by_the_next_one_behind_a_pipe(
     assert_eq!(good.hits(&zip_path()), 1, "filled once, from the fallback");
     assert_eq!(bad.hits(&zip_path()), 1);
 }
+
+/// The go command itself: a download cut short while streaming is an
+/// error (never a module in its cache), the next run names the reason
+/// (the fill is then fetched whole), and once the upstream is fixed the
+/// module downloads with the hash a direct download gives.
+#[test]
+fn the_go_command_sees_a_cut_download_fail_and_then_the_reason() {
+    let fx = fixture();
+    let upstream = CountingUpstream::serve(fx.root());
+    // Slow enough that the stream has begun long before the body ends short.
+    upstream.set_behavior(UpstreamBehavior {
+        zip_chunk: 256 << 10,
+        zip_chunk_delay: Duration::from_millis(20),
+        zip_truncate_at: Some(fx.artifact(MODULE, "v1.0.0", "zip").len() - 10),
+        ..Default::default()
+    });
+    let data = tempfile::tempdir().unwrap();
+    let server = server(&upstream, data.path());
+    let go = GoEnv::new(server.url());
+    let target = format!("{MODULE}@v1.0.0");
+    let download = ["mod", "download", "-json", target.as_str()];
+
+    // A cut stream first, or (had the fill failed before its first bytes
+    // went out) the reason at once; either way a streamed failure makes the
+    // next fill a whole one, so the reason comes by the second run.
+    let mut reasons = Vec::new();
+    for _ in 0..2 {
+        let out = go.try_run(&download);
+        assert!(!out.status.success(), "a failed fill must fail the download");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if text.contains("502") {
+            reasons.push(text);
+            break;
+        }
+        assert!(text.contains("unexpected EOF"), "a cut stream reads as a truncated download: {text}");
+    }
+    assert!(!reasons.is_empty(), "no run named the upstream failure");
+    assert!(reasons[0].contains("upstream"), "{}", reasons[0]);
+    assert!(!go.gomodcache().join(format!("{MODULE}@v1.0.0")).exists(), "nothing of the bad fill was extracted");
+
+    upstream.set_behavior(UpstreamBehavior::default());
+    let got: serde_json::Value = serde_json::from_str(&go.run(&download)).unwrap();
+    let direct = GoEnv::new(fx.file_url());
+    let want: serde_json::Value = serde_json::from_str(&direct.run(&download)).unwrap();
+    assert_eq!(got["Sum"], want["Sum"], "the h1: hash of a direct download");
+    assert!(got["Sum"].as_str().is_some_and(|s| s.starts_with("h1:")));
+}
