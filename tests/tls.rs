@@ -127,37 +127,49 @@ const MODULE: &str = "example.com/tls";
 const TOKEN: &str = "tok-9f8e7d6c5b4a";
 
 fn server(upstream: &str, ca_file: &Path, extra: &[String]) -> Server {
+    server_with_env(upstream, ca_file, extra, vec![])
+}
+
+/// A gomodproxy trusting only `ca_file`, at debug log level.
+fn server_with_env(upstream: &str, ca_file: &Path, extra: &[String], mut env: Vec<(String, String)>) -> Server {
     let mut extra_args = vec!["--breaker-failures".to_string(), "0".into(), "--negative-ttl".into(), "0".into()];
     extra_args.extend_from_slice(extra);
-    Server::start_with(ServerOpts {
-        extra_args,
-        env: vec![
-            ("SSL_CERT_FILE".into(), ca_file.display().to_string()),
-            // An empty directory: only the test CA is trusted.
-            ("SSL_CERT_DIR".into(), ca_file.parent().unwrap().join("no-certs").display().to_string()),
-            ("RUST_LOG".into(), "debug".into()),
-        ],
-        ..ServerOpts::new(upstream)
-    })
+    env.extend([
+        ("SSL_CERT_FILE".into(), ca_file.display().to_string()),
+        // An empty directory: only the test CA is trusted.
+        ("SSL_CERT_DIR".into(), ca_file.parent().unwrap().join("no-certs").display().to_string()),
+        ("RUST_LOG".into(), "debug".into()),
+    ]);
+    Server::start_with(ServerOpts { extra_args, env, ..ServerOpts::new(upstream) })
+}
+
+/// A test CA in `dir` (with the empty `no-certs` directory `server` points
+/// SSL_CERT_DIR at), and the file that holds it.
+fn test_ca(dir: &Path) -> (Ca, PathBuf) {
+    std::fs::create_dir(dir.join("no-certs")).unwrap();
+    let ca = Ca::new("gomodproxy test CA");
+    let file = ca.write_pem(dir, "ca.pem");
+    (ca, file)
+}
+
+fn assert_serves_the_module(server: &Server, fx: &Fixture) {
+    for ext in ["info", "mod", "zip"] {
+        let r = http_get(server.addr(), &format!("/{}", artifact_path(MODULE, "v1.0.0", ext)));
+        assert_eq!(r.status, 200, ".{ext}: {}", r.body_str());
+        assert!(r.body == fx.artifact(MODULE, "v1.0.0", ext), ".{ext}: wrong bytes");
+    }
 }
 
 #[test]
 fn https_upstream_trusted_through_ssl_cert_file_with_bearer_credentials() {
     let fx = Fixture::builder().module(Module::new(MODULE, "v1.0.0")).build();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("no-certs")).unwrap();
-    let ca = Ca::new("gomodproxy test CA");
-    let ca_file = ca.write_pem(dir.path(), "ca.pem");
+    let (ca, ca_file) = test_ca(dir.path());
     let up = TlsUpstream::serve(fx.root(), &ca, None);
     let auth = dir.path().join("auth");
     std::fs::write(&auth, format!("# test\n{} bearer {TOKEN}\n", up.url())).unwrap();
     let server = server(&up.url(), &ca_file, &["--upstream-auth".into(), auth.display().to_string()]);
-
-    for ext in ["info", "mod", "zip"] {
-        let r = http_get(server.addr(), &format!("/{}", artifact_path(MODULE, "v1.0.0", ext)));
-        assert_eq!(r.status, 200, ".{ext}: {}", r.body_str());
-        assert!(r.body == fx.artifact(MODULE, "v1.0.0", ext), ".{ext}: wrong bytes");
-    }
+    assert_serves_the_module(&server, &fx);
     let seen = up.authorizations.lock().unwrap().clone();
     assert!(!seen.is_empty() && seen.iter().all(|a| *a == format!("Bearer {TOKEN}")), "{seen:?}");
     let logs = server.log_lines();
@@ -183,9 +195,7 @@ fn a_certificate_from_another_ca_is_refused_naming_verification() {
 fn a_client_certificate_is_presented_when_configured() {
     let fx = Fixture::builder().module(Module::new(MODULE, "v1.0.0")).build();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("no-certs")).unwrap();
-    let ca = Ca::new("gomodproxy test CA");
-    let ca_file = ca.write_pem(dir.path(), "ca.pem");
+    let (ca, ca_file) = test_ca(dir.path());
     let clients = Ca::new("client CA");
     let up = TlsUpstream::serve(fx.root(), &ca, Some(&clients));
     let path = format!("/{}", artifact_path(MODULE, "v1.0.0", "info"));
@@ -255,9 +265,7 @@ fn connect_proxy(to: SocketAddr) -> (String, Arc<Mutex<Vec<String>>>) {
 fn an_https_upstream_is_reached_through_a_connect_proxy() {
     let fx = Fixture::builder().module(Module::new(MODULE, "v1.0.0")).build();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("no-certs")).unwrap();
-    let ca = Ca::new("gomodproxy test CA");
-    let ca_file = ca.write_pem(dir.path(), "ca.pem");
+    let (ca, ca_file) = test_ca(dir.path());
     let up = TlsUpstream::serve(fx.root(), &ca, None);
     let (proxy, requests) = connect_proxy(up.addr);
     // Only the proxy can reach this name; the certificate is checked
@@ -265,23 +273,10 @@ fn an_https_upstream_is_reached_through_a_connect_proxy() {
     let upstream = format!("https://mirror.invalid:{}", up.addr.port());
     let auth = dir.path().join("auth");
     std::fs::write(&auth, format!("{upstream} bearer {TOKEN}\n")).unwrap();
-    let mut extra_args = ["--breaker-failures", "0", "--upstream-retries", "0", "--negative-ttl", "0"].map(String::from).to_vec();
-    extra_args.extend(["--upstream-auth".to_string(), auth.display().to_string()]);
-    let server = Server::start_with(ServerOpts {
-        extra_args,
-        env: vec![
-            ("SSL_CERT_FILE".into(), ca_file.display().to_string()),
-            ("SSL_CERT_DIR".into(), dir.path().join("no-certs").display().to_string()),
-            ("HTTPS_PROXY".into(), proxy),
-            ("NO_PROXY".into(), "other.invalid".into()),
-        ],
-        ..ServerOpts::new(upstream.clone())
-    });
-    for ext in ["info", "mod", "zip"] {
-        let r = http_get(server.addr(), &format!("/{}", artifact_path(MODULE, "v1.0.0", ext)));
-        assert_eq!(r.status, 200, ".{ext}: {}", r.body_str());
-        assert!(r.body == fx.artifact(MODULE, "v1.0.0", ext), ".{ext}: wrong bytes");
-    }
+    let env = vec![("HTTPS_PROXY".into(), proxy), ("NO_PROXY".into(), "other.invalid".into())];
+    let server = server_with_env(&upstream, &ca_file, &["--upstream-auth".into(), auth.display().to_string()], env);
+    assert_serves_the_module(&server, &fx);
+    assert!(!server.log_lines().iter().any(|l| l.contains(TOKEN)), "the token leaked into the log");
     let lines = requests.lock().unwrap().clone();
     assert!(!lines.is_empty(), "nothing went through the proxy");
     let target = format!("CONNECT mirror.invalid:{} HTTP/1.1", up.addr.port());
