@@ -102,15 +102,18 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
                 // While draining, finish this response and close.
                 let keep_alive = req.keep_alive && !crate::runtime::draining();
                 let send_body = req.method == Method::Get;
-                let resp = handler.handle(&req).await;
+                let mut resp = handler.handle(&req).await;
                 count_status(metrics, resp.status);
-                if let Some(fill) = resp.body.filling() {
+                // The connection takes the stream over, so that it can let go
+                // of the fill buffer as soon as the fill is done.
+                if let Some(fill) = resp.body.take_filling() {
+                    let progress = fill.progress.clone();
                     let sent = match send_filling(&mut stream, &mut head, &resp, fill, send_body, keep_alive).await {
                         Some(n) => n,
                         // The fill failed or the client left: cut the connection
                         // short, so the body never reaches its Content-Length.
                         None => {
-                            if !fill.progress.is_streaming() {
+                            if !progress.is_streaming() {
                                 metrics.streams_cut.bump();
                             }
                             return;
@@ -176,30 +179,40 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
 
 /// Sends a zip that is still arriving (see `upstream::progress`): the
 /// head with the announced length, then the bytes as the fill releases
-/// them, straight from its buffer, in fair turns. Returns the body bytes
-/// sent, or None when the connection must be dropped (the fill failed, the
-/// client went away).
+/// them, straight from its buffer and, once the fill is done, from the
+/// kept copy (the fill buffer is then dropped), in fair turns. Returns the
+/// body bytes sent, or None when the connection must be dropped (the fill
+/// failed, the client went away).
 async fn send_filling(
     stream: &mut TcpStream,
     head: &mut Vec<u8>,
     resp: &Response,
-    fill: &crate::upstream::progress::FillStream,
+    fill: crate::upstream::progress::FillStream,
     send_body: bool,
     keep_alive: bool,
 ) -> Option<u64> {
     use crate::upstream::progress::Readable;
-    let (progress, buffer) = (&fill.progress, &fill.buffer);
+    let crate::upstream::progress::FillStream { progress, buffer } = fill;
     response::write_head(head, resp, buffer.capacity(), keep_alive);
     send::send(stream, head, &[], None).await.ok()?;
     if !send_body {
         return Some(0);
     }
+    let mut buffer = Some(buffer);
     let mut pos = 0;
     loop {
         match progress.readable(pos).await {
             Readable::UpTo(end) => {
-                // `end` never passes what was published.
-                let released = buffer.published().get(pos..end)?;
+                let kept = progress.kept();
+                if kept.is_some() {
+                    buffer = None;
+                }
+                // `end` never passes what was published (or kept).
+                let released = match (&kept, &buffer) {
+                    (Some(k), _) => k.get(pos..end)?,
+                    (None, Some(b)) => b.published().get(pos..end)?,
+                    (None, None) => return None,
+                };
                 for turn in released.chunks(send::FAIR_CHUNK) {
                     send::send(stream, &[], turn, None).await.ok()?;
                     glommio::executor().yield_now().await;

@@ -22,10 +22,15 @@ impl Body {
         }
     }
 
-    /// A zip still arriving, sent as it comes (see `upstream::progress`).
-    pub fn filling(&self) -> Option<&crate::upstream::progress::FillStream> {
+    /// A zip still arriving, sent as it comes (see `upstream::progress`):
+    /// taken out of the response (which keeps an empty body), so the sender
+    /// owns it.
+    pub fn take_filling(&mut self) -> Option<crate::upstream::progress::FillStream> {
         match self {
-            Body::Artifact(a) => a.filling(),
+            Body::Artifact(a) if a.filling().is_some() => match std::mem::replace(self, Body::Empty) {
+                Body::Artifact(crate::runtime::core::Body::Filling(fill)) => Some(fill),
+                _ => None,
+            },
             _ => None,
         }
     }

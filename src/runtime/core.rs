@@ -550,20 +550,24 @@ impl Core {
             (Some(kind), Ok((bytes, sha))) => {
                 let sha = sha.unwrap_or_else(|| store::record::payload_sha256(&bytes));
                 let stored = self.writer.append(kind, &key.module, &key.version, bytes.clone(), sha).await;
-                // Readers of the streamed fill may now finish (from the
-                // buffer they already send from, not the map).
-                if let Some(p) = progress {
-                    p.complete(&bytes);
-                }
+                // Readers of the streamed fill may now finish, from the
+                // stored blob: the fill buffer goes as soon as the last
+                // slow reader lets go of it, not when it finishes.
                 match stored {
                     Ok(blob) => {
                         self.shared.indexes[self.id].insert(&key.module, &key.version, kind, blob.clone());
+                        if let Some(p) = progress {
+                            p.complete(&bytes, Bytes::from_owner(blob.clone()));
+                        }
                         Ok(Artifact { body: Body::Stored(blob), stale: false })
                     }
                     Err(e) => {
                         // Pass-through: the client still gets its bytes; nothing half-written is published.
                         self.metrics.store_errors.bump();
                         log::error!("storing {}@{} ({kind:?}) failed, serving from memory: {e}", key.module, key.version);
+                        if let Some(p) = progress {
+                            p.complete(&bytes, bytes.clone());
+                        }
                         Ok(Artifact { body: Body::Memory { bytes, sha256: Some(sha) }, stale: false })
                     }
                 }

@@ -73,6 +73,14 @@ pub struct StoredBlob {
     sha256: [u8; 32],
 }
 
+/// The payload's bytes, for holders that keep the blob as plain bytes
+/// (`bytes::Bytes::from_owner`): they keep its segment mapped.
+impl AsRef<[u8]> for StoredBlob {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
 impl StoredBlob {
     /// Checks the range once here so that [`StoredBlob::bytes`] cannot fail.
     pub fn new(segment: Arc<Segment>, offset: u64, len: u64, sha256: [u8; 32]) -> Option<StoredBlob> {

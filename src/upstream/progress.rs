@@ -142,8 +142,9 @@ enum State {
     Filling(Arc<FillBuffer>),
     /// Complete and taken for validation and storing; the last byte waits.
     Checking(Arc<FillBuffer>),
-    /// Validated: every byte may go out.
-    Done(Arc<FillBuffer>),
+    /// Validated and kept: every byte may go out, from the kept copy (the
+    /// stored blob), so readers let go of the fill buffer.
+    Done(Bytes),
     /// The fill failed, for this reason when it is final (none while a
     /// fallback upstream starts over): readers abort.
     Failed(Option<FetchError>),
@@ -269,12 +270,20 @@ impl Progress {
         }
     }
 
-    /// `body` was validated and kept: if it is this fill's buffer (what
-    /// [`Progress::finish`] handed over), readers may finish. Any other
-    /// body (a fallback's) voids the stream.
-    pub fn complete(&self, body: &Bytes) {
+    /// `body` was validated and kept as `kept` (the same bytes, where they
+    /// now live: the stored blob, or `body` itself when it could not be
+    /// stored): if `body` is this fill's buffer (what [`Progress::finish`]
+    /// handed over), readers may finish, from `kept`. Any other body (a
+    /// fallback's) voids the stream.
+    pub fn complete(&self, body: &Bytes, kept: Bytes) {
         let done = match &self.lock().state {
-            State::Checking(b) if body.as_ptr() == b.bytes.as_ptr().cast_const() && body.len() == b.capacity() => State::Done(b.clone()),
+            // (`kept` was written from `body`; comparing them byte by byte
+            // would cost the owner core a pass over up to 500 MiB.)
+            State::Checking(b)
+                if body.as_ptr() == b.bytes.as_ptr().cast_const() && body.len() == b.capacity() && kept.len() == body.len() =>
+            {
+                State::Done(kept)
+            }
             State::Done(_) => return,
             _ => State::Failed(None),
         };
@@ -293,7 +302,8 @@ impl Progress {
         }
     }
 
-    /// A reader's handle, while streaming.
+    /// A reader's handle, while the fill is under way (once it is done,
+    /// requesters get the kept answer instead).
     pub fn stream(self: &Arc<Self>) -> Option<FillStream> {
         self.buffer().map(|buffer| FillStream { progress: self.clone(), buffer })
     }
@@ -337,14 +347,26 @@ impl Progress {
 
     /// The announced length, while streaming.
     pub fn total(&self) -> Option<u64> {
-        self.buffer().map(|b| b.capacity() as u64)
+        match &self.lock().state {
+            State::Filling(b) | State::Checking(b) => Some(b.capacity() as u64),
+            State::Done(kept) => Some(kept.len() as u64),
+            State::Waiting | State::Failed(_) => None,
+        }
     }
 
-    /// The buffer readers send from, while streaming.
+    /// The buffer readers send from, while the fill is under way.
     pub fn buffer(&self) -> Option<Arc<FillBuffer>> {
         match &self.lock().state {
-            State::Filling(b) | State::Checking(b) | State::Done(b) => Some(b.clone()),
-            State::Waiting | State::Failed(_) => None,
+            State::Filling(b) | State::Checking(b) => Some(b.clone()),
+            State::Waiting | State::Done(_) | State::Failed(_) => None,
+        }
+    }
+
+    /// The kept copy, once the fill is done: readers finish from it.
+    pub fn kept(&self) -> Option<Bytes> {
+        match &self.lock().state {
+            State::Done(kept) => Some(kept.clone()),
+            _ => None,
         }
     }
 
@@ -371,8 +393,8 @@ impl Progress {
         let released = match &inner.state {
             // The last byte waits for validation.
             State::Filling(b) | State::Checking(b) => b.published().len().min(b.capacity().saturating_sub(1)),
-            State::Done(b) if pos >= b.capacity() => return Poll::Ready(Readable::End),
-            State::Done(b) => return Poll::Ready(Readable::UpTo(b.capacity())),
+            State::Done(kept) if pos >= kept.len() => return Poll::Ready(Readable::End),
+            State::Done(kept) => return Poll::Ready(Readable::UpTo(kept.len())),
             State::Failed(_) => return Poll::Ready(Readable::Failed),
             State::Waiting => 0,
         };
@@ -429,12 +451,16 @@ mod tests {
         assert_eq!(&body[..], b"abcd");
         assert_eq!(poll(&p, 3, &count), Poll::Pending, "and while checking");
         let before = count.0.load(Ordering::SeqCst);
-        p.complete(&body);
+        let buffer = Arc::downgrade(&p.buffer().unwrap());
+        p.complete(&body, Bytes::from_static(b"abcd"));
         assert!(count.0.load(Ordering::SeqCst) > before, "completion wakes readers");
         assert_eq!(poll(&p, 3, &count), Poll::Ready(Readable::UpTo(4)));
         assert_eq!(poll(&p, 4, &count), Poll::Ready(Readable::End));
-        drop(p);
+        assert_eq!(p.kept().as_deref(), Some(&b"abcd"[..]), "readers finish from the kept copy");
+        assert!(p.buffer().is_none());
         assert_eq!(&body[..], b"abcd", "the handed-over body outlives the progress");
+        drop(body);
+        assert!(buffer.upgrade().is_none(), "done, the progress lets go of the fill buffer");
     }
 
     #[test]
@@ -449,7 +475,7 @@ mod tests {
         assert_eq!(poll(&p, 0, &count), Poll::Ready(Readable::Failed));
         assert!(p.start(10).is_none(), "a fallback never streams again");
         assert!(p.finish(w).is_none());
-        p.complete(&Bytes::from_static(b"0123456789"));
+        p.complete(&Bytes::from_static(b"0123456789"), Bytes::from_static(b"0123456789"));
         assert_eq!(poll(&p, 0, &count), Poll::Ready(Readable::Failed));
         assert!(p.was_streamed());
     }
@@ -460,8 +486,8 @@ mod tests {
         let p = Progress::new(Some(0));
         let mut w = p.start(4).unwrap();
         w.append(b"abcd");
-        let _streamed = p.finish(w).unwrap();
-        p.complete(&Bytes::from_static(b"abcd"));
+        let streamed = p.finish(w).unwrap();
+        p.complete(&Bytes::from_static(b"abcd"), streamed.clone());
         assert_eq!(poll(&p, 3, &count), Poll::Ready(Readable::Failed), "equal bytes elsewhere are not the validated buffer");
 
         let p = Progress::new(Some(0));
@@ -503,7 +529,7 @@ mod tests {
                     p.published();
                 }
                 let body = p.finish(w).unwrap();
-                p.complete(&body);
+                p.complete(&body, body.clone());
                 body
             })
         };
