@@ -13,7 +13,8 @@
 //! The bytes live in one [`FillBuffer`] sized by the upstream's
 //! Content-Length: written once, never moved, read in place by every
 //! connection (no per-reader copy), and handed on whole, without a copy,
-//! for validation and storing.
+//! for validation and storing. Once the fill is kept, readers finish from
+//! the kept copy and the buffer is freed with its last reader's handle.
 
 use std::alloc::Layout;
 use std::fmt;
