@@ -5,6 +5,7 @@
 //! `cargo bench --bench hot_path` (pin with `taskset -c 0,1`; the hop needs two CPUs).
 
 use std::hint::black_box;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,15 +13,15 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
-use gomodproxy::config::{Fallback, HitRouting, HttpLimits};
-use gomodproxy::goproxy::path;
-use gomodproxy::http::request;
-use gomodproxy::http::response::{self, Body, Response};
+use gomodproxy::artifact::{ArtifactKey, Body, Kind};
+use gomodproxy::goproxy::{path, CacheControl, Reply};
+use gomodproxy::http::{request, response, HttpLimits};
 use gomodproxy::metrics::Metrics;
-use gomodproxy::runtime::core::{ArtifactKey, Core, Msg, Shared};
-use gomodproxy::runtime::router;
-use gomodproxy::store::{record, Kind, Store};
-use gomodproxy::upstream::{file::FileFetcher, Fetcher, UpstreamChain, What};
+use gomodproxy::resolve::{route as router, CacheSettings, CoreResolver, Resolve, Shard};
+use gomodproxy::runtime::mesh::{Mesh, Msg};
+use gomodproxy::store::{record, RecordKind, Store};
+use gomodproxy::upstream::list::Fallback;
+use gomodproxy::upstream::{file::FileFetcher, Fetcher, UpstreamChain};
 
 const REQUEST: &[u8] = b"GET /example.com/!camel!case/lib/@v/v1.4.2.zip HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: Go-http-client/1.1\r\nAccept-Encoding: gzip\r\n\r\n";
 
@@ -39,12 +40,12 @@ fn wire(c: &mut Criterion) {
         b.iter(|| black_box(path::parse(black_box("/example.com/org/lib/v2/@v/v2.4.2.info")).is_ok()))
     });
     c.bench_function("runtime/owner_of", |b| b.iter(|| black_box(router::owner_of(black_box("example.com/org/lib/v2"), 64))));
-    let resp = Response {
+    let resp = Reply {
         status: 200,
-        content_type: response::ZIP,
-        cache_control: response::IMMUTABLE,
+        content_type: Kind::Zip.content_type(),
+        cache_control: CacheControl::Immutable,
         etag: Some([0x5a; 32]),
-        body: Body::Empty,
+        body: Body::empty(),
     };
     let mut out = Vec::with_capacity(256);
     c.bench_function("http/write_response_head", |b| {
@@ -66,8 +67,8 @@ fn filled_store(dir: &std::path::Path, cores: usize, n: usize) -> Store {
         let sha = record::payload_sha256(&payload);
         for i in 0..n {
             let module = format!("example.com/org{}/mod{i}", i % 100);
-            let blob = writer.append(Kind::Info, &module, "v1.0.0", payload.clone(), sha).await.expect("append");
-            indexes[router::owner_of(&module, cores)].insert(&module, "v1.0.0", Kind::Info, blob);
+            let blob = writer.append(RecordKind::Info, &module, "v1.0.0", payload.clone(), sha).await.expect("append");
+            indexes[router::owner_of(&module, cores)].insert(&module, "v1.0.0", RecordKind::Info, blob);
         }
     });
     store
@@ -84,16 +85,16 @@ fn index_lookup(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % 100_000;
             let module = format!("example.com/org{}/mod{i}", i % 100);
-            black_box(index.get(&module, "v1.0.0", Kind::Info).is_some())
+            black_box(index.get(&module, "v1.0.0", RecordKind::Info).is_some())
         })
     });
     group.bench_function("index_lookup_miss_100k", |b| {
-        b.iter(|| black_box(index.get(black_box("example.com/none/x"), "v1.0.0", Kind::Info).is_none()))
+        b.iter(|| black_box(index.get(black_box("example.com/none/x"), "v1.0.0", RecordKind::Info).is_none()))
     });
     group.finish();
 }
 
-/// Round trips from core 0 to the owner (core 1) through `Core::resolve`,
+/// Round trips from core 0 to the owner (core 1) through `Resolve::resolve`,
 /// answered from the owner's index: the cost a hit would pay if it always
 /// hopped (`--hit-routing owner`), against the in-place read it pays now.
 fn cross_core_hop(c: &mut Criterion) {
@@ -109,15 +110,9 @@ fn cross_core_hop(c: &mut Criterion) {
         .expect("a module owned by core 1");
     let empty = tempfile::tempdir().expect("tempdir");
     let fetcher: Box<dyn Fetcher> = Box::new(FileFetcher::new(empty.path().to_path_buf()));
-    let shared = Arc::new(Shared {
-        cores: 2,
-        indexes: store.indexes(),
-        upstream: Arc::new(UpstreamChain::new(vec![(fetcher, Fallback::OnNotFound)])),
-        list_ttl: Duration::from_secs(60),
-        hit_routing: HitRouting::Local,
-        metrics: Metrics::leak(2),
-        policy: Default::default(),
-    });
+    let upstream: Arc<dyn Fetcher> = Arc::new(UpstreamChain::new(vec![(fetcher, Fallback::OnNotFound)]));
+    let metrics = Metrics::leak(2);
+    let settings = Arc::new(CacheSettings::default());
     let (work_tx, work_rx) = crossbeam_channel::unbounded::<(u64, bool)>();
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Duration>();
     let stop = Arc::new(AtomicBool::new(false));
@@ -129,8 +124,18 @@ fn cross_core_hop(c: &mut Criterion) {
             .on_all_shards(move || async move {
                 let (senders, mut receivers) = mesh.join().await.expect("mesh");
                 let id = senders.peer_id();
-                let core = Core::new(id, shared.clone(), store.writer(1 << 20), Some(senders));
-                core.listen(&mut receivers);
+                let shard = Rc::new(Shard::new(
+                    id,
+                    2,
+                    store.indexes(),
+                    upstream.clone(),
+                    store.writer(1 << 20),
+                    settings.clone(),
+                    metrics.core(id),
+                ));
+                let mesh = Mesh::new(id, Some(senders));
+                mesh.listen(&mut receivers, shard.clone());
+                let core = CoreResolver::new(shard, mesh);
                 while !stop.load(Ordering::Relaxed) {
                     // Only core 0 takes work; core 1 must stay free to answer.
                     let work = if id == 0 { work_rx.try_recv().ok() } else { None };
@@ -138,13 +143,13 @@ fn cross_core_hop(c: &mut Criterion) {
                         glommio::timer::sleep(Duration::from_micros(200)).await;
                         continue;
                     };
-                    let key = ArtifactKey { module: module.clone().into(), version: "v1.0.0".into(), what: What::Info };
+                    let key = ArtifactKey { module: module.clone().into(), version: "v1.0.0".into(), kind: Kind::Info };
                     let started = Instant::now();
                     for _ in 0..iters {
                         if hop {
                             black_box(core.resolve(key.clone()).await.is_ok());
                         } else {
-                            black_box(core.local_hit(&key.module, &key.version, Kind::Info).is_some());
+                            black_box(core.stored(&key.module, &key.version, Kind::Info).is_some());
                         }
                     }
                     let _ = done_tx.send(started.elapsed());

@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
-use gomodproxy::runtime::router;
-use gomodproxy::store::{record, Kind, Store};
+use gomodproxy::resolve::route as router;
+use gomodproxy::store::{record, RecordKind, Store};
 
 fn main() {
     let records: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100_000);
@@ -22,7 +22,7 @@ fn main() {
             let sha = record::payload_sha256(&payload);
             for i in 0..records {
                 writer
-                    .append(Kind::Info, &format!("example.com/org{}/mod{i}", i % 1000), "v1.0.0", payload.clone(), sha)
+                    .append(RecordKind::Info, &format!("example.com/org{}/mod{i}", i % 1000), "v1.0.0", payload.clone(), sha)
                     .await
                     .expect("append");
             }

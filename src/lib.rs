@@ -1,14 +1,33 @@
 //! gomodproxy: a thread-per-core Go module proxy.
 //!
-//! Data flows one way: socket → [`http`] (wire) → [`goproxy`] (protocol) →
-//! [`runtime`] (routing to the owning core) → [`store`] / [`upstream`] →
-//! back out through [`http`]. See README.md for the picture.
+//! The layers, top to bottom; each module uses only modules below it
+//! (`tests/layering.rs` keeps it so, from [`LAYERS`]):
+//!
+//! - [`runtime`]: executors, placement, listeners, accept loops, the
+//!   cross-core mesh, the drain; where the layers are put together.
+//! - [`config`]: flags and settings, validated.
+//! - [`http`]: the wire (parsing, limits, keep-alive, zero-copy sending).
+//! - [`goproxy`]: the protocol: endpoints, replies and their statuses.
+//! - [`resolve`]: routing to the owner core, single-flight, cache policy, the fill.
+//! - [`upstream`]: the sources a miss is filled from, and their validation.
+//! - [`artifact`]: the shared vocabulary: keys, kinds, bodies, fill primitives.
+//! - [`store`]: segment files and the lock-free index.
+//! - [`gomod`]: Go's module rules, pure functions.
+//! - [`metrics`]: per-core counters.
+//!
+//! README.md draws the path of a hit and of a miss through them.
 
+pub mod artifact;
 pub mod config;
 pub mod gomod;
 pub mod goproxy;
 pub mod http;
 pub mod metrics;
+pub mod resolve;
 pub mod runtime;
 pub mod store;
 pub mod upstream;
+
+/// The top-level modules from the top layer down. A module may use
+/// (`crate::…`) only modules listed after it.
+pub const LAYERS: &[&str] = &["runtime", "config", "http", "goproxy", "resolve", "upstream", "artifact", "store", "gomod", "metrics"];

@@ -1,106 +1,139 @@
 //! The GOPROXY protocol: what each request target means and how it is
 //! answered.
 //!
-//! Owns endpoint parsing (`path`), the status and cache policy of every
-//! answer (`reply`), and the decision for each request: serve a hit from
-//! the index on this core, send a miss (or a `list`/`@latest`) to the
-//! module's owner core, pass a query through, or proxy a checksum
-//! database (`/sumdb/<name>/...`, for the names `--sumdb` allows). It never touches sockets,
-//! files or the upstream directly.
+//! Owns endpoint parsing (`path`), the reply of every outcome with its
+//! status and cache policy (`reply`), and the decision for each request:
+//! serve a stored artifact where the request landed, ask the resolve layer
+//! for the rest (a miss, a `list`/`@latest`), pass a query through, or
+//! proxy a checksum database (`/sumdb/<name>/...`, for the names `--sumdb`
+//! allows). It reaches the cache and the sources only through
+//! [`Resolve`]; it never touches sockets, files or an upstream, and knows
+//! nothing of cores or of the wire.
 
 pub mod path;
 pub mod reply;
 
-use std::rc::Rc;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::http::response::{self, Body, Response};
-use crate::http::{Handler, Request};
-use crate::runtime::core::{kind_of, ArtifactKey, Body as ArtifactBody, Core};
-use crate::upstream::What;
+use crate::artifact::{ArtifactKey, Body, CacheClass, Kind};
+use crate::metrics::{CoreMetrics, Metrics};
+use crate::resolve::Resolve;
 use path::{Endpoint, SumDbRequest};
+pub use reply::{CacheControl, Reply};
 
-pub struct ProxyHandler {
-    core: Rc<Core>,
-    /// `Cache-Control` for `list` and `@latest` (built once from `--list-ttl`).
-    short_cache: &'static str,
-    /// `Cache-Control` for checksum-database answers other than complete tiles (`--sumdb-ttl`).
-    sumdb_cache: &'static str,
+/// What the wire asks of the protocol: the reply to one request, given
+/// its target (origin form) and its `If-None-Match`.
+pub trait Handler {
+    fn handle(&self, target: &str, if_none_match: Option<&[u8]>) -> impl Future<Output = Reply>;
 }
 
-impl ProxyHandler {
-    pub fn new(core: Rc<Core>, short_cache: &'static str, sumdb_cache: &'static str) -> ProxyHandler {
-        ProxyHandler { core, short_cache, sumdb_cache }
+/// What the protocol is told by configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ProxySettings {
+    /// Checksum databases proxied under `/sumdb/<name>/` (`--sumdb`); others get 404.
+    pub sumdb_names: Box<[Box<str>]>,
+    /// What clients may cache `list` and `@latest` for (`--list-ttl`).
+    pub list_ttl: Duration,
+    /// What clients may cache checksum-database answers other than complete tiles for (`--sumdb-ttl`).
+    pub sumdb_ttl: Duration,
+}
+
+impl ProxySettings {
+    fn proxies_sumdb(&self, name: &str) -> bool {
+        self.sumdb_names.iter().any(|n| &**n == name)
+    }
+
+    /// The `Cache-Control` of a mutable answer of `kind`.
+    fn cache_control(&self, kind: Kind) -> CacheControl {
+        match kind.cache_class() {
+            CacheClass::Immutable => CacheControl::Immutable,
+            CacheClass::ListTtl => CacheControl::MaxAge(self.list_ttl),
+            CacheClass::SumDbTtl => CacheControl::MaxAge(self.sumdb_ttl),
+        }
+    }
+}
+
+/// One core's protocol handler.
+pub struct ProxyHandler<R> {
+    resolver: R,
+    settings: Arc<ProxySettings>,
+    /// This core's counters.
+    metrics: &'static CoreMetrics,
+    /// Every core's, for `/metrics`.
+    all_metrics: &'static Metrics,
+}
+
+impl<R: Resolve> ProxyHandler<R> {
+    pub fn new(resolver: R, settings: Arc<ProxySettings>, metrics: &'static CoreMetrics, all_metrics: &'static Metrics) -> Self {
+        ProxyHandler { resolver, settings, metrics, all_metrics }
     }
 
     /// The checksum-database proxy: names not in `--sumdb` get 404; complete
     /// tiles are immutable and served from the store like a module zip;
     /// everything else is fetched on the owner core and cached briefly.
-    async fn sumdb(&self, name: &str, sreq: SumDbRequest<'_>, if_none_match: Option<&[u8]>) -> Response {
-        let core = &self.core;
-        if !core.shared().proxies_sumdb(name) {
+    async fn sumdb(&self, name: &str, sreq: SumDbRequest<'_>, if_none_match: Option<&[u8]>) -> Reply {
+        if !self.settings.proxies_sumdb(name) {
             return reply::sumdb_not_proxied(name);
         }
-        core.metrics().sumdb_requests.bump();
-        let what = sreq.what();
+        self.metrics.sumdb_requests.bump();
+        let kind = sreq.kind();
         let rest = match sreq.upstream_path() {
             Ok(p) => p,
             Err(e) => return reply::path_error(&e),
         };
         let module = format!("sumdb/{name}");
-        if let Some(kind) = kind_of(what) {
-            if let Some(blob) = core.local_hit(&module, &rest, kind) {
-                core.metrics().hits.bump();
-                return reply::immutable(what, ArtifactBody::Stored(blob), if_none_match);
-            }
+        if let Some(blob) = self.resolver.stored(&module, &rest, kind) {
+            self.metrics.hits.bump();
+            return reply::immutable(kind, Body::Stored(blob), if_none_match);
         }
-        core.metrics().misses.bump();
-        let result = core.resolve(ArtifactKey { module: module.into(), version: rest.into(), what }).await;
-        match (what, result) {
-            (What::SumSupported, r) => reply::sumdb_supported(name, r.as_ref().map(|_| ()), self.sumdb_cache),
-            (What::SumTile, Ok(a)) => reply::immutable(what, a.body, if_none_match),
-            (_, Ok(a)) => reply::mutable(what, a.body, self.sumdb_cache),
-            (_, Err(e)) => reply::fetch_error(&e),
+        self.metrics.misses.bump();
+        let result = self.resolver.resolve(ArtifactKey { module: module.into(), version: rest.into(), kind }).await;
+        match (kind, result) {
+            (Kind::SumSupported, r) => reply::sumdb_supported(name, r.as_ref().map(|_| ()), self.settings.cache_control(kind)),
+            (Kind::SumTile, Ok(a)) => reply::immutable(kind, a.body, if_none_match),
+            (_, Ok(a)) => reply::mutable(kind, a.body, self.settings.cache_control(kind)),
+            (_, Err(e)) => reply::resolve_error(&e),
         }
     }
 }
 
-impl Handler for ProxyHandler {
-    async fn handle(&self, req: &Request<'_>) -> Response {
-        let core = &self.core;
-        let endpoint = match path::parse(req.target) {
+impl<R: Resolve> Handler for ProxyHandler<R> {
+    async fn handle(&self, target: &str, if_none_match: Option<&[u8]>) -> Reply {
+        let endpoint = match path::parse(target) {
             Ok(e) => e,
             Err(e) => return reply::path_error(&e),
         };
         match endpoint {
-            Endpoint::Artifact { module, version, what } => {
-                let Some(kind) = kind_of(what) else { return reply::path_error(&path::PathError::UnknownEndpoint) };
-                if let Some(blob) = core.local_hit(&module, &version, kind) {
-                    core.metrics().hits.bump();
-                    return reply::immutable(what, ArtifactBody::Stored(blob), req.if_none_match);
+            Endpoint::Artifact { module, version, kind } => {
+                if let Some(blob) = self.resolver.stored(&module, &version, kind) {
+                    self.metrics.hits.bump();
+                    return reply::immutable(kind, Body::Stored(blob), if_none_match);
                 }
-                core.metrics().misses.bump();
-                let key = ArtifactKey { module: module.into(), version: version.into(), what };
-                match core.resolve(key).await {
-                    Ok(a) => reply::immutable(what, a.body, req.if_none_match),
-                    Err(e) => reply::fetch_error(&e),
-                }
-            }
-            Endpoint::Versions { module, what } => {
-                core.metrics().misses.bump();
-                let key = ArtifactKey { module: module.into(), version: "".into(), what };
-                match core.resolve(key).await {
-                    Ok(a) => reply::mutable(what, a.body, self.short_cache),
-                    Err(e) => reply::fetch_error(&e),
+                self.metrics.misses.bump();
+                let key = ArtifactKey { module: module.into(), version: version.into(), kind };
+                match self.resolver.resolve(key).await {
+                    Ok(a) => reply::immutable(kind, a.body, if_none_match),
+                    Err(e) => reply::resolve_error(&e),
                 }
             }
-            Endpoint::Query { module, query } => match core.pass_through(&module, &query).await {
-                Ok(a) => reply::mutable(What::Info, a.body, response::NO_CACHE),
-                Err(e) => reply::fetch_error(&e),
+            Endpoint::Versions { module, kind } => {
+                self.metrics.misses.bump();
+                let key = ArtifactKey { module: module.into(), version: "".into(), kind };
+                match self.resolver.resolve(key).await {
+                    Ok(a) => reply::mutable(kind, a.body, self.settings.cache_control(kind)),
+                    Err(e) => reply::resolve_error(&e),
+                }
+            }
+            Endpoint::Query { module, query } => match self.resolver.pass_through(&module, &query).await {
+                Ok(a) => reply::mutable(Kind::Info, a.body, CacheControl::NoCache),
+                Err(e) => reply::resolve_error(&e),
             },
-            Endpoint::SumDb { name, req: sreq } => self.sumdb(&name, sreq, req.if_none_match).await,
-            Endpoint::Health => Response::text(200, Body::Static("ok\n")),
+            Endpoint::SumDb { name, req: sreq } => self.sumdb(&name, sreq, if_none_match).await,
+            Endpoint::Health => Reply::text(200, Body::from_static("ok\n")),
             Endpoint::Metrics => {
-                let mut r = Response::text(200, Body::Text(core.shared().metrics.render()));
+                let mut r = Reply::text(200, Body::text(self.all_metrics.render()));
                 r.content_type = "text/plain; version=0.0.4; charset=utf-8";
                 r
             }

@@ -5,22 +5,22 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::artifact::Kind;
 use crate::gomod::module::{self, EscapeError, ModuleError};
 use crate::gomod::tlog::{self, Tile};
-use crate::upstream::What;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Endpoint<'a> {
     /// `$module/@v/list` or `$module/@latest`.
     Versions {
         module: Cow<'a, str>,
-        what: What,
+        kind: Kind,
     },
     /// `$module/@v/$version.{info,mod,zip}` for a canonical version.
     Artifact {
         module: Cow<'a, str>,
         version: Cow<'a, str>,
-        what: What,
+        kind: Kind,
     },
     /// `$module/@v/$query.info` where the query is not a canonical version
     /// (a branch, a commit prefix, `latest`, `v1.2`).
@@ -66,13 +66,13 @@ impl SumDbRequest<'_> {
         })
     }
 
-    pub fn what(&self) -> What {
+    pub fn kind(&self) -> Kind {
         match self {
-            SumDbRequest::Supported => What::SumSupported,
-            SumDbRequest::Latest => What::SumLatest,
-            SumDbRequest::Lookup { .. } => What::SumLookup,
-            SumDbRequest::Tile(t) if t.is_complete() => What::SumTile,
-            SumDbRequest::Tile(_) => What::SumPartialTile,
+            SumDbRequest::Supported => Kind::SumSupported,
+            SumDbRequest::Latest => Kind::SumLatest,
+            SumDbRequest::Lookup { .. } => Kind::SumLookup,
+            SumDbRequest::Tile(t) if t.is_complete() => Kind::SumTile,
+            SumDbRequest::Tile(_) => Kind::SumPartialTile,
         }
     }
 }
@@ -143,8 +143,8 @@ pub fn parse(target: &str) -> Result<Endpoint<'_>, PathError> {
 fn into_owned(e: Endpoint<'_>) -> Endpoint<'static> {
     let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
     match e {
-        Endpoint::Versions { module, what } => Endpoint::Versions { module: own(module), what },
-        Endpoint::Artifact { module, version, what } => Endpoint::Artifact { module: own(module), version: own(version), what },
+        Endpoint::Versions { module, kind } => Endpoint::Versions { module: own(module), kind },
+        Endpoint::Artifact { module, version, kind } => Endpoint::Artifact { module: own(module), version: own(version), kind },
         Endpoint::Query { module, query } => Endpoint::Query { module: own(module), query: own(query) },
         Endpoint::SumDb { name, req } => Endpoint::SumDb {
             name: own(name),
@@ -183,7 +183,7 @@ fn parse_path(path: &str) -> Result<Endpoint<'_>, PathError> {
     }
     if let Some(escaped) = rest.strip_suffix("/@latest") {
         let module = module::unescape_path(escaped).map_err(PathError::BadEscape)?;
-        return Ok(Endpoint::Versions { module, what: What::Latest });
+        return Ok(Endpoint::Versions { module, kind: Kind::Latest });
     }
     // '@' cannot occur in a module path, so the first "/@v/" is the split.
     let Some((escaped, file)) = rest.split_once("/@v/") else {
@@ -191,15 +191,9 @@ fn parse_path(path: &str) -> Result<Endpoint<'_>, PathError> {
     };
     let module = module::unescape_path(escaped).map_err(PathError::BadEscape)?;
     if file == "list" {
-        return Ok(Endpoint::Versions { module, what: What::List });
+        return Ok(Endpoint::Versions { module, kind: Kind::List });
     }
-    let (escaped_version, what) = if let Some(v) = file.strip_suffix(".info") {
-        (v, What::Info)
-    } else if let Some(v) = file.strip_suffix(".mod") {
-        (v, What::Mod)
-    } else if let Some(v) = file.strip_suffix(".zip") {
-        (v, What::Zip)
-    } else {
+    let Some((escaped_version, kind)) = file.rsplit_once('.').and_then(|(v, ext)| Some((v, Kind::from_extension(ext)?))) else {
         return Err(PathError::UnknownEndpoint);
     };
     if escaped_version.contains('/') {
@@ -214,9 +208,9 @@ fn parse_path(path: &str) -> Result<Endpoint<'_>, PathError> {
         if let Err(source) = module::check_path_major(&version, path_major) {
             return Err(PathError::NoSuchVersion(ModuleError::InvalidVersion { path: Some(module.into_owned()), source }));
         }
-        return Ok(Endpoint::Artifact { module, version, what });
+        return Ok(Endpoint::Artifact { module, version, kind });
     }
-    if what == What::Info {
+    if kind == Kind::Info {
         return Ok(Endpoint::Query { module, query: version });
     }
     // .mod and .zip exist only for canonical versions; say why in x/mod's words.
@@ -262,17 +256,17 @@ fn parse_sumdb(path: &str) -> Result<Endpoint<'_>, PathError> {
 mod tests {
     use super::*;
 
-    fn artifact(m: &str, v: &str, what: What) -> Endpoint<'static> {
-        Endpoint::Artifact { module: Cow::Owned(m.into()), version: Cow::Owned(v.into()), what }
+    fn artifact(m: &str, v: &str, kind: Kind) -> Endpoint<'static> {
+        Endpoint::Artifact { module: Cow::Owned(m.into()), version: Cow::Owned(v.into()), kind }
     }
 
     #[test]
     fn routes_every_endpoint() {
-        assert_eq!(parse("/example.com/a/@v/list"), Ok(Endpoint::Versions { module: "example.com/a".into(), what: What::List }));
-        assert_eq!(parse("/example.com/a/@latest"), Ok(Endpoint::Versions { module: "example.com/a".into(), what: What::Latest }));
-        assert_eq!(parse("/example.com/a/@v/v1.2.3.info"), Ok(artifact("example.com/a", "v1.2.3", What::Info)));
-        assert_eq!(parse("/example.com/a/@v/v1.2.3.mod"), Ok(artifact("example.com/a", "v1.2.3", What::Mod)));
-        assert_eq!(parse("/example.com/a/@v/v1.2.3.zip?x=1"), Ok(artifact("example.com/a", "v1.2.3", What::Zip)));
+        assert_eq!(parse("/example.com/a/@v/list"), Ok(Endpoint::Versions { module: "example.com/a".into(), kind: Kind::List }));
+        assert_eq!(parse("/example.com/a/@latest"), Ok(Endpoint::Versions { module: "example.com/a".into(), kind: Kind::Latest }));
+        assert_eq!(parse("/example.com/a/@v/v1.2.3.info"), Ok(artifact("example.com/a", "v1.2.3", Kind::Info)));
+        assert_eq!(parse("/example.com/a/@v/v1.2.3.mod"), Ok(artifact("example.com/a", "v1.2.3", Kind::Mod)));
+        assert_eq!(parse("/example.com/a/@v/v1.2.3.zip?x=1"), Ok(artifact("example.com/a", "v1.2.3", Kind::Zip)));
         assert_eq!(parse("/example.com/a/@v/master.info"), Ok(Endpoint::Query { module: "example.com/a".into(), query: "master".into() }));
         assert_eq!(parse("/example.com/a/@v/v1.2.info"), Ok(Endpoint::Query { module: "example.com/a".into(), query: "v1.2".into() }));
         let sumdb = |req| Ok(Endpoint::SumDb { name: "sum.example".into(), req });
@@ -291,16 +285,16 @@ mod tests {
 
     #[test]
     fn decodes_case_and_percent_encoding() {
-        assert_eq!(parse("/example.com/!camel!case/@v/v1.0.0.mod"), Ok(artifact("example.com/CamelCase", "v1.0.0", What::Mod)));
+        assert_eq!(parse("/example.com/!camel!case/@v/v1.0.0.mod"), Ok(artifact("example.com/CamelCase", "v1.0.0", Kind::Mod)));
         assert_eq!(
             parse("/example.com/legacy/@v/v2.0.0+incompatible.zip"),
-            Ok(artifact("example.com/legacy", "v2.0.0+incompatible", What::Zip))
+            Ok(artifact("example.com/legacy", "v2.0.0+incompatible", Kind::Zip))
         );
         assert_eq!(
             parse("/example.com/legacy/@v/v2.0.0%2Bincompatible.zip"),
-            Ok(artifact("example.com/legacy", "v2.0.0+incompatible", What::Zip))
+            Ok(artifact("example.com/legacy", "v2.0.0+incompatible", Kind::Zip))
         );
-        assert_eq!(parse("/example.com/%21camel/@v/list"), Ok(Endpoint::Versions { module: "example.com/Camel".into(), what: What::List }));
+        assert_eq!(parse("/example.com/%21camel/@v/list"), Ok(Endpoint::Versions { module: "example.com/Camel".into(), kind: Kind::List }));
     }
 
     #[test]

@@ -1,27 +1,81 @@
-//! The one place where protocol, upstream and store outcomes become HTTP
-//! statuses, content types and cache policy. (Wire-level refusals — a
-//! malformed request line, an oversized head — are answered by `http`
-//! before a request reaches the protocol.)
+//! What the protocol answers, and the one place where protocol, resolve
+//! and source outcomes become HTTP statuses, content types and cache
+//! policy. (Wire-level refusals — a malformed request line, an oversized
+//! head — are answered by `http` before a request reaches the protocol.)
 //!
 //! Status choices follow what the go command does with them: 404 and 410
 //! mean "not here, try the next GOPROXY entry"; 400 is a malformed request
 //! it would never send; 502/504 mean the upstream failed and the client
-//! should not fall back as if the module did not exist.
+//! should not fall back as if the module did not exist; 500 is our own
+//! failure, never blamed on an upstream.
+
+use std::time::Duration;
 
 use super::path::PathError;
-use crate::http::response::{self, Body, Response};
-use crate::runtime::core::Body as ArtifactBody;
-use crate::upstream::{FetchError, What};
+use crate::artifact::{Body, FetchError, Kind};
+use crate::resolve::ResolveError;
 
-pub fn path_error(e: &PathError) -> Response {
+/// Content type of messages: the go command prints such bodies to its user.
+pub const TEXT: &str = "text/plain; charset=utf-8";
+
+/// The answer to one request, for the wire to send.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub cache_control: CacheControl,
+    /// Strong validator for immutable blobs: the payload's SHA-256.
+    pub etag: Option<[u8; 32]>,
+    pub body: Body,
+}
+
+/// The `Cache-Control` an answer is sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheControl {
+    /// Never changes: `public, max-age=31536000, immutable`.
+    Immutable,
+    /// Fresh for this long: `public, max-age=N`.
+    MaxAge(Duration),
+    /// Messages and query answers: `no-cache`.
+    NoCache,
+}
+
+impl CacheControl {
+    /// Writes the header's value.
+    pub fn write_value(self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        match self {
+            CacheControl::Immutable => out.extend_from_slice(b"public, max-age=31536000, immutable"),
+            CacheControl::MaxAge(d) => {
+                let _ = write!(out, "public, max-age={}", d.as_secs());
+            }
+            CacheControl::NoCache => out.extend_from_slice(b"no-cache"),
+        }
+    }
+}
+
+impl Reply {
+    /// A plain-text answer, never cached.
+    pub fn text(status: u16, body: Body) -> Reply {
+        Reply { status, content_type: TEXT, cache_control: CacheControl::NoCache, etag: None, body }
+    }
+}
+
+pub fn path_error(e: &PathError) -> Reply {
     let status = match e {
         PathError::BadTarget(_) | PathError::BadEscape(_) => 400,
         PathError::NoSuchVersion(_) | PathError::UnknownEndpoint => 404,
     };
-    Response::text(status, Body::Text(format!("{e}\n")))
+    Reply::text(status, Body::text(format!("{e}\n")))
 }
 
-pub fn fetch_error(e: &FetchError) -> Response {
+pub fn resolve_error(e: &ResolveError) -> Reply {
+    match e {
+        ResolveError::Fetch(e) => fetch_error(e),
+        ResolveError::Internal(_) => Reply::text(500, Body::text(format!("{e}\n"))),
+    }
+}
+
+pub fn fetch_error(e: &FetchError) -> Reply {
     let status = match e {
         FetchError::NotFound { gone: false, .. } => 404,
         FetchError::NotFound { gone: true, .. } => 410,
@@ -32,51 +86,101 @@ pub fn fetch_error(e: &FetchError) -> Response {
         | FetchError::CircuitOpen { .. } => 502,
         FetchError::Timeout { .. } => 504,
     };
-    Response::text(status, Body::Text(format!("{e}\n")))
-}
-
-pub fn content_type(what: What) -> &'static str {
-    match what {
-        What::Info | What::Latest => response::JSON,
-        What::List | What::Mod => response::TEXT,
-        What::Zip => response::ZIP,
-        What::SumSupported | What::SumLatest | What::SumLookup => response::TEXT,
-        What::SumTile | What::SumPartialTile => response::OCTETS,
-    }
+    Reply::text(status, Body::text(format!("{e}\n")))
 }
 
 /// A checksum database this proxy does not proxy. The go command reads 404
 /// on `/sumdb/<name>/supported` as "ask the database itself" (or the next
 /// GOPROXY entry), which is exactly what it should do.
-pub fn sumdb_not_proxied(name: &str) -> Response {
-    Response::text(404, Body::Text(format!("not found: this proxy does not proxy checksum database {name}\n")))
+pub fn sumdb_not_proxied(name: &str) -> Reply {
+    Reply::text(404, Body::text(format!("not found: this proxy does not proxy checksum database {name}\n")))
 }
 
 /// `/sumdb/<name>/supported`: 200 with an empty body when an upstream
 /// proxies the database. When none does (or none can be asked), 404: the
 /// go command then contacts the database itself, whereas a 200 would bind
 /// it to this proxy for every lookup, with no fallback.
-pub fn sumdb_supported(name: &str, upstream: Result<(), &FetchError>, cache_control: &'static str) -> Response {
+pub fn sumdb_supported(name: &str, upstream: Result<(), &ResolveError>, cache_control: CacheControl) -> Reply {
     match upstream {
-        Ok(()) => Response { status: 200, content_type: response::TEXT, cache_control, etag: None, body: Body::Empty },
-        Err(e) => Response::text(404, Body::Text(format!("not found: no upstream proxies checksum database {name} ({e})\n"))),
+        Ok(()) => Reply { status: 200, content_type: TEXT, cache_control, etag: None, body: Body::empty() },
+        Err(e) => Reply::text(404, Body::text(format!("not found: no upstream proxies checksum database {name} ({e})\n"))),
     }
 }
 
-/// An immutable blob (`.info`, `.mod`, `.zip` of a canonical version).
-pub fn immutable(what: What, body: ArtifactBody, if_none_match: Option<&[u8]>) -> Response {
+/// An immutable blob (`.info`, `.mod`, `.zip` of a canonical version, a complete tile).
+pub fn immutable(kind: Kind, body: Body, if_none_match: Option<&[u8]>) -> Reply {
     let etag = body.sha256().copied();
-    let not_modified = matches!((if_none_match, &etag), (Some(inm), Some(sha)) if response::etag_matches(inm, sha));
-    Response {
+    let not_modified = matches!((if_none_match, &etag), (Some(inm), Some(sha)) if etag_matches(inm, sha));
+    Reply {
         status: if not_modified { 304 } else { 200 },
-        content_type: content_type(what),
-        cache_control: response::IMMUTABLE,
+        content_type: kind.content_type(),
+        cache_control: CacheControl::Immutable,
         etag,
-        body: if not_modified { Body::Empty } else { Body::Artifact(body) },
+        body: if not_modified { Body::empty() } else { body },
     }
 }
 
 /// A mutable answer (`list`, `@latest`, a query's `.info`), cacheable briefly.
-pub fn mutable(what: What, body: ArtifactBody, cache_control: &'static str) -> Response {
-    Response { status: 200, content_type: content_type(what), cache_control, etag: None, body: Body::Artifact(body) }
+pub fn mutable(kind: Kind, body: Body, cache_control: CacheControl) -> Reply {
+    Reply { status: 200, content_type: kind.content_type(), cache_control, etag: None, body }
+}
+
+/// Writes the ETag value (with quotes) for a payload digest.
+pub fn write_etag(out: &mut Vec<u8>, sha256: &[u8; 32]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    for b in &sha256[..16] {
+        out.push(HEX[(b >> 4) as usize]);
+        out.push(HEX[(b & 15) as usize]);
+    }
+    out.push(b'"');
+}
+
+/// Whether an `If-None-Match` value matches the blob's ETag.
+pub fn etag_matches(if_none_match: &[u8], sha256: &[u8; 32]) -> bool {
+    let mut ours = Vec::with_capacity(34);
+    write_etag(&mut ours, sha256);
+    if_none_match.split(|&b| b == b',').any(|tag| {
+        let tag = tag.trim_ascii();
+        let tag = tag.strip_prefix(b"W/").unwrap_or(tag);
+        tag == b"*" || tag == ours.as_slice()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etag_matching_handles_lists_weak_and_star() {
+        let sha = [0x01; 32];
+        let tag = format!("\"{}\"", "01".repeat(16));
+        assert!(etag_matches(tag.as_bytes(), &sha));
+        assert!(etag_matches(format!("\"x\", W/{tag}").as_bytes(), &sha));
+        assert!(etag_matches(b"*", &sha));
+        assert!(!etag_matches(b"\"0101\"", &sha));
+    }
+
+    #[test]
+    fn our_own_failures_are_500s_and_upstream_ones_502_or_504() {
+        assert_eq!(resolve_error(&ResolveError::Internal("the fill was abandoned")).status, 500);
+        let down = FetchError::Unavailable { upstream: "u".into(), message: "refused".into() };
+        assert_eq!(resolve_error(&ResolveError::Fetch(down)).status, 502);
+        let slow = FetchError::Timeout { upstream: "u".into(), waiting: "connecting" };
+        assert_eq!(resolve_error(&ResolveError::Fetch(slow)).status, 504);
+        let gone = FetchError::NotFound { gone: true, message: "gone".into() };
+        assert_eq!(resolve_error(&ResolveError::Fetch(gone)).status, 410);
+    }
+
+    #[test]
+    fn cache_control_values() {
+        let value = |c: CacheControl| {
+            let mut out = Vec::new();
+            c.write_value(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(value(CacheControl::Immutable), "public, max-age=31536000, immutable");
+        assert_eq!(value(CacheControl::MaxAge(Duration::from_secs(60))), "public, max-age=60");
+        assert_eq!(value(CacheControl::NoCache), "no-cache");
+    }
 }

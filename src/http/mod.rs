@@ -3,28 +3,56 @@
 //!
 //! Owns framing, keep-alive and pipelining, and the limits that keep one
 //! client from holding more than its share (head size, header and idle
-//! timeouts, write stalls, fair chunking of large bodies). It knows nothing
-//! of Go modules and must never block the executor or copy a body.
+//! timeouts, write stalls, fair chunking of large bodies) and the
+//! connection's side of a drain ([`Shutdown`]). It hands each request's
+//! target to a [`Handler`] and writes the [`Reply`] it gets; it knows no Go
+//! rules, and must never block the executor or copy a body.
 
 pub mod request;
 pub mod response;
 pub mod send;
+pub mod shutdown;
 
-use std::future::Future;
 use std::io;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use crate::config::HttpLimits;
+use crate::artifact::fill::{FillStream, Readable};
+use crate::artifact::Body;
+use crate::goproxy::{Handler, Reply};
 use crate::metrics::CoreMetrics;
 pub use request::{HttpError, Method, Parsed, Request};
-pub use response::{Body, Response};
+pub use shutdown::Shutdown;
 
-/// Turns one parsed request into a response.
-pub trait Handler {
-    fn handle(&self, req: &Request<'_>) -> impl Future<Output = Response>;
+/// Limits on what one client may make the server hold or wait for.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Longest request target accepted (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Request line plus all headers (431 beyond).
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+    /// From the first byte of a request to the end of its headers.
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in flight.
+    pub idle_timeout: Duration,
+    /// One stalled write to a client that stopped reading.
+    pub write_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_uri_bytes: 4096,
+            max_head_bytes: 16 * 1024,
+            max_headers: 64,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            write_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// A connection's read buffer: grows from small (most Go-client requests are
@@ -83,7 +111,13 @@ fn count_status(metrics: &CoreMetrics, status: u16) {
 
 /// Serves one connection until the client closes it, a limit ends it, or
 /// a response says `Connection: close`.
-pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, limits: &HttpLimits, metrics: &CoreMetrics) {
+pub async fn serve_connection<H: Handler>(
+    mut stream: TcpStream,
+    handler: &H,
+    limits: &HttpLimits,
+    metrics: &CoreMetrics,
+    shutdown: &Shutdown,
+) {
     let _ = stream.set_nodelay(true);
     if send::make_nonblocking(&stream).is_err() {
         return;
@@ -100,9 +134,9 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
             Ok(Parsed::Complete(req, used)) => {
                 metrics.requests.bump();
                 // While draining, finish this response and close.
-                let keep_alive = req.keep_alive && !crate::runtime::draining();
+                let keep_alive = req.keep_alive && !shutdown.is_draining();
                 let send_body = req.method == Method::Get;
-                let mut resp = handler.handle(&req).await;
+                let mut resp = handler.handle(req.target, req.if_none_match).await;
                 count_status(metrics, resp.status);
                 // The connection takes the stream over, so that it can let go
                 // of the fill buffer as soon as the fill is done.
@@ -122,7 +156,7 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
                     metrics.body_bytes.add(sent);
                     buf.consume(used);
                     request_began = if buf.is_empty() { None } else { Some(Instant::now()) };
-                    if !keep_alive || crate::runtime::draining() {
+                    if !keep_alive || shutdown.is_draining() {
                         let _ = stream.close().await;
                         return;
                     }
@@ -139,7 +173,7 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
                 buf.consume(used);
                 request_began = if buf.is_empty() { None } else { Some(Instant::now()) };
                 // A drain that began while this response was going out ends the connection too.
-                if !keep_alive || crate::runtime::draining() {
+                if !keep_alive || shutdown.is_draining() {
                     let _ = stream.close().await;
                     return;
                 }
@@ -167,7 +201,7 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
             }
             Err(e) => {
                 count_status(metrics, e.status());
-                let resp = Response::text(e.status(), Body::Static(e.message()));
+                let resp = Reply::text(e.status(), Body::from_static(e.message()));
                 response::write_head(&mut head, &resp, resp.body.bytes().len(), false);
                 let _ = send::send(&mut stream, &head, resp.body.bytes(), None).await;
                 let _ = stream.close().await;
@@ -177,7 +211,7 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
     }
 }
 
-/// Sends a zip that is still arriving (see `upstream::progress`): the
+/// Sends a zip that is still arriving (see `artifact::fill`): the
 /// head with the announced length, then the bytes as the fill releases
 /// them, straight from its buffer and, once the fill is done, from the
 /// kept copy (the fill buffer is then dropped), in fair turns. Returns the
@@ -186,13 +220,12 @@ pub async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: &H, li
 async fn send_filling(
     stream: &mut TcpStream,
     head: &mut Vec<u8>,
-    resp: &Response,
-    fill: crate::upstream::progress::FillStream,
+    resp: &Reply,
+    fill: FillStream,
     send_body: bool,
     keep_alive: bool,
 ) -> Option<u64> {
-    use crate::upstream::progress::Readable;
-    let crate::upstream::progress::FillStream { progress, buffer } = fill;
+    let FillStream { progress, buffer } = fill;
     response::write_head(head, resp, buffer.capacity(), keep_alive);
     send::send(stream, head, &[], None).await.ok()?;
     if !send_body {

@@ -1,7 +1,7 @@
 //! Request parsing: bytes in a connection buffer → a borrowed [`Request`],
 //! or a typed reason to refuse it. Nothing here allocates.
 
-use crate::config::HttpLimits;
+use super::HttpLimits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {

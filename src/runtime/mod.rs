@@ -3,21 +3,24 @@
 //! the shard of modules it owns.
 //!
 //! Routing: a request may land on any core (the kernel and the L4 balancer
-//! know nothing of module paths). `router::owner_of(module)` names the core
-//! that owns the module. A cache hit is answered where it landed by a
-//! lock-free read of the owner's index; anything that may change state —
-//! a fill, a `list`/`@latest` refresh — hops to the owner over the channel
-//! mesh, so fills are single-flight without any lock shared between cores.
-//! This module owns start-up and placement; it never parses HTTP or Go paths.
+//! know nothing of module paths). `resolve::route` names the core that
+//! owns a module. A cache hit is answered where it landed by a lock-free
+//! read of the owner's index; anything that may change state — a fill, a
+//! `list`/`@latest` refresh — crosses to the owner over the channel
+//! [`mesh`], so fills are single-flight without any lock shared between
+//! cores.
+//!
+//! This module is where the layers are put together: it owns start-up,
+//! placement, the listeners, the accept loop, the mesh and the drain. It
+//! never parses HTTP or Go paths and decides nothing about caching.
 
-pub mod core;
+mod accept;
 pub mod listener;
-pub mod router;
+pub mod mesh;
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -25,10 +28,12 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use socket2::Socket;
 
-use self::core::{Core, Msg, Policy, Shared};
+use self::mesh::{Mesh, Msg};
 use crate::config::Config;
-use crate::goproxy::ProxyHandler;
+use crate::goproxy::{ProxyHandler, ProxySettings};
+use crate::http::Shutdown;
 use crate::metrics::Metrics;
+use crate::resolve::{route, CacheSettings, CoreResolver, Shard};
 use crate::store::{RecoveryStats, Store, StoreError};
 use crate::upstream::private::PrivacyGuard;
 use crate::upstream::{FetchOptions, UpstreamChain};
@@ -60,14 +65,6 @@ pub struct Started {
     pub recovery: RecoveryStats,
 }
 
-/// Set once a shutdown signal arrives: connections finish their current
-/// response and close instead of waiting for another request.
-static DRAINING: AtomicBool = AtomicBool::new(false);
-
-pub fn draining() -> bool {
-    DRAINING.load(Ordering::Relaxed)
-}
-
 /// Blocks SIGTERM and SIGINT in this thread (and so in every thread spawned
 /// after it) so that only the drain thread receives them.
 fn block_shutdown_signals() -> libc::sigset_t {
@@ -86,7 +83,7 @@ fn block_shutdown_signals() -> libc::sigset_t {
 /// and the backlog drains to other hosts), let open connections finish what
 /// they are sending for up to `grace`, then exit. A second signal exits at
 /// once. Nothing needs flushing: every published record is already durable.
-fn spawn_drain_thread(signals: libc::sigset_t, listeners: Vec<RawFd>, metrics: &'static Metrics, grace: Duration) {
+fn spawn_drain_thread(signals: libc::sigset_t, listeners: Vec<RawFd>, shutdown: Shutdown, metrics: &'static Metrics, grace: Duration) {
     std::thread::Builder::new()
         .name("gomodproxy-signals".into())
         .spawn(move || {
@@ -96,7 +93,7 @@ fn spawn_drain_thread(signals: libc::sigset_t, listeners: Vec<RawFd>, metrics: &
                 return;
             }
             log::info!("signal {sig}: no longer accepting; draining connections for up to {grace:?}");
-            DRAINING.store(true, Ordering::Relaxed);
+            shutdown.begin_drain();
             for fd in listeners {
                 // SAFETY: shutdown on a listening socket we own wakes its accept with an error.
                 unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
@@ -143,7 +140,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
             PoolPlacement::Unbound(cores)
         }
     };
-    let store = Store::open(&config.data_dir, cores, |m| router::owner_of(m, cores)).map_err(RuntimeError::Store)?;
+    let store = Store::open(&config.data_dir, cores, |m| route::owner_of(m, cores)).map_err(RuntimeError::Store)?;
     let recovery = store.stats().clone();
     let (addr, sockets) = listener::bind_all(config.listen, config.backlog, cores).map_err(|e| RuntimeError::Bind(config.listen, e))?;
 
@@ -164,24 +161,22 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         UpstreamChain::from_config(&config.upstream, opts.clone()),
         private_list.map(|l| UpstreamChain::from_config(&l, opts)),
     ));
-    let drain_metrics = Metrics::leak(cores);
-    let shared = Arc::new(Shared {
-        cores,
-        indexes: store.indexes(),
-        upstream,
+    let metrics = Metrics::leak(cores);
+    let cache_settings = Arc::new(CacheSettings {
         list_ttl: config.list_ttl,
+        sumdb_ttl: config.sumdb_ttl,
+        negative_ttl: config.negative_ttl,
+        stream_fills: config.stream_fills,
         hit_routing: config.hit_routing,
-        metrics: drain_metrics,
-        policy: Policy {
-            sumdb_names: config.sumdb_names.iter().map(|n| n.as_str().into()).collect(),
-            sumdb_ttl: config.sumdb_ttl,
-            negative_ttl: config.negative_ttl,
-            stream_fills: config.stream_fills,
-        },
     });
+    let proxy_settings = Arc::new(ProxySettings {
+        sumdb_names: config.sumdb_names.iter().map(|n| n.as_str().into()).collect(),
+        list_ttl: config.list_ttl,
+        sumdb_ttl: config.sumdb_ttl,
+    });
+    let indexes = store.indexes();
+    let shutdown = Shutdown::default();
     let drain_timeout = config.drain_timeout;
-    let short_cache: &'static str = Box::leak(format!("public, max-age={}", config.list_ttl.as_secs()).into_boxed_str());
-    let sumdb_cache: &'static str = Box::leak(format!("public, max-age={}", config.sumdb_ttl.as_secs()).into_boxed_str());
     let store = Arc::new(store);
     // Start-up only: each core takes its own listener out by its mesh id.
     let signals = block_shutdown_signals();
@@ -192,6 +187,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let max_connections = config.max_connections.unwrap_or_else(|| default_max_connections(cores, recovery.segments));
     log::info!("accepting up to {max_connections} connections");
     let per_core_connections = max_connections.div_ceil(cores).max(1) as u64;
+    let connections = accept::Connections { limits: config.limits, max: per_core_connections, shutdown: shutdown.clone() };
 
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("gomodproxy")
@@ -211,22 +207,26 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                     sockets.lock().ok().and_then(|mut s| s.get_mut(id).and_then(Option::take)).ok_or("no listener for this core")?;
                 // SAFETY: the descriptor is a bound, listening TCP socket whose ownership moves here.
                 let listener = unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(socket.into_raw_fd()) };
-                let core = Core::new(id, shared.clone(), store.writer(config.segment_bytes), peers);
+                let writer = store.writer(config.segment_bytes);
+                let core_metrics = metrics.core(id);
+                let shard = Rc::new(Shard::new(id, cores, indexes.clone(), upstream.clone(), writer, cache_settings.clone(), core_metrics));
+                let mesh = Mesh::new(id, peers);
                 if let Some(r) = receivers.as_mut() {
-                    core.listen(r);
+                    mesh.listen(r, shard.clone());
                 }
-                Ok::<_, String>((core, listener))
+                let handler = ProxyHandler::new(CoreResolver::new(shard, mesh), proxy_settings.clone(), core_metrics, metrics);
+                Ok::<_, String>((id, handler, listener))
             }
             .await;
-            let (core, listener) = match started {
+            let (id, handler, listener) = match started {
                 Ok(x) => x,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
                     return;
                 }
             };
-            let _ = ready_tx.send(Ok(core.id()));
-            accept_loop(core, listener, &config, (short_cache, sumdb_cache), per_core_connections).await;
+            let _ = ready_tx.send(Ok(id));
+            connections.accept(listener, Rc::new(handler), metrics.core(id)).await;
         })
         .map_err(|e| RuntimeError::Executors(e.to_string()))?;
 
@@ -237,7 +237,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
             Err(_) => return Err(RuntimeError::Executors("an executor exited during start-up".into())),
         }
     }
-    spawn_drain_thread(signals, listener_fds, drain_metrics, drain_timeout);
+    spawn_drain_thread(signals, listener_fds, shutdown, metrics, drain_timeout);
     on_started(Started { addr, recovery });
     for r in handles.join_all() {
         if let Err(e) = r {
@@ -273,50 +273,4 @@ fn allowed_cpus() -> Option<glommio::CpuSet> {
     // SAFETY: CPU_ISSET reads the mask we own; cpu ids come from sysfs and are < CPU_SETSIZE.
     let set = online.filter(|l| l.cpu < libc::CPU_SETSIZE as usize && unsafe { libc::CPU_ISSET(l.cpu, &mask) });
     (!set.is_empty()).then_some(set)
-}
-
-async fn accept_loop(
-    core: Rc<Core>,
-    listener: glommio::net::TcpListener,
-    config: &Config,
-    cache: (&'static str, &'static str),
-    max_connections: u64,
-) {
-    let handler = Rc::new(ProxyHandler::new(core.clone(), cache.0, cache.1));
-    let limits = config.limits;
-    // Per-core connection budget: at the limit we stop accepting and let the
-    // kernel backlog (and the balancer) hold new connections.
-    let slots = Rc::new(glommio::sync::Semaphore::new(max_connections));
-    let metrics = core.metrics();
-    loop {
-        let Ok(slot) = slots.clone().acquire_static_permit(1).await else { return };
-        match listener.accept().await {
-            Ok(stream) => {
-                metrics.connections_accepted.bump();
-                metrics.connections_open.bump();
-                let handler = handler.clone();
-                glommio::spawn_local(async move {
-                    crate::http::serve_connection(stream, &*handler, &limits, metrics).await;
-                    metrics.connections_open.sub(1);
-                    drop(slot);
-                })
-                .detach();
-            }
-            Err(_) if draining() => {
-                // Keep the executor (and so its connections) alive until they
-                // finish; the drain thread enforces the grace period.
-                while metrics.connections_open.get() > 0 {
-                    glommio::timer::sleep(Duration::from_millis(20)).await;
-                }
-                return;
-            }
-            Err(e) => {
-                let e = std::io::Error::from(e);
-                log::warn!("accept: {e}");
-                if crate::http::is_resource_exhaustion(&e) {
-                    glommio::timer::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
 }

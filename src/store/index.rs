@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crossbeam_skiplist::SkipMap;
 
-use super::record::Kind;
+use super::record::RecordKind;
 use super::segment::StoredBlob;
 
 /// The in-memory key hash. Seeds are fixed so every core computes the same
@@ -20,7 +20,7 @@ fn key_hasher() -> ahash::RandomState {
     ahash::RandomState::with_seeds(0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89)
 }
 
-pub fn key_hash(module: &str, version: &str, kind: Kind) -> u64 {
+pub fn key_hash(module: &str, version: &str, kind: RecordKind) -> u64 {
     let mut h = key_hasher().build_hasher();
     h.write(module.as_bytes());
     h.write_u8(0);
@@ -35,13 +35,13 @@ pub struct Entry {
     /// "module@version"; `module_len` splits it.
     key: Box<str>,
     module_len: usize,
-    kind: Kind,
+    kind: RecordKind,
     pub blob: StoredBlob,
     next: Option<Arc<Entry>>,
 }
 
 impl Entry {
-    fn is(&self, module: &str, version: &str, kind: Kind) -> bool {
+    fn is(&self, module: &str, version: &str, kind: RecordKind) -> bool {
         self.kind == kind
             && self.key.len() == module.len() + 1 + version.len()
             && &self.key[..self.module_len] == module
@@ -56,7 +56,7 @@ impl Entry {
         &self.key[self.module_len + 1..]
     }
 
-    pub fn kind(&self) -> Kind {
+    pub fn kind(&self) -> RecordKind {
         self.kind
     }
 }
@@ -72,11 +72,11 @@ impl Index {
     }
 
     /// Lock-free; callable from any core.
-    pub fn get(&self, module: &str, version: &str, kind: Kind) -> Option<Arc<Entry>> {
+    pub fn get(&self, module: &str, version: &str, kind: RecordKind) -> Option<Arc<Entry>> {
         self.get_hashed(key_hash(module, version, kind), module, version, kind)
     }
 
-    fn get_hashed(&self, hash: u64, module: &str, version: &str, kind: Kind) -> Option<Arc<Entry>> {
+    fn get_hashed(&self, hash: u64, module: &str, version: &str, kind: RecordKind) -> Option<Arc<Entry>> {
         let head = self.map.get(&hash)?;
         let mut cur = Some(head.value());
         while let Some(e) = cur {
@@ -91,11 +91,11 @@ impl Index {
     /// Publishes `blob`, replacing any older entry for the same key. Must be
     /// called only by the owning core (or before the cores start): the
     /// read-modify-write of a collision chain assumes a single writer.
-    pub fn insert(&self, module: &str, version: &str, kind: Kind, blob: StoredBlob) {
+    pub fn insert(&self, module: &str, version: &str, kind: RecordKind, blob: StoredBlob) {
         self.insert_hashed(key_hash(module, version, kind), module, version, kind, blob)
     }
 
-    fn insert_hashed(&self, hash: u64, module: &str, version: &str, kind: Kind, blob: StoredBlob) {
+    fn insert_hashed(&self, hash: u64, module: &str, version: &str, kind: RecordKind, blob: StoredBlob) {
         let mut next = None;
         if let Some(old) = self.map.get(&hash) {
             // Rebuild the chain without the key being replaced. Collisions
@@ -146,35 +146,35 @@ mod tests {
     #[test]
     fn distinguishes_module_version_and_kind() {
         let idx = Index::new();
-        idx.insert("example.com/a", "v1.0.0", Kind::Zip, blob(1));
-        idx.insert("example.com/a", "v1.0.0", Kind::Mod, blob(2));
+        idx.insert("example.com/a", "v1.0.0", RecordKind::Zip, blob(1));
+        idx.insert("example.com/a", "v1.0.0", RecordKind::Mod, blob(2));
         // Same concatenation, different split: must not alias.
-        assert!(idx.get("example.com/a@v1", ".0.0", Kind::Zip).is_none());
-        assert_eq!(idx.get("example.com/a", "v1.0.0", Kind::Zip).unwrap().blob.bytes()[0], 1);
-        assert_eq!(idx.get("example.com/a", "v1.0.0", Kind::Mod).unwrap().blob.bytes()[0], 2);
-        assert!(idx.get("example.com/a", "v1.0.1", Kind::Zip).is_none());
+        assert!(idx.get("example.com/a@v1", ".0.0", RecordKind::Zip).is_none());
+        assert_eq!(idx.get("example.com/a", "v1.0.0", RecordKind::Zip).unwrap().blob.bytes()[0], 1);
+        assert_eq!(idx.get("example.com/a", "v1.0.0", RecordKind::Mod).unwrap().blob.bytes()[0], 2);
+        assert!(idx.get("example.com/a", "v1.0.1", RecordKind::Zip).is_none());
     }
 
     #[test]
     fn insert_replaces_and_keeps_collision_neighbours() {
         let idx = Index::new();
-        idx.insert("example.com/a", "v1.0.0", Kind::Info, blob(1));
-        idx.insert("example.com/a", "v1.0.0", Kind::Info, blob(3));
+        idx.insert("example.com/a", "v1.0.0", RecordKind::Info, blob(1));
+        idx.insert("example.com/a", "v1.0.0", RecordKind::Info, blob(3));
         assert_eq!(idx.len(), 1);
-        assert_eq!(idx.get("example.com/a", "v1.0.0", Kind::Info).unwrap().blob.bytes()[0], 3);
+        assert_eq!(idx.get("example.com/a", "v1.0.0", RecordKind::Info).unwrap().blob.bytes()[0], 3);
     }
 
     #[test]
     fn colliding_hashes_chain_instead_of_overwriting() {
         let idx = Index::new();
-        idx.insert_hashed(42, "example.com/a", "v1.0.0", Kind::Zip, blob(1));
-        idx.insert_hashed(42, "example.com/b", "v2.0.0", Kind::Zip, blob(2));
-        idx.insert_hashed(42, "example.com/c", "v3.0.0", Kind::Mod, blob(3));
-        idx.insert_hashed(42, "example.com/b", "v2.0.0", Kind::Zip, blob(4));
+        idx.insert_hashed(42, "example.com/a", "v1.0.0", RecordKind::Zip, blob(1));
+        idx.insert_hashed(42, "example.com/b", "v2.0.0", RecordKind::Zip, blob(2));
+        idx.insert_hashed(42, "example.com/c", "v3.0.0", RecordKind::Mod, blob(3));
+        idx.insert_hashed(42, "example.com/b", "v2.0.0", RecordKind::Zip, blob(4));
         let get = |m, v, k| idx.get_hashed(42, m, v, k).map(|e| e.blob.bytes()[0]);
-        assert_eq!(get("example.com/a", "v1.0.0", Kind::Zip), Some(1));
-        assert_eq!(get("example.com/b", "v2.0.0", Kind::Zip), Some(4));
-        assert_eq!(get("example.com/c", "v3.0.0", Kind::Mod), Some(3));
-        assert_eq!(get("example.com/c", "v3.0.0", Kind::Zip), None);
+        assert_eq!(get("example.com/a", "v1.0.0", RecordKind::Zip), Some(1));
+        assert_eq!(get("example.com/b", "v2.0.0", RecordKind::Zip), Some(4));
+        assert_eq!(get("example.com/c", "v3.0.0", RecordKind::Mod), Some(3));
+        assert_eq!(get("example.com/c", "v3.0.0", RecordKind::Zip), None);
     }
 }

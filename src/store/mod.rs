@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use index::Index;
-pub use record::Kind;
+pub use record::RecordKind;
 pub use segment::StoredBlob;
 pub use writer::SegmentWriter;
 
@@ -107,7 +107,7 @@ impl Store {
         let indexes: Vec<Index> = (0..shards.max(1)).map(|_| Index::new()).collect();
         let mut stats = RecoveryStats::default();
         for &id in &ids {
-            let publish = |module: &str, version: &str, kind: Kind, blob: StoredBlob| {
+            let publish = |module: &str, version: &str, kind: RecordKind, blob: StoredBlob| {
                 indexes[shard_of(module) % indexes.len()].insert(module, version, kind, blob);
             };
             match recover_segment(&segments_dir, id, &mut stats, publish) {
@@ -157,7 +157,7 @@ struct Found {
     data_offset: u64,
     len: u64,
     sha256: [u8; 32],
-    kind: Kind,
+    kind: RecordKind,
     key_start: u64,
     key_len: u64,
 }
@@ -169,7 +169,7 @@ fn recover_segment(
     dir: &Path,
     id: u64,
     stats: &mut RecoveryStats,
-    mut publish: impl FnMut(&str, &str, Kind, StoredBlob),
+    mut publish: impl FnMut(&str, &str, RecordKind, StoredBlob),
 ) -> io::Result<()> {
     let path = segment::segment_path(dir, id);
     let file = OpenOptions::new().read(true).write(true).open(&path)?;
@@ -182,7 +182,7 @@ fn recover_segment(
     while offset + HEADER_LEN as u64 <= file_len {
         let Some(rest) = seg.get(offset, file_len - offset) else { break };
         let Ok(h) = decode_header(rest) else { break };
-        if h.kind == Kind::Seal {
+        if h.kind == RecordKind::Seal {
             sealed = true;
             offset += h.record_len();
             break;

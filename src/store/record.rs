@@ -26,7 +26,7 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// What a record holds. The discriminants are on disk: never renumber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
-pub enum Kind {
+pub enum RecordKind {
     Info = 1,
     Mod = 2,
     Zip = 3,
@@ -36,14 +36,14 @@ pub enum Kind {
     Seal = 0xFF,
 }
 
-impl Kind {
-    pub fn from_byte(b: u8) -> Option<Kind> {
+impl RecordKind {
+    pub fn from_byte(b: u8) -> Option<RecordKind> {
         match b {
-            1 => Some(Kind::Info),
-            2 => Some(Kind::Mod),
-            3 => Some(Kind::Zip),
-            4 => Some(Kind::SumTile),
-            0xFF => Some(Kind::Seal),
+            1 => Some(RecordKind::Info),
+            2 => Some(RecordKind::Mod),
+            3 => Some(RecordKind::Zip),
+            4 => Some(RecordKind::SumTile),
+            0xFF => Some(RecordKind::Seal),
             _ => None,
         }
     }
@@ -53,7 +53,7 @@ impl Kind {
 /// but themselves: the caller checks them against the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    pub kind: Kind,
+    pub kind: RecordKind,
     pub key_len: u16,
     pub payload_len: u64,
     pub stored_at_ms: u64,
@@ -84,7 +84,7 @@ fn header_check(first56: &[u8], key: &[u8]) -> u32 {
 }
 
 /// Encodes a header for `key` and a payload whose digest is already known.
-pub fn encode_header(kind: Kind, key: &str, payload_len: u64, sha256: &[u8; 32], stored_at_ms: u64) -> [u8; HEADER_LEN] {
+pub fn encode_header(kind: RecordKind, key: &str, payload_len: u64, sha256: &[u8; 32], stored_at_ms: u64) -> [u8; HEADER_LEN] {
     debug_assert!(key.len() <= MAX_KEY_LEN);
     let mut h = [0u8; HEADER_LEN];
     h[0..4].copy_from_slice(&MAGIC.to_le_bytes());
@@ -128,7 +128,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, DecodeError> {
     if fixed[4] != FORMAT {
         return Err(DecodeError::BadFormat);
     }
-    let kind = Kind::from_byte(fixed[5]).ok_or(DecodeError::BadKind)?;
+    let kind = RecordKind::from_byte(fixed[5]).ok_or(DecodeError::BadKind)?;
     let key_len = u16_at(6);
     if key_len as usize > MAX_KEY_LEN {
         return Err(DecodeError::KeyTooLong);
@@ -146,7 +146,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, DecodeError> {
 mod tests {
     use super::*;
 
-    fn record(kind: Kind, key: &str, payload: &[u8]) -> Vec<u8> {
+    fn record(kind: RecordKind, key: &str, payload: &[u8]) -> Vec<u8> {
         let mut v = encode_header(kind, key, payload.len() as u64, &payload_sha256(payload), 7).to_vec();
         v.extend_from_slice(key.as_bytes());
         v.extend_from_slice(payload);
@@ -155,9 +155,9 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let r = record(Kind::Zip, "example.com/a@v1.0.0", b"PK");
+        let r = record(RecordKind::Zip, "example.com/a@v1.0.0", b"PK");
         let h = decode_header(&r).unwrap();
-        assert_eq!(h.kind, Kind::Zip);
+        assert_eq!(h.kind, RecordKind::Zip);
         assert_eq!(h.key_len as usize, "example.com/a@v1.0.0".len());
         assert_eq!(h.payload_len, 2);
         assert_eq!(h.stored_at_ms, 7);
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn every_single_bit_flip_in_header_or_key_is_caught() {
-        let r = record(Kind::Mod, "example.com/a@v1.0.0", b"module example.com/a\n");
+        let r = record(RecordKind::Mod, "example.com/a@v1.0.0", b"module example.com/a\n");
         let covered = HEADER_LEN + "example.com/a@v1.0.0".len();
         for byte in 0..covered {
             if (60..64).contains(&byte) {
@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn zeros_and_truncations_are_not_records() {
         assert_eq!(decode_header(&[0u8; 100]), Err(DecodeError::BadMagic));
-        let r = record(Kind::Info, "example.com/a@v1.0.0", b"{}");
+        let r = record(RecordKind::Info, "example.com/a@v1.0.0", b"{}");
         for cut in 0..HEADER_LEN + 5 {
             assert!(decode_header(&r[..cut]).is_err());
         }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use memmap2::{Mmap, MmapOptions};
 
-use super::record::{self, Kind, HEADER_LEN};
+use super::record::{self, RecordKind, HEADER_LEN};
 
 /// One segment file, mapped read-only.
 pub struct Segment {
@@ -140,7 +140,7 @@ pub fn create(dir: &Path, id: u64) -> io::Result<File> {
 pub fn write_record(
     file: &File,
     offset: u64,
-    kind: Kind,
+    kind: RecordKind,
     key: &str,
     payload: &[u8],
     sha256: &[u8; 32],
@@ -159,7 +159,7 @@ pub fn write_record(
 /// Appends the seal record that says "closed, every record before me verified".
 pub fn write_seal(file: &File, offset: u64) -> io::Result<u64> {
     let empty = record::payload_sha256(&[]);
-    write_record(file, offset, Kind::Seal, "", &[], &empty, 0)
+    write_record(file, offset, RecordKind::Seal, "", &[], &empty, 0)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ fn owner(_: &str) -> usize {
 }
 
 /// Writes records back to back into a new segment, as the writer would.
-fn write_segment(dir: &Path, id: u64, records: &[(&str, &str, Kind, &[u8])]) -> (File, Vec<u64>) {
+fn write_segment(dir: &Path, id: u64, records: &[(&str, &str, RecordKind, &[u8])]) -> (File, Vec<u64>) {
     let seg_dir = dir.join("segments");
     fs::create_dir_all(&seg_dir).unwrap();
     let file = segment::create(&seg_dir, id).unwrap();
@@ -22,7 +22,7 @@ fn write_segment(dir: &Path, id: u64, records: &[(&str, &str, Kind, &[u8])]) -> 
     (file, offsets)
 }
 
-fn get(store: &Store, m: &str, v: &str, k: Kind) -> Option<Vec<u8>> {
+fn get(store: &Store, m: &str, v: &str, k: RecordKind) -> Option<Vec<u8>> {
     store.indexes()[0].get(m, v, k).map(|e| e.blob.bytes().to_vec())
 }
 
@@ -32,12 +32,12 @@ fn recovers_whole_records_and_seals_the_segment() {
     write_segment(
         dir.path(),
         1,
-        &[("example.com/a", "v1.0.0", Kind::Info, b"{}"), ("example.com/a", "v1.0.0", Kind::Zip, b"PK-zip-bytes")],
+        &[("example.com/a", "v1.0.0", RecordKind::Info, b"{}"), ("example.com/a", "v1.0.0", RecordKind::Zip, b"PK-zip-bytes")],
     );
     let store = Store::open(dir.path(), 1, owner).unwrap();
     assert_eq!(store.stats().records, 2);
     assert_eq!(store.stats().records_verified, 2, "an unsealed segment is verified");
-    assert_eq!(get(&store, "example.com/a", "v1.0.0", Kind::Zip).as_deref(), Some(&b"PK-zip-bytes"[..]));
+    assert_eq!(get(&store, "example.com/a", "v1.0.0", RecordKind::Zip).as_deref(), Some(&b"PK-zip-bytes"[..]));
     drop(store);
     let store = Store::open(dir.path(), 1, owner).unwrap();
     assert_eq!(store.stats().records, 2);
@@ -52,9 +52,9 @@ fn cuts_a_torn_tail_at_every_possible_length() {
         template.path(),
         1,
         &[
-            ("example.com/a", "v1.0.0", Kind::Mod, payloads[0]),
-            ("example.com/b", "v1.0.0", Kind::Mod, payloads[1]),
-            ("example.com/c", "v1.0.0", Kind::Mod, payloads[2]),
+            ("example.com/a", "v1.0.0", RecordKind::Mod, payloads[0]),
+            ("example.com/b", "v1.0.0", RecordKind::Mod, payloads[1]),
+            ("example.com/c", "v1.0.0", RecordKind::Mod, payloads[2]),
         ],
     );
     let full = fs::read(template.path().join("segments").join(segment::segment_file_name(1))).unwrap();
@@ -66,7 +66,7 @@ fn cuts_a_torn_tail_at_every_possible_length() {
         // Record i survives exactly when its bytes (not its padding) are all there.
         for (i, m) in ["example.com/a", "example.com/b", "example.com/c"].iter().enumerate() {
             let whole = cut as u64 >= offsets[i] + HEADER_LEN as u64 + format!("{m}@v1.0.0").len() as u64 + payloads[i].len() as u64;
-            let got = get(&store, m, "v1.0.0", Kind::Mod);
+            let got = get(&store, m, "v1.0.0", RecordKind::Mod);
             assert_eq!(got.is_some(), whole, "cut at {cut}, record {i}");
             if let Some(bytes) = got {
                 assert_eq!(bytes, payloads[i]);
@@ -82,17 +82,17 @@ fn cuts_at_a_record_whose_payload_does_not_match_its_checksum() {
         dir.path(),
         1,
         &[
-            ("example.com/a", "v1.0.0", Kind::Zip, b"good"),
-            ("example.com/b", "v1.0.0", Kind::Zip, b"will-rot"),
-            ("example.com/c", "v1.0.0", Kind::Zip, b"after"),
+            ("example.com/a", "v1.0.0", RecordKind::Zip, b"good"),
+            ("example.com/b", "v1.0.0", RecordKind::Zip, b"will-rot"),
+            ("example.com/c", "v1.0.0", RecordKind::Zip, b"after"),
         ],
     );
     let rot_at = offsets[1] + HEADER_LEN as u64 + "example.com/b@v1.0.0".len() as u64;
     file.write_all_at(b"X", rot_at).unwrap();
     let store = Store::open(dir.path(), 1, owner).unwrap();
-    assert!(get(&store, "example.com/a", "v1.0.0", Kind::Zip).is_some());
-    assert!(get(&store, "example.com/b", "v1.0.0", Kind::Zip).is_none(), "corrupt payload must never be served");
-    assert!(get(&store, "example.com/c", "v1.0.0", Kind::Zip).is_none(), "nothing after a cut is trusted");
+    assert!(get(&store, "example.com/a", "v1.0.0", RecordKind::Zip).is_some());
+    assert!(get(&store, "example.com/b", "v1.0.0", RecordKind::Zip).is_none(), "corrupt payload must never be served");
+    assert!(get(&store, "example.com/c", "v1.0.0", RecordKind::Zip).is_none(), "nothing after a cut is trusted");
     assert!(store.stats().bytes_cut > 0);
 }
 
@@ -112,14 +112,18 @@ fn garbage_files_and_garbage_segments_do_not_stop_start_up() {
 #[test]
 fn later_records_win_and_entries_go_to_their_shard() {
     let dir = tempfile::tempdir().unwrap();
-    write_segment(dir.path(), 1, &[("example.com/a", "v1.0.0", Kind::Mod, b"old")]);
-    write_segment(dir.path(), 2, &[("example.com/a", "v1.0.0", Kind::Mod, b"new"), ("example.com/b", "v1.0.0", Kind::Mod, b"b")]);
+    write_segment(dir.path(), 1, &[("example.com/a", "v1.0.0", RecordKind::Mod, b"old")]);
+    write_segment(
+        dir.path(),
+        2,
+        &[("example.com/a", "v1.0.0", RecordKind::Mod, b"new"), ("example.com/b", "v1.0.0", RecordKind::Mod, b"b")],
+    );
     let shard = |m: &str| usize::from(m.ends_with('b'));
     let store = Store::open(dir.path(), 2, shard).unwrap();
     let idx = store.indexes();
-    assert_eq!(idx[0].get("example.com/a", "v1.0.0", Kind::Mod).unwrap().blob.bytes(), b"new");
-    assert!(idx[0].get("example.com/b", "v1.0.0", Kind::Mod).is_none());
-    assert_eq!(idx[1].get("example.com/b", "v1.0.0", Kind::Mod).unwrap().blob.bytes(), b"b");
+    assert_eq!(idx[0].get("example.com/a", "v1.0.0", RecordKind::Mod).unwrap().blob.bytes(), b"new");
+    assert!(idx[0].get("example.com/b", "v1.0.0", RecordKind::Mod).is_none());
+    assert_eq!(idx[1].get("example.com/b", "v1.0.0", RecordKind::Mod).unwrap().blob.bytes(), b"b");
 }
 
 #[test]
@@ -138,9 +142,9 @@ fn the_writer_appends_publishable_records_and_rotates() {
     let small = bytes::Bytes::from_static(b"module example.com/a\n");
     let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
     let (a, b, c) = ex.run(async {
-        let a = writer.append(Kind::Mod, "example.com/a", "v1.0.0", small.clone(), payload_sha256(&small)).await.unwrap();
-        let b = writer.append(Kind::Zip, "example.com/a", "v1.0.0", big.clone(), payload_sha256(&big)).await.unwrap();
-        let c = writer.append(Kind::Mod, "example.com/b", "v1.0.0", small.clone(), payload_sha256(&small)).await.unwrap();
+        let a = writer.append(RecordKind::Mod, "example.com/a", "v1.0.0", small.clone(), payload_sha256(&small)).await.unwrap();
+        let b = writer.append(RecordKind::Zip, "example.com/a", "v1.0.0", big.clone(), payload_sha256(&big)).await.unwrap();
+        let c = writer.append(RecordKind::Mod, "example.com/b", "v1.0.0", small.clone(), payload_sha256(&small)).await.unwrap();
         (a, b, c)
     });
     assert_eq!(a.bytes(), &small[..]);
@@ -151,5 +155,5 @@ fn the_writer_appends_publishable_records_and_rotates() {
     drop(store);
     let store = Store::open(dir.path(), 1, owner).unwrap();
     assert_eq!(store.stats().records, 3);
-    assert_eq!(get(&store, "example.com/a", "v1.0.0", Kind::Zip).unwrap(), *big);
+    assert_eq!(get(&store, "example.com/a", "v1.0.0", RecordKind::Zip).unwrap(), *big);
 }

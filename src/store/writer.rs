@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use glommio::sync::Semaphore;
 
-use super::record::{align_up, Kind, HEADER_LEN, MAX_KEY_LEN};
+use super::record::{align_up, RecordKind, HEADER_LEN, MAX_KEY_LEN};
 use super::segment::{self, Segment, StoredBlob};
 use super::StoreError;
 
@@ -47,7 +47,7 @@ impl SegmentWriter {
     /// next append starts a fresh segment.
     pub async fn append(
         &self,
-        kind: Kind,
+        kind: RecordKind,
         module: &str,
         version: &str,
         payload: bytes::Bytes,

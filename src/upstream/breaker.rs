@@ -118,10 +118,10 @@ impl<F: Fetcher> Guarded<F> {
 
 impl<F: Fetcher> Fetcher for Guarded<F> {
     fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
-        self.fetch_streaming(req, &super::progress::Progress::default()).map(Vec::from)
+        self.fetch_streaming(req, &crate::artifact::fill::Progress::default()).map(Vec::from)
     }
 
-    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &super::progress::Progress) -> Result<bytes::Bytes, FetchError> {
+    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &crate::artifact::fill::Progress) -> Result<bytes::Bytes, FetchError> {
         if let Admission::Skip { retry_in } = self.breaker.admit(Instant::now()) {
             return Err(FetchError::CircuitOpen { upstream: self.inner.name().to_string(), retry_in });
         }
@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn a_guarded_fetcher_stops_asking_a_dead_upstream() {
-        let req = Fetch { module: "example.com/a", version: "", what: super::super::What::List };
+        let req = Fetch { module: "example.com/a", version: "", kind: super::super::Kind::List };
         let dead = Guarded::new(
             Flaky(Default::default(), |_| Err(FetchError::Timeout { upstream: "flaky".into(), waiting: "connecting" })),
             2,

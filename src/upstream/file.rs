@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::path::PathBuf;
 
-use super::{Fetch, FetchError, Fetcher, What};
+use super::{Fetch, FetchError, Fetcher, Kind};
 
 pub struct FileFetcher {
     root: PathBuf,
@@ -26,7 +26,7 @@ impl Fetcher for FileFetcher {
         // protocol_path is built from validated, escaped elements: no `..`,
         // no leading `/`, so the join stays below the root.
         let path = self.root.join(req.protocol_path()?);
-        if req.what == What::SumSupported {
+        if req.kind == Kind::SumSupported {
             // A tree "supports" a checksum database when it holds its
             // directory, as `$GOMODCACHE/cache/download/sumdb/<name>` does
             // once the go command has verified anything against it. The
@@ -52,7 +52,7 @@ impl Fetcher for FileFetcher {
         if !meta.is_file() {
             return Err(not_found());
         }
-        let cap = req.what.size_cap();
+        let cap = req.kind.size_cap();
         if meta.len() > cap {
             return Err(FetchError::TooLarge { upstream: self.name.clone(), limit: cap });
         }

@@ -118,13 +118,13 @@ impl Fetcher for HttpFetcher {
     // ureq's error is large, but there is one per request and it is matched at once.
     #[allow(clippy::result_large_err)]
     fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
-        self.fetch_streaming(req, &super::progress::Progress::default()).map(Vec::from)
+        self.fetch_streaming(req, &crate::artifact::fill::Progress::default()).map(Vec::from)
     }
 
     #[allow(clippy::result_large_err)]
-    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &super::progress::Progress) -> Result<bytes::Bytes, FetchError> {
+    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &crate::artifact::fill::Progress) -> Result<bytes::Bytes, FetchError> {
         let url = format!("{}/{}", self.base, req.protocol_path()?);
-        let cap = req.what.size_cap();
+        let cap = req.kind.size_cap();
         let unavailable = |message: String| FetchError::Unavailable { upstream: self.base.clone(), message };
         let deadline = Instant::now() + self.total_timeout;
         let call = || {
@@ -170,7 +170,7 @@ impl Fetcher for HttpFetcher {
         }
         // Only zips are streamed: the answers worth the wait, and only with
         // a length, which readers must send before the body.
-        let mut streaming = announced.filter(|_| req.what == super::What::Zip).and_then(|len| progress.start(len));
+        let mut streaming = announced.filter(|_| req.kind == super::Kind::Zip).and_then(|len| progress.start(len));
         let timeout = |waiting| FetchError::Timeout { upstream: self.base.clone(), waiting };
         if Instant::now() > deadline {
             return Err(timeout(WHOLE));
@@ -192,7 +192,7 @@ impl Fetcher for HttpFetcher {
                     if !writer.append(&buf[..n]) {
                         return Err(unavailable("body longer than its Content-Length".into()));
                     }
-                    progress.published();
+                    progress.note_published();
                 }
                 None => body.extend_from_slice(&buf[..n]),
             }
@@ -208,7 +208,7 @@ impl Fetcher for HttpFetcher {
         match streaming {
             // The readers' buffer, whole, for validation (readers wait for
             // the last byte meanwhile).
-            Some(writer) => progress.finish(writer).ok_or_else(|| unavailable("body shorter than its Content-Length".into())),
+            Some(writer) => progress.finish_writing(writer).ok_or_else(|| unavailable("body shorter than its Content-Length".into())),
             None => Ok(body.into()),
         }
     }
@@ -280,7 +280,7 @@ mod tests {
         let opts =
             FetchOptions { retries: 2, retry_backoff: Duration::from_millis(1), ..FetchOptions::with_timeout(Duration::from_secs(5)) };
         let f = HttpFetcher::new(format!("http://127.0.0.1:{port}"), &opts);
-        let err = f.fetch(&Fetch { module: "example.com/a", version: "", what: super::super::What::List }).unwrap_err();
+        let err = f.fetch(&Fetch { module: "example.com/a", version: "", kind: super::super::Kind::List }).unwrap_err();
         assert!(matches!(err, FetchError::Unavailable { .. }), "{err:?}");
     }
 }

@@ -20,7 +20,7 @@
 
 use std::borrow::Cow;
 
-use super::{Fetch, FetchError, Fetcher, UpstreamChain, What};
+use super::{Fetch, FetchError, Fetcher, Kind, UpstreamChain};
 use crate::gomod::module;
 use crate::gomod::pattern::PrefixPatterns;
 
@@ -48,9 +48,9 @@ impl PrivacyGuard {
         if self.patterns.is_empty() {
             return Subject::Public;
         }
-        let module: Cow<'a, str> = match req.what {
+        let module: Cow<'a, str> = match req.kind {
             // The lookup path carries the module, escaped: `lookup/<module>@<version>`.
-            What::SumLookup => {
+            Kind::SumLookup => {
                 let escaped = req.version.strip_prefix("lookup/").and_then(|mv| mv.split_once('@')).map(|(m, _)| m);
                 match escaped.map(module::unescape_path) {
                     Some(Ok(m)) => m,
@@ -58,8 +58,8 @@ impl PrivacyGuard {
                 }
             }
             // The rest of the database (tree heads, tiles) names no module.
-            What::SumSupported | What::SumLatest | What::SumTile | What::SumPartialTile => return Subject::Public,
-            What::List | What::Latest | What::Info | What::Mod | What::Zip => Cow::Borrowed(req.module),
+            Kind::SumSupported | Kind::SumLatest | Kind::SumTile | Kind::SumPartialTile => return Subject::Public,
+            Kind::List | Kind::Latest | Kind::Info | Kind::Mod | Kind::Zip => Cow::Borrowed(req.module),
         };
         if self.patterns.matches(&module) {
             Subject::Private(module)
@@ -71,10 +71,10 @@ impl PrivacyGuard {
 
 impl Fetcher for PrivacyGuard {
     fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
-        self.fetch_streaming(req, &super::progress::Progress::default()).map(Vec::from)
+        self.fetch_streaming(req, &crate::artifact::fill::Progress::default()).map(Vec::from)
     }
 
-    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &super::progress::Progress) -> Result<bytes::Bytes, FetchError> {
+    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &crate::artifact::fill::Progress) -> Result<bytes::Bytes, FetchError> {
         match self.subject(req) {
             Subject::Public => self.public.fetch_streaming(req, progress),
             Subject::Undecodable => {
@@ -82,7 +82,7 @@ impl Fetcher for PrivacyGuard {
             }
             // 404, as for a module the database does not know: the go
             // command's user learns to list it in GONOSUMDB (or GOPRIVATE).
-            Subject::Private(module) if req.what.is_sumdb() => Err(FetchError::NotFound {
+            Subject::Private(module) if req.kind.is_sumdb() => Err(FetchError::NotFound {
                 gone: false,
                 message: format!(
                     "not found: {module} is a private module and is never looked up in a checksum database; set GONOSUMDB or GOPRIVATE"
@@ -106,7 +106,7 @@ impl Fetcher for PrivacyGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Fallback;
+    use crate::upstream::list::Fallback;
     use std::sync::{Arc, Mutex};
 
     /// Records every request it is asked, answers a fixed body.
@@ -132,7 +132,7 @@ mod tests {
     }
 
     fn list(module: &str) -> Fetch<'_> {
-        Fetch { module, version: "", what: What::List }
+        Fetch { module, version: "", kind: Kind::List }
     }
 
     #[test]
@@ -161,14 +161,14 @@ mod tests {
         for version in
             ["lookup/corp.example/!secret@v1.0.0", "lookup/corp.example/secret@v1.0.0", "lookup/corp.example/%@v1.0.0", "lookup/nothing"]
         {
-            let req = Fetch { module: "sumdb/sum.example", version, what: What::SumLookup };
+            let req = Fetch { module: "sumdb/sum.example", version, kind: Kind::SumLookup };
             assert!(matches!(g.fetch(&req), Err(FetchError::NotFound { .. })), "{version}");
         }
         // Public lookups and tiles are forwarded (the spy's body is no valid
         // answer for them; what matters is who was asked).
-        let public = Fetch { module: "sumdb/sum.example", version: "lookup/public.example/x@v1.0.0", what: What::SumLookup };
+        let public = Fetch { module: "sumdb/sum.example", version: "lookup/public.example/x@v1.0.0", kind: Kind::SumLookup };
         let _ = g.fetch(&public);
-        let tile = Fetch { module: "sumdb/sum.example", version: "tile/8/0/000", what: What::SumTile };
+        let tile = Fetch { module: "sumdb/sum.example", version: "tile/8/0/000", kind: Kind::SumTile };
         let _ = g.fetch(&tile);
         assert_eq!(*pubs.lock().unwrap(), ["sumdb/sum.example/lookup/public.example/x@v1.0.0", "sumdb/sum.example/tile/8/0/000"]);
         assert!(privs.lock().unwrap().is_empty());

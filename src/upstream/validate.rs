@@ -2,13 +2,13 @@
 //! check is a `FetchError::Invalid` (a 502 for the client) and nothing of the
 //! answer is kept.
 
-use super::{Fetch, FetchError, What};
+use super::{Fetch, FetchError, Kind};
 use crate::gomod::{semver, tlog};
 
 pub fn validate(req: &Fetch<'_>, body: &[u8]) -> Result<(), FetchError> {
     let invalid = |why: String| Err(FetchError::Invalid(why));
-    match req.what {
-        What::Info | What::Latest => {
+    match req.kind {
+        Kind::Info | Kind::Latest => {
             let v: serde_json::Value = match serde_json::from_slice(body) {
                 Ok(v) => v,
                 Err(e) => return invalid(format!("{}: not JSON: {e}", req.what_name())),
@@ -22,7 +22,7 @@ pub fn validate(req: &Fetch<'_>, body: &[u8]) -> Result<(), FetchError> {
             }
             // A canonical request must be answered with exactly that version;
             // a query (branch, commit, `latest`) resolves to whatever it resolves to.
-            if req.what == What::Info
+            if req.kind == Kind::Info
                 && semver::is_valid(req.version)
                 && crate::gomod::module::canonical_version(req.version).as_deref() == Some(req.version)
                 && version != req.version
@@ -33,22 +33,22 @@ pub fn validate(req: &Fetch<'_>, body: &[u8]) -> Result<(), FetchError> {
         }
         // The go command would refuse anything else, and a cached .mod is
         // kept for good: an HTML error page served with 200 must not be.
-        What::Mod => crate::gomod::modfile::check(body).map_err(|e| FetchError::Invalid(format!(".mod: {e}"))),
-        What::List => match std::str::from_utf8(body) {
+        Kind::Mod => crate::gomod::modfile::check(body).map_err(|e| FetchError::Invalid(format!(".mod: {e}"))),
+        Kind::List => match std::str::from_utf8(body) {
             Ok(_) => Ok(()),
             Err(_) => invalid("version list is not UTF-8 text".into()),
         },
-        What::Zip => crate::gomod::zip::check(body, req.module, req.version).map_err(|e| FetchError::Invalid(format!("module zip: {e}"))),
+        Kind::Zip => crate::gomod::zip::check(body, req.module, req.version).map_err(|e| FetchError::Invalid(format!("module zip: {e}"))),
         // The go command verifies signatures and hashes itself; these checks
         // only keep an answer that cannot be one (an HTML error page sent
         // with 200, a truncated tile) out of the cache, above all out of the
         // store, where a complete tile would stay forever.
-        What::SumSupported => Ok(()),
-        What::SumLatest => match std::str::from_utf8(body) {
+        Kind::SumSupported => Ok(()),
+        Kind::SumLatest => match std::str::from_utf8(body) {
             Ok(text) if is_signed_note(text) => Ok(()),
             _ => invalid("checksum database latest: not a signed note".into()),
         },
-        What::SumLookup => {
+        Kind::SumLookup => {
             let text = std::str::from_utf8(body).map_err(|_| FetchError::Invalid("checksum database lookup: not UTF-8 text".into()))?;
             // A record id line, the record, a blank line, the signed tree head.
             let id = text.split('\n').next().unwrap_or("");
@@ -57,7 +57,7 @@ pub fn validate(req: &Fetch<'_>, body: &[u8]) -> Result<(), FetchError> {
             }
             Ok(())
         }
-        What::SumTile | What::SumPartialTile => {
+        Kind::SumTile | Kind::SumPartialTile => {
             let Some(tile) = tlog::Tile::parse(req.version) else {
                 return invalid(format!("not a tile path: {}", req.version));
             };
@@ -80,13 +80,13 @@ fn is_signed_note(text: &str) -> bool {
 
 impl Fetch<'_> {
     fn what_name(&self) -> &'static str {
-        match self.what {
-            What::Info => ".info",
-            What::Latest => "@latest",
-            What::Mod => ".mod",
-            What::Zip => ".zip",
-            What::List => "list",
-            What::SumSupported | What::SumLatest | What::SumLookup | What::SumTile | What::SumPartialTile => "checksum database answer",
+        match self.kind {
+            Kind::Info => ".info",
+            Kind::Latest => "@latest",
+            Kind::Mod => ".mod",
+            Kind::Zip => ".zip",
+            Kind::List => "list",
+            Kind::SumSupported | Kind::SumLatest | Kind::SumLookup | Kind::SumTile | Kind::SumPartialTile => "checksum database answer",
         }
     }
 }
@@ -95,24 +95,24 @@ impl Fetch<'_> {
 mod tests {
     use super::*;
 
-    fn check(what: What, version: &str, body: &[u8]) -> Result<(), FetchError> {
-        validate(&Fetch { module: "sumdb/sum.example", version, what }, body)
+    fn check(kind: Kind, version: &str, body: &[u8]) -> Result<(), FetchError> {
+        validate(&Fetch { module: "sumdb/sum.example", version, kind }, body)
     }
 
     #[test]
     fn checksum_database_answers_must_have_their_shape() {
         let note = "go.sum database tree\n3\nAAAA\n\n\u{2014} sum.example c2ln\n";
-        assert!(check(What::SumLatest, "latest", note.as_bytes()).is_ok());
-        assert!(check(What::SumLatest, "latest", b"<html>hi</html>").is_err());
+        assert!(check(Kind::SumLatest, "latest", note.as_bytes()).is_ok());
+        assert!(check(Kind::SumLatest, "latest", b"<html>hi</html>").is_err());
         let record = format!("7\nexample.com/a v1.0.0 h1:x=\n\n{note}");
-        assert!(check(What::SumLookup, "lookup/example.com/a@v1.0.0", record.as_bytes()).is_ok());
-        assert!(check(What::SumLookup, "lookup/example.com/a@v1.0.0", note.as_bytes()).is_err());
-        assert!(check(What::SumTile, "tile/8/0/000", &[0; 256 * 32]).is_ok());
-        assert!(check(What::SumTile, "tile/8/0/000", &[0; 256 * 32 - 1]).is_err());
-        assert!(check(What::SumPartialTile, "tile/8/1/000.p/3", &[0; 96]).is_ok());
-        assert!(check(What::SumPartialTile, "tile/8/1/000.p/3", &[0; 97]).is_err());
-        assert!(check(What::SumTile, "tile/8/data/000", b"x\n").is_ok());
-        assert!(check(What::SumTile, "tile/8/data/000", b"").is_err());
-        assert!(check(What::SumTile, "tile/8/0/1", &[0; 32]).is_err());
+        assert!(check(Kind::SumLookup, "lookup/example.com/a@v1.0.0", record.as_bytes()).is_ok());
+        assert!(check(Kind::SumLookup, "lookup/example.com/a@v1.0.0", note.as_bytes()).is_err());
+        assert!(check(Kind::SumTile, "tile/8/0/000", &[0; 256 * 32]).is_ok());
+        assert!(check(Kind::SumTile, "tile/8/0/000", &[0; 256 * 32 - 1]).is_err());
+        assert!(check(Kind::SumPartialTile, "tile/8/1/000.p/3", &[0; 96]).is_ok());
+        assert!(check(Kind::SumPartialTile, "tile/8/1/000.p/3", &[0; 97]).is_err());
+        assert!(check(Kind::SumTile, "tile/8/data/000", b"x\n").is_ok());
+        assert!(check(Kind::SumTile, "tile/8/data/000", b"").is_err());
+        assert!(check(Kind::SumTile, "tile/8/0/1", &[0; 32]).is_err());
     }
 }

@@ -15,6 +15,18 @@
 //! connection (no per-reader copy), and handed on whole, without a copy,
 //! for validation and storing. Once the fill is kept, readers finish from
 //! the kept copy and the buffer is freed with its last reader's handle.
+//!
+//! The verbs of a [`Progress`], in the order a fill uses them. The
+//! fetching thread: [`start`](Progress::start) (a length was announced),
+//! [`note_published`](Progress::note_published) (bytes appended),
+//! [`finish_writing`](Progress::finish_writing) (every byte is in: the body
+//! is handed over for checking). The filler's verdict, exactly one:
+//! [`mark_kept`](Progress::mark_kept) (validated and kept: readers may
+//! finish), [`fail`](Progress::fail) (failed for good, with the reason),
+//! [`void_stream`](Progress::void_stream) (what was streamed is void, not
+//! final: a fallback upstream starts over). And the safety net,
+//! [`fail_if_unsettled`](Progress::fail_if_unsettled), for a fill that
+//! ended without a verdict.
 
 use std::alloc::Layout;
 use std::fmt;
@@ -241,7 +253,7 @@ impl Progress {
     /// Wakes readers after the writer appended: for the first bytes, then
     /// once per [`WAKE_EVERY`] bytes and for the last ones, so a reader
     /// sends a worthwhile piece per wake-up instead of one per upstream read.
-    pub fn published(&self) {
+    pub fn note_published(&self) {
         let wakers = {
             let mut inner = self.lock();
             let State::Filling(b) = &inner.state else { return };
@@ -259,7 +271,7 @@ impl Progress {
     /// readers keep waiting for the last byte. `None` when the buffer is
     /// not full (the upstream sent less than it announced) or the fill
     /// already failed.
-    pub fn finish(&self, writer: FillWriter) -> Option<Bytes> {
+    pub fn finish_writing(&self, writer: FillWriter) -> Option<Bytes> {
         let mut inner = self.lock();
         match &inner.state {
             State::Filling(b) if Arc::ptr_eq(b, &writer.buffer) && b.is_full() => {
@@ -273,10 +285,10 @@ impl Progress {
 
     /// `body` was validated and kept as `kept` (the same bytes, where they
     /// now live: the stored blob, or `body` itself when it could not be
-    /// stored): if `body` is this fill's buffer (what [`Progress::finish`]
+    /// stored): if `body` is this fill's buffer (what [`Progress::finish_writing`]
     /// handed over), readers may finish, from `kept`. Any other body (a
     /// fallback's) voids the stream.
-    pub fn complete(&self, body: &Bytes, kept: Bytes) {
+    pub fn mark_kept(&self, body: &Bytes, kept: Bytes) {
         let done = match &self.lock().state {
             // (`kept` was written from `body`; comparing them byte by byte
             // would cost the owner core a pass over up to 500 MiB.)
@@ -289,7 +301,7 @@ impl Progress {
             _ => State::Failed(None),
         };
         if matches!(done, State::Failed(None)) {
-            self.fail();
+            self.void_stream();
         } else {
             self.set(done);
         }
@@ -297,9 +309,9 @@ impl Progress {
 
     /// Ends a stream the fill left unsettled (a bug, or a fetch that
     /// panicked): readers abort rather than wait forever.
-    pub fn settle(&self) {
+    pub fn fail_if_unsettled(&self) {
         if !matches!(self.lock().state, State::Done(_) | State::Failed(_)) {
-            self.fail();
+            self.void_stream();
         }
     }
 
@@ -311,7 +323,7 @@ impl Progress {
 
     /// What was streamed is void (a fallback upstream starts over, and its
     /// bytes may differ): readers abort. Never streams again.
-    pub fn fail(&self) {
+    pub fn void_stream(&self) {
         let mut inner = self.lock();
         if !matches!(inner.state, State::Failed(_)) {
             inner.state = State::Failed(None);
@@ -322,7 +334,7 @@ impl Progress {
     }
 
     /// The fill failed for good, for this reason: readers abort.
-    pub fn fail_with(&self, error: FetchError) {
+    pub fn fail(&self, error: FetchError) {
         self.set(State::Failed(Some(error)));
     }
 
@@ -442,18 +454,18 @@ mod tests {
         let mut w = p.start(4).expect("streams");
         assert_eq!(count.0.load(Ordering::SeqCst), 1, "a start wakes the waiting");
         assert!(w.append(b"abc"));
-        p.published();
+        p.note_published();
         assert_eq!(poll(&p, 0, &count), Poll::Ready(Readable::UpTo(3)));
         assert_eq!(&p.buffer().unwrap().published()[..3], b"abc");
         assert!(w.append(b"d"));
         assert!(!w.append(b"e"), "never past the announced length");
         assert_eq!(poll(&p, 3, &count), Poll::Pending, "the last byte is held back while filling");
-        let body = p.finish(w).expect("full");
+        let body = p.finish_writing(w).expect("full");
         assert_eq!(&body[..], b"abcd");
         assert_eq!(poll(&p, 3, &count), Poll::Pending, "and while checking");
         let before = count.0.load(Ordering::SeqCst);
         let buffer = Arc::downgrade(&p.buffer().unwrap());
-        p.complete(&body, Bytes::from_static(b"abcd"));
+        p.mark_kept(&body, Bytes::from_static(b"abcd"));
         assert!(count.0.load(Ordering::SeqCst) > before, "completion wakes readers");
         assert_eq!(poll(&p, 3, &count), Poll::Ready(Readable::UpTo(4)));
         assert_eq!(poll(&p, 4, &count), Poll::Ready(Readable::End));
@@ -471,12 +483,12 @@ mod tests {
         let mut w = p.start(10).unwrap();
         w.append(b"12345");
         assert_eq!(poll(&p, 5, &count), Poll::Pending);
-        p.fail();
+        p.void_stream();
         assert_eq!(count.0.load(Ordering::SeqCst), 1, "failure wakes readers");
         assert_eq!(poll(&p, 0, &count), Poll::Ready(Readable::Failed));
         assert!(p.start(10).is_none(), "a fallback never streams again");
-        assert!(p.finish(w).is_none());
-        p.complete(&Bytes::from_static(b"0123456789"), Bytes::from_static(b"0123456789"));
+        assert!(p.finish_writing(w).is_none());
+        p.mark_kept(&Bytes::from_static(b"0123456789"), Bytes::from_static(b"0123456789"));
         assert_eq!(poll(&p, 0, &count), Poll::Ready(Readable::Failed));
         assert!(p.was_streamed());
     }
@@ -487,14 +499,14 @@ mod tests {
         let p = Progress::new(Some(0));
         let mut w = p.start(4).unwrap();
         w.append(b"abcd");
-        let streamed = p.finish(w).unwrap();
-        p.complete(&Bytes::from_static(b"abcd"), streamed.clone());
+        let streamed = p.finish_writing(w).unwrap();
+        p.mark_kept(&Bytes::from_static(b"abcd"), streamed.clone());
         assert_eq!(poll(&p, 3, &count), Poll::Ready(Readable::Failed), "equal bytes elsewhere are not the validated buffer");
 
         let p = Progress::new(Some(0));
         let mut w = p.start(4).unwrap();
         w.append(b"ab");
-        p.settle();
+        p.fail_if_unsettled();
         assert_eq!(poll(&p, 0, &count), Poll::Ready(Readable::Failed), "an unsettled stream ends");
         assert!(FillBuffer::new(0).is_none());
     }
@@ -504,7 +516,7 @@ mod tests {
         let p = Progress::new(Some(0));
         let mut w = p.start(4).unwrap();
         w.append(b"abc");
-        assert!(p.finish(w).is_none(), "fewer bytes than announced");
+        assert!(p.finish_writing(w).is_none(), "fewer bytes than announced");
     }
 
     #[test]
@@ -527,10 +539,10 @@ mod tests {
             std::thread::spawn(move || {
                 for i in 0..n / 4096 {
                     assert!(w.append(&[(i % 251) as u8; 4096]));
-                    p.published();
+                    p.note_published();
                 }
-                let body = p.finish(w).unwrap();
-                p.complete(&body, body.clone());
+                let body = p.finish_writing(w).unwrap();
+                p.mark_kept(&body, body.clone());
                 body
             })
         };

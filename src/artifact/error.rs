@@ -1,0 +1,66 @@
+//! Why an artifact could not be had from its sources.
+//!
+//! Produced by the upstream sources, cached (404/410 only) by the resolve
+//! layer, carried as a fill's final reason, and turned into a status by
+//! the protocol's reply module, the one place that maps errors to statuses.
+//! Every variant blames a source: our own failures are never a `FetchError`
+//! (see `resolve::ResolveError::Internal`).
+
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// 404 or 410: the upstream does not have it. The message is the
+    /// upstream's own (the go command shows it to its user).
+    NotFound {
+        gone: bool,
+        message: String,
+    },
+    /// The upstream could not be reached or failed (5xx, 429, reset, refused).
+    Unavailable {
+        upstream: String,
+        message: String,
+    },
+    /// The upstream answered with a status we cannot use (401, 403, 400...):
+    /// an answer, so it never trips a circuit breaker, but no fallback either.
+    Rejected {
+        upstream: String,
+        status: u16,
+    },
+    /// No answer in time; `waiting` says for what, naming the limit that struck.
+    Timeout {
+        upstream: String,
+        waiting: &'static str,
+    },
+    TooLarge {
+        upstream: String,
+        limit: u64,
+    },
+    /// Not asked: the upstream failed too often in a row and its circuit
+    /// breaker is open (see `breaker`).
+    CircuitOpen {
+        upstream: String,
+        retry_in: Duration,
+    },
+    /// The upstream answered something that is not a valid answer.
+    Invalid(String),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::NotFound { message, .. } => f.write_str(message),
+            FetchError::Unavailable { upstream, message } => write!(f, "upstream {upstream} failed: {message}"),
+            FetchError::Timeout { upstream, waiting } => write!(f, "upstream {upstream} timed out {waiting}"),
+            FetchError::TooLarge { upstream, limit } => write!(f, "upstream {upstream} sent more than {limit} bytes"),
+            FetchError::Rejected { upstream, status } => write!(f, "upstream {upstream} answered HTTP status {status}"),
+            FetchError::CircuitOpen { upstream, retry_in } => {
+                write!(f, "upstream {upstream} is failing and is not being asked (circuit open; next try in {}s)", retry_in.as_secs())
+            }
+            FetchError::Invalid(why) => write!(f, "invalid upstream response: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}

@@ -1,0 +1,342 @@
+//! The command line: `gomodproxy serve` and its flags, each with a
+//! `GOMODPROXY_*` environment twin, and their translation into a [`Config`].
+//!
+//! Owns flag syntax (durations, sizes, `off`), defaults, help texts and the
+//! rules that tie flags together. It never starts anything: the binary
+//! hands the [`Config`] to the runtime.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::{Config, ConfigError};
+use crate::http::HttpLimits;
+use crate::resolve::HitRouting;
+use crate::upstream::auth::AuthTable;
+use crate::upstream::list::{UpstreamList, UpstreamSource, UpstreamSpec};
+use crate::upstream::HttpSetup;
+
+#[derive(Parser)]
+#[command(name = "gomodproxy", version, about = "A thread-per-core Go module proxy (the server a GOPROXY= setting points at).")]
+#[command(long_about = "A thread-per-core Go module proxy (the server a GOPROXY= setting points at).\n\n\
+Every flag can also be set through an environment variable: GOMODPROXY_ followed by the flag's \
+name in upper case with dashes as underscores (--list-ttl is GOMODPROXY_LIST_TTL).\n\n\
+Example:\n  gomodproxy serve --listen 0.0.0.0:8080 --data /var/lib/gomodproxy\n  \
+GOPROXY=http://HOST:8080 GOFLAGS=-mod=mod go build ./...")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the GOPROXY protocol.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (every core accepts on it, with SO_REUSEPORT).
+    #[arg(long, env = "GOMODPROXY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// Directory of the segment store (created if missing; locked while running).
+    #[arg(long, env = "GOMODPROXY_DATA", default_value = "./data")]
+    data: PathBuf,
+
+    /// Upstream list in GOPROXY syntax: file:///dir, http://host, https://host;
+    /// entries separated by ',' (next on 404/410) or '|' (next on any error); 'off' ends the list.
+    /// Default: the GOPROXY environment variable, else `go env GOPROXY`
+    /// (an inherited 'direct' entry is skipped with a warning until Git fetching exists).
+    #[arg(long, env = "GOMODPROXY_UPSTREAM")]
+    upstream: Option<String>,
+
+    /// Module path patterns that are private (GOPRIVATE syntax: comma-separated
+    /// globs matched against leading path elements, e.g. `*.corp.example,example.com/team`).
+    /// Private modules are never sent to an http(s) entry of --upstream and never
+    /// looked up in a checksum database; they come from --private-upstream, else from
+    /// the file:// entries of --upstream, else they are not found (404).
+    /// Default: GONOPROXY, else GOPRIVATE (environment, then `go env`).
+    #[arg(long, env = "GOMODPROXY_PRIVATE")]
+    private: Option<String>,
+
+    /// Upstream list (GOPROXY syntax) trusted with private modules and consulted
+    /// for nothing else. Default: none (only the file:// entries of --upstream).
+    #[arg(long, env = "GOMODPROXY_PRIVATE_UPSTREAM")]
+    private_upstream: Option<String>,
+
+    /// Number of executors, one pinned per CPU (at most the CPUs this process may use). Default: all of them.
+    #[arg(long, env = "GOMODPROXY_CORES")]
+    cores: Option<usize>,
+
+    /// Listen backlog of each core's socket.
+    #[arg(long, env = "GOMODPROXY_BACKLOG", default_value_t = 4096)]
+    backlog: u32,
+
+    /// Most open client connections, split evenly across cores.
+    /// Default: the open-file limit less a reserve for segment files, cores and upstreams.
+    #[arg(long, env = "GOMODPROXY_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+
+    /// How long `list` and `@latest` answers are cached (e.g. 60s, 5m).
+    /// Past it a failing upstream still gets the stale copy served.
+    #[arg(long, env = "GOMODPROXY_LIST_TTL", default_value = "60s", value_parser = parse_duration)]
+    list_ttl: Duration,
+
+    /// Checksum databases to proxy under /sumdb/NAME/ (comma-separated names; `off` for none).
+    /// Other names get 404, so the go command contacts those databases itself.
+    /// Default: the name in GOSUMDB, else in `go env GOSUMDB`.
+    #[arg(long, env = "GOMODPROXY_SUMDB")]
+    sumdb: Option<String>,
+
+    /// How long checksum-database lookups, tree heads (`latest`) and partial
+    /// tiles are cached; past it a failing upstream still gets the stale copy
+    /// served. Complete tiles never change and are stored for good.
+    #[arg(long, env = "GOMODPROXY_SUMDB_TTL", default_value = "60s", value_parser = parse_duration)]
+    sumdb_ttl: Duration,
+
+    /// How long an upstream's 404/410 (for .info/.mod/.zip, list, @latest and
+    /// checksum-database requests) is remembered, so a storm of requests for
+    /// a missing module costs one upstream fetch per period. 0 disables it.
+    /// A module version published meanwhile becomes visible at most this late.
+    #[arg(long, env = "GOMODPROXY_NEGATIVE_TTL", default_value = "30s", value_parser = parse_duration)]
+    negative_ttl: Duration,
+
+    /// Time allowed from a request's first byte to the end of its headers.
+    #[arg(long, env = "GOMODPROXY_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+
+    /// How long an idle keep-alive connection is kept.
+    #[arg(long, env = "GOMODPROXY_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+
+    /// How long one write may stall on a client that stopped reading.
+    #[arg(long, env = "GOMODPROXY_WRITE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    write_timeout: Duration,
+
+    /// Longest request target accepted (414 beyond).
+    #[arg(long, env = "GOMODPROXY_MAX_URI_BYTES", default_value_t = 4096)]
+    max_uri_bytes: usize,
+
+    /// Largest request head (request line and headers) accepted (431 beyond).
+    #[arg(long, env = "GOMODPROXY_MAX_HEADER_BYTES", default_value_t = 16384)]
+    max_header_bytes: usize,
+
+    /// Size at which a segment file is sealed and a new one started (e.g. 1GiB, 64MiB).
+    #[arg(long, env = "GOMODPROXY_SEGMENT_SIZE", default_value = "1GiB", value_parser = parse_segment_size)]
+    segment_size: u64,
+
+    /// Where cache hits are answered: `local` reads the owner's lock-free index
+    /// on the accepting core; `owner` hops to the owning core first.
+    #[arg(long, env = "GOMODPROXY_HIT_ROUTING", value_enum, default_value_t = HitRouting::Local)]
+    hit_routing: HitRouting,
+
+    /// Blocking threads per core for upstream fetches and disk writes.
+    #[arg(long, env = "GOMODPROXY_FETCH_THREADS", default_value_t = 4)]
+    fetch_threads: usize,
+
+    /// Total time allowed for one upstream fetch.
+    #[arg(long, env = "GOMODPROXY_UPSTREAM_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
+    upstream_timeout: Duration,
+
+    /// Credentials for http(s) upstreams: a file of `URL-PREFIX bearer TOKEN`
+    /// and `URL-PREFIX basic USER PASSWORD` lines (the longest prefix of an
+    /// upstream's URL wins; `#` comments). Sent as the Authorization header,
+    /// never on a redirect, never logged.
+    #[arg(long, env = "GOMODPROXY_UPSTREAM_AUTH", value_name = "FILE")]
+    upstream_auth: Option<PathBuf>,
+
+    /// PEM certificate chain presented to https:// upstreams that ask for a
+    /// client certificate (with --upstream-client-key).
+    #[arg(long, env = "GOMODPROXY_UPSTREAM_CLIENT_CERT", value_name = "FILE", requires = "upstream_client_key")]
+    upstream_client_cert: Option<PathBuf>,
+
+    /// PEM private key of --upstream-client-cert.
+    #[arg(long, env = "GOMODPROXY_UPSTREAM_CLIENT_KEY", value_name = "FILE", requires = "upstream_client_cert")]
+    upstream_client_key: Option<PathBuf>,
+
+    /// Serve a zip that is not cached yet while it arrives from the upstream,
+    /// when the upstream announces at least this many bytes (e.g. 1MiB, 0 for
+    /// every zip; `off`: never). All its requesters share the one fetch. The
+    /// last byte waits until the whole zip is validated and stored: if the
+    /// fill fails, the connections are cut short, so no client ever receives
+    /// a complete, bad zip; the next request for it is fetched whole and gets
+    /// the 502/504 with the reason.
+    #[arg(long, env = "GOMODPROXY_STREAM_FILLS", value_name = "SIZE|off", default_value = "1MiB", value_parser = parse_stream_fills)]
+    stream_fills: StreamFills,
+
+    /// Longest wait for a connection (TCP and TLS handshake) to an upstream.
+    #[arg(long, env = "GOMODPROXY_UPSTREAM_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    upstream_connect_timeout: Duration,
+
+    /// Longest wait for the first byte of an upstream's answer, and for each
+    /// further read of its body (a stalled upstream fails this fast, a slow
+    /// but steady one gets --upstream-timeout).
+    #[arg(long, env = "GOMODPROXY_UPSTREAM_READ_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    upstream_read_timeout: Duration,
+
+    /// Extra attempts of an upstream request that could not connect (refused,
+    /// DNS failure); answers (4xx included) and timeouts are never retried.
+    #[arg(long, env = "GOMODPROXY_UPSTREAM_RETRIES", default_value_t = 2)]
+    upstream_retries: u32,
+
+    /// Wait before the first retry; doubled for each further one.
+    #[arg(long, env = "GOMODPROXY_UPSTREAM_RETRY_BACKOFF", default_value = "100ms", value_parser = parse_duration)]
+    upstream_retry_backoff: Duration,
+
+    /// Consecutive failures (connect errors, timeouts, 5xx, 429; never 404/410 or other 4xx) after
+    /// which an http(s) upstream is skipped, as if it had failed, for
+    /// --breaker-cooldown; then one probe request decides. 0 disables the breaker.
+    #[arg(long, env = "GOMODPROXY_BREAKER_FAILURES", default_value_t = 5)]
+    breaker_failures: u32,
+
+    /// How long an upstream whose circuit opened is skipped.
+    #[arg(long, env = "GOMODPROXY_BREAKER_COOLDOWN", default_value = "30s", value_parser = parse_duration)]
+    breaker_cooldown: Duration,
+
+    /// On SIGTERM/SIGINT: stop accepting, then wait this long for open connections to finish.
+    #[arg(long, env = "GOMODPROXY_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 500ms, 60s or 5m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    }
+}
+
+/// A byte count: digits, then B, KiB, MiB or GiB (or nothing, for bytes).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size like 64MiB or 1GiB"))?;
+    let mult = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn parse_segment_size(s: &str) -> Result<u64, String> {
+    Some(parse_bytes(s)?).filter(|&b| b >= 1 << 20).ok_or_else(|| format!("{s:?}: segments must be at least 1MiB"))
+}
+
+/// `--stream-fills`: the smallest zip streamed, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct StreamFills(Option<u64>);
+
+fn parse_stream_fills(s: &str) -> Result<StreamFills, String> {
+    match s.trim() {
+        "off" => Ok(StreamFills(None)),
+        size => parse_bytes(size).map(|n| StreamFills(Some(n))).map_err(|e| format!("{e}; or `off`")),
+    }
+}
+
+impl ServeArgs {
+    /// The validated settings, with every default filled in and every
+    /// cross-flag rule checked.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let args = self;
+        let (list, source) = match args.upstream {
+            Some(list) => (list, UpstreamSource::Flag),
+            None => (super::inherited_upstream().ok_or(ConfigError::NoUpstream)?, UpstreamSource::Inherited),
+        };
+        let (upstream, warnings) = UpstreamList::parse(&list, source)?;
+        for w in warnings {
+            log::warn!("{w}");
+        }
+        let private = super::parse_private(&args.private.unwrap_or_else(super::inherited_private))?;
+        let private_upstream = match args.private_upstream.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(list) => Some(UpstreamList::parse(list, UpstreamSource::Flag)?.0),
+        };
+        if !private.is_empty() {
+            let from = match (&private_upstream, upstream.local_only()) {
+                (Some(l), _) => {
+                    format!("--private-upstream {}", l.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" "))
+                }
+                (None, Some(l)) => {
+                    format!("the file:// upstreams {}", l.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" "))
+                }
+                (None, None) => "nowhere (no private upstream configured: they are not found)".to_string(),
+            };
+            log::info!("private modules ({}) are fetched from {from}", private.sources().collect::<Vec<_>>().join(","));
+        }
+        let cores = match args.cores {
+            Some(0) => return Err(ConfigError::Invalid("--cores must be at least 1")),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        };
+        if args.max_header_bytes < 1024 || args.max_uri_bytes < 256 || args.max_uri_bytes >= args.max_header_bytes {
+            return Err(ConfigError::Invalid("need --max-uri-bytes >= 256 and --max-header-bytes >= 1024 and larger than --max-uri-bytes"));
+        }
+        let any_http = [Some(&upstream), private_upstream.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|l| l.entries.iter().any(|e| matches!(e.spec, UpstreamSpec::Http(_))));
+        let upstream_http = if any_http || args.upstream_auth.is_some() || args.upstream_client_cert.is_some() {
+            let auth = match &args.upstream_auth {
+                Some(path) => {
+                    let text =
+                        std::fs::read_to_string(path).map_err(|error| ConfigError::UpstreamAuthUnreadable { path: path.clone(), error })?;
+                    AuthTable::parse(&text).map_err(|error| ConfigError::UpstreamAuth { path: path.clone(), error })?
+                }
+                None => Default::default(),
+            };
+            let client = args.upstream_client_cert.as_deref().zip(args.upstream_client_key.as_deref());
+            let tls = crate::upstream::tls::client_config(client).map_err(ConfigError::UpstreamTls)?;
+            Some(HttpSetup { tls, auth })
+        } else {
+            None
+        };
+        Ok(Config {
+            listen: args.listen,
+            data_dir: args.data,
+            upstream,
+            private,
+            private_upstream,
+            cores,
+            backlog: args.backlog,
+            max_connections: args.max_connections,
+            limits: HttpLimits {
+                max_uri_bytes: args.max_uri_bytes,
+                max_head_bytes: args.max_header_bytes,
+                header_timeout: args.header_timeout,
+                idle_timeout: args.idle_timeout,
+                write_timeout: args.write_timeout,
+                ..HttpLimits::default()
+            },
+            list_ttl: args.list_ttl,
+            sumdb_names: super::parse_sumdb_names(&args.sumdb.unwrap_or_else(super::inherited_sumdb))?,
+            sumdb_ttl: args.sumdb_ttl,
+            negative_ttl: args.negative_ttl,
+            stream_fills: args.stream_fills.0,
+            segment_bytes: args.segment_size,
+            hit_routing: args.hit_routing,
+            fetch_threads: args.fetch_threads,
+            upstream_timeout: args.upstream_timeout,
+            upstream_http,
+            upstream_connect_timeout: args.upstream_connect_timeout,
+            upstream_read_timeout: args.upstream_read_timeout,
+            upstream_retries: args.upstream_retries,
+            upstream_retry_backoff: args.upstream_retry_backoff,
+            breaker_failures: args.breaker_failures,
+            breaker_cooldown: args.breaker_cooldown,
+            drain_timeout: args.drain_timeout,
+        })
+    }
+}

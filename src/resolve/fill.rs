@@ -1,0 +1,221 @@
+//! The fill: fetch an artifact from the sources on the blocking pool,
+//! have it validated (every source chain validates what it returns), store
+//! the immutable kinds in this core's segment and publish them in its
+//! index, and settle the stream readers of a zip follow meanwhile.
+//!
+//! Owns the order of those steps and the rule that nothing is published
+//! before it is stored and synced. It never decides whether to fill (the
+//! shard asks only on a miss) nor what is cached in memory afterwards, and
+//! never blocks the executor: fetching and hashing run on blocking threads.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::ResolveError;
+use crate::artifact::fill::Progress;
+use crate::artifact::{ArtifactKey, FetchError, Kind};
+use crate::metrics::CoreMetrics;
+use crate::store::{self, Index, SegmentWriter, StoredBlob};
+use crate::upstream::{Fetch, Fetcher};
+
+/// What a fill produced.
+pub enum Filled {
+    /// An immutable artifact, stored and published.
+    Stored(StoredBlob),
+    /// An immutable artifact the store could not take (disk full, a write
+    /// error): the client still gets it, nothing half-written is published.
+    PassedThrough { bytes: Bytes, sha256: [u8; 32] },
+    /// An answer that changes (`list`, `@latest`, checksum-database
+    /// answers other than complete tiles): for the shard's memory only.
+    Mutable(Bytes),
+}
+
+/// One core's means of filling: its sources, its segment writer and the
+/// index shard it publishes into.
+pub struct Filler {
+    upstream: Arc<dyn Fetcher>,
+    writer: SegmentWriter,
+    /// Every core's index shard (hits read any of them in place)...
+    indexes: Arc<[Index]>,
+    /// ...and the one this core owns and publishes into.
+    own: usize,
+    metrics: &'static CoreMetrics,
+}
+
+impl Filler {
+    pub fn new(
+        upstream: Arc<dyn Fetcher>,
+        writer: SegmentWriter,
+        indexes: Arc<[Index]>,
+        own: usize,
+        metrics: &'static CoreMetrics,
+    ) -> Filler {
+        Filler { upstream, writer, indexes, own, metrics }
+    }
+
+    /// Fills `key`. With a `progress`, a zip is streamed through it and
+    /// `on_stream` is called once its first bytes may be handed out
+    /// (readers follow the progress; this returns when the fill is over).
+    /// The caller settles the progress with the result.
+    pub async fn fill(
+        &self,
+        key: &ArtifactKey,
+        progress: Option<&Arc<Progress>>,
+        on_stream: impl FnOnce(),
+    ) -> Result<Filled, ResolveError> {
+        self.metrics.upstream_fetches.bump();
+        let upstream = self.upstream.clone();
+        let k = key.clone();
+        let record_kind = key.kind.record_kind();
+        let p = progress.cloned().unwrap_or_default();
+        // Hash on the blocking thread too: a 500 MiB zip must not stall the reactor.
+        let job = spawn_fetch(move || {
+            let body = match k.kind {
+                Kind::Latest => Bytes::from(fetch_latest(&*upstream, &k.module)?),
+                kind => upstream.fetch_streaming(&Fetch { module: &k.module, version: &k.version, kind }, &p)?,
+            };
+            let sha = record_kind.map(|_| store::record::payload_sha256(&body));
+            Ok((body, sha))
+        });
+        let mut job = std::pin::pin!(job);
+        let fetched = match progress {
+            None => job.await,
+            Some(p) => {
+                // The fetching thread wakes this task when the upstream's
+                // answer starts (or the fill ends first).
+                let started = futures_lite::future::or(async { Some(job.as_mut().await) }, async {
+                    p.started().await;
+                    None
+                })
+                .await;
+                match started {
+                    Some(done) => done,
+                    None => {
+                        if p.is_streaming() {
+                            on_stream();
+                        }
+                        job.await
+                    }
+                }
+            }
+        };
+        self.count_upstream_error(&fetched);
+        let (bytes, sha) = fetched?;
+        let Some(kind) = record_kind else { return Ok(Filled::Mutable(bytes)) };
+        let sha = sha.unwrap_or_else(|| store::record::payload_sha256(&bytes));
+        // Readers of the streamed fill may then finish, from the stored
+        // blob: the fill buffer goes as soon as the last slow reader lets
+        // go of it, not when it finishes.
+        match self.writer.append(kind, &key.module, &key.version, bytes.clone(), sha).await {
+            Ok(blob) => {
+                self.indexes[self.own].insert(&key.module, &key.version, kind, blob.clone());
+                if let Some(p) = progress {
+                    p.mark_kept(&bytes, Bytes::from_owner(blob.clone()));
+                }
+                Ok(Filled::Stored(blob))
+            }
+            Err(e) => {
+                self.metrics.store_errors.bump();
+                log::error!("storing {}@{} ({kind:?}) failed, serving from memory: {e}", key.module, key.version);
+                if let Some(p) = progress {
+                    p.mark_kept(&bytes, bytes.clone());
+                }
+                Ok(Filled::PassedThrough { bytes, sha256: sha })
+            }
+        }
+    }
+
+    /// Passes a query (a branch, a commit prefix) straight to the sources.
+    /// Nothing is cached under the query: it can mean something else tomorrow.
+    pub async fn pass_through(&self, module: &str, query: &str) -> Result<Bytes, ResolveError> {
+        self.metrics.upstream_fetches.bump();
+        let upstream = self.upstream.clone();
+        let (module, query) = (module.to_string(), query.to_string());
+        let fetched = spawn_fetch(move || upstream.fetch(&Fetch { module: &module, version: &query, kind: Kind::Info })).await;
+        self.count_upstream_error(&fetched);
+        fetched.map(Bytes::from)
+    }
+
+    fn count_upstream_error<T>(&self, r: &Result<T, ResolveError>) {
+        match r {
+            Ok(_) | Err(ResolveError::Fetch(FetchError::NotFound { .. })) | Err(ResolveError::Internal(_)) => {}
+            Err(ResolveError::Fetch(FetchError::CircuitOpen { .. })) => self.metrics.upstream_skipped.bump(),
+            Err(ResolveError::Fetch(_)) => self.metrics.upstream_errors.bump(),
+        }
+    }
+}
+
+/// Runs a fetch on the executor's blocking pool. A panic in it (a bug in a
+/// source) becomes our own failure: glommio's pool would otherwise lose the
+/// job, and its fill would never end for anyone waiting on it.
+fn spawn_fetch<T: Send + 'static>(
+    fetch: impl FnOnce() -> Result<T, FetchError> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, ResolveError>> {
+    glommio::executor().spawn_blocking(move || match std::panic::catch_unwind(std::panic::AssertUnwindSafe(fetch)) {
+        Ok(fetched) => fetched.map_err(ResolveError::Fetch),
+        Err(_) => Err(ResolveError::Internal("the upstream fetch panicked")),
+    })
+}
+
+/// `@latest` for sources that do not answer it (the file layout has no
+/// `@latest`): the highest release in `list`, else the highest pre-release,
+/// answered with that version's `.info`, as the go command itself would pick.
+pub fn fetch_latest(upstream: &dyn Fetcher, module: &str) -> Result<Vec<u8>, FetchError> {
+    let direct = upstream.fetch(&Fetch { module, version: "", kind: Kind::Latest });
+    let Err(FetchError::NotFound { .. }) = direct else { return direct };
+    let list = upstream.fetch(&Fetch { module, version: "", kind: Kind::List })?;
+    let text = String::from_utf8_lossy(&list);
+    let versions = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|v| crate::gomod::module::canonical_version(v).is_some_and(|c| c == *v));
+    let best = versions.fold(None::<&str>, |best, v| match best {
+        None => Some(v),
+        // A release beats any pre-release; otherwise semver order decides.
+        Some(b) => {
+            let (vp, bp) = (crate::gomod::semver::is_prerelease(v), crate::gomod::semver::is_prerelease(b));
+            if (bp && !vp) || (vp == bp && crate::gomod::semver::compare(v, b).is_gt()) {
+                Some(v)
+            } else {
+                Some(b)
+            }
+        }
+    });
+    match best {
+        Some(version) => upstream.fetch(&Fetch { module, version, kind: Kind::Info }),
+        None => direct,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn missing() -> FetchError {
+        FetchError::NotFound { gone: false, message: "not found".into() }
+    }
+
+    struct Tree(&'static [u8]);
+    impl Fetcher for Tree {
+        fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
+            match req.kind {
+                Kind::List => Ok(self.0.to_vec()),
+                Kind::Info => Ok(format!("{{\"Version\":\"{}\"}}", req.version).into_bytes()),
+                _ => Err(missing()),
+            }
+        }
+        fn name(&self) -> &str {
+            "tree"
+        }
+    }
+
+    #[test]
+    fn latest_falls_back_to_the_highest_release_in_the_list() {
+        let info = |list| String::from_utf8(fetch_latest(&Tree(list), "example.com/a").unwrap()).unwrap();
+        assert_eq!(info(b"v1.0.0\nv1.10.0\nv1.2.0-rc.1\nv1.9.0\n"), "{\"Version\":\"v1.10.0\"}");
+        assert_eq!(info(b"v1.2.0-rc.1\nv1.2.0-rc.2 extra\n"), "{\"Version\":\"v1.2.0-rc.2\"}");
+        assert_eq!(info(b"v2.0.0+incompatible\nv1.0.0\nbogus\n"), "{\"Version\":\"v2.0.0+incompatible\"}");
+        assert!(matches!(fetch_latest(&Tree(b""), "example.com/a"), Err(FetchError::NotFound { .. })));
+    }
+}

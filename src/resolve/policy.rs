@@ -1,0 +1,160 @@
+//! Cache policy: every decision about reusing an answer, as a named
+//! function of plain values, so each rule is read (and unit-tested) in one
+//! place without executors, stores or upstreams.
+//!
+//! Owns: how long an answer stays fresh, when a failing upstream gets the
+//! stale copy instead (stale-if-error), which answers are remembered as
+//! "not found" and which forget it, and which fills are streamed. It never
+//! holds state: the shard keeps the maps and asks here.
+
+use std::time::{Duration, Instant};
+
+use super::{ResolveError, Resolved};
+use crate::artifact::{CacheClass, FetchError, Kind};
+
+/// What the resolve layer is told by configuration.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// How long `list` and `@latest` answers stay fresh (`--list-ttl`).
+    pub list_ttl: Duration,
+    /// How long checksum-database answers other than complete tiles stay fresh (`--sumdb-ttl`).
+    pub sumdb_ttl: Duration,
+    /// How long an upstream's 404/410 is remembered (`--negative-ttl`); zero: not at all.
+    pub negative_ttl: Duration,
+    /// Serve a zip to its requesters while it is being fetched, when the
+    /// upstream announces at least this many bytes (`--stream-fills`);
+    /// `None`: never.
+    pub stream_fills: Option<u64>,
+    /// Where cache hits are answered (`--hit-routing`).
+    pub hit_routing: HitRouting,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            list_ttl: Duration::from_secs(60),
+            sumdb_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::ZERO,
+            stream_fills: None,
+            hit_routing: HitRouting::Local,
+        }
+    }
+}
+
+/// Where a cache hit is answered.
+///
+/// `Local` reads the owner shard's lock-free index from whichever core
+/// accepted the connection; `Owner` always hops to the owning core first.
+/// Misses always go to the owner (that is what makes fills single-flight).
+/// Both exist so the cost of the hop can be measured on a real server
+/// (see BENCHMARKS.md); `Local` is the default because it is cheaper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HitRouting {
+    Local,
+    Owner,
+}
+
+/// How long an answer of `kind` stays fresh in memory; `None` for the
+/// immutable kinds, which are stored for good instead.
+pub fn ttl(settings: &CacheSettings, kind: Kind) -> Option<Duration> {
+    match kind.cache_class() {
+        CacheClass::Immutable => None,
+        CacheClass::ListTtl => Some(settings.list_ttl),
+        CacheClass::SumDbTtl => Some(settings.sumdb_ttl),
+    }
+}
+
+/// Whether something fetched at `fetched_at` is still within `ttl`.
+pub fn is_fresh(fetched_at: Instant, ttl: Duration) -> bool {
+    fetched_at.elapsed() < ttl
+}
+
+/// stale-if-error: whether a failed refresh is answered with the copy past
+/// its TTL, so that a CI build does not fail because the upstream blinked.
+/// A 404/410 is an answer, not a failure: it is passed on.
+pub fn serves_stale_after(error: &ResolveError) -> bool {
+    !is_not_found(error)
+}
+
+fn is_not_found(error: &ResolveError) -> bool {
+    matches!(error, ResolveError::Fetch(FetchError::NotFound { .. }))
+}
+
+/// What a fill's outcome does to the negative cache.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NegativeUpdate {
+    /// A 404/410, with remembering on: answer the next requests with it.
+    Remember,
+    /// Any answer: forget an earlier "not found".
+    Forget,
+    /// A failure (5xx, timeout, our own): not an answer, never remembered;
+    /// the next request tries the upstream again.
+    Keep,
+}
+
+pub fn negative_update(result: &Resolved, negative_ttl: Duration) -> NegativeUpdate {
+    match result {
+        Ok(_) => NegativeUpdate::Forget,
+        Err(e) if is_not_found(e) && !negative_ttl.is_zero() => NegativeUpdate::Remember,
+        Err(_) => NegativeUpdate::Keep,
+    }
+}
+
+/// The smallest announced length at which a fill of `kind` is streamed to
+/// its requesters; `None`: fetched whole. A zip whose last streamed fill
+/// failed is fetched whole this time, so its requesters get the reason (a
+/// 502 naming it) instead of another connection cut short.
+pub fn stream_from(settings: &CacheSettings, kind: Kind, last_stream_failed: bool) -> Option<u64> {
+    settings.stream_fills.filter(|_| kind == Kind::Zip && !last_stream_failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn not_found() -> ResolveError {
+        ResolveError::Fetch(FetchError::NotFound { gone: false, message: "not found".into() })
+    }
+
+    #[test]
+    fn freshness_follows_the_cache_class() {
+        let s = CacheSettings { list_ttl: Duration::from_secs(5), sumdb_ttl: Duration::from_secs(7), ..CacheSettings::default() };
+        assert_eq!(ttl(&s, Kind::List), Some(Duration::from_secs(5)));
+        assert_eq!(ttl(&s, Kind::Latest), Some(Duration::from_secs(5)));
+        assert_eq!(ttl(&s, Kind::SumLookup), Some(Duration::from_secs(7)));
+        assert_eq!(ttl(&s, Kind::SumPartialTile), Some(Duration::from_secs(7)));
+        assert_eq!(ttl(&s, Kind::Zip), None);
+        assert_eq!(ttl(&s, Kind::SumTile), None);
+        assert!(is_fresh(Instant::now(), Duration::from_secs(1)));
+        assert!(!is_fresh(Instant::now() - Duration::from_secs(2), Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn only_failures_get_the_stale_copy() {
+        assert!(!serves_stale_after(&not_found()));
+        assert!(serves_stale_after(&ResolveError::Fetch(FetchError::Unavailable { upstream: "u".into(), message: "refused".into() })));
+        assert!(serves_stale_after(&ResolveError::Fetch(FetchError::Timeout { upstream: "u".into(), waiting: "connecting" })));
+        assert!(serves_stale_after(&ResolveError::Internal("the upstream fetch panicked")));
+    }
+
+    #[test]
+    fn not_found_is_remembered_only_when_asked_and_answers_forget_it() {
+        let ttl = Duration::from_secs(30);
+        let failed = ResolveError::Fetch(FetchError::Unavailable { upstream: "u".into(), message: "502".into() });
+        let answer = super::super::Artifact { body: crate::artifact::Body::empty(), stale: false };
+        assert_eq!(negative_update(&Err(not_found()), ttl), NegativeUpdate::Remember);
+        assert_eq!(negative_update(&Err(not_found()), Duration::ZERO), NegativeUpdate::Keep);
+        assert_eq!(negative_update(&Err(failed), ttl), NegativeUpdate::Keep);
+        assert_eq!(negative_update(&Err(ResolveError::Internal("lost")), ttl), NegativeUpdate::Keep);
+        assert_eq!(negative_update(&Ok(answer), ttl), NegativeUpdate::Forget);
+    }
+
+    #[test]
+    fn only_zips_stream_and_not_right_after_a_failed_stream() {
+        let s = CacheSettings { stream_fills: Some(1 << 20), ..CacheSettings::default() };
+        assert_eq!(stream_from(&s, Kind::Zip, false), Some(1 << 20));
+        assert_eq!(stream_from(&s, Kind::Zip, true), None);
+        assert_eq!(stream_from(&s, Kind::Mod, false), None);
+        assert_eq!(stream_from(&CacheSettings::default(), Kind::Zip, false), None);
+    }
+}

@@ -1,0 +1,238 @@
+//! One core's share of the modules: everything the owner of a module keeps
+//! and decides for it. For the modules it owns a [`Shard`] holds the
+//! single-flight table (one fill per missing artifact, however many ask),
+//! the recent `list`/`@latest` (and checksum-database) answers, the
+//! remembered 404/410s, and the filler that appends to its segment and
+//! publishes into its index shard.
+//!
+//! A shard lives on exactly one executor and is never shared across
+//! threads; requests reach it on its own core (the runtime's mesh carries
+//! them there). It never routes, and never touches a socket.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::fill::{Filled, Filler};
+use super::flight::{Joined, SingleFlight};
+use super::memory::BoundedMap;
+use super::policy::{self, CacheSettings, HitRouting, NegativeUpdate};
+use super::route;
+use super::{Artifact, ResolveError, Resolved};
+use crate::artifact::fill::Progress;
+use crate::artifact::{ArtifactKey, Body, FetchError, Kind};
+use crate::metrics::CoreMetrics;
+use crate::store::{Index, SegmentWriter, StoredBlob};
+use crate::upstream::Fetcher;
+
+/// A recent answer that changes (`list`, `@latest`, checksum-database
+/// answers): fresh for its TTL, then kept as the stale-if-error reserve.
+struct Recent {
+    bytes: Bytes,
+    fetched_at: Instant,
+}
+
+/// An upstream's "no such thing" (404/410), remembered so that a storm of
+/// requests for a missing module costs one upstream fetch per negative TTL.
+struct Negative {
+    error: FetchError,
+    fetched_at: Instant,
+}
+
+pub struct Shard {
+    id: usize,
+    cores: usize,
+    /// Every core's index shard: hits read any of them in place.
+    indexes: Arc<[Index]>,
+    settings: Arc<CacheSettings>,
+    metrics: &'static CoreMetrics,
+    filler: Filler,
+    flights: SingleFlight,
+    recent: RefCell<BoundedMap<Recent>>,
+    negative: RefCell<BoundedMap<Negative>>,
+    /// Zips whose last fill was streamed and failed: the next fill is not streamed.
+    unstreamable: RefCell<BoundedMap<()>>,
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        cores: usize,
+        indexes: Arc<[Index]>,
+        upstream: Arc<dyn Fetcher>,
+        writer: SegmentWriter,
+        settings: Arc<CacheSettings>,
+        metrics: &'static CoreMetrics,
+    ) -> Shard {
+        Shard {
+            id,
+            cores,
+            filler: Filler::new(upstream, writer, indexes.clone(), id, metrics),
+            indexes,
+            settings,
+            metrics,
+            flights: SingleFlight::default(),
+            recent: RefCell::default(),
+            negative: RefCell::default(),
+            unstreamable: RefCell::default(),
+        }
+    }
+
+    /// This core's number (its executor's place in the mesh).
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    pub fn cores(&self) -> usize {
+        self.cores
+    }
+
+    pub fn metrics(&self) -> &'static CoreMetrics {
+        self.metrics
+    }
+
+    /// A lock-free read of the owning shard's index, from this core.
+    /// `None` when the artifact is not stored, is of a kind that never is,
+    /// or hits are configured to hop to the owner.
+    pub fn stored(&self, module: &str, version: &str, kind: Kind) -> Option<StoredBlob> {
+        let record_kind = kind.record_kind()?;
+        let owner = route::owner_of(module, self.cores);
+        if self.settings.hit_routing == HitRouting::Owner && owner != self.id {
+            return None;
+        }
+        self.indexes[owner].get(module, version, record_kind).map(|e| e.blob.clone())
+    }
+
+    /// Passes a query (a branch, a commit prefix) straight to the sources, uncached.
+    pub async fn pass_through(&self, module: &str, query: &str) -> Resolved {
+        let bytes = self.filler.pass_through(module, query).await?;
+        Ok(Artifact { body: Body::Memory { bytes, sha256: None }, stale: false })
+    }
+
+    /// On the owner: what is known already, or a place in the one fill for `key`.
+    pub async fn resolve_owned(self: &Rc<Self>, key: ArtifactKey) -> Resolved {
+        if let Some(known) = self.cached(&key) {
+            return known;
+        }
+        let rx = match self.flights.join(&key) {
+            Joined::Streaming(stream) => {
+                self.metrics.coalesced.bump();
+                return Ok(Artifact { body: Body::Filling(stream), stale: false });
+            }
+            Joined::Waiter(rx) => {
+                self.metrics.coalesced.bump();
+                rx
+            }
+            Joined::Leader(rx) => {
+                // Detached: the fill must finish even if the client that started it leaves.
+                let shard = self.clone();
+                glommio::spawn_local(async move {
+                    let result = shard.fill(&key).await;
+                    shard.remember(&key, &result);
+                    shard.flights.land(&key, &result);
+                })
+                .detach();
+                rx
+            }
+        };
+        rx.recv().await.unwrap_or(Err(ResolveError::Internal("the fill was abandoned")))
+    }
+
+    /// What this owner already knows about `key`: a stored or fresh
+    /// answer, or a fresh "not found".
+    fn cached(&self, key: &ArtifactKey) -> Option<Resolved> {
+        let hit = match (key.kind.record_kind(), policy::ttl(&self.settings, key.kind)) {
+            (Some(kind), _) => self.indexes[self.id]
+                .get(&key.module, &key.version, kind)
+                .map(|e| Artifact { body: Body::Stored(e.blob.clone()), stale: false }),
+            (None, ttl) => self.recent.borrow().get(key).and_then(|r| {
+                policy::is_fresh(r.fetched_at, ttl.unwrap_or_default())
+                    .then(|| Artifact { body: Body::Memory { bytes: r.bytes.clone(), sha256: None }, stale: false })
+            }),
+        };
+        if let Some(hit) = hit {
+            return Some(Ok(hit));
+        }
+        let negative = self.negative.borrow();
+        let n = negative.get(key)?;
+        policy::is_fresh(n.fetched_at, self.settings.negative_ttl).then(|| {
+            self.metrics.negative_hits.bump();
+            Err(ResolveError::Fetch(n.error.clone()))
+        })
+    }
+
+    /// Remembers a 404/410 for `--negative-ttl`; any answer forgets it.
+    fn remember(&self, key: &ArtifactKey, result: &Resolved) {
+        let ttl = self.settings.negative_ttl;
+        match (policy::negative_update(result, ttl), result) {
+            (NegativeUpdate::Remember, Err(ResolveError::Fetch(error))) => {
+                let negative = Negative { error: error.clone(), fetched_at: Instant::now() };
+                self.negative.borrow_mut().insert(key.clone(), negative, |_, n| !policy::is_fresh(n.fetched_at, ttl));
+            }
+            (NegativeUpdate::Forget, _) => self.negative.borrow_mut().remove(key),
+            _ => {}
+        }
+    }
+
+    /// Fills `key` (streamed to its requesters when policy says so), then
+    /// keeps what the fill produced where its kind belongs.
+    async fn fill(&self, key: &ArtifactKey) -> Resolved {
+        let last_stream_failed = self.unstreamable.borrow().contains(key);
+        let progress = policy::stream_from(&self.settings, key.kind, last_stream_failed).map(|min| Arc::new(Progress::new(Some(min))));
+        let on_stream = || {
+            if let Some(p) = &progress {
+                if self.flights.announce(key, p) {
+                    self.metrics.streamed_fills.bump();
+                }
+            }
+        };
+        let filled = self.filler.fill(key, progress.as_ref(), on_stream).await;
+        if let Some(p) = &progress {
+            match &filled {
+                // A successful fill marked the progress kept where it kept
+                // the bytes; this ends anything left open.
+                Ok(_) => p.fail_if_unsettled(),
+                Err(e) => {
+                    match e {
+                        ResolveError::Fetch(e) => p.fail(e.clone()),
+                        // Our own failure has no upstream reason to give;
+                        // readers start over and meet it themselves.
+                        ResolveError::Internal(_) => p.void_stream(),
+                    }
+                    if p.was_streamed() {
+                        self.unstreamable.borrow_mut().insert(key.clone(), (), |_, _| false);
+                    }
+                }
+            }
+        }
+        if filled.is_ok() && key.kind == Kind::Zip {
+            self.unstreamable.borrow_mut().remove(key);
+        }
+        match filled {
+            Ok(Filled::Stored(blob)) => Ok(Artifact { body: Body::Stored(blob), stale: false }),
+            Ok(Filled::PassedThrough { bytes, sha256 }) => {
+                Ok(Artifact { body: Body::Memory { bytes, sha256: Some(sha256) }, stale: false })
+            }
+            Ok(Filled::Mutable(bytes)) => {
+                let ttl = policy::ttl(&self.settings, key.kind).unwrap_or_default();
+                // Past their TTL, entries are only a reserve for stale-if-error: the first to go.
+                let recent = Recent { bytes: bytes.clone(), fetched_at: Instant::now() };
+                self.recent.borrow_mut().insert(key.clone(), recent, |k, r| {
+                    !policy::is_fresh(r.fetched_at, policy::ttl(&self.settings, k.kind).unwrap_or(ttl))
+                });
+                Ok(Artifact { body: Body::Memory { bytes, sha256: None }, stale: false })
+            }
+            Err(e) if key.kind.record_kind().is_none() && policy::serves_stale_after(&e) => match self.recent.borrow().get(key) {
+                Some(r) => {
+                    self.metrics.stale_served.bump();
+                    Ok(Artifact { body: Body::Memory { bytes: r.bytes.clone(), sha256: None }, stale: true })
+                }
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+}

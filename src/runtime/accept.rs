@@ -1,0 +1,58 @@
+//! One core's accept loop: a task per connection, within the core's share
+//! of `--max-connections`, until a drain stops accepting. Owns the
+//! connection budget; what a connection does is `http`'s.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::goproxy::Handler;
+use crate::http::{HttpLimits, Shutdown};
+use crate::metrics::CoreMetrics;
+
+/// What every connection of every core is served with.
+#[derive(Clone)]
+pub struct Connections {
+    pub limits: HttpLimits,
+    /// Most open connections on one core.
+    pub max: u64,
+    pub shutdown: Shutdown,
+}
+
+impl Connections {
+    pub async fn accept<H: Handler + 'static>(&self, listener: glommio::net::TcpListener, handler: Rc<H>, metrics: &'static CoreMetrics) {
+        // At the limit we stop accepting and let the kernel backlog (and
+        // the balancer) hold new connections.
+        let slots = Rc::new(glommio::sync::Semaphore::new(self.max));
+        loop {
+            let Ok(slot) = slots.clone().acquire_static_permit(1).await else { return };
+            match listener.accept().await {
+                Ok(stream) => {
+                    metrics.connections_accepted.bump();
+                    metrics.connections_open.bump();
+                    let (handler, limits, shutdown) = (handler.clone(), self.limits, self.shutdown.clone());
+                    glommio::spawn_local(async move {
+                        crate::http::serve_connection(stream, &*handler, &limits, metrics, &shutdown).await;
+                        metrics.connections_open.sub(1);
+                        drop(slot);
+                    })
+                    .detach();
+                }
+                Err(_) if self.shutdown.is_draining() => {
+                    // Keep the executor (and so its connections) alive until they
+                    // finish; the drain thread enforces the grace period.
+                    while metrics.connections_open.get() > 0 {
+                        glommio::timer::sleep(Duration::from_millis(20)).await;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    let e = std::io::Error::from(e);
+                    log::warn!("accept: {e}");
+                    if crate::http::is_resource_exhaustion(&e) {
+                        glommio::timer::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The cross-core request/reply: how a request that landed on one core
+//! reaches the shard of the core that owns its key, and how the answer
+//! comes back.
+//!
+//! Each pair of cores is joined by a bounded glommio channel (a full one
+//! makes the sender wait: that is the back-pressure we want). A request
+//! carries a call number; the owner resolves it on its own shard and sends
+//! the result back under that number. Owns the messages and the table of
+//! calls waiting for their answer; it never decides anything about the
+//! request itself (the owner's shard does).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use glommio::channels::channel_mesh::{Receivers, Senders};
+use glommio::channels::local_channel::{self, LocalSender};
+
+use crate::artifact::ArtifactKey;
+use crate::resolve::{ResolveError, Resolved, Shard, ToOwner};
+
+/// What crosses between cores.
+pub enum Msg {
+    /// Resolve `key` on your shard and answer `from` under `call`.
+    Resolve { call: u64, from: usize, key: ArtifactKey },
+    /// The answer to call `call`.
+    Resolved { call: u64, result: Resolved },
+}
+
+/// One core's end of the mesh.
+pub struct Mesh {
+    id: usize,
+    /// `None` with a single core: every key is owned here, nothing crosses.
+    peers: Option<Senders<Msg>>,
+    /// Calls this core sent that still wait for their answer.
+    pending: RefCell<HashMap<u64, LocalSender<Resolved>>>,
+    next_call: Cell<u64>,
+}
+
+impl Mesh {
+    pub fn new(id: usize, peers: Option<Senders<Msg>>) -> Rc<Mesh> {
+        Rc::new(Mesh { id, peers, pending: RefCell::default(), next_call: Cell::new(0) })
+    }
+
+    /// Serves messages from every peer for the life of the core: requests
+    /// are resolved on `shard`, answers go to the call that waits for them.
+    pub fn listen(self: &Rc<Self>, receivers: &mut Receivers<Msg>, shard: Rc<Shard>) {
+        for (_, rx) in receivers.streams() {
+            let mesh = self.clone();
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                while let Some(msg) = rx.recv().await {
+                    mesh.on_message(msg, &shard);
+                }
+            })
+            .detach();
+        }
+    }
+
+    fn on_message(self: &Rc<Self>, msg: Msg, shard: &Rc<Shard>) {
+        match msg {
+            Msg::Resolve { call, from, key } => {
+                let (mesh, shard) = (self.clone(), shard.clone());
+                glommio::spawn_local(async move {
+                    let result = shard.resolve_owned(key).await;
+                    if let Some(peers) = &mesh.peers {
+                        let _ = peers.send_to(from, Msg::Resolved { call, result }).await;
+                    }
+                })
+                .detach();
+            }
+            Msg::Resolved { call, result } => {
+                if let Some(tx) = self.pending.borrow_mut().remove(&call) {
+                    // The asker may have gone away (client closed); that is fine.
+                    let _ = tx.try_send(result);
+                }
+            }
+        }
+    }
+}
+
+impl ToOwner for Rc<Mesh> {
+    async fn ask(&self, owner: usize, key: ArtifactKey) -> Resolved {
+        let Some(peers) = &self.peers else { return Err(ResolveError::Internal("a key routed to another core with no mesh")) };
+        let call = self.next_call.get();
+        self.next_call.set(call.wrapping_add(1));
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.pending.borrow_mut().insert(call, tx);
+        if peers.send_to(owner, Msg::Resolve { call, from: self.id, key }).await.is_err() {
+            self.pending.borrow_mut().remove(&call);
+            return Err(ResolveError::Internal("the owner core is not accepting work"));
+        }
+        rx.recv().await.unwrap_or(Err(ResolveError::Internal("the owner core dropped the request")))
+    }
+}
