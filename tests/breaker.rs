@@ -13,8 +13,8 @@ mod common;
 use common::*;
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -22,38 +22,26 @@ use std::time::{Duration, Instant};
 /// An upstream that accepts connections and, while `hang` is set, never
 /// answers them; otherwise it answers every request with 404.
 struct Blackhole {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
+    server: ScriptedServer,
     hang: Arc<AtomicBool>,
+    /// Lets the connections still held go when the test is over.
     stop: Arc<AtomicBool>,
 }
 
 impl Blackhole {
     fn start() -> Blackhole {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (accepted, hang, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(true)), Arc::new(AtomicBool::new(false)));
-        let (a, h, st) = (accepted.clone(), hang.clone(), stop.clone());
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if st.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(conn) = conn else { continue };
-                a.fetch_add(1, Ordering::SeqCst);
-                let (h, st) = (h.clone(), st.clone());
-                thread::spawn(move || serve(conn, &h, &st));
-            }
-        });
-        Blackhole { addr, accepted, hang, stop }
+        let (hang, stop) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicBool::new(false)));
+        let (h, st) = (hang.clone(), stop.clone());
+        let server = ScriptedServer::start(move |conn| serve(conn, &h, &st));
+        Blackhole { server, hang, stop }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
+        self.server.connections()
     }
 }
 
@@ -87,8 +75,8 @@ fn serve(mut conn: TcpStream, hang: &AtomicBool, stop: &AtomicBool) {
 
 impl Drop for Blackhole {
     fn drop(&mut self) {
+        // The server stops accepting as it is dropped, after this.
         self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
     }
 }
 

@@ -17,9 +17,8 @@ use common::*;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -81,31 +80,18 @@ impl Gate {
 /// A one-request-per-connection GOPROXY file server over a directory, with
 /// a fault per path. Stops on drop.
 struct FaultServer {
-    addr: SocketAddr,
+    server: ScriptedServer,
     faults: Arc<Mutex<HashMap<String, Fault>>>,
     gate: Arc<Gate>,
-    stop: Arc<AtomicBool>,
 }
 
 impl FaultServer {
     fn serve(root: &Path) -> FaultServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fault server");
-        let addr = listener.local_addr().expect("fault server address");
         let faults: Arc<Mutex<HashMap<String, Fault>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
         let gate: Arc<Gate> = Arc::default();
-        let (f, g, s, root) = (faults.clone(), gate.clone(), stop.clone(), root.to_path_buf());
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let (f, g, root) = (f.clone(), g.clone(), root.clone());
-                thread::spawn(move || answer(conn, &root, &f, &g));
-            }
-        });
-        FaultServer { addr, faults, gate, stop }
+        let (f, g, root) = (faults.clone(), gate.clone(), root.to_path_buf());
+        let server = ScriptedServer::start(move |conn| answer(conn, &root, &f, &g));
+        FaultServer { server, faults, gate }
     }
 
     /// Mid-body faults stop after their first bytes until [`FaultServer::release`].
@@ -118,7 +104,7 @@ impl FaultServer {
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     fn set(&self, path: &str, fault: Fault) {
@@ -132,9 +118,8 @@ impl FaultServer {
 
 impl Drop for FaultServer {
     fn drop(&mut self) {
+        // The server stops accepting as it is dropped, after this.
         self.release();
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
     }
 }
 

@@ -9,41 +9,31 @@ mod common;
 use common::*;
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 /// A forward proxy that answers every request itself from the fixture (as
 /// if it had forwarded it), recording the request targets it was sent.
-fn fake_proxy(root: &std::path::Path) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+fn fake_proxy(root: &std::path::Path) -> (ScriptedServer, Arc<Mutex<Vec<String>>>) {
     let targets: Arc<Mutex<Vec<String>>> = Arc::default();
     let (t, root) = (targets.clone(), root.to_path_buf());
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let (t, root) = (t.clone(), root.clone());
-            thread::spawn(move || {
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-                let Some(head) = read_request_head(&mut conn) else { return };
-                let target = head.split(' ').nth(1).unwrap_or("").to_string();
-                t.lock().unwrap().push(target.clone());
-                // Absolute form: http://host[:port]/path.
-                let path = target.strip_prefix("http://").and_then(|r| r.find('/').map(|i| r[i..].to_string())).unwrap_or_default();
-                let path = percent_decode_path(&path).unwrap_or_default();
-                let body = fixture_file(&root, &path);
-                let (status, body) = match body {
-                    Some(b) => ("200 OK", b),
-                    None => ("404 Not Found", b"not found\n".to_vec()),
-                };
-                let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                let _ = conn.write_all(&body);
-            });
-        }
+    let proxy = ScriptedServer::start(move |mut conn| {
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+        let Some(head) = read_request_head(&mut conn) else { return };
+        let target = head.split(' ').nth(1).unwrap_or("").to_string();
+        t.lock().unwrap().push(target.clone());
+        // Absolute form: http://host[:port]/path.
+        let path = target.strip_prefix("http://").and_then(|r| r.find('/').map(|i| r[i..].to_string())).unwrap_or_default();
+        let path = percent_decode_path(&path).unwrap_or_default();
+        let body = fixture_file(&root, &path);
+        let (status, body) = match body {
+            Some(b) => ("200 OK", b),
+            None => ("404 Not Found", b"not found\n".to_vec()),
+        };
+        let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        let _ = conn.write_all(&body);
     });
-    (url, targets)
+    (proxy, targets)
 }
 
 #[test]
@@ -53,7 +43,7 @@ fn an_http_upstream_is_reached_through_http_proxy() {
     // A reserved name that resolves nowhere: only the proxy can reach it.
     let upstream = "http://mirror.invalid";
     let server = Server::start_with(ServerOpts {
-        env: vec![("HTTP_PROXY".into(), proxy), ("NO_PROXY".into(), "other.invalid".into())],
+        env: vec![("HTTP_PROXY".into(), proxy.url()), ("NO_PROXY".into(), "other.invalid".into())],
         extra_args: ["--breaker-failures", "0", "--upstream-retries", "0"].map(String::from).to_vec(),
         ..ServerOpts::new(upstream)
     });

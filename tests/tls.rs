@@ -10,7 +10,7 @@ mod common;
 use common::*;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -58,6 +58,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 struct TlsUpstream {
     addr: SocketAddr,
     authorizations: Arc<Mutex<Vec<String>>>,
+    _server: ScriptedServer,
 }
 
 impl TlsUpstream {
@@ -78,44 +79,36 @@ impl TlsUpstream {
         };
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let config = Arc::new(builder.with_single_cert(vec![CertificateDer::from(cert.der().to_vec())], key).unwrap());
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let authorizations: Arc<Mutex<Vec<String>>> = Arc::default();
         let (auths, root) = (authorizations.clone(), root.to_path_buf());
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                let (config, auths, root) = (config.clone(), auths.clone(), root.clone());
-                thread::spawn(move || {
-                    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-                    let Ok(tls) = rustls::ServerConnection::new(config) else { return };
-                    let mut s = rustls::StreamOwned::new(tls, conn);
-                    let Some(head) = read_request_head(&mut s) else { return };
-                    for line in head.lines() {
-                        if let Some((k, v)) = line.split_once(':') {
-                            if k.eq_ignore_ascii_case("authorization") {
-                                auths.lock().unwrap().push(v.trim().to_string());
-                            }
-                        }
+        let server = ScriptedServer::start(move |conn| {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+            let Ok(tls) = rustls::ServerConnection::new(config.clone()) else { return };
+            let mut s = rustls::StreamOwned::new(tls, conn);
+            let Some(head) = read_request_head(&mut s) else { return };
+            for line in head.lines() {
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("authorization") {
+                        auths.lock().unwrap().push(v.trim().to_string());
                     }
-                    let target = head.split(' ').nth(1).unwrap_or("");
-                    // Servers must accept the absolute form (RFC 9112, 3.2.2),
-                    // which ureq also sends inside a CONNECT tunnel.
-                    let target = target.strip_prefix("https://").and_then(|r| r.find('/').map(|i| &r[i..])).unwrap_or(target);
-                    let path = percent_decode_path(target).unwrap_or_default();
-                    let body = fixture_file(&root, &path);
-                    let (status, body) = match body {
-                        Some(b) => ("200 OK", b),
-                        None => ("404 Not Found", b"not found\n".to_vec()),
-                    };
-                    let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                    let _ = s.write_all(&body);
-                    s.conn.send_close_notify();
-                    let _ = s.flush();
-                });
+                }
             }
+            let target = head.split(' ').nth(1).unwrap_or("");
+            // Servers must accept the absolute form (RFC 9112, 3.2.2),
+            // which ureq also sends inside a CONNECT tunnel.
+            let target = target.strip_prefix("https://").and_then(|r| r.find('/').map(|i| &r[i..])).unwrap_or(target);
+            let path = percent_decode_path(target).unwrap_or_default();
+            let body = fixture_file(&root, &path);
+            let (status, body) = match body {
+                Some(b) => ("200 OK", b),
+                None => ("404 Not Found", b"not found\n".to_vec()),
+            };
+            let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = s.write_all(&body);
+            s.conn.send_close_notify();
+            let _ = s.flush();
         });
-        TlsUpstream { addr, authorizations }
+        TlsUpstream { addr: server.addr(), authorizations, _server: server }
     }
 
     fn url(&self) -> String {
@@ -223,42 +216,34 @@ fn a_client_certificate_is_presented_when_configured() {
 /// An HTTP proxy that tunnels every CONNECT to `to`, whatever host it
 /// names, recording the request lines it was sent; anything but CONNECT
 /// gets 405.
-fn connect_proxy(to: SocketAddr) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+fn connect_proxy(to: SocketAddr) -> (ScriptedServer, Arc<Mutex<Vec<String>>>) {
     let requests: Arc<Mutex<Vec<String>>> = Arc::default();
     let seen = requests.clone();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut client) = conn else { continue };
-            let seen = seen.clone();
-            thread::spawn(move || {
-                let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
-                let Some(head) = read_request_head(&mut client) else { return };
-                let line = head.lines().next().unwrap_or("").to_string();
-                seen.lock().unwrap().push(line.clone());
-                if !line.starts_with("CONNECT ") {
-                    let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    return;
-                }
-                let Ok(mut upstream) = std::net::TcpStream::connect(to) else { return };
-                let _ = upstream.set_read_timeout(Some(Duration::from_secs(30)));
-                if client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").is_err() {
-                    return;
-                }
-                let (Ok(mut c2), Ok(mut u2)) = (client.try_clone(), upstream.try_clone()) else { return };
-                let up = thread::spawn(move || {
-                    let _ = std::io::copy(&mut c2, &mut u2);
-                    let _ = u2.shutdown(std::net::Shutdown::Write);
-                });
-                let _ = std::io::copy(&mut upstream, &mut client);
-                let _ = client.shutdown(std::net::Shutdown::Write);
-                let _ = up.join();
-                let _ = client.read(&mut [0u8; 1]);
-            });
+    let proxy = ScriptedServer::start(move |mut client| {
+        let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
+        let Some(head) = read_request_head(&mut client) else { return };
+        let line = head.lines().next().unwrap_or("").to_string();
+        seen.lock().unwrap().push(line.clone());
+        if !line.starts_with("CONNECT ") {
+            let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            return;
         }
+        let Ok(mut upstream) = std::net::TcpStream::connect(to) else { return };
+        let _ = upstream.set_read_timeout(Some(Duration::from_secs(30)));
+        if client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").is_err() {
+            return;
+        }
+        let (Ok(mut c2), Ok(mut u2)) = (client.try_clone(), upstream.try_clone()) else { return };
+        let up = thread::spawn(move || {
+            let _ = std::io::copy(&mut c2, &mut u2);
+            let _ = u2.shutdown(std::net::Shutdown::Write);
+        });
+        let _ = std::io::copy(&mut upstream, &mut client);
+        let _ = client.shutdown(std::net::Shutdown::Write);
+        let _ = up.join();
+        let _ = client.read(&mut [0u8; 1]);
     });
-    (url, requests)
+    (proxy, requests)
 }
 
 #[test]
@@ -273,7 +258,7 @@ fn an_https_upstream_is_reached_through_a_connect_proxy() {
     let upstream = format!("https://mirror.invalid:{}", up.addr.port());
     let auth = dir.path().join("auth");
     std::fs::write(&auth, format!("{upstream} bearer {TOKEN}\n")).unwrap();
-    let env = vec![("HTTPS_PROXY".into(), proxy), ("NO_PROXY".into(), "other.invalid".into())];
+    let env = vec![("HTTPS_PROXY".into(), proxy.url()), ("NO_PROXY".into(), "other.invalid".into())];
     let server = server_with_env(&upstream, &ca_file, &["--upstream-auth".into(), auth.display().to_string()], env);
     assert_serves_the_module(&server, &fx);
     assert!(!server.log_lines().iter().any(|l| l.contains(TOKEN)), "the token leaked into the log");

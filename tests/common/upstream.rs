@@ -1,8 +1,9 @@
-//! Test-side HTTP servers: [`CountingUpstream`], an HTTP server (std
-//! threads) that serves a fixture tree in GOPROXY layout, counts requests
-//! per path and can slow down or hold back `.zip` bodies; and the pieces
-//! the tests' own scripted servers share ([`read_request_head`],
-//! [`percent_decode_path`], [`fixture_file`]).
+//! Test-side servers: [`ScriptedServer`], the one accept loop (a thread per
+//! connection, handed to a handler) every fake server in the tests runs on;
+//! [`CountingUpstream`], an HTTP server on it that serves a fixture tree in
+//! GOPROXY layout, counts requests per path and can slow down or hold back
+//! `.zip` bodies; and the pieces the tests' own scripted servers share
+//! ([`read_request_head`], [`percent_decode_path`], [`fixture_file`]).
 
 use std::collections::HashMap;
 use std::fs;
@@ -16,6 +17,121 @@ use std::time::{Duration, Instant};
 
 use super::http_client::find;
 use super::server::wait_until;
+
+// ---------------------------------------------------------------------------
+// ScriptedServer: the accept loop of every fake server
+// ---------------------------------------------------------------------------
+
+/// A fake server: an accept loop on its own thread that hands every
+/// accepted connection, raw, to `handler` on a thread of its own. What the
+/// handler does with it is the script (read a request head and answer,
+/// wrap it in TLS, tunnel it, hold it unanswered). Counts the connections
+/// it accepts. Stops accepting on drop; connections already handed to the
+/// handler carry on until it returns.
+pub struct ScriptedServer {
+    addr: SocketAddr,
+    shared: Arc<ScriptedShared>,
+    accept: Option<JoinHandle<()>>,
+}
+
+struct ScriptedShared {
+    stop: AtomicBool,
+    connections: AtomicUsize,
+    /// Open connections, so [`ScriptedServer::cut_connections`] can cut
+    /// them (None: not tracked).
+    conns: Option<Mutex<Vec<TcpStream>>>,
+}
+
+impl ScriptedServer {
+    /// On 127.0.0.1, a free port.
+    pub fn start(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> ScriptedServer {
+        ScriptedServer::start_on("127.0.0.1:0".parse().unwrap(), handler)
+    }
+
+    /// On a given address (e.g. a port a server under test was already told
+    /// about, to bring an upstream up late).
+    pub fn start_on(addr: SocketAddr, handler: impl Fn(TcpStream) + Send + Sync + 'static) -> ScriptedServer {
+        ScriptedServer::launch(addr, false, handler)
+    }
+
+    /// Like [`ScriptedServer::start_on`], keeping a clone of every accepted
+    /// connection for [`ScriptedServer::cut_connections`]. The clone keeps
+    /// the socket open after the handler drops its end, so a handler whose
+    /// peer must see the end shuts the connection down itself (dropping it
+    /// sends no FIN, and no RST).
+    pub fn start_tracked_on(addr: SocketAddr, handler: impl Fn(TcpStream) + Send + Sync + 'static) -> ScriptedServer {
+        ScriptedServer::launch(addr, true, handler)
+    }
+
+    fn launch(addr: SocketAddr, track: bool, handler: impl Fn(TcpStream) + Send + Sync + 'static) -> ScriptedServer {
+        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind test server on {addr}: {e}"));
+        let addr = listener.local_addr().unwrap();
+        let shared =
+            Arc::new(ScriptedShared { stop: AtomicBool::new(false), connections: AtomicUsize::new(0), conns: track.then(Mutex::default) });
+        let (sh, handler) = (shared.clone(), Arc::new(handler));
+        let accept = thread::spawn(move || {
+            for conn in listener.incoming() {
+                if sh.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                sh.connections.fetch_add(1, Ordering::SeqCst);
+                if let Some(conns) = &sh.conns {
+                    if let Ok(c) = conn.try_clone() {
+                        conns.lock().unwrap().push(c);
+                    }
+                }
+                let handler = handler.clone();
+                thread::spawn(move || handler(conn));
+            }
+        });
+        ScriptedServer { addr, shared, accept: Some(accept) }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting and waits until the listener is gone: from now on
+    /// connections to the port are refused. Does nothing the second time.
+    pub fn stop(&mut self) {
+        let Some(accept) = self.accept.take() else { return };
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the stop flag and drops the
+        // listener.
+        let _ = TcpStream::connect(self.addr);
+        let _ = accept.join();
+    }
+
+    /// Shuts down every connection accepted so far (both ways). Only for a
+    /// server started with [`ScriptedServer::start_tracked_on`].
+    pub fn cut_connections(&self) {
+        let conns = self.shared.conns.as_ref().expect("cut_connections needs ScriptedServer::start_tracked_on");
+        for c in conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for ScriptedServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// CountingUpstream: an instrumented HTTP upstream serving a fixture tree
+// ---------------------------------------------------------------------------
 
 /// How [`CountingUpstream`] misbehaves; change it at any time with
 /// [`CountingUpstream::set_behavior`].
@@ -53,8 +169,6 @@ struct UpstreamState {
     zip_gate_closed: Mutex<bool>,
     zip_gate: Condvar,
     stop: AtomicBool,
-    /// Open connections, so shutdown can cut them.
-    conns: Mutex<Vec<TcpStream>>,
     /// `.zip` body bytes written to clients so far (all requests).
     zip_bytes: AtomicUsize,
     /// While true, the gate holds every file answer, not only `.zip`.
@@ -64,9 +178,8 @@ struct UpstreamState {
 /// An HTTP/1.1 GOPROXY-layout server over a directory, on 127.0.0.1:0,
 /// that counts what it is asked for. Shuts down on drop.
 pub struct CountingUpstream {
-    addr: SocketAddr,
+    server: ScriptedServer,
     state: Arc<UpstreamState>,
-    accept: Option<JoinHandle<()>>,
 }
 
 /// Longest a held `.zip` request waits for [`CountingUpstream::release_zips`].
@@ -80,8 +193,6 @@ impl CountingUpstream {
     /// Like [`CountingUpstream::serve`], on a given address (e.g. a port a
     /// server under test was already told about, to bring an upstream up late).
     pub fn serve_on(root: &Path, addr: SocketAddr) -> CountingUpstream {
-        let listener = TcpListener::bind(addr).expect("bind upstream");
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(UpstreamState {
             counts: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
@@ -91,36 +202,22 @@ impl CountingUpstream {
             zip_gate_closed: Mutex::new(false),
             zip_gate: Condvar::new(),
             stop: AtomicBool::new(false),
-            conns: Mutex::new(Vec::new()),
             zip_bytes: AtomicUsize::new(0),
             gate_all: AtomicBool::new(false),
         });
-        let root = root.to_path_buf();
-        let st = state.clone();
-        let accept = thread::spawn(move || {
-            for conn in listener.incoming() {
-                if st.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                if let Ok(c) = conn.try_clone() {
-                    st.conns.lock().unwrap().push(c);
-                }
-                let st = st.clone();
-                let root = root.clone();
-                thread::spawn(move || upstream_conn(conn, &root, &st));
-            }
-        });
-        CountingUpstream { addr, state, accept: Some(accept) }
+        let (st, root) = (state.clone(), root.to_path_buf());
+        // Tracked, so shutdown can cut the connections still open.
+        let server = ScriptedServer::start_tracked_on(addr, move |conn| upstream_conn(conn, &root, &st));
+        CountingUpstream { server, state }
     }
 
     /// `http://127.0.0.1:PORT`, usable as `--upstream` or GOPROXY.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Requests seen for `path`: the URL path with leading slash, `!`-case
@@ -221,15 +318,8 @@ impl CountingUpstream {
             return;
         }
         self.release_zips();
-        // Wake the accept loop so it sees the stop flag and drops the
-        // listener.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(t) = self.accept.take() {
-            let _ = t.join();
-        }
-        for c in self.state.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
-        }
+        self.server.stop();
+        self.server.cut_connections();
     }
 }
 
