@@ -63,12 +63,12 @@ impl Body {
     /// its sender owns the stream and can let go of the fill buffer as
     /// soon as the fill is done.
     pub fn take_filling(&mut self) -> Option<FillStream> {
+        if !matches!(self, Body::Filling(_)) {
+            return None;
+        }
         match std::mem::replace(self, Body::empty()) {
             Body::Filling(stream) => Some(stream),
-            other => {
-                *self = other;
-                None
-            }
+            _ => None,
         }
     }
 }
