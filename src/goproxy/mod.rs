@@ -105,6 +105,11 @@ impl<R: Resolve> Handler for ProxyHandler<R> {
             Ok(e) => e,
             Err(e) => return reply::path_error(&e),
         };
+        // Every connection's task holds this future while it waits for its
+        // next request, sized for its largest state: the wait for a fill.
+        // Misses keep that state in a box of their own (one allocation next
+        // to the fill's), so idle connections stay small and hits allocate
+        // nothing.
         match endpoint {
             Endpoint::Artifact { module, version, kind } => {
                 if let Some(blob) = self.resolver.stored(&module, &version, kind) {
@@ -113,7 +118,7 @@ impl<R: Resolve> Handler for ProxyHandler<R> {
                 }
                 self.metrics.misses.bump();
                 let key = ArtifactKey { module: module.into(), version: version.into(), kind };
-                match self.resolver.resolve(key).await {
+                match Box::pin(self.resolver.resolve(key)).await {
                     Ok(a) => reply::immutable(kind, a.body, if_none_match),
                     Err(e) => reply::resolve_error(&e),
                 }
@@ -121,16 +126,16 @@ impl<R: Resolve> Handler for ProxyHandler<R> {
             Endpoint::Versions { module, kind } => {
                 self.metrics.misses.bump();
                 let key = ArtifactKey { module: module.into(), version: "".into(), kind };
-                match self.resolver.resolve(key).await {
+                match Box::pin(self.resolver.resolve(key)).await {
                     Ok(a) => reply::mutable(kind, a.body, self.settings.cache_control(kind)),
                     Err(e) => reply::resolve_error(&e),
                 }
             }
-            Endpoint::Query { module, query } => match self.resolver.pass_through(&module, &query).await {
+            Endpoint::Query { module, query } => match Box::pin(self.resolver.pass_through(&module, &query)).await {
                 Ok(a) => reply::mutable(Kind::Info, a.body, CacheControl::NoCache),
                 Err(e) => reply::resolve_error(&e),
             },
-            Endpoint::SumDb { name, req: sreq } => self.sumdb(&name, sreq, if_none_match).await,
+            Endpoint::SumDb { name, req: sreq } => Box::pin(self.sumdb(&name, sreq, if_none_match)).await,
             Endpoint::Health => Reply::text(200, Body::from_static("ok\n")),
             Endpoint::Metrics => {
                 let mut r = Reply::text(200, Body::text(self.all_metrics.render()));
@@ -138,5 +143,101 @@ impl<R: Resolve> Handler for ProxyHandler<R> {
                 r
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The protocol against a scripted resolver: no executors, no store, no upstream.
+
+    use std::cell::RefCell;
+
+    use futures_lite::future::block_on;
+
+    use super::*;
+    use crate::artifact::FetchError;
+    use crate::resolve::{Artifact, ResolveError, Resolved};
+    use crate::store::StoredBlob;
+
+    /// Answers every key with `answer` and records what it was asked.
+    struct Scripted {
+        answer: fn(&ArtifactKey) -> Resolved,
+        asked: RefCell<Vec<ArtifactKey>>,
+        queries: RefCell<Vec<String>>,
+    }
+
+    impl Resolve for Scripted {
+        fn stored(&self, _: &str, _: &str, _: Kind) -> Option<StoredBlob> {
+            None
+        }
+        async fn resolve(&self, key: ArtifactKey) -> Resolved {
+            let answer = (self.answer)(&key);
+            self.asked.borrow_mut().push(key);
+            answer
+        }
+        async fn pass_through(&self, module: &str, query: &str) -> Resolved {
+            self.queries.borrow_mut().push(format!("{module}@{query}"));
+            Ok(memory(b"{}"))
+        }
+    }
+
+    fn memory(bytes: &'static [u8]) -> Artifact {
+        Artifact { body: Body::Memory { bytes: bytes::Bytes::from_static(bytes), sha256: None }, stale: false }
+    }
+
+    fn handler(answer: fn(&ArtifactKey) -> Resolved) -> ProxyHandler<Scripted> {
+        let settings = ProxySettings {
+            sumdb_names: vec!["sum.example".into()].into(),
+            list_ttl: Duration::from_secs(60),
+            sumdb_ttl: Duration::from_secs(7),
+        };
+        let metrics = Metrics::leak(1);
+        let resolver = Scripted { answer, asked: RefCell::default(), queries: RefCell::default() };
+        ProxyHandler::new(resolver, Arc::new(settings), metrics.core(0), metrics)
+    }
+
+    #[test]
+    fn artifacts_and_lists_are_asked_by_decoded_key_with_their_cache_policy() {
+        let h = handler(|_| Ok(memory(b"bytes")));
+        let zip = block_on(h.handle("/example.com/!a/@v/v1.0.0.zip", None));
+        assert_eq!((zip.status, zip.content_type, zip.cache_control), (200, "application/zip", CacheControl::Immutable));
+        let list = block_on(h.handle("/example.com/!a/@v/list", None));
+        assert_eq!((list.status, list.cache_control), (200, CacheControl::MaxAge(Duration::from_secs(60))));
+        let asked = h.resolver.asked.borrow();
+        assert_eq!(asked[0], ArtifactKey { module: "example.com/A".into(), version: "v1.0.0".into(), kind: Kind::Zip });
+        assert_eq!(asked[1], ArtifactKey { module: "example.com/A".into(), version: "".into(), kind: Kind::List });
+    }
+
+    #[test]
+    fn queries_pass_through_uncached() {
+        let h = handler(|_| unreachable!("a query is never resolved as an artifact"));
+        let r = block_on(h.handle("/example.com/a/@v/main.info", None));
+        assert_eq!((r.status, r.cache_control), (200, CacheControl::NoCache));
+        assert_eq!(*h.resolver.queries.borrow(), ["example.com/a@main"]);
+    }
+
+    #[test]
+    fn our_own_failure_is_a_500_that_blames_no_upstream() {
+        let h = handler(|_| Err(ResolveError::Internal("the fill was abandoned")));
+        let r = block_on(h.handle("/example.com/a/@v/v1.0.0.mod", None));
+        assert_eq!(r.status, 500);
+        let text = String::from_utf8_lossy(r.body.bytes()).into_owned();
+        assert!(text.contains("the fill was abandoned") && !text.contains("upstream"), "{text}");
+        let h = handler(|_| Err(ResolveError::Fetch(FetchError::Timeout { upstream: "u".into(), waiting: "connecting" })));
+        assert_eq!(block_on(h.handle("/example.com/a/@v/v1.0.0.mod", None)).status, 504);
+    }
+
+    #[test]
+    fn only_allowed_checksum_databases_are_asked() {
+        let h = handler(|_| Err(ResolveError::Fetch(FetchError::NotFound { gone: false, message: "no".into() })));
+        assert_eq!(block_on(h.handle("/sumdb/other.example/supported", None)).status, 404);
+        assert!(h.resolver.asked.borrow().is_empty(), "a database not in --sumdb is never asked for");
+        assert_eq!(block_on(h.handle("/sumdb/sum.example/supported", None)).status, 404, "no upstream proxies it");
+        let h = handler(|_| Ok(memory(b"")));
+        let r = block_on(h.handle("/sumdb/sum.example/supported", None));
+        assert_eq!((r.status, r.cache_control), (200, CacheControl::MaxAge(Duration::from_secs(7))));
+        let r = block_on(h.handle("/sumdb/sum.example/tile/8/0/000", None));
+        assert_eq!((r.status, r.cache_control), (200, CacheControl::Immutable));
+        assert_eq!(h.resolver.asked.borrow()[1].kind, Kind::SumTile);
     }
 }
