@@ -8,6 +8,10 @@
 # compare, so only the ratios of one run mean anything.
 #
 #   benches/compare-nginx.sh [SECONDS_PER_TURN] [ROUNDS]
+#   BASELINE=/path/to/older/gomodproxy benches/compare-nginx.sh ...
+# With BASELINE, that build serves the same tree too (also on CPU 1) and
+# joins the hit comparisons, so a change's before/after is measured in one
+# run against the same nginx; the capacity search and hold stay two-way.
 # Needs: nginx, python3, `cargo build --release --workspace`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +19,8 @@ turn=${1:-4}; rounds=${2:-3}
 lg=./target/release/loadgen
 work=$(mktemp -d /tmp/gomodproxy-bench.XXXXXX)
 chmod 755 "$work"  # nginx workers run unprivileged
-cleanup() { kill "$gmp_pid" 2>/dev/null || true; nginx -c "$work/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$work"; }
+base_pid=
+cleanup() { kill "$gmp_pid" ${base_pid:+"$base_pid"} 2>/dev/null || true; nginx -c "$work/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 ulimit -n 20000
 
@@ -61,15 +66,26 @@ taskset -c 1 ./target/release/gomodproxy serve --listen 127.0.0.1:18080 --data "
     --upstream "file://$work/tree" --cores 1 >"$work/gomodproxy.out" 2>"$work/gomodproxy.err" &
 gmp_pid=$!
 for _ in $(seq 100); do grep -q listening "$work/gomodproxy.out" 2>/dev/null && break; sleep 0.1; done
+targets=(--target gomodproxy=http://127.0.0.1:18080 --target nginx=http://127.0.0.1:18081)
+if [[ -n "${BASELINE:-}" ]]; then
+    taskset -c 1 "$BASELINE" serve --listen 127.0.0.1:18082 --data "$work/data-baseline" \
+        --upstream "file://$work/tree" --cores 1 >"$work/baseline.out" 2>"$work/baseline.err" &
+    base_pid=$!
+    for _ in $(seq 100); do grep -q listening "$work/baseline.out" 2>/dev/null && break; sleep 0.1; done
+    targets+=(--target baseline=http://127.0.0.1:18082)
+fi
 
 # Warm gomodproxy's store with every artifact and check both serve identical bytes.
 find "$work/tree" -name 'v1.0.0.*' | sed "s|^$work/tree/||" | while read -r p; do
     a=$(curl -sf "http://127.0.0.1:18080/$p" | sha256sum); b=$(curl -sf "http://127.0.0.1:18081/$p" | sha256sum)
     [[ "$a" == "$b" ]] || { echo "bytes differ for $p" >&2; exit 1; }
+    if [[ -n "${BASELINE:-}" ]]; then
+        c=$(curl -sf "http://127.0.0.1:18082/$p" | sha256sum)
+        [[ "$a" == "$c" ]] || { echo "baseline bytes differ for $p" >&2; exit 1; }
+    fi
 done
 find "$work/tree/example.com/mix" -name 'v1.0.0.info' | sed "s|^$work/tree/||; s|/@v/v1.0.0.info|@v1.0.0|" >"$work/mix.modules"
 
-targets=(--target gomodproxy=http://127.0.0.1:18080 --target nginx=http://127.0.0.1:18081)
 compare() { # path conns timeout → one markdown row
     taskset -c 0 $lg compare "${targets[@]}" --path "$1" -c "$2" -d "${turn}s" --rounds "$rounds" \
         --timeout "$3" --processes auto --source-ips auto -q --json "$work/c.json" >/dev/null 2>&1 || true
@@ -78,14 +94,25 @@ import json, sys
 d = json.load(open(sys.argv[1])); t = {x["label"]: x for x in d["compare"]["targets"]}
 g, n = t["gomodproxy"], t["nginx"]
 obj = sys.argv[2].replace("/example.com/bench/", "")
-print(f"| {obj} | {sys.argv[3]} | {g['throughput_rps']:,.0f} | {n['throughput_rps']:,.0f} | **{g['throughput_rps']/max(n['throughput_rps'],1e-9):.2f}** "
-      f"| {g['p99_ms']:.2f} ms | {n['p99_ms']:.2f} ms | **{g['p99_ms']/max(n['p99_ms'],1e-9):.2f}** | ±{100*g['throughput_cv']:.0f}% / ±{100*n['throughput_cv']:.0f}% | {g['error_rate']:.1%} / {n['error_rate']:.1%} |")
+row = (f"| {obj} | {sys.argv[3]} | {g['throughput_rps']:,.0f} | {n['throughput_rps']:,.0f} | **{g['throughput_rps']/max(n['throughput_rps'],1e-9):.2f}** "
+       f"| {g['p99_ms']:.2f} ms | {n['p99_ms']:.2f} ms | **{g['p99_ms']/max(n['p99_ms'],1e-9):.2f}** | ±{100*g['throughput_cv']:.0f}% / ±{100*n['throughput_cv']:.0f}% | {g['error_rate']:.1%} / {n['error_rate']:.1%} |")
+if "baseline" in t:  # this build against the baseline build, same run
+    b = t["baseline"]
+    row += (f" {b['throughput_rps']/max(n['throughput_rps'],1e-9):.2f} | **{g['throughput_rps']/max(b['throughput_rps'],1e-9):.2f}** "
+            f"| {b['p99_ms']/max(n['p99_ms'],1e-9):.2f} | **{g['p99_ms']/max(b['p99_ms'],1e-9):.2f}** |")
+print(row)
 PY
 }
 echo "### Hits: gomodproxy vs nginx ($rounds rounds × ${turn}s per target, alternating)"
 echo
-echo "| object | conns | gomodproxy req/s | nginx req/s | throughput ratio | gomodproxy p99 | nginx p99 | p99 ratio (lower is better) | spread over rounds | errors |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+head="| object | conns | gomodproxy req/s | nginx req/s | throughput ratio | gomodproxy p99 | nginx p99 | p99 ratio (lower is better) | spread over rounds | errors |"
+rule="|---|---|---|---|---|---|---|---|---|---|"
+if [[ -n "${BASELINE:-}" ]]; then
+    head+=" baseline throughput vs nginx | this build vs baseline, throughput | baseline p99 vs nginx | this build vs baseline, p99 |"
+    rule+="---|---|---|---|"
+fi
+echo "$head"
+echo "$rule"
 for c in 64 4000; do
     compare /example.com/bench/small/@v/v1.0.0.info "$c" 10s
     compare /example.com/bench/small/@v/v1.0.0.mod "$c" 10s
