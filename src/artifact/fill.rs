@@ -22,7 +22,8 @@
 //! [`finish_writing`](Progress::finish_writing) (every byte is in: the body
 //! is handed over for checking). The filler's verdict, exactly one:
 //! [`mark_kept`](Progress::mark_kept) (validated and kept: readers may
-//! finish), [`fail`](Progress::fail) (failed for good, with the reason),
+//! finish), [`fail`](Progress::fail) (failed for good, with the reason:
+//! the sources', or our own),
 //! [`void_stream`](Progress::void_stream) (what was streamed is void, not
 //! final: a fallback upstream starts over). And the safety net,
 //! [`fail_if_unsettled`](Progress::fail_if_unsettled), for a fill that
@@ -147,6 +148,15 @@ impl AsRef<[u8]> for Whole {
     }
 }
 
+/// Why a fill failed for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FillFailure {
+    /// The sources failed, or sent something invalid.
+    Source(FetchError),
+    /// Our own failure (a fetch that panicked): never blamed on a source.
+    Internal(&'static str),
+}
+
 /// Where the fill stands.
 enum State {
     /// No length announced yet (or too small to stream): nobody may stream.
@@ -160,7 +170,7 @@ enum State {
     Done(Bytes),
     /// The fill failed, for this reason when it is final (none while a
     /// fallback upstream starts over): readers abort.
-    Failed(Option<FetchError>),
+    Failed(Option<FillFailure>),
 }
 
 struct Inner {
@@ -334,12 +344,12 @@ impl Progress {
     }
 
     /// The fill failed for good, for this reason: readers abort.
-    pub fn fail(&self, error: FetchError) {
-        self.set(State::Failed(Some(error)));
+    pub fn fail(&self, reason: FillFailure) {
+        self.set(State::Failed(Some(reason)));
     }
 
     /// Why the fill failed, once that is final.
-    pub fn failure(&self) -> Option<FetchError> {
+    pub fn failure(&self) -> Option<FillFailure> {
         match &self.lock().state {
             State::Failed(e) => e.clone(),
             _ => None,

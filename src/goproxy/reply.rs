@@ -7,7 +7,8 @@
 //! mean "not here, try the next GOPROXY entry"; 400 is a malformed request
 //! it would never send; 502/504 mean the upstream failed and the client
 //! should not fall back as if the module did not exist; 500 is our own
-//! failure, never blamed on an upstream.
+//! failure, never blamed on an upstream. Nothing here waits or does I/O:
+//! every function turns an outcome into a [`Reply`] and returns.
 
 use std::time::Duration;
 
@@ -100,9 +101,11 @@ pub fn sumdb_not_proxied(name: &str) -> Reply {
 /// proxies the database. When none does (or none can be asked), 404: the
 /// go command then contacts the database itself, whereas a 200 would bind
 /// it to this proxy for every lookup, with no fallback.
+/// Our own failure is a 500 here too: it says nothing of the upstreams.
 pub fn sumdb_supported(name: &str, upstream: Result<(), &ResolveError>, cache_control: CacheControl) -> Reply {
     match upstream {
         Ok(()) => Reply { status: 200, content_type: TEXT, cache_control, etag: None, body: Body::empty() },
+        Err(e @ ResolveError::Internal(_)) => resolve_error(e),
         Err(e) => Reply::text(404, Body::text(format!("not found: no upstream proxies checksum database {name} ({e})\n"))),
     }
 }

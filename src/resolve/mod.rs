@@ -5,8 +5,8 @@
 //!
 //! Owns routing to the owner core ([`route`]), single-flight ([`flight`]),
 //! every cache decision as a named function ([`policy`]), the bounded
-//! memory maps ([`memory`]), the fill itself ([`fill`]: fetch, validate,
-//! store, publish) and the per-core state that ties them together
+//! memory maps ([`memory`]), the fill itself ([`fill`]: fetch through the
+//! validating sources, store, publish) and the per-core state that ties them together
 //! ([`shard`]). The protocol reaches it through the small [`Resolve`]
 //! trait, so protocol tests need no executors; the runtime's mesh reaches
 //! other cores' shards through [`ToOwner`]. It never parses a request,
@@ -26,7 +26,7 @@ use std::rc::Rc;
 pub use policy::{CacheSettings, HitRouting};
 pub use shard::Shard;
 
-use crate::artifact::fill::Readable;
+use crate::artifact::fill::{FillFailure, Readable};
 use crate::artifact::{ArtifactKey, Body, FetchError, Kind};
 use crate::store::StoredBlob;
 
@@ -125,11 +125,12 @@ impl<T: ToOwner> Resolve for CoreResolver<T> {
             let Ok(Artifact { body: Body::Filling(stream), .. }) = &resolved else { return resolved };
             match stream.progress.readable(0).await {
                 Readable::UpTo(_) | Readable::End => return resolved,
-                Readable::Failed => {
-                    if let Some(e) = stream.progress.failure() {
-                        return Err(ResolveError::Fetch(e));
-                    }
-                }
+                Readable::Failed => match stream.progress.failure() {
+                    Some(FillFailure::Source(e)) => return Err(ResolveError::Fetch(e)),
+                    Some(FillFailure::Internal(why)) => return Err(ResolveError::Internal(why)),
+                    // Not final: a fallback upstream starts over; join its fill.
+                    None => {}
+                },
             }
         }
         Err(ResolveError::Internal("the fill restarted too often"))

@@ -1,9 +1,11 @@
 //! One core's share of the modules: everything the owner of a module keeps
 //! and decides for it. For the modules it owns a [`Shard`] holds the
 //! single-flight table (one fill per missing artifact, however many ask),
-//! the recent `list`/`@latest` (and checksum-database) answers, the
-//! remembered 404/410s, and the filler that appends to its segment and
-//! publishes into its index shard.
+//! the recent `list`/`@latest` (and checksum-database) answers, fresh for
+//! their TTL and then the stale-if-error reserve, the remembered 404/410s,
+//! the zips whose last streamed fill failed (fetched whole next time), and
+//! the filler that appends to its segment and publishes into its index
+//! shard.
 //!
 //! A shard lives on exactly one executor and is never shared across
 //! threads; requests reach it on its own core (the runtime's mesh carries
@@ -22,7 +24,7 @@ use super::memory::BoundedMap;
 use super::policy::{self, CacheSettings, HitRouting, NegativeUpdate};
 use super::route;
 use super::{Artifact, ResolveError, Resolved};
-use crate::artifact::fill::Progress;
+use crate::artifact::fill::{FillFailure, Progress};
 use crate::artifact::{ArtifactKey, Body, FetchError, Kind};
 use crate::metrics::CoreMetrics;
 use crate::store::{Index, SegmentWriter, StoredBlob};
@@ -144,12 +146,12 @@ impl Shard {
     /// What this owner already knows about `key`: a stored or fresh
     /// answer, or a fresh "not found".
     fn cached(&self, key: &ArtifactKey) -> Option<Resolved> {
-        let hit = match (key.kind.record_kind(), policy::ttl(&self.settings, key.kind)) {
-            (Some(kind), _) => self.indexes[self.id]
+        let hit = match key.kind.record_kind() {
+            Some(kind) => self.indexes[self.id]
                 .get(&key.module, &key.version, kind)
                 .map(|e| Artifact { body: Body::Stored(e.blob.clone()), stale: false }),
-            (None, ttl) => self.recent.borrow().get(key).and_then(|r| {
-                policy::is_fresh(r.fetched_at, ttl.unwrap_or_default())
+            None => self.recent.borrow().get(key).and_then(|r| {
+                policy::is_fresh(r.fetched_at, policy::ttl(&self.settings, key.kind))
                     .then(|| Artifact { body: Body::Memory { bytes: r.bytes.clone(), sha256: None }, stale: false })
             }),
         };
@@ -167,13 +169,13 @@ impl Shard {
     /// Remembers a 404/410 for `--negative-ttl`; any answer forgets it.
     fn remember(&self, key: &ArtifactKey, result: &Resolved) {
         let ttl = self.settings.negative_ttl;
-        match (policy::negative_update(result, ttl), result) {
-            (NegativeUpdate::Remember, Err(ResolveError::Fetch(error))) => {
+        match policy::negative_update(result, ttl) {
+            NegativeUpdate::Remember(error) => {
                 let negative = Negative { error: error.clone(), fetched_at: Instant::now() };
                 self.negative.borrow_mut().insert(key.clone(), negative, |_, n| !policy::is_fresh(n.fetched_at, ttl));
             }
-            (NegativeUpdate::Forget, _) => self.negative.borrow_mut().remove(key),
-            _ => {}
+            NegativeUpdate::Forget => self.negative.borrow_mut().remove(key),
+            NegativeUpdate::Keep => {}
         }
     }
 
@@ -196,12 +198,10 @@ impl Shard {
                 // the bytes; this ends anything left open.
                 Ok(_) => p.fail_if_unsettled(),
                 Err(e) => {
-                    match e {
-                        ResolveError::Fetch(e) => p.fail(e.clone()),
-                        // Our own failure has no upstream reason to give;
-                        // readers start over and meet it themselves.
-                        ResolveError::Internal(_) => p.void_stream(),
-                    }
+                    p.fail(match e {
+                        ResolveError::Fetch(e) => FillFailure::Source(e.clone()),
+                        ResolveError::Internal(why) => FillFailure::Internal(why),
+                    });
                     if p.was_streamed() {
                         self.unstreamable.borrow_mut().insert(key.clone(), (), |_, _| false);
                     }
@@ -217,12 +217,11 @@ impl Shard {
                 Ok(Artifact { body: Body::Memory { bytes, sha256: Some(sha256) }, stale: false })
             }
             Ok(Filled::Mutable(bytes)) => {
-                let ttl = policy::ttl(&self.settings, key.kind).unwrap_or_default();
                 // Past their TTL, entries are only a reserve for stale-if-error: the first to go.
                 let recent = Recent { bytes: bytes.clone(), fetched_at: Instant::now() };
-                self.recent.borrow_mut().insert(key.clone(), recent, |k, r| {
-                    !policy::is_fresh(r.fetched_at, policy::ttl(&self.settings, k.kind).unwrap_or(ttl))
-                });
+                self.recent
+                    .borrow_mut()
+                    .insert(key.clone(), recent, |k, r| !policy::is_fresh(r.fetched_at, policy::ttl(&self.settings, k.kind)));
                 Ok(Artifact { body: Body::Memory { bytes, sha256: None }, stale: false })
             }
             Err(e) if key.kind.record_kind().is_none() && policy::serves_stale_after(&e) => match self.recent.borrow().get(key) {
