@@ -17,7 +17,7 @@ use gomodproxy::artifact::{ArtifactKey, Body, Kind};
 use gomodproxy::goproxy::{path, CacheControl, Reply};
 use gomodproxy::http::{request, response, HttpLimits};
 use gomodproxy::metrics::Metrics;
-use gomodproxy::resolve::{route as router, CacheSettings, CoreResolver, Resolve, Shard};
+use gomodproxy::resolve::{route, CacheSettings, CoreResolver, Resolve, Shard};
 use gomodproxy::runtime::mesh::{Mesh, Msg};
 use gomodproxy::store::{record, RecordKind, Store};
 use gomodproxy::upstream::list::Fallback;
@@ -39,7 +39,7 @@ fn wire(c: &mut Criterion) {
     c.bench_function("goproxy/decode_and_validate_path_no_escapes", |b| {
         b.iter(|| black_box(path::parse(black_box("/example.com/org/lib/v2/@v/v2.4.2.info")).is_ok()))
     });
-    c.bench_function("runtime/owner_of", |b| b.iter(|| black_box(router::owner_of(black_box("example.com/org/lib/v2"), 64))));
+    c.bench_function("runtime/owner_of", |b| b.iter(|| black_box(route::owner_of(black_box("example.com/org/lib/v2"), 64))));
     let resp = Reply {
         status: 200,
         content_type: Kind::Zip.content_type(),
@@ -58,7 +58,7 @@ fn wire(c: &mut Criterion) {
 
 /// A store with `n` published artifacts, one shard per core.
 fn filled_store(dir: &std::path::Path, cores: usize, n: usize) -> Store {
-    let store = Store::open(dir, cores, |m| router::owner_of(m, cores)).expect("store");
+    let store = Store::open(dir, cores, |m| route::owner_of(m, cores)).expect("store");
     let writer = store.writer(1 << 30);
     let indexes = store.indexes();
     let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().expect("executor");
@@ -68,7 +68,7 @@ fn filled_store(dir: &std::path::Path, cores: usize, n: usize) -> Store {
         for i in 0..n {
             let module = format!("example.com/org{}/mod{i}", i % 100);
             let blob = writer.append(RecordKind::Info, &module, "v1.0.0", payload.clone(), sha).await.expect("append");
-            indexes[router::owner_of(&module, cores)].insert(&module, "v1.0.0", RecordKind::Info, blob);
+            indexes[route::owner_of(&module, cores)].insert(&module, "v1.0.0", RecordKind::Info, blob);
         }
     });
     store
@@ -106,7 +106,7 @@ fn cross_core_hop(c: &mut Criterion) {
     let store = Arc::new(filled_store(dir.path(), 2, 1_000));
     let module: String = (0..1_000)
         .map(|i| format!("example.com/org{}/mod{i}", i % 100))
-        .find(|m| router::owner_of(m, 2) == 1)
+        .find(|m| route::owner_of(m, 2) == 1)
         .expect("a module owned by core 1");
     let empty = tempfile::tempdir().expect("tempdir");
     let fetcher: Box<dyn Fetcher> = Box::new(FileFetcher::new(empty.path().to_path_buf()));

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use gomodproxy::resolve::route as router;
+use gomodproxy::resolve::route;
 use gomodproxy::store::{record, RecordKind, Store};
 
 fn main() {
@@ -38,12 +38,12 @@ fn main() {
             std::fs::copy(e.path(), copy.path().join("segments").join(e.file_name())).expect("copy");
         }
         let t = Instant::now();
-        let store = Store::open(copy.path(), cores, |m| router::owner_of(m, cores)).expect("open");
+        let store = Store::open(copy.path(), cores, |m| route::owner_of(m, cores)).expect("open");
         let unsealed = t.elapsed();
         assert_eq!(store.stats().records, records);
         drop(store);
         let t = Instant::now();
-        let store = Store::open(copy.path(), cores, |m| router::owner_of(m, cores)).expect("open");
+        let store = Store::open(copy.path(), cores, |m| route::owner_of(m, cores)).expect("open");
         let sealed = t.elapsed();
         assert_eq!(store.stats().records_verified, 0);
         let per_100k = |d: std::time::Duration| d.as_secs_f64() * 1e3 * 100_000.0 / records as f64;

@@ -1,6 +1,7 @@
 //! Where the bytes of an answer live. The one body type: the resolve layer
 //! produces it, the protocol wraps it in a reply, the wire sends it from
-//! where it lies (never copying it into a buffer of its own).
+//! where it lies. Owns that description only: it never copies the bytes
+//! into a buffer of its own and never reads or writes a file.
 
 use bytes::Bytes;
 

@@ -2,7 +2,8 @@
 //! its content type, how long it may be cached, the most bytes a source
 //! may send for it, whether the store keeps it, and whether it belongs to a
 //! checksum database. One table per rule, all of them here, so a new kind
-//! is one variant and the compiler names every rule it needs.
+//! is one variant and the compiler names every rule it needs. It never
+//! holds a setting: durations and thresholds are configuration's.
 
 use crate::store::RecordKind;
 

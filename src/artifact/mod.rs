@@ -3,9 +3,11 @@
 //! ([`Body`]), why a source could not supply it ([`FetchError`]), and the
 //! primitives of a fill that clients read while it arrives ([`fill`]).
 //!
-//! Owns these types and nothing else. It depends only on the store's blob
-//! and record types; it never does I/O, never decides policy (what is
-//! cached, for how long, who may see it) and never knows who asked.
+//! Owns these types and the facts that follow from a kind alone (its
+//! content type, its cache class, its size cap). It depends only on the
+//! store's blob and record types; it never does I/O, never decides what is
+//! kept or for how long (`resolve` does, from the cache class), and never
+//! knows who asked.
 
 pub mod body;
 pub mod error;

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 
 use super::{Config, ConfigError};
@@ -130,7 +131,7 @@ pub struct ServeArgs {
 
     /// Where cache hits are answered: `local` reads the owner's lock-free index
     /// on the accepting core; `owner` hops to the owning core first.
-    #[arg(long, env = "GOMODPROXY_HIT_ROUTING", value_enum, default_value_t = HitRouting::Local)]
+    #[arg(long, env = "GOMODPROXY_HIT_ROUTING", default_value = "local", value_parser = parse_hit_routing())]
     hit_routing: HitRouting,
 
     /// Blocking threads per core for upstream fetches and disk writes.
@@ -199,6 +200,11 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT: stop accepting, then wait this long for open connections to finish.
     #[arg(long, env = "GOMODPROXY_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     drain_timeout: Duration,
+}
+
+/// `--hit-routing local|owner` (the resolve layer's type knows no command line).
+fn parse_hit_routing() -> impl clap::builder::TypedValueParser<Value = HitRouting> {
+    clap::builder::PossibleValuesParser::new(["local", "owner"]).map(|s| if s == "owner" { HitRouting::Owner } else { HitRouting::Local })
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

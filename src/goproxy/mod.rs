@@ -7,19 +7,18 @@
 //! for the rest (a miss, a `list`/`@latest`), pass a query through, or
 //! proxy a checksum database (`/sumdb/<name>/...`, for the names `--sumdb`
 //! allows). It reaches the cache and the sources only through
-//! [`Resolve`]; it never touches sockets, files or an upstream, and knows
-//! nothing of cores or of the wire.
+//! [`Resolve`]; it never touches sockets, files or an upstream, never
+//! routes between cores, and knows nothing of the wire.
 
 pub mod path;
 pub mod reply;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::artifact::{ArtifactKey, Body, CacheClass, Kind};
 use crate::metrics::{CoreMetrics, Metrics};
-use crate::resolve::Resolve;
+use crate::resolve::{policy, CacheSettings, Resolve};
 use path::{Endpoint, SumDbRequest};
 pub use reply::{CacheControl, Reply};
 
@@ -34,10 +33,8 @@ pub trait Handler {
 pub struct ProxySettings {
     /// Checksum databases proxied under `/sumdb/<name>/` (`--sumdb`); others get 404.
     pub sumdb_names: Box<[Box<str>]>,
-    /// What clients may cache `list` and `@latest` for (`--list-ttl`).
-    pub list_ttl: Duration,
-    /// What clients may cache checksum-database answers other than complete tiles for (`--sumdb-ttl`).
-    pub sumdb_ttl: Duration,
+    /// The TTLs the resolve layer keeps answers for: clients are told the same.
+    pub cache: Arc<CacheSettings>,
 }
 
 impl ProxySettings {
@@ -45,12 +42,11 @@ impl ProxySettings {
         self.sumdb_names.iter().any(|n| &**n == name)
     }
 
-    /// The `Cache-Control` of a mutable answer of `kind`.
+    /// The `Cache-Control` of an answer of `kind`.
     fn cache_control(&self, kind: Kind) -> CacheControl {
         match kind.cache_class() {
             CacheClass::Immutable => CacheControl::Immutable,
-            CacheClass::ListTtl => CacheControl::MaxAge(self.list_ttl),
-            CacheClass::SumDbTtl => CacheControl::MaxAge(self.sumdb_ttl),
+            CacheClass::ListTtl | CacheClass::SumDbTtl => CacheControl::MaxAge(policy::ttl(&self.cache, kind)),
         }
     }
 }
@@ -72,7 +68,7 @@ impl<R: Resolve> ProxyHandler<R> {
 
     /// The checksum-database proxy: names not in `--sumdb` get 404; complete
     /// tiles are immutable and served from the store like a module zip;
-    /// everything else is fetched on the owner core and cached briefly.
+    /// everything else is resolved like a `list` and cached briefly.
     async fn sumdb(&self, name: &str, sreq: SumDbRequest<'_>, if_none_match: Option<&[u8]>) -> Reply {
         if !self.settings.proxies_sumdb(name) {
             return reply::sumdb_not_proxied(name);
@@ -89,7 +85,7 @@ impl<R: Resolve> ProxyHandler<R> {
             return reply::immutable(kind, Body::Stored(blob), if_none_match);
         }
         self.metrics.misses.bump();
-        let result = self.resolver.resolve(ArtifactKey { module: module.into(), version: rest.into(), kind }).await;
+        let result = Box::pin(self.resolver.resolve(ArtifactKey { module: module.into(), version: rest.into(), kind })).await;
         match (kind, result) {
             (Kind::SumSupported, r) => reply::sumdb_supported(name, r.as_ref().map(|_| ()), self.settings.cache_control(kind)),
             (Kind::SumTile, Ok(a)) => reply::immutable(kind, a.body, if_none_match),
@@ -135,7 +131,7 @@ impl<R: Resolve> Handler for ProxyHandler<R> {
                 Ok(a) => reply::mutable(Kind::Info, a.body, CacheControl::NoCache),
                 Err(e) => reply::resolve_error(&e),
             },
-            Endpoint::SumDb { name, req: sreq } => Box::pin(self.sumdb(&name, sreq, if_none_match)).await,
+            Endpoint::SumDb { name, req: sreq } => self.sumdb(&name, sreq, if_none_match).await,
             Endpoint::Health => Reply::text(200, Body::from_static("ok\n")),
             Endpoint::Metrics => {
                 let mut r = Reply::text(200, Body::text(self.all_metrics.render()));
@@ -151,6 +147,7 @@ mod tests {
     //! The protocol against a scripted resolver: no executors, no store, no upstream.
 
     use std::cell::RefCell;
+    use std::time::Duration;
 
     use futures_lite::future::block_on;
 
@@ -186,11 +183,8 @@ mod tests {
     }
 
     fn handler(answer: fn(&ArtifactKey) -> Resolved) -> ProxyHandler<Scripted> {
-        let settings = ProxySettings {
-            sumdb_names: vec!["sum.example".into()].into(),
-            list_ttl: Duration::from_secs(60),
-            sumdb_ttl: Duration::from_secs(7),
-        };
+        let cache = CacheSettings { list_ttl: Duration::from_secs(60), sumdb_ttl: Duration::from_secs(7), ..CacheSettings::default() };
+        let settings = ProxySettings { sumdb_names: vec!["sum.example".into()].into(), cache: Arc::new(cache) };
         let metrics = Metrics::leak(1);
         let resolver = Scripted { answer, asked: RefCell::default(), queries: RefCell::default() };
         ProxyHandler::new(resolver, Arc::new(settings), metrics.core(0), metrics)

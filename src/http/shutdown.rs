@@ -7,15 +7,21 @@
 //! socket itself.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
-/// Cloned into every core and connection; all clones see one drain.
-#[derive(Clone, Debug, Default)]
+/// Copied into every core and connection; all copies see one drain. The
+/// flag is leaked once at start-up, so handing it to a connection touches
+/// no reference count shared between cores.
+#[derive(Clone, Copy, Debug)]
 pub struct Shutdown {
-    draining: Arc<AtomicBool>,
+    draining: &'static AtomicBool,
 }
 
 impl Shutdown {
+    /// One drain flag for the life of the process.
+    pub fn leak() -> Shutdown {
+        Shutdown { draining: Box::leak(Box::new(AtomicBool::new(false))) }
+    }
+
     pub fn begin_drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }

@@ -1,5 +1,6 @@
-//! The fill: fetch an artifact from the sources on the blocking pool,
-//! have it validated (every source chain validates what it returns), store
+//! The fill: fetch an artifact from the sources on the blocking pool (an
+//! `@latest` the sources lack is derived from `list`, as the go command
+//! would), have it validated (every source chain validates what it returns), store
 //! the immutable kinds in this core's segment and publish them in its
 //! index, and settle the stream readers of a zip follow meanwhile.
 //!

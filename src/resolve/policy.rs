@@ -13,6 +13,10 @@ use super::{ResolveError, Resolved};
 use crate::artifact::{CacheClass, FetchError, Kind};
 
 /// What the resolve layer is told by configuration.
+///
+/// `Default` is for tests and benches: nothing remembered as not found,
+/// nothing streamed, 60 s TTLs. The command line's defaults are its own
+/// (`config::flags`).
 #[derive(Debug, Clone)]
 pub struct CacheSettings {
     /// How long `list` and `@latest` answers stay fresh (`--list-ttl`).
@@ -48,19 +52,21 @@ impl Default for CacheSettings {
 /// Misses always go to the owner (that is what makes fills single-flight).
 /// Both exist so the cost of the hop can be measured on a real server
 /// (see BENCHMARKS.md); `Local` is the default because it is cheaper.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HitRouting {
     Local,
     Owner,
 }
 
-/// How long an answer of `kind` stays fresh in memory; `None` for the
-/// immutable kinds, which are stored for good instead.
-pub fn ttl(settings: &CacheSettings, kind: Kind) -> Option<Duration> {
+/// How long an answer of `kind` stays fresh: for good (`Duration::MAX`)
+/// for the immutable kinds, which the store keeps; the configured TTL for
+/// the rest, which live in memory. Clients are told the same
+/// (`Cache-Control`).
+pub fn ttl(settings: &CacheSettings, kind: Kind) -> Duration {
     match kind.cache_class() {
-        CacheClass::Immutable => None,
-        CacheClass::ListTtl => Some(settings.list_ttl),
-        CacheClass::SumDbTtl => Some(settings.sumdb_ttl),
+        CacheClass::Immutable => Duration::MAX,
+        CacheClass::ListTtl => settings.list_ttl,
+        CacheClass::SumDbTtl => settings.sumdb_ttl,
     }
 }
 
@@ -82,9 +88,9 @@ fn is_not_found(error: &ResolveError) -> bool {
 
 /// What a fill's outcome does to the negative cache.
 #[derive(Debug, PartialEq, Eq)]
-pub enum NegativeUpdate {
+pub enum NegativeUpdate<'a> {
     /// A 404/410, with remembering on: answer the next requests with it.
-    Remember,
+    Remember(&'a FetchError),
     /// Any answer: forget an earlier "not found".
     Forget,
     /// A failure (5xx, timeout, our own): not an answer, never remembered;
@@ -92,10 +98,10 @@ pub enum NegativeUpdate {
     Keep,
 }
 
-pub fn negative_update(result: &Resolved, negative_ttl: Duration) -> NegativeUpdate {
+pub fn negative_update(result: &Resolved, negative_ttl: Duration) -> NegativeUpdate<'_> {
     match result {
         Ok(_) => NegativeUpdate::Forget,
-        Err(e) if is_not_found(e) && !negative_ttl.is_zero() => NegativeUpdate::Remember,
+        Err(ResolveError::Fetch(e @ FetchError::NotFound { .. })) if !negative_ttl.is_zero() => NegativeUpdate::Remember(e),
         Err(_) => NegativeUpdate::Keep,
     }
 }
@@ -119,12 +125,12 @@ mod tests {
     #[test]
     fn freshness_follows_the_cache_class() {
         let s = CacheSettings { list_ttl: Duration::from_secs(5), sumdb_ttl: Duration::from_secs(7), ..CacheSettings::default() };
-        assert_eq!(ttl(&s, Kind::List), Some(Duration::from_secs(5)));
-        assert_eq!(ttl(&s, Kind::Latest), Some(Duration::from_secs(5)));
-        assert_eq!(ttl(&s, Kind::SumLookup), Some(Duration::from_secs(7)));
-        assert_eq!(ttl(&s, Kind::SumPartialTile), Some(Duration::from_secs(7)));
-        assert_eq!(ttl(&s, Kind::Zip), None);
-        assert_eq!(ttl(&s, Kind::SumTile), None);
+        assert_eq!(ttl(&s, Kind::List), Duration::from_secs(5));
+        assert_eq!(ttl(&s, Kind::Latest), Duration::from_secs(5));
+        assert_eq!(ttl(&s, Kind::SumLookup), Duration::from_secs(7));
+        assert_eq!(ttl(&s, Kind::SumPartialTile), Duration::from_secs(7));
+        assert_eq!(ttl(&s, Kind::Zip), Duration::MAX);
+        assert_eq!(ttl(&s, Kind::SumTile), Duration::MAX);
         assert!(is_fresh(Instant::now(), Duration::from_secs(1)));
         assert!(!is_fresh(Instant::now() - Duration::from_secs(2), Duration::from_secs(1)));
     }
@@ -142,7 +148,9 @@ mod tests {
         let ttl = Duration::from_secs(30);
         let failed = ResolveError::Fetch(FetchError::Unavailable { upstream: "u".into(), message: "502".into() });
         let answer = super::super::Artifact { body: crate::artifact::Body::empty(), stale: false };
-        assert_eq!(negative_update(&Err(not_found()), ttl), NegativeUpdate::Remember);
+        let nf = not_found();
+        let ResolveError::Fetch(nf_error) = &nf else { unreachable!() };
+        assert_eq!(negative_update(&Err(nf.clone()), ttl), NegativeUpdate::Remember(nf_error));
         assert_eq!(negative_update(&Err(not_found()), Duration::ZERO), NegativeUpdate::Keep);
         assert_eq!(negative_update(&Err(failed), ttl), NegativeUpdate::Keep);
         assert_eq!(negative_update(&Err(ResolveError::Internal("lost")), ttl), NegativeUpdate::Keep);

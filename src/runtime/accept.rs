@@ -1,6 +1,7 @@
 //! One core's accept loop: a task per connection, within the core's share
 //! of `--max-connections`, until a drain stops accepting. Owns the
-//! connection budget; what a connection does is `http`'s.
+//! connection budget; it never reads a request (what a connection does is
+//! `http`'s) and never spins on an accept error.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -29,7 +30,7 @@ impl Connections {
                 Ok(stream) => {
                     metrics.connections_accepted.bump();
                     metrics.connections_open.bump();
-                    let (handler, limits, shutdown) = (handler.clone(), self.limits, self.shutdown.clone());
+                    let (handler, limits, shutdown) = (handler.clone(), self.limits, self.shutdown);
                     glommio::spawn_local(async move {
                         crate::http::serve_connection(stream, &*handler, &limits, metrics, &shutdown).await;
                         metrics.connections_open.sub(1);

@@ -3,6 +3,8 @@
 //!
 //! Built by hand (socket2) because glommio's own `bind` fixes the backlog at
 //! 1024; an L4 balancer in front of a busy host needs `--backlog` honoured.
+//! Owns binding only: it never accepts, and never lets a second server
+//! silently share the port.
 
 use std::io;
 use std::net::SocketAddr;

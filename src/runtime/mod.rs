@@ -171,11 +171,10 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     });
     let proxy_settings = Arc::new(ProxySettings {
         sumdb_names: config.sumdb_names.iter().map(|n| n.as_str().into()).collect(),
-        list_ttl: config.list_ttl,
-        sumdb_ttl: config.sumdb_ttl,
+        cache: cache_settings.clone(),
     });
     let indexes = store.indexes();
-    let shutdown = Shutdown::default();
+    let shutdown = Shutdown::leak();
     let drain_timeout = config.drain_timeout;
     let store = Arc::new(store);
     // Start-up only: each core takes its own listener out by its mesh id.
@@ -187,7 +186,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let max_connections = config.max_connections.unwrap_or_else(|| default_max_connections(cores, recovery.segments));
     log::info!("accepting up to {max_connections} connections");
     let per_core_connections = max_connections.div_ceil(cores).max(1) as u64;
-    let connections = accept::Connections { limits: config.limits, max: per_core_connections, shutdown: shutdown.clone() };
+    let connections = accept::Connections { limits: config.limits, max: per_core_connections, shutdown };
 
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("gomodproxy")

@@ -11,14 +11,14 @@ pub fn validate(req: &Fetch<'_>, body: &[u8]) -> Result<(), FetchError> {
         Kind::Info | Kind::Latest => {
             let v: serde_json::Value = match serde_json::from_slice(body) {
                 Ok(v) => v,
-                Err(e) => return invalid(format!("{}: not JSON: {e}", req.what_name())),
+                Err(e) => return invalid(format!("{}: not JSON: {e}", req.kind.label())),
             };
             let Some(version) = v.get("Version").and_then(|v| v.as_str()) else {
-                return invalid(format!("{}: no \"Version\" string", req.what_name()));
+                return invalid(format!("{}: no \"Version\" string", req.kind.label()));
             };
             let canonical = crate::gomod::module::canonical_version(version);
             if canonical.as_deref() != Some(version) {
-                return invalid(format!("{}: Version {version:?} is not a canonical semantic version", req.what_name()));
+                return invalid(format!("{}: Version {version:?} is not a canonical semantic version", req.kind.label()));
             }
             // A canonical request must be answered with exactly that version;
             // a query (branch, commit, `latest`) resolves to whatever it resolves to.
@@ -76,19 +76,6 @@ pub fn validate(req: &Fetch<'_>, body: &[u8]) -> Result<(), FetchError> {
 /// line, then signature lines starting with an em dash.
 fn is_signed_note(text: &str) -> bool {
     text.contains("\n\n\u{2014} ") && !text.contains('\0')
-}
-
-impl Fetch<'_> {
-    fn what_name(&self) -> &'static str {
-        match self.kind {
-            Kind::Info => ".info",
-            Kind::Latest => "@latest",
-            Kind::Mod => ".mod",
-            Kind::Zip => ".zip",
-            Kind::List => "list",
-            Kind::SumSupported | Kind::SumLatest | Kind::SumLookup | Kind::SumTile | Kind::SumPartialTile => "checksum database answer",
-        }
-    }
 }
 
 #[cfg(test)]
