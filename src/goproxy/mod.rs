@@ -85,7 +85,7 @@ impl<R: Resolve> ProxyHandler<R> {
             return reply::immutable(kind, Body::Stored(blob), if_none_match);
         }
         self.metrics.misses.bump();
-        let result = Box::pin(self.resolver.resolve(ArtifactKey { module: module.into(), version: rest.into(), kind })).await;
+        let result = self.resolver.resolve(ArtifactKey { module: module.into(), version: rest.into(), kind }).await;
         match (kind, result) {
             (Kind::SumSupported, r) => reply::sumdb_supported(name, r.as_ref().map(|_| ()), self.settings.cache_control(kind)),
             (Kind::SumTile, Ok(a)) => reply::immutable(kind, a.body, if_none_match),
@@ -104,8 +104,8 @@ impl<R: Resolve> Handler for ProxyHandler<R> {
         // Every connection's task holds this future while it waits for its
         // next request, sized for its largest state: the wait for a fill.
         // Misses keep that state in a box of their own (one allocation next
-        // to the fill's), so idle connections stay small and hits allocate
-        // nothing.
+        // to the fill's), so idle connections stay small and module hits
+        // allocate nothing.
         match endpoint {
             Endpoint::Artifact { module, version, kind } => {
                 if let Some(blob) = self.resolver.stored(&module, &version, kind) {
@@ -131,7 +131,9 @@ impl<R: Resolve> Handler for ProxyHandler<R> {
                 Ok(a) => reply::mutable(Kind::Info, a.body, CacheControl::NoCache),
                 Err(e) => reply::resolve_error(&e),
             },
-            Endpoint::SumDb { name, req: sreq } => self.sumdb(&name, sreq, if_none_match).await,
+            // Checksum-database requests build their key's strings even
+            // for a stored tile, so the box costs them little.
+            Endpoint::SumDb { name, req: sreq } => Box::pin(self.sumdb(&name, sreq, if_none_match)).await,
             Endpoint::Health => Reply::text(200, Body::from_static("ok\n")),
             Endpoint::Metrics => {
                 let mut r = Reply::text(200, Body::text(self.all_metrics.render()));
