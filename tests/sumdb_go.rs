@@ -85,3 +85,39 @@ fn the_go_command_verifies_modules_through_the_sumdb_proxy() {
     again.run(&["get", &format!("{}@{}", FIRST.0, FIRST.1)]);
     assert_eq!(upstream.hits_where(|p| p.starts_with(&prefix)), before, "{:?}", upstream.request_log());
 }
+
+/// gomodproxy's own note verifier and `h1:` hashes against the signed
+/// database the go command accepted above: the tree head and each lookup's
+/// note open with the database's key, an altered one does not, and the
+/// records carry exactly the hashes gomodproxy computes for the modules.
+#[test]
+fn gomodproxy_opens_the_databases_notes_and_agrees_with_its_records() {
+    use gomodproxy::gomod::dirhash;
+    use gomodproxy::gomod::note::{NoteError, Verifier};
+
+    let fx = Fixture::builder()
+        .module(Module::new(FIRST.0, FIRST.1))
+        .module(Module::new(UPPER.0, UPPER.1))
+        .module(Module::new(TAMPERED.0, TAMPERED.1))
+        .build();
+    let key = generate(fx.root(), &GoEnv::new("off"));
+    let verifier = Verifier::parse(&key).expect("the database's key");
+    let db = fx.root().join("sumdb").join(SUMDB_NAME);
+
+    let latest = std::fs::read(db.join("latest")).unwrap();
+    let head = verifier.open(&latest).expect("the tree head opens");
+    assert!(head.starts_with("go.sum database tree\n"), "{head}");
+    let altered = String::from_utf8(latest.clone()).unwrap().replacen("tree\n", "tree\n1", 1);
+    assert_eq!(verifier.open(altered.as_bytes()), Err(NoteError::InvalidSignature));
+
+    for (m, v) in [FIRST, UPPER] {
+        let lookup = std::fs::read_to_string(db.join(format!("lookup/{}@{}", escape(m), escape(v)))).unwrap();
+        // `<record id>\n<two go.sum lines>\n` then the signed tree head.
+        let at = lookup.find("go.sum database tree\n").expect("a note");
+        verifier.open(&lookup.as_bytes()[at..]).expect("the lookup's note opens");
+        let zip_line = format!("{m} {v} {}", dirhash::hash_zip(&fx.artifact(m, v, "zip")).unwrap());
+        let mod_line = format!("{m} {v}/go.mod {}", dirhash::hash_go_mod(&fx.artifact(m, v, "mod")));
+        let lines: Vec<&str> = lookup[..at].lines().collect();
+        assert_eq!(&lines[1..3], [zip_line.as_str(), mod_line.as_str()], "{lookup}");
+    }
+}

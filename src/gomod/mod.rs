@@ -4,8 +4,10 @@
 //! Everything here is a pure function: no I/O, no global state, no panics on
 //! any input, and no allocation on the happy path where it can be avoided.
 
+pub mod dirhash;
 pub mod modfile;
 pub mod module;
+pub mod note;
 pub mod pattern;
 pub mod semver;
 pub mod tlog;

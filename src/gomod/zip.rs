@@ -3,8 +3,9 @@
 //! only in case, `go.mod` only at the root and no larger than 16 MiB,
 //! `LICENSE` no larger than 16 MiB, the whole tree no larger than 500 MiB.
 //!
-//! Reads only the central directory; never inflates data and never trusts
-//! an offset or length without checking it against the buffer.
+//! Reads only the central directory (which `dirhash` reads too); never
+//! inflates data and never trusts an offset or length without checking it
+//! against the buffer.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -64,8 +65,22 @@ fn find_eocd(zip: &[u8]) -> Option<usize> {
     }
 }
 
-/// Checks a module zip for `module@version`.
-pub fn check(zip: &[u8], module_path: &str, version: &str) -> Result<(), ZipError> {
+/// One central-directory entry, every field as the directory states it
+/// (the caller checks what it relies on against the buffer).
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub name: &'a [u8],
+    /// 0: stored, 8: deflated.
+    pub method: u16,
+    pub crc32: u32,
+    pub compressed_size: u32,
+    pub size: u32,
+    /// Where the entry's local header starts.
+    pub local_offset: u32,
+}
+
+/// The central directory's entries, in order.
+pub fn central_directory(zip: &[u8]) -> Result<Vec<Entry<'_>>, ZipError> {
     let eocd = find_eocd(zip).ok_or(ZipError::NotAZip("no end of central directory"))?;
     let entries = u16_at(zip, eocd + 10).ok_or(ZipError::NotAZip("truncated"))?;
     let cd_size = u32_at(zip, eocd + 12).ok_or(ZipError::NotAZip("truncated"))?;
@@ -77,26 +92,55 @@ pub fn check(zip: &[u8], module_path: &str, version: &str) -> Result<(), ZipErro
     if cd_end > eocd {
         return Err(ZipError::NotAZip("central directory outside the file"));
     }
-    let prefix = format!("{module_path}@{version}/");
-    let bad = |name: &str, reason: &str| ZipError::BadEntry { name: name.to_string(), reason: reason.to_string() };
-    let mut folded: HashSet<String> = HashSet::with_capacity(entries as usize);
-    let mut total: u64 = 0;
+    let mut out = Vec::with_capacity(entries as usize);
     let mut at = cd_offset as usize;
     for _ in 0..entries {
         if u32_at(zip, at) != Some(CDIR_SIG) {
             return Err(ZipError::NotAZip("bad central directory entry"));
         }
-        let (Some(size), Some(name_len), Some(extra_len), Some(comment_len)) =
-            (u32_at(zip, at + 24), u16_at(zip, at + 28), u16_at(zip, at + 30), u16_at(zip, at + 32))
+        let fields = (
+            u16_at(zip, at + 10),
+            u32_at(zip, at + 16),
+            u32_at(zip, at + 20),
+            u32_at(zip, at + 24),
+            u16_at(zip, at + 28),
+            u16_at(zip, at + 30),
+            u16_at(zip, at + 32),
+            u32_at(zip, at + 42),
+        );
+        let (
+            Some(method),
+            Some(crc32),
+            Some(compressed_size),
+            Some(size),
+            Some(name_len),
+            Some(extra_len),
+            Some(comment_len),
+            Some(local_offset),
+        ) = fields
         else {
             return Err(ZipError::NotAZip("truncated central directory"));
         };
         let name_start = at + 46;
-        let name_bytes = zip.get(name_start..name_start + name_len as usize).ok_or(ZipError::NotAZip("truncated entry name"))?;
+        let name = zip.get(name_start..name_start + name_len as usize).ok_or(ZipError::NotAZip("truncated entry name"))?;
         at = name_start + name_len as usize + extra_len as usize + comment_len as usize;
         if at > cd_end {
             return Err(ZipError::NotAZip("central directory entry overruns the directory"));
         }
+        out.push(Entry { name, method, crc32, compressed_size, size, local_offset });
+    }
+    Ok(out)
+}
+
+/// Checks a module zip for `module@version`.
+pub fn check(zip: &[u8], module_path: &str, version: &str) -> Result<(), ZipError> {
+    let entries = central_directory(zip)?;
+    let prefix = format!("{module_path}@{version}/");
+    let bad = |name: &str, reason: &str| ZipError::BadEntry { name: name.to_string(), reason: reason.to_string() };
+    let mut folded: HashSet<String> = HashSet::with_capacity(entries.len());
+    let mut total: u64 = 0;
+    for entry in &entries {
+        let (name_bytes, size) = (entry.name, entry.size);
         let full = std::str::from_utf8(name_bytes).map_err(|_| bad(&String::from_utf8_lossy(name_bytes), "file name is not UTF-8"))?;
         let Some(name) = full.strip_prefix(&prefix) else {
             return Err(bad(full, &format!("path does not have prefix {prefix:?}")));
