@@ -86,13 +86,25 @@ fn the_go_command_verifies_modules_through_the_sumdb_proxy() {
     assert_eq!(upstream.hits_where(|p| p.starts_with(&prefix)), before, "{:?}", upstream.request_log());
 }
 
-/// gomodproxy's own note verifier and `h1:` hashes against the signed
-/// database the go command accepted above: the tree head and each lookup's
-/// note open with the database's key, an altered one does not, and the
-/// records carry exactly the hashes gomodproxy computes for the modules.
+/// Tiles read from the generated database's files.
+struct TileFiles(std::path::PathBuf);
+
+impl gomodproxy::gomod::merkle::TileSource for TileFiles {
+    fn read_tiles(&mut self, tiles: &[gomodproxy::gomod::tlog::Tile]) -> Result<Vec<Vec<u8>>, gomodproxy::gomod::merkle::ProofError> {
+        Ok(tiles.iter().map(|t| std::fs::read(self.0.join(t.to_string())).unwrap_or_default()).collect())
+    }
+}
+
+/// gomodproxy's own note verifier, Merkle proofs and `h1:` hashes against
+/// the signed database the go command accepted above: the tree head and
+/// each lookup's note open with the database's key, an altered one does
+/// not; each record is proved in the signed tree from the database's own
+/// tiles; and the records carry exactly the hashes gomodproxy computes.
 #[test]
 fn gomodproxy_opens_the_databases_notes_and_agrees_with_its_records() {
+    use base64::Engine as _;
     use gomodproxy::gomod::dirhash;
+    use gomodproxy::gomod::merkle::{self, TileHashReader};
     use gomodproxy::gomod::note::{NoteError, Verifier};
 
     let fx = Fixture::builder()
@@ -106,7 +118,10 @@ fn gomodproxy_opens_the_databases_notes_and_agrees_with_its_records() {
 
     let latest = std::fs::read(db.join("latest")).unwrap();
     let head = verifier.open(&latest).expect("the tree head opens");
-    assert!(head.starts_with("go.sum database tree\n"), "{head}");
+    let fields: Vec<&str> = head.lines().collect();
+    assert_eq!(fields[0], "go.sum database tree", "{head}");
+    let size: u64 = fields[1].parse().unwrap();
+    let tree: merkle::Hash = base64::engine::general_purpose::STANDARD.decode(fields[2]).unwrap().try_into().unwrap();
     let altered = String::from_utf8(latest.clone()).unwrap().replacen("tree\n", "tree\n1", 1);
     assert_eq!(verifier.open(altered.as_bytes()), Err(NoteError::InvalidSignature));
 
@@ -119,5 +134,15 @@ fn gomodproxy_opens_the_databases_notes_and_agrees_with_its_records() {
         let mod_line = format!("{m} {v}/go.mod {}", dirhash::hash_go_mod(&fx.artifact(m, v, "mod")));
         let lines: Vec<&str> = lookup[..at].lines().collect();
         assert_eq!(&lines[1..3], [zip_line.as_str(), mod_line.as_str()], "{lookup}");
+
+        // `<id>\n<record>\n`: the record is proved in the signed tree.
+        let id: u64 = lines[0].parse().unwrap();
+        let record = &lookup[lines[0].len() + 1..at - 1];
+        let mut tiles = TileFiles(db.clone());
+        let mut reader = TileHashReader { size, hash: tree, height: 8, source: &mut tiles };
+        let proof = merkle::prove_record(size, id, &mut reader).expect("a proof from the tiles");
+        merkle::check_record(&proof, size, &tree, id, &merkle::record_hash(record.as_bytes())).expect("the record is in the tree");
+        let forged = record.replacen(" h1:", " h1:A", 1);
+        assert!(merkle::check_record(&proof, size, &tree, id, &merkle::record_hash(forged.as_bytes())).is_err());
     }
 }

@@ -5,6 +5,7 @@
 //! any input, and no allocation on the happy path where it can be avoided.
 
 pub mod dirhash;
+pub mod merkle;
 pub mod modfile;
 pub mod module;
 pub mod note;
