@@ -21,12 +21,16 @@ const TAMPERED: (&str, &str) = ("example.com/tampered", "v1.0.0");
 
 /// Writes the database below `root` and returns its verifier key.
 fn generate(root: &Path, env: &GoEnv) -> String {
+    let specs = [FIRST, UPPER].map(|(m, v)| format!("{m}@{v}"));
+    generate_with(root, env, &[&specs[0], &specs[1], &format!("{}@{}=tamper", TAMPERED.0, TAMPERED.1)])
+}
+
+/// Writes a database of `specs` (`path@version[=tamper]`: the first, 290
+/// filler records, then the rest) below `root`; returns its verifier key.
+fn generate_with(root: &Path, env: &GoEnv, specs: &[&str]) -> String {
     let gen = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sumdb_gen.go");
     let mut cmd: Command = env.command(&["run", gen.to_str().unwrap(), root.to_str().unwrap(), SUMDB_NAME]);
-    for (m, v) in [FIRST, UPPER] {
-        cmd.arg(format!("{m}@{v}"));
-    }
-    cmd.arg(format!("{}@{}=tamper", TAMPERED.0, TAMPERED.1));
+    cmd.args(specs);
     // `go run` of a lone file needs no module; keep the env's flags out of it.
     cmd.env("GOFLAGS", "").env("GOPROXY", "off");
     let out = run_with_timeout(&mut cmd, GO_TIMEOUT);
@@ -145,4 +149,72 @@ fn gomodproxy_opens_the_databases_notes_and_agrees_with_its_records() {
         let forged = record.replacen(" h1:", " h1:A", 1);
         assert!(merkle::check_record(&proof, size, &tree, id, &merkle::record_hash(forged.as_bytes())).is_err());
     }
+}
+
+/// The database's files as a client's source.
+struct DbFiles(std::path::PathBuf);
+
+impl gomodproxy::upstream::sumdb_client::SumDbSource for DbFiles {
+    fn get(&self, path: &str) -> Result<Vec<u8>, gomodproxy::artifact::FetchError> {
+        std::fs::read(self.0.join(path)).map_err(|e| gomodproxy::artifact::FetchError::NotFound { gone: false, message: e.to_string() })
+    }
+}
+
+/// gomodproxy's checksum-database client against databases signed with one
+/// key: a lookup is proved and yields the module's hashes; a later log
+/// that extends the accepted head is accepted; one that rewrote a record
+/// the accepted head covers is a fork; an altered head does not open.
+#[test]
+fn the_client_verifies_lookups_and_catches_a_forked_log() {
+    use gomodproxy::gomod::dirhash;
+    use gomodproxy::gomod::note::Verifier;
+    use gomodproxy::upstream::sumdb_client::{SumDbClient, SumDbError};
+
+    let fx = Fixture::builder()
+        .module(Module::new(FIRST.0, FIRST.1))
+        .module(Module::new(UPPER.0, UPPER.1))
+        .module(Module::new(TAMPERED.0, TAMPERED.1))
+        .build();
+    let env = GoEnv::new("off");
+    let [first, upper, tampered] = [FIRST, UPPER, TAMPERED].map(|(m, v)| format!("{m}@{v}"));
+    let dbs = tempfile::tempdir().unwrap();
+    // Each database is generated in place and moved aside: one name, one key.
+    let make = |label: &str, specs: &[&str]| {
+        let key = generate_with(fx.root(), &env, specs);
+        let dir = dbs.path().join(label);
+        std::fs::rename(fx.root().join("sumdb").join(SUMDB_NAME), &dir).unwrap();
+        (key, dir)
+    };
+    let (key, a) = make("a", &[&first, &upper]);
+    let (key_b, b) = make("b", &[&first, &upper, &tampered]);
+    let (key_c, c) = make("c", &[&first, &tampered, &upper]);
+    assert!(key == key_b && key == key_c, "one key signs all three");
+    let verifier = Verifier::parse(&key).unwrap();
+
+    let client_a = SumDbClient::new(verifier.clone(), DbFiles(a));
+    let head_a = client_a.latest(None).expect("a verified head");
+    assert_eq!(head_a.size, 292);
+    let (record, kept) = client_a.lookup(UPPER.0, UPPER.1, Some(&head_a)).expect("a proved lookup");
+    assert_eq!(kept, head_a);
+    assert_eq!(record.zip, dirhash::hash_zip(&fx.artifact(UPPER.0, UPPER.1, "zip")).unwrap());
+    assert_eq!(record.go_mod, dirhash::hash_go_mod(&fx.artifact(UPPER.0, UPPER.1, "mod")));
+    assert!(matches!(client_a.lookup(FIRST.0, "v9.9.9", Some(&head_a)), Err(SumDbError::Fetch(_))));
+
+    // b appends a record to a's log: consistent, and the newer head is kept.
+    let client_b = SumDbClient::new(verifier.clone(), DbFiles(b));
+    let head_b = client_b.latest(Some(&head_a)).expect("b extends a");
+    assert_eq!(head_b.size, 293);
+    let (_, kept) = client_b.lookup(FIRST.0, FIRST.1, Some(&head_a)).expect("a lookup against a newer head");
+    assert_eq!(kept, head_b);
+
+    // c has 293 records too, but record 291 differs from a's: a fork.
+    let client_c = SumDbClient::new(verifier.clone(), DbFiles(c.clone()));
+    assert!(matches!(client_c.latest(Some(&head_a)), Err(SumDbError::Fork { .. })), "c rewrote a's history");
+    assert!(matches!(client_c.latest(Some(&head_b)), Err(SumDbError::Fork { .. })), "same size, other hash");
+    assert!(client_c.latest(None).is_ok(), "on its own, c is a valid log");
+
+    // A head whose size was altered does not open.
+    let latest = std::fs::read_to_string(c.join("latest")).unwrap();
+    std::fs::write(c.join("latest"), latest.replacen("\n293\n", "\n294\n", 1)).unwrap();
+    assert!(matches!(client_c.latest(None), Err(SumDbError::Note(_))));
 }

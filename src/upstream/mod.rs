@@ -15,6 +15,7 @@ pub mod file;
 pub mod http;
 pub mod list;
 pub mod private;
+pub mod sumdb_client;
 pub mod tls;
 pub mod validate;
 

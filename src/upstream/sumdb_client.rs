@@ -1,0 +1,246 @@
+//! A verifying checksum-database client (the checks of x/mod's
+//! `sumdb.Client`): a tree head counts only once its note opens with the
+//! database's key and it is shown consistent with the last head accepted
+//! (one extends the other: a database that forks its log is caught); a
+//! lookup counts only once its record is proved, from authenticated tiles,
+//! to be in the tree its own signed head names.
+//!
+//! Owns those checks and the parsing of tree heads and records. It reads
+//! through a [`SumDbSource`] (the `/sumdb/<name>/` paths of whatever serves
+//! the database) and keeps nothing: the caller persists the head it is
+//! handed back, so a fork is caught across restarts too. It never accepts
+//! a byte it did not verify, and never sends a private module's path
+//! (callers keep those away, as the privacy guard does for fetches).
+
+use std::fmt;
+
+use base64::Engine as _;
+
+use crate::artifact::FetchError;
+use crate::gomod::merkle::{self, Hash, ProofError, TileHashReader, TileSource};
+use crate::gomod::module;
+use crate::gomod::note::{NoteError, Verifier};
+use crate::gomod::tlog::Tile;
+
+/// Tile height of the Go checksum database (and of x/mod's server).
+pub const TILE_HEIGHT: u32 = 8;
+
+/// A signed tree head, verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeHead {
+    /// Records in the tree.
+    pub size: u64,
+    pub hash: Hash,
+}
+
+/// A module version's go.sum hashes, proved in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// `h1:` of the module zip.
+    pub zip: String,
+    /// `h1:` of its go.mod.
+    pub go_mod: String,
+}
+
+#[derive(Debug)]
+pub enum SumDbError {
+    /// The database (or the proxy in front of it) could not be asked.
+    Fetch(FetchError),
+    /// A note that does not open with the database's key.
+    Note(NoteError),
+    /// A tree head or record that is not one.
+    Malformed(&'static str),
+    /// A proof or tile that does not hold.
+    Proof(ProofError),
+    /// Two signed heads, neither of which extends the other: the log forked.
+    Fork { known: TreeHead, offered: TreeHead },
+    /// The record does not list the module version asked for.
+    NotListed,
+}
+
+impl fmt::Display for SumDbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SumDbError::Fetch(e) => write!(f, "checksum database unavailable: {e}"),
+            SumDbError::Note(e) => write!(f, "checksum database answer refused: {e}"),
+            SumDbError::Malformed(why) => write!(f, "checksum database answer refused: {why}"),
+            SumDbError::Proof(e) => write!(f, "checksum database answer refused: {e}"),
+            SumDbError::Fork { known, offered } => write!(
+                f,
+                "checksum database log forked: the signed tree of {} records does not extend the accepted one of {} records, nor the reverse",
+                offered.size, known.size
+            ),
+            SumDbError::NotListed => f.write_str("checksum database record does not list the module version"),
+        }
+    }
+}
+
+impl std::error::Error for SumDbError {}
+
+impl From<ProofError> for SumDbError {
+    fn from(e: ProofError) -> Self {
+        SumDbError::Proof(e)
+    }
+}
+
+/// Where the database's answers come from: bytes of a path below
+/// `/sumdb/<name>/` (`latest`, `lookup/…`, `tile/…`).
+pub trait SumDbSource {
+    fn get(&self, path: &str) -> Result<Vec<u8>, FetchError>;
+}
+
+/// Tiles through a source: the exact tile, else (a partial tile the log
+/// has since completed) the full one, cut to the width asked for.
+struct Tiles<'a, S>(&'a S);
+
+impl<S: SumDbSource> TileSource for Tiles<'_, S> {
+    fn read_tiles(&mut self, tiles: &[Tile]) -> Result<Vec<Vec<u8>>, ProofError> {
+        tiles
+            .iter()
+            .map(|t| {
+                let exact = self.0.get(&t.to_string());
+                match exact {
+                    Ok(data) => Ok(data),
+                    Err(e) if t.is_complete() => Err(ProofError::Source(e.to_string())),
+                    Err(e) => {
+                        let full = Tile { w: 1 << t.h, ..*t };
+                        let mut data = self.0.get(&full.to_string()).map_err(|_| ProofError::Source(e.to_string()))?;
+                        data.truncate((t.w as usize) * merkle::HASH_SIZE);
+                        Ok(data)
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// The body of a tree note: `go.sum database tree`, the size, the hash
+/// (later lines are ignored, as x/mod's `ParseTree` ignores them).
+pub fn parse_tree(text: &str) -> Result<TreeHead, SumDbError> {
+    let mut f = text.splitn(4, '\n');
+    let (Some("go.sum database tree"), Some(size), Some(hash), Some(_)) = (f.next(), f.next(), f.next(), f.next()) else {
+        return Err(SumDbError::Malformed("not a tree head"));
+    };
+    let size: u64 = size.parse().ok().filter(|&n: &u64| n < 1 << 63).ok_or(SumDbError::Malformed("bad tree size"))?;
+    let hash = base64::engine::general_purpose::STANDARD.decode(hash).ok().and_then(|h| <Hash>::try_from(h).ok());
+    Ok(TreeHead { size, hash: hash.ok_or(SumDbError::Malformed("bad tree hash"))? })
+}
+
+/// A lookup answer: `<id>\n<record text>\n` then the signed tree head
+/// (x/mod's `ParseRecord`).
+fn parse_lookup(msg: &[u8]) -> Result<(u64, &str, &[u8]), SumDbError> {
+    let digits = msg.iter().take(19).take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || msg.get(digits) != Some(&b'\n') || (msg[0] == b'0' && digits > 1) {
+        return Err(SumDbError::Malformed("lookup answer without a record id"));
+    }
+    let id: u64 = std::str::from_utf8(&msg[..digits]).ok().and_then(|s| s.parse().ok()).ok_or(SumDbError::Malformed("bad record id"))?;
+    let body = &msg[digits + 1..];
+    let end = body.windows(2).position(|w| w == b"\n\n").ok_or(SumDbError::Malformed("record without its tree head"))?;
+    let text = std::str::from_utf8(&body[..end + 1]).map_err(|_| SumDbError::Malformed("record is not UTF-8"))?;
+    if text.chars().any(|c| c < ' ' && c != '\n') {
+        return Err(SumDbError::Malformed("control character in record"));
+    }
+    Ok((id, text, &body[end + 2..]))
+}
+
+pub struct SumDbClient<S> {
+    verifier: Verifier,
+    source: S,
+}
+
+impl<S: SumDbSource> SumDbClient<S> {
+    pub fn new(verifier: Verifier, source: S) -> Self {
+        SumDbClient { verifier, source }
+    }
+
+    /// A signed tree head, opened with the database's key.
+    pub fn open_head(&self, msg: &[u8]) -> Result<TreeHead, SumDbError> {
+        parse_tree(self.verifier.open(msg).map_err(SumDbError::Note)?)
+    }
+
+    /// Of `known` (the last head accepted, if any) and `offered`, the one
+    /// to keep: the larger, once it is proved to extend the smaller.
+    pub fn reconcile(&self, known: Option<&TreeHead>, offered: TreeHead) -> Result<TreeHead, SumDbError> {
+        let Some(known) = known.copied() else { return Ok(offered) };
+        let (older, newer) = if offered.size >= known.size { (known, offered) } else { (offered, known) };
+        if older.size == newer.size {
+            return if older.hash == newer.hash { Ok(newer) } else { Err(SumDbError::Fork { known, offered }) };
+        }
+        if older.size == 0 {
+            return Ok(newer);
+        }
+        let mut tiles = Tiles(&self.source);
+        let mut reader = TileHashReader { size: newer.size, hash: newer.hash, height: TILE_HEIGHT, source: &mut tiles };
+        let proof = merkle::prove_tree(newer.size, older.size, &mut reader);
+        match proof.and_then(|p| merkle::check_tree(&p, newer.size, &newer.hash, older.size, &older.hash)) {
+            Ok(()) => Ok(newer),
+            // Tiles that hash to the newer head but not to a tree the older
+            // one is the start of: the database signed two histories.
+            Err(ProofError::Failed) => Err(SumDbError::Fork { known, offered }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The database's latest head, reconciled with `known`.
+    pub fn latest(&self, known: Option<&TreeHead>) -> Result<TreeHead, SumDbError> {
+        let msg = self.source.get("latest").map_err(SumDbError::Fetch)?;
+        let offered = self.open_head(&msg)?;
+        self.reconcile(known, offered)
+    }
+
+    /// The go.sum hashes of `module@version` (decoded, canonical), proved in
+    /// the log, and the head to keep from now on.
+    pub fn lookup(&self, module_path: &str, version: &str, known: Option<&TreeHead>) -> Result<(Record, TreeHead), SumDbError> {
+        let escaped = module::escape_path(module_path).map_err(|_| SumDbError::Malformed("module path cannot be escaped"))?;
+        let escaped_version = module::escape_version(version).map_err(|_| SumDbError::Malformed("version cannot be escaped"))?;
+        let msg = self.source.get(&format!("lookup/{escaped}@{escaped_version}")).map_err(SumDbError::Fetch)?;
+        let (id, text, head_msg) = parse_lookup(&msg)?;
+        let head = self.open_head(head_msg)?;
+        let keep = self.reconcile(known, head)?;
+        if id >= head.size {
+            return Err(SumDbError::Malformed("record id beyond its tree"));
+        }
+        let mut tiles = Tiles(&self.source);
+        let mut reader = TileHashReader { size: head.size, hash: head.hash, height: TILE_HEIGHT, source: &mut tiles };
+        let proof = merkle::prove_record(head.size, id, &mut reader)?;
+        merkle::check_record(&proof, head.size, &head.hash, id, &merkle::record_hash(text.as_bytes()))?;
+        let hash_of = |suffix: &str| {
+            let prefix = format!("{module_path} {version}{suffix} ");
+            text.lines().find_map(|l| l.strip_prefix(&prefix)).filter(|h| h.starts_with("h1:") && !h.contains(' ')).map(str::to_string)
+        };
+        let (Some(zip), Some(go_mod)) = (hash_of(""), hash_of("/go.mod")) else { return Err(SumDbError::NotListed) };
+        Ok((Record { zip, go_mod }, keep))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_heads_parse_strictly() {
+        let hash = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let head = parse_tree(&format!("go.sum database tree\n42\n{hash}\n")).unwrap();
+        assert_eq!(head, TreeHead { size: 42, hash: [7; 32] });
+        assert!(parse_tree(&format!("go.sum database tree\n42\n{hash}\nextra line\n")).is_ok(), "later lines are ignored");
+        for bad in [
+            format!("go.sum database tree\n-1\n{hash}\n"),
+            format!("go.sum database tree\n42\n{hash}"),
+            "go.sum database tree\n42\nAAAA\n".to_string(),
+            format!("other tree\n42\n{hash}\n"),
+        ] {
+            assert!(parse_tree(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lookup_answers_parse_strictly() {
+        let (id, text, rest) = parse_lookup(b"12\nexample.com/a v1.0.0 h1:x=\n\nnote").unwrap();
+        assert_eq!((id, text, rest), (12, "example.com/a v1.0.0 h1:x=\n", &b"note"[..]));
+        for bad in
+            [&b"\nrecord\n\nnote"[..], b"012\nrecord\n\nnote", b"12 record\n\nnote", b"12\nno blank line\nnote", b"12\nbell\x07\n\nnote"]
+        {
+            assert!(parse_lookup(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+}
