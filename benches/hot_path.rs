@@ -17,6 +17,7 @@ use gomodproxy::artifact::{ArtifactKey, Body, Kind};
 use gomodproxy::goproxy::{path, CacheControl, Reply};
 use gomodproxy::http::{request, response, HttpLimits};
 use gomodproxy::metrics::Metrics;
+use gomodproxy::resolve::fill::FillSources;
 use gomodproxy::resolve::{route, CacheSettings, CoreResolver, Resolve, Shard};
 use gomodproxy::runtime::mesh::{Mesh, Msg};
 use gomodproxy::store::{record, RecordKind, Store};
@@ -128,7 +129,7 @@ fn cross_core_hop(c: &mut Criterion) {
                     id,
                     2,
                     store.indexes(),
-                    upstream.clone(),
+                    FillSources { upstream: upstream.clone(), checksums: None },
                     store.writer(1 << 20),
                     settings.clone(),
                     metrics.core(id),

@@ -23,7 +23,16 @@ fn main() -> anyhow::Result<()> {
                 config.cores,
                 config.data_dir.display(),
                 config.upstream.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" "),
-                if config.sumdb_names.is_empty() { "none".to_string() } else { config.sumdb_names.join(",") }
+                if config.sumdbs.is_empty() {
+                    "none".to_string()
+                } else {
+                    config
+                        .sumdbs
+                        .iter()
+                        .map(|s| if s.verifier.is_some() { format!("{} (verifying every public module)", s.name) } else { s.name.clone() })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }
             );
             gomodproxy::runtime::serve(config, |started| {
                 let r = &started.recovery;

@@ -64,6 +64,7 @@ core_metrics! {
     streams_cut: "counter", "Responses cut short because the fill they were streaming from failed.";
     upstream_fetches: "counter", "Fetches sent to the upstream list.";
     upstream_errors: "counter", "Upstream fetches that failed (not counting 404/410).";
+    checksum_mismatches: "counter", "Fetched .zip/.mod files refused because their h1: hash differs from the checksum database's record.";
     upstream_skipped: "counter", "Upstream fetches answered at once because the upstream's circuit breaker was open.";
     sumdb_requests: "counter", "Requests for a proxied checksum database (/sumdb/NAME/...).";
     stale_served: "counter", "list/@latest answers served stale because the upstream failed.";

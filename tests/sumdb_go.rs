@@ -13,7 +13,6 @@ mod common;
 use common::*;
 
 use std::path::Path;
-use std::process::Command;
 
 const FIRST: (&str, &str) = ("example.com/first", "v1.0.0");
 const UPPER: (&str, &str) = ("example.com/Upper/Lib", "v1.2.0");
@@ -22,20 +21,7 @@ const TAMPERED: (&str, &str) = ("example.com/tampered", "v1.0.0");
 /// Writes the database below `root` and returns its verifier key.
 fn generate(root: &Path, env: &GoEnv) -> String {
     let specs = [FIRST, UPPER].map(|(m, v)| format!("{m}@{v}"));
-    generate_with(root, env, &[&specs[0], &specs[1], &format!("{}@{}=tamper", TAMPERED.0, TAMPERED.1)])
-}
-
-/// Writes a database of `specs` (`path@version[=tamper]`: the first, 290
-/// filler records, then the rest) below `root`; returns its verifier key.
-fn generate_with(root: &Path, env: &GoEnv, specs: &[&str]) -> String {
-    let gen = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sumdb_gen.go");
-    let mut cmd: Command = env.command(&["run", gen.to_str().unwrap(), root.to_str().unwrap(), SUMDB_NAME]);
-    cmd.args(specs);
-    // `go run` of a lone file needs no module; keep the env's flags out of it.
-    cmd.env("GOFLAGS", "").env("GOPROXY", "off");
-    let out = run_with_timeout(&mut cmd, GO_TIMEOUT);
-    assert!(out.status.success(), "sumdb_gen failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    signed_sumdb(root, env, &[&specs[0], &specs[1], &format!("{}@{}=tamper", TAMPERED.0, TAMPERED.1)])
 }
 
 #[test]
@@ -180,7 +166,7 @@ fn the_client_verifies_lookups_and_catches_a_forked_log() {
     let dbs = tempfile::tempdir().unwrap();
     // Each database is generated in place and moved aside: one name, one key.
     let make = |label: &str, specs: &[&str]| {
-        let key = generate_with(fx.root(), &env, specs);
+        let key = signed_sumdb(fx.root(), &env, specs);
         let dir = dbs.path().join(label);
         std::fs::rename(fx.root().join("sumdb").join(SUMDB_NAME), &dir).unwrap();
         (key, dir)

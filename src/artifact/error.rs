@@ -45,6 +45,15 @@ pub enum FetchError {
     },
     /// The upstream answered something that is not a valid answer.
     Invalid(String),
+    /// The bytes differ from what the checksum database records for them:
+    /// tampered, or a version that was published twice.
+    ChecksumMismatch {
+        /// `module@version` and which file (`.zip`, `.mod`).
+        what: String,
+        database: String,
+        expected: String,
+        got: String,
+    },
 }
 
 impl fmt::Display for FetchError {
@@ -59,6 +68,12 @@ impl fmt::Display for FetchError {
                 write!(f, "upstream {upstream} is failing and is not being asked (circuit open; next try in {}s)", retry_in.as_secs())
             }
             FetchError::Invalid(why) => write!(f, "invalid upstream response: {why}"),
+            FetchError::ChecksumMismatch { what, database, expected, got } => write!(
+                f,
+                "verifying {what}: checksum mismatch\n\tdownloaded: {got}\n\t{database}: {expected}\n\n\
+                 SECURITY ERROR\nThe upstream served bytes that differ from the checksum database's record; \
+                 gomodproxy refused them and stored nothing."
+            ),
         }
     }
 }

@@ -86,9 +86,12 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_LIST_TTL", default_value = "60s", value_parser = parse_duration)]
     list_ttl: Duration,
 
-    /// Checksum databases to proxy under /sumdb/NAME/ (comma-separated names; `off` for none).
-    /// Other names get 404, so the go command contacts those databases itself.
-    /// Default: the name in GOSUMDB, else in `go env GOSUMDB`.
+    /// Checksum databases to proxy under /sumdb/NAME/, in GOSUMDB syntax, comma-separated
+    /// (`off` for none): `NAME` proxies it; `NAME+HASH+KEY` also verifies every public
+    /// module's .zip and .mod against it before storing them (a mismatch is refused with
+    /// 410); either may be followed by a space and the database's own URL, asked when no
+    /// upstream answers for it. Other names get 404, so the go command contacts those
+    /// databases itself. Default: the name in GOSUMDB, else in `go env GOSUMDB` (proxied only).
     #[arg(long, env = "GOMODPROXY_SUMDB")]
     sumdb: Option<String>,
 
@@ -327,7 +330,7 @@ impl ServeArgs {
                 ..HttpLimits::default()
             },
             list_ttl: args.list_ttl,
-            sumdb_names: super::parse_sumdb_names(&args.sumdb.unwrap_or_else(super::inherited_sumdb))?,
+            sumdbs: super::parse_sumdb(&args.sumdb.unwrap_or_else(super::inherited_sumdb))?,
             sumdb_ttl: args.sumdb_ttl,
             negative_ttl: args.negative_ttl,
             stream_fills: args.stream_fills.0,

@@ -12,10 +12,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::gomod::note::Verifier;
 use crate::gomod::pattern::{BadPattern, PrefixPatterns};
 use crate::http::HttpLimits;
 use crate::resolve::HitRouting;
-use crate::upstream::list::{ListError, UpstreamList};
+use crate::upstream::list::{ListError, UpstreamList, UpstreamSource, UpstreamSpec};
 
 /// Everything `gomodproxy serve` needs, already validated.
 #[derive(Debug, Clone)]
@@ -34,8 +35,9 @@ pub struct Config {
     pub max_connections: Option<usize>,
     pub limits: HttpLimits,
     pub list_ttl: Duration,
-    /// Checksum databases proxied under `/sumdb/<name>/` (empty: none).
-    pub sumdb_names: Vec<String>,
+    /// Checksum databases proxied under `/sumdb/<name>/` (empty: none);
+    /// the first given with a key also verifies every public module.
+    pub sumdbs: Vec<SumDbSpec>,
     /// Cache time of checksum-database lookups, tree heads and partial tiles.
     pub sumdb_ttl: Duration,
     /// How long an upstream's 404/410 is remembered; zero disables it.
@@ -72,6 +74,11 @@ pub enum ConfigError {
     Upstream(ListError),
     NoUpstream,
     BadSumDbName(String),
+    /// A `--sumdb` entry that is not `name`, `name+hash+key`, or either and a URL.
+    BadSumDb {
+        entry: String,
+        reason: String,
+    },
     BadPrivatePattern(BadPattern),
     /// A setting out of its range, with what the flag needs.
     Invalid(&'static str),
@@ -103,6 +110,7 @@ impl std::fmt::Display for ConfigError {
                  command so that `go env GOPROXY` answers"
             ),
             ConfigError::BadPrivatePattern(e) => write!(f, "private module patterns: {e}"),
+            ConfigError::BadSumDb { entry, reason } => write!(f, "--sumdb {entry:?}: {reason}"),
             ConfigError::BadSumDbName(name) => {
                 write!(f, "checksum database name {name:?} is invalid: expected a host name (letters, digits, '.', '-', '_')")
             }
@@ -118,22 +126,51 @@ impl From<ListError> for ConfigError {
     }
 }
 
-/// Parses a `--sumdb` list: comma-separated checksum database names;
-/// `off` (or nothing) proxies none.
-pub fn parse_sumdb_names(list: &str) -> Result<Vec<String>, ConfigError> {
-    let mut names: Vec<String> = Vec::new();
+/// One `--sumdb` entry, in `GOSUMDB` syntax: `name`, or `name+hash+key`,
+/// either optionally followed by a space and the database's URL.
+#[derive(Debug, Clone)]
+pub struct SumDbSpec {
+    pub name: String,
+    /// With a key, fetched modules are verified against the database before
+    /// they are stored; without, it is only proxied.
+    pub verifier: Option<Verifier>,
+    /// The database's own URL, asked after the upstreams' `/sumdb/<name>/`.
+    pub url: Option<UpstreamList>,
+}
+
+/// Parses a `--sumdb` list: comma-separated `GOSUMDB`-style entries;
+/// `off` (or nothing) proxies none. A name given twice counts once.
+pub fn parse_sumdb(list: &str) -> Result<Vec<SumDbSpec>, ConfigError> {
+    let mut specs: Vec<SumDbSpec> = Vec::new();
     for raw in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         if raw == "off" {
             continue;
         }
-        if !crate::gomod::tlog::valid_db_name(raw) {
-            return Err(ConfigError::BadSumDbName(raw.to_string()));
+        let (db, url) = match raw.split_once(char::is_whitespace) {
+            Some((db, url)) => (db, Some(url.trim())),
+            None => (raw, None),
+        };
+        let name = db.split('+').next().unwrap_or(db);
+        if !crate::gomod::tlog::valid_db_name(name) {
+            return Err(ConfigError::BadSumDbName(name.to_string()));
         }
-        if !names.iter().any(|n| n == raw) {
-            names.push(raw.to_string());
+        let bad = |reason: String| ConfigError::BadSumDb { entry: raw.to_string(), reason };
+        let verifier = if db.contains('+') { Some(Verifier::parse(db).map_err(|e| bad(e.to_string()))?) } else { None };
+        let url = match url {
+            None => None,
+            Some(url) => {
+                let (list, _) = UpstreamList::parse(url, UpstreamSource::Flag).map_err(|e| bad(e.to_string()))?;
+                if list.entries.len() != 1 || !matches!(list.entries[0].spec, UpstreamSpec::Http(_)) {
+                    return Err(bad("the database's URL must be one http:// or https:// URL".into()));
+                }
+                Some(list)
+            }
+        };
+        if !specs.iter().any(|s| s.name == name) {
+            specs.push(SumDbSpec { name: name.to_string(), verifier, url });
         }
     }
-    Ok(names)
+    Ok(specs)
 }
 
 /// Compiles `--private` (GOPRIVATE syntax). A malformed glob is an error:
@@ -210,10 +247,11 @@ mod tests {
 
     #[test]
     fn sumdb_names() {
-        assert_eq!(parse_sumdb_names("sum.example, other.example,sum.example").unwrap(), ["sum.example", "other.example"]);
-        assert!(parse_sumdb_names("off").unwrap().is_empty());
-        assert!(parse_sumdb_names("").unwrap().is_empty());
-        assert!(parse_sumdb_names("a/b").is_err());
+        let names = |list: &str| parse_sumdb(list).map(|s| s.into_iter().map(|s| s.name).collect::<Vec<_>>());
+        assert_eq!(names("sum.example, other.example,sum.example").unwrap(), ["sum.example", "other.example"]);
+        assert!(names("off").unwrap().is_empty());
+        assert!(names("").unwrap().is_empty());
+        assert!(names("a/b").is_err());
         assert_eq!(sumdb_name_of("sum.example+abcd1234+AQIDBA== https://sum.example/db"), Some("sum.example"));
         assert_eq!(sumdb_name_of("sum.example"), Some("sum.example"));
         assert_eq!(sumdb_name_of("off"), None);

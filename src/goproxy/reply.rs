@@ -80,6 +80,8 @@ pub fn fetch_error(e: &FetchError) -> Reply {
     let status = match e {
         FetchError::NotFound { gone: false, .. } => 404,
         FetchError::NotFound { gone: true, .. } => 410,
+        // Gone for good from this proxy, so a `,`-style fallback still applies.
+        FetchError::ChecksumMismatch { .. } => 410,
         FetchError::Unavailable { .. }
         | FetchError::Rejected { .. }
         | FetchError::TooLarge { .. }

@@ -1,6 +1,7 @@
 //! The fill: fetch an artifact from the sources on the blocking pool (an
 //! `@latest` the sources lack is derived from `list`, as the go command
-//! would), have it validated (every source chain validates what it returns), store
+//! would), have it validated (every source chain validates what it returns)
+//! and, with a keyed `--sumdb`, verified against the checksum database, store
 //! the immutable kinds in this core's segment and publish them in its
 //! index, and settle the stream readers of a zip follow meanwhile.
 //!
@@ -18,7 +19,18 @@ use crate::artifact::fill::Progress;
 use crate::artifact::{ArtifactKey, FetchError, Kind};
 use crate::metrics::CoreMetrics;
 use crate::store::{self, Index, SegmentWriter, StoredBlob};
+use crate::upstream::sumdb_check::ChecksumCheck;
 use crate::upstream::{Fetch, Fetcher};
+
+/// Where fills come from, and what vouches for them.
+#[derive(Clone)]
+pub struct FillSources {
+    pub upstream: Arc<dyn Fetcher>,
+    /// Checks every public module's `.zip` and `.mod` against a checksum
+    /// database before they are kept (`--sumdb name+hash+key`); `None`:
+    /// stored as the upstream sent them (after validation).
+    pub checksums: Option<Arc<ChecksumCheck>>,
+}
 
 /// What a fill produced.
 pub enum Filled {
@@ -35,7 +47,7 @@ pub enum Filled {
 /// One core's means of filling: its sources, its segment writer and the
 /// index shard it publishes into.
 pub struct Filler {
-    upstream: Arc<dyn Fetcher>,
+    sources: FillSources,
     writer: SegmentWriter,
     /// Every core's index shard (hits read any of them in place)...
     indexes: Arc<[Index]>,
@@ -45,14 +57,8 @@ pub struct Filler {
 }
 
 impl Filler {
-    pub fn new(
-        upstream: Arc<dyn Fetcher>,
-        writer: SegmentWriter,
-        indexes: Arc<[Index]>,
-        own: usize,
-        metrics: &'static CoreMetrics,
-    ) -> Filler {
-        Filler { upstream, writer, indexes, own, metrics }
+    pub fn new(sources: FillSources, writer: SegmentWriter, indexes: Arc<[Index]>, own: usize, metrics: &'static CoreMetrics) -> Filler {
+        Filler { sources, writer, indexes, own, metrics }
     }
 
     /// Fills `key`. With a `progress`, a zip is streamed through it and
@@ -66,16 +72,21 @@ impl Filler {
         on_stream: impl FnOnce(),
     ) -> Result<Filled, ResolveError> {
         self.metrics.upstream_fetches.bump();
-        let upstream = self.upstream.clone();
+        let FillSources { upstream, checksums } = self.sources.clone();
         let k = key.clone();
         let record_kind = key.kind.record_kind();
         let p = progress.cloned().unwrap_or_default();
-        // Hash on the blocking thread too: a 500 MiB zip must not stall the reactor.
+        // Hash (and verify) on the blocking thread too: a 500 MiB zip must
+        // not stall the reactor. A streamed zip's readers wait for the last
+        // byte until this is done.
         let job = spawn_fetch(move || {
             let body = match k.kind {
                 Kind::Latest => Bytes::from(fetch_latest(&*upstream, &k.module)?),
                 kind => upstream.fetch_streaming(&Fetch { module: &k.module, version: &k.version, kind }, &p)?,
             };
+            if let Some(check) = &checksums {
+                check.check(&k.module, &k.version, k.kind, &body)?;
+            }
             let sha = record_kind.map(|_| store::record::payload_sha256(&body));
             Ok((body, sha))
         });
@@ -131,7 +142,7 @@ impl Filler {
     /// Nothing is cached under the query: it can mean something else tomorrow.
     pub async fn pass_through(&self, module: &str, query: &str) -> Result<Bytes, ResolveError> {
         self.metrics.upstream_fetches.bump();
-        let upstream = self.upstream.clone();
+        let upstream = self.sources.upstream.clone();
         let (module, query) = (module.to_string(), query.to_string());
         let fetched = spawn_fetch(move || upstream.fetch(&Fetch { module: &module, version: &query, kind: Kind::Info })).await;
         self.count_upstream_error(&fetched);
@@ -142,6 +153,10 @@ impl Filler {
         match r {
             Ok(_) | Err(ResolveError::Fetch(FetchError::NotFound { .. })) | Err(ResolveError::Internal(_)) => {}
             Err(ResolveError::Fetch(FetchError::CircuitOpen { .. })) => self.metrics.upstream_skipped.bump(),
+            Err(ResolveError::Fetch(FetchError::ChecksumMismatch { .. })) => {
+                self.metrics.checksum_mismatches.bump();
+                self.metrics.upstream_errors.bump();
+            }
             Err(ResolveError::Fetch(_)) => self.metrics.upstream_errors.bump(),
         }
     }

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::fill::{Filled, Filler};
+use super::fill::{FillSources, Filled, Filler};
 use super::flight::{Joined, SingleFlight};
 use super::memory::BoundedMap;
 use super::policy::{self, CacheSettings, HitRouting, NegativeUpdate};
@@ -28,7 +28,6 @@ use crate::artifact::fill::{FillFailure, Progress};
 use crate::artifact::{ArtifactKey, Body, FetchError, Kind};
 use crate::metrics::CoreMetrics;
 use crate::store::{Index, SegmentWriter, StoredBlob};
-use crate::upstream::Fetcher;
 
 /// A recent answer that changes (`list`, `@latest`, checksum-database
 /// answers): fresh for its TTL, then kept as the stale-if-error reserve.
@@ -64,7 +63,7 @@ impl Shard {
         id: usize,
         cores: usize,
         indexes: Arc<[Index]>,
-        upstream: Arc<dyn Fetcher>,
+        sources: FillSources,
         writer: SegmentWriter,
         settings: Arc<CacheSettings>,
         metrics: &'static CoreMetrics,
@@ -72,7 +71,7 @@ impl Shard {
         Shard {
             id,
             cores,
-            filler: Filler::new(upstream, writer, indexes.clone(), id, metrics),
+            filler: Filler::new(sources, writer, indexes.clone(), id, metrics),
             indexes,
             settings,
             metrics,

@@ -33,10 +33,12 @@ use crate::config::Config;
 use crate::goproxy::{ProxyHandler, ProxySettings};
 use crate::http::Shutdown;
 use crate::metrics::Metrics;
+use crate::resolve::fill::FillSources;
 use crate::resolve::{route, CacheSettings, CoreResolver, Shard};
 use crate::store::{RecoveryStats, Store, StoreError};
 use crate::upstream::private::PrivacyGuard;
-use crate::upstream::{FetchOptions, UpstreamChain};
+use crate::upstream::sumdb_check::ChecksumCheck;
+use crate::upstream::{FetchOptions, Fetcher, UpstreamChain};
 
 #[derive(Debug)]
 pub enum RuntimeError {
@@ -156,11 +158,22 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     };
     // Private modules get their own chain, and only the guard decides who hears of them.
     let private_list = config.private_upstream.clone().or_else(|| config.upstream.local_only());
-    let upstream = Arc::new(PrivacyGuard::new(
+    let upstream: Arc<dyn Fetcher> = Arc::new(PrivacyGuard::new(
         config.private.clone(),
         UpstreamChain::from_config(&config.upstream, opts.clone()),
-        private_list.map(|l| UpstreamChain::from_config(&l, opts)),
+        private_list.map(|l| UpstreamChain::from_config(&l, opts.clone())),
     ));
+    // The first database given with a key vouches for every public module.
+    let checksums = config.sumdbs.iter().find_map(|db| {
+        let verifier = db.verifier.clone()?;
+        let direct = db.url.as_ref().map(|url| Box::new(UpstreamChain::from_config(url, opts.clone())) as Box<dyn Fetcher>);
+        let state = config.data_dir.join("sumdb");
+        Some(Arc::new(ChecksumCheck::new(verifier, upstream.clone(), direct, config.private.clone(), state)))
+    });
+    if let Some(check) = &checksums {
+        log::info!("verifying every public module's .zip and .mod against checksum database {}", check.name());
+    }
+    let sources = FillSources { upstream, checksums };
     let metrics = Metrics::leak(cores);
     let cache_settings = Arc::new(CacheSettings {
         list_ttl: config.list_ttl,
@@ -170,7 +183,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         hit_routing: config.hit_routing,
     });
     let proxy_settings = Arc::new(ProxySettings {
-        sumdb_names: config.sumdb_names.iter().map(|n| n.as_str().into()).collect(),
+        sumdb_names: config.sumdbs.iter().map(|db| db.name.as_str().into()).collect(),
         cache: cache_settings.clone(),
     });
     let indexes = store.indexes();
@@ -208,7 +221,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                 let listener = unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(socket.into_raw_fd()) };
                 let writer = store.writer(config.segment_bytes);
                 let core_metrics = metrics.core(id);
-                let shard = Rc::new(Shard::new(id, cores, indexes.clone(), upstream.clone(), writer, cache_settings.clone(), core_metrics));
+                let shard = Rc::new(Shard::new(id, cores, indexes.clone(), sources.clone(), writer, cache_settings.clone(), core_metrics));
                 let mesh = Mesh::new(id, peers);
                 if let Some(r) = receivers.as_mut() {
                     mesh.listen(r, shard.clone());

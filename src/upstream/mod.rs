@@ -15,6 +15,7 @@ pub mod file;
 pub mod http;
 pub mod list;
 pub mod private;
+pub mod sumdb_check;
 pub mod sumdb_client;
 pub mod tls;
 pub mod validate;
@@ -42,9 +43,12 @@ pub struct Fetch<'a> {
 
 impl Fetch<'_> {
     /// The GOPROXY-protocol path below the base, with `!`-escaping applied.
+    /// A checksum-database request with an empty `module` addresses the
+    /// database itself (its own URL: `latest`, `lookup/…`), not a proxy's
+    /// `/sumdb/<name>/`.
     pub fn protocol_path(&self) -> Result<String, FetchError> {
         if self.kind.is_sumdb() {
-            return Ok(format!("{}/{}", self.module, self.version));
+            return Ok(if self.module.is_empty() { self.version.to_string() } else { format!("{}/{}", self.module, self.version) });
         }
         let module = crate::gomod::module::escape_path(self.module).map_err(|e| FetchError::Invalid(e.to_string()))?;
         Ok(match self.kind {

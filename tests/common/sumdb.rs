@@ -1,10 +1,14 @@
-//! [`FakeSumDb`]: the files of a made-up checksum database, in the layout a
-//! proxy serves under `/sumdb/`.
+//! Checksum databases for tests, in the layout a proxy serves under
+//! `/sumdb/`: [`FakeSumDb`], shaped right but unsigned, and
+//! [`signed_sumdb`], a real Ed25519-signed log built by `tests/sumdb_gen.go`.
 
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 
 use super::fixture::{escape, pseudo_random_bytes};
+use super::go::{GoEnv, GO_TIMEOUT};
+use super::server::run_with_timeout;
 
 /// The checksum database name tests use. Made up on purpose: tests never
 /// name a real database.
@@ -64,4 +68,17 @@ impl FakeSumDb {
     pub fn lookup_url(&self, module: &str, version: &str) -> String {
         self.url(&format!("lookup/{}@{}", escape(module), escape(version)))
     }
+}
+
+/// Writes a signed database named [`SUMDB_NAME`] of `specs` (`path@version[=tamper]`: the first, 290
+/// filler records, then the rest) below `root`; returns its verifier key.
+pub fn signed_sumdb(root: &Path, env: &GoEnv, specs: &[&str]) -> String {
+    let gen = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sumdb_gen.go");
+    let mut cmd: Command = env.command(&["run", gen.to_str().unwrap(), root.to_str().unwrap(), SUMDB_NAME]);
+    cmd.args(specs);
+    // `go run` of a lone file needs no module; keep the env's flags out of it.
+    cmd.env("GOFLAGS", "").env("GOPROXY", "off");
+    let out = run_with_timeout(&mut cmd, GO_TIMEOUT);
+    assert!(out.status.success(), "sumdb_gen failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }

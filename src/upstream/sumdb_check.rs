@@ -1,0 +1,172 @@
+//! Checking a fetched `.zip` or `.mod` against the checksum database before
+//! anything stores or serves it: its `h1:` hash must be the one the
+//! database's log records for that module version, proved by
+//! [`SumDbClient`].
+//!
+//! Owns the database's sources (the upstreams' own `/sumdb/<name>/` first,
+//! then the database's URL when one is configured), the last tree head
+//! accepted (kept in memory and in `DATA/sumdb/<name>.head`, so a log that
+//! forks is caught across restarts), and the verdict. It never looks up a
+//! private module (its path must not reach the database) and never passes
+//! bytes it could not verify: a database it cannot reach is a failure, not
+//! a pass.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use base64::Engine as _;
+
+use super::sumdb_client::{parse_tree, SumDbClient, SumDbError, SumDbSource, TreeHead};
+use super::{Fetch, Fetcher};
+use crate::artifact::{FetchError, Kind};
+use crate::gomod::dirhash;
+use crate::gomod::note::Verifier;
+use crate::gomod::pattern::PrefixPatterns;
+
+/// The database's answers: from each source in turn until one answers.
+struct Sources {
+    /// `sumdb/<name>`: the path prefix below an upstream proxy.
+    prefix: String,
+    /// The upstream chain (with its privacy guard, breakers and validation).
+    upstream: Arc<dyn Fetcher>,
+    /// The database's own URL (`--sumdb "name+hash+key URL"`), as a chain
+    /// of its own (timeouts, retries, breaker, validation).
+    direct: Option<Box<dyn Fetcher>>,
+}
+
+fn kind_of_path(path: &str) -> Kind {
+    if path == "latest" {
+        Kind::SumLatest
+    } else if path.starts_with("lookup/") {
+        Kind::SumLookup
+    } else if path.contains(".p/") {
+        Kind::SumPartialTile
+    } else {
+        Kind::SumTile
+    }
+}
+
+impl SumDbSource for Sources {
+    fn get(&self, path: &str) -> Result<Vec<u8>, FetchError> {
+        let kind = kind_of_path(path);
+        let via_proxy = self.upstream.fetch(&Fetch { module: &self.prefix, version: path, kind });
+        match (via_proxy, &self.direct) {
+            (Ok(body), _) => Ok(body),
+            (Err(e), None) => Err(e),
+            (Err(_), Some(db)) => db.fetch(&Fetch { module: "", version: path, kind }),
+        }
+    }
+}
+
+pub struct ChecksumCheck {
+    name: String,
+    client: SumDbClient<Sources>,
+    private: PrefixPatterns,
+    /// Where the accepted head is kept between runs.
+    head_file: PathBuf,
+    /// The last head accepted. Held while a newer one is reconciled with
+    /// it, so two fills never accept two different histories.
+    known: Mutex<Option<TreeHead>>,
+}
+
+impl ChecksumCheck {
+    /// A check against database `name`, whose key is `verifier`. The head
+    /// accepted in an earlier run, if any, is read from `state_dir`.
+    pub fn new(
+        verifier: Verifier,
+        upstream: Arc<dyn Fetcher>,
+        direct: Option<Box<dyn Fetcher>>,
+        private: PrefixPatterns,
+        state_dir: PathBuf,
+    ) -> ChecksumCheck {
+        let name = verifier.name().to_string();
+        let head_file = state_dir.join(format!("{name}.head"));
+        let known = match std::fs::read_to_string(&head_file) {
+            Ok(text) => match parse_tree(&text) {
+                Ok(head) => Some(head),
+                Err(e) => {
+                    log::error!("{}: {e}; starting without an accepted tree head", head_file.display());
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        let sources = Sources { prefix: format!("sumdb/{name}"), upstream, direct };
+        ChecksumCheck { name, client: SumDbClient::new(verifier, sources), private, head_file, known: Mutex::new(known) }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn known(&self) -> MutexGuard<'_, Option<TreeHead>> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `module` is checked at all (private modules never are).
+    pub fn covers(&self, module: &str) -> bool {
+        !self.private.matches(module)
+    }
+
+    /// Checks `body`, the `kind` (`.zip` or `.mod`) of `module@version`.
+    /// Blocking: it may ask the database. Kinds other than those two, and
+    /// private modules, pass unchecked.
+    pub fn check(&self, module: &str, version: &str, kind: Kind, body: &[u8]) -> Result<(), FetchError> {
+        if !matches!(kind, Kind::Zip | Kind::Mod) || !self.covers(module) {
+            return Ok(());
+        }
+        let got = match kind {
+            Kind::Zip => dirhash::hash_zip(body).map_err(|e| FetchError::Invalid(format!("module zip: {e}")))?,
+            _ => dirhash::hash_go_mod(body),
+        };
+        let start = *self.known();
+        let (record, head) = self.client.lookup(module, version, start.as_ref()).map_err(|e| self.failure(e))?;
+        self.accept(start, head)?;
+        let expected = if kind == Kind::Zip { record.zip } else { record.go_mod };
+        if got == expected {
+            return Ok(());
+        }
+        let what = format!("{module}@{version} ({})", kind.label());
+        log::error!("SECURITY: {what}: the upstream's bytes hash to {got}, checksum database {} records {expected}; refused", self.name);
+        Err(FetchError::ChecksumMismatch { what, database: self.name.clone(), expected, got })
+    }
+
+    /// Keeps `head` as the accepted one if it is newer; a head accepted
+    /// meanwhile by another fill is reconciled with it first.
+    fn accept(&self, start: Option<TreeHead>, head: TreeHead) -> Result<(), FetchError> {
+        let mut known = self.known();
+        let keep = if *known == start { head } else { self.client.reconcile(known.as_ref(), head).map_err(|e| self.failure(e))? };
+        if known.as_ref() != Some(&keep) {
+            *known = Some(keep);
+            self.persist(&keep);
+        }
+        Ok(())
+    }
+
+    fn persist(&self, head: &TreeHead) {
+        let text = format!("go.sum database tree\n{}\n{}\n", head.size, base64::engine::general_purpose::STANDARD.encode(head.hash));
+        let tmp = self.head_file.with_extension("head.tmp");
+        let written = std::fs::create_dir_all(self.head_file.parent().unwrap_or(&self.head_file))
+            .and_then(|()| std::fs::write(&tmp, text))
+            .and_then(|()| std::fs::rename(&tmp, &self.head_file));
+        if let Err(e) = written {
+            log::error!("keeping the accepted tree head of {} in {}: {e}", self.name, self.head_file.display());
+        }
+    }
+
+    /// A database failure: the module cannot be verified, so it is not served.
+    fn failure(&self, e: SumDbError) -> FetchError {
+        match e {
+            SumDbError::Fetch(FetchError::NotFound { message, .. }) => FetchError::Unavailable {
+                upstream: format!("checksum database {}", self.name),
+                message: format!("no record to verify against: {message}"),
+            },
+            SumDbError::Fetch(e) => e,
+            e @ SumDbError::Fork { .. } => {
+                log::error!("SECURITY: {e}");
+                FetchError::Unavailable { upstream: format!("checksum database {}", self.name), message: e.to_string() }
+            }
+            e => FetchError::Unavailable { upstream: format!("checksum database {}", self.name), message: e.to_string() },
+        }
+    }
+}
