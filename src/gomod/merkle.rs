@@ -311,6 +311,11 @@ pub fn check_tree(proof: &[Hash], t: u64, tree: &Hash, n: u64, old: &Hash) -> Re
 /// Supplies hash tiles (their bytes, exactly `w` hashes each).
 pub trait TileSource {
     fn read_tiles(&mut self, tiles: &[Tile]) -> Result<Vec<Vec<u8>>, ProofError>;
+    /// Tiles that were just authenticated against a signed tree head (a
+    /// source may keep them: a complete tile never changes).
+    fn authenticated(&mut self, tiles: &[Tile], data: &[Vec<u8>]) {
+        let _ = (tiles, data);
+    }
 }
 
 /// The tile holding stored hash `index`, and where in its data that hash's
@@ -458,6 +463,7 @@ impl<S: TileSource> HashReader for TileHashReader<'_, S> {
                 return Err(ProofError::BadTile(format!("{tile} inconsistent with its parent")));
             }
         }
+        self.source.authenticated(&tiles, &data);
         indexes.iter().zip(&index_tile).map(|(&x, &j)| hash_from_tile(&tiles[j], &data[j], x)).collect()
     }
 }

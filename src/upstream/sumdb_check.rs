@@ -11,19 +11,26 @@
 //! bytes it could not verify: a database it cannot reach is a failure, not
 //! a pass.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine as _;
 
-use super::sumdb_client::{parse_tree, SumDbClient, SumDbError, SumDbSource, TreeHead};
+use super::sumdb_client::{parse_tree, Record, SumDbClient, SumDbError, SumDbSource, TreeHead};
 use super::{Fetch, Fetcher};
 use crate::artifact::{FetchError, Kind};
 use crate::gomod::dirhash;
 use crate::gomod::note::Verifier;
 use crate::gomod::pattern::PrefixPatterns;
 
-/// The database's answers: from each source in turn until one answers.
+/// Most authenticated tiles kept in memory (8 KiB each at height 8).
+const KEPT_TILES: usize = 4096;
+/// Most proved records kept in memory.
+const KEPT_RECORDS: usize = 100_000;
+
+/// The database's answers: from each source in turn until one answers,
+/// complete tiles from memory once authenticated.
 struct Sources {
     /// `sumdb/<name>`: the path prefix below an upstream proxy.
     prefix: String,
@@ -32,6 +39,7 @@ struct Sources {
     /// The database's own URL (`--sumdb "name+hash+key URL"`), as a chain
     /// of its own (timeouts, retries, breaker, validation).
     direct: Option<Box<dyn Fetcher>>,
+    tiles: Mutex<HashMap<String, Arc<[u8]>>>,
 }
 
 fn kind_of_path(path: &str) -> Kind {
@@ -49,6 +57,11 @@ fn kind_of_path(path: &str) -> Kind {
 impl SumDbSource for Sources {
     fn get(&self, path: &str) -> Result<Vec<u8>, FetchError> {
         let kind = kind_of_path(path);
+        if kind == Kind::SumTile {
+            if let Some(kept) = lock(&self.tiles).get(path) {
+                return Ok(kept.to_vec());
+            }
+        }
         let via_proxy = self.upstream.fetch(&Fetch { module: &self.prefix, version: path, kind });
         match (via_proxy, &self.direct) {
             (Ok(body), _) => Ok(body),
@@ -56,6 +69,18 @@ impl SumDbSource for Sources {
             (Err(_), Some(db)) => db.fetch(&Fetch { module: "", version: path, kind }),
         }
     }
+
+    fn keep_tile(&self, path: &str, data: &[u8]) {
+        let mut tiles = lock(&self.tiles);
+        if tiles.len() >= KEPT_TILES {
+            tiles.clear();
+        }
+        tiles.insert(path.to_string(), data.into());
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub struct ChecksumCheck {
@@ -67,6 +92,9 @@ pub struct ChecksumCheck {
     /// The last head accepted. Held while a newer one is reconciled with
     /// it, so two fills never accept two different histories.
     known: Mutex<Option<TreeHead>>,
+    /// Records already proved, by `module@version`: a record in the log
+    /// never changes, so a version's `.mod` and `.zip` need one lookup.
+    proved: Mutex<HashMap<String, Record>>,
 }
 
 impl ChecksumCheck {
@@ -91,8 +119,15 @@ impl ChecksumCheck {
             },
             Err(_) => None,
         };
-        let sources = Sources { prefix: format!("sumdb/{name}"), upstream, direct };
-        ChecksumCheck { name, client: SumDbClient::new(verifier, sources), private, head_file, known: Mutex::new(known) }
+        let sources = Sources { prefix: format!("sumdb/{name}"), upstream, direct, tiles: Mutex::default() };
+        ChecksumCheck {
+            name,
+            client: SumDbClient::new(verifier, sources),
+            private,
+            head_file,
+            known: Mutex::new(known),
+            proved: Mutex::default(),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -100,7 +135,7 @@ impl ChecksumCheck {
     }
 
     fn known(&self) -> MutexGuard<'_, Option<TreeHead>> {
-        self.known.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.known)
     }
 
     /// Whether `module` is checked at all (private modules never are).
@@ -119,9 +154,22 @@ impl ChecksumCheck {
             Kind::Zip => dirhash::hash_zip(body).map_err(|e| FetchError::Invalid(format!("module zip: {e}")))?,
             _ => dirhash::hash_go_mod(body),
         };
-        let start = *self.known();
-        let (record, head) = self.client.lookup(module, version, start.as_ref()).map_err(|e| self.failure(e))?;
-        self.accept(start, head)?;
+        let id = format!("{module}@{version}");
+        let kept = lock(&self.proved).get(&id).cloned();
+        let record = match kept {
+            Some(record) => record,
+            None => {
+                let start = *self.known();
+                let (record, head) = self.client.lookup(module, version, start.as_ref()).map_err(|e| self.failure(e))?;
+                self.accept(start, head)?;
+                let mut proved = lock(&self.proved);
+                if proved.len() >= KEPT_RECORDS {
+                    proved.clear();
+                }
+                proved.insert(id, record.clone());
+                record
+            }
+        };
         let expected = if kind == Kind::Zip { record.zip } else { record.go_mod };
         if got == expected {
             return Ok(());
