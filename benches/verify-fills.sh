@@ -5,11 +5,13 @@
 # log under /sumdb/NAME/. Prints markdown for BENCHMARKS.md.
 #
 # gomodproxy --cores 1 on CPU 1; upstream (python http.server) and client on
-# CPU 0. Each round starts both servers with empty stores and fetches every
+# CPU 0 (a threaded python server). Each round starts both servers with empty stores and fetches every
 # module's .mod and .zip once, sequentially, alternating which server goes
 # first; latencies are per request, from curl.
 #
-#   benches/verify-fills.sh [MODULES] [ROUNDS]
+#   [DELAY_MS=N] benches/verify-fills.sh [MODULES] [ROUNDS]
+# DELAY_MS makes the upstream wait that long before each answer, as a
+# remote one would (one round trip per request).
 # Needs: python3, go, curl, `cargo build --release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +38,17 @@ PY
 specs=(); for ((i = 0; i < modules; i++)); do specs+=("example.com/verify/m$i@v1.0.0"); done
 gen="$PWD/tests/sumdb_gen.go"
 key=$(cd "$work" && GOFLAGS='' GOPROXY=off go run "$gen" "$work/tree" sum.bench.example "${specs[@]}")
-(cd "$work/tree" && exec taskset -c 0 python3 -m http.server 18300 --bind 127.0.0.1 >/dev/null 2>&1) &
+DELAY_MS=${DELAY_MS:-0} taskset -c 0 python3 - "$work/tree" <<'PY' >/dev/null 2>&1 &
+import functools, http.server, os, sys, time
+delay = float(os.environ["DELAY_MS"]) / 1000
+class Slow(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(delay)
+        super().do_GET()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", 18300), functools.partial(Slow, directory=sys.argv[1])).serve_forever()
+PY
 pids+=($!)
 for _ in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:18300/ && break; sleep 0.1; done
 
@@ -66,7 +78,9 @@ def load(label):
     return sorted(float(x) for x in open(f"{work}/lat-{label}"))
 v, p = load("verified"), load("proxied")
 def pct(xs, q): return xs[min(len(xs) - 1, int(q * len(xs)))]
-print(f"### Cold fills, verified against the checksum database vs proxied only ({n} modules × .mod + .zip, {rounds} rounds)")
+import os
+delay = os.environ.get("DELAY_MS", "0")
+print(f"### Cold fills, verified against the checksum database vs proxied only ({n} modules × .mod + .zip, {rounds} rounds, upstream delay {delay} ms)")
 print()
 print("| | median | p90 | p99 | mean |")
 print("|---|---|---|---|---|")

@@ -80,12 +80,29 @@ impl Filler {
         // not stall the reactor. A streamed zip's readers wait for the last
         // byte until this is done.
         let job = spawn_fetch(move || {
+            // Ask the checksum database while the module downloads: the
+            // lookup and the download are each a round trip or more. If the
+            // download fails, the lookup is left to finish on its own (its
+            // proved record is kept for the next try).
+            let lookup = checksums.filter(|c| c.applies(&k.module, k.kind)).map(|check| {
+                let (module, version) = (k.module.clone(), k.version.clone());
+                let asked = check.clone();
+                // No thread to be had: look it up after the download instead.
+                let thread = std::thread::Builder::new().name("gomodproxy-sumdb".into()).spawn(move || asked.record(&module, &version));
+                (check, thread.ok())
+            });
             let body = match k.kind {
                 Kind::Latest => Bytes::from(fetch_latest(&*upstream, &k.module)?),
                 kind => upstream.fetch_streaming(&Fetch { module: &k.module, version: &k.version, kind }, &p)?,
             };
-            if let Some(check) = &checksums {
-                check.check(&k.module, &k.version, k.kind, &body)?;
+            if let Some((check, thread)) = lookup {
+                let record = match thread {
+                    // A panic in the lookup is our own failure: re-raised
+                    // here, where spawn_fetch turns it into one.
+                    Some(t) => t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+                    None => check.record(&k.module, &k.version)?,
+                };
+                check.verdict(&k.module, &k.version, k.kind, &body, &record)?;
             }
             let sha = record_kind.map(|_| store::record::payload_sha256(&body));
             Ok((body, sha))

@@ -30,7 +30,8 @@ const KEPT_TILES: usize = 4096;
 const KEPT_RECORDS: usize = 100_000;
 
 /// The database's answers: from each source in turn until one answers,
-/// complete tiles from memory once authenticated.
+/// tiles from memory once authenticated (a tile path names its width, so
+/// a partial tile's bytes are as fixed as a complete one's).
 struct Sources {
     /// `sumdb/<name>`: the path prefix below an upstream proxy.
     prefix: String,
@@ -57,7 +58,7 @@ fn kind_of_path(path: &str) -> Kind {
 impl SumDbSource for Sources {
     fn get(&self, path: &str) -> Result<Vec<u8>, FetchError> {
         let kind = kind_of_path(path);
-        if kind == Kind::SumTile {
+        if matches!(kind, Kind::SumTile | Kind::SumPartialTile) {
             if let Some(kept) = lock(&self.tiles).get(path) {
                 return Ok(kept.to_vec());
             }
@@ -138,42 +139,43 @@ impl ChecksumCheck {
         lock(&self.known)
     }
 
-    /// Whether `module` is checked at all (private modules never are).
-    pub fn covers(&self, module: &str) -> bool {
-        !self.private.matches(module)
+    /// Whether the `kind` of `module` is checked: `.zip` and `.mod` of
+    /// public modules (private ones are never looked up).
+    pub fn applies(&self, module: &str, kind: Kind) -> bool {
+        matches!(kind, Kind::Zip | Kind::Mod) && !self.private.matches(module)
     }
 
-    /// Checks `body`, the `kind` (`.zip` or `.mod`) of `module@version`.
-    /// Blocking: it may ask the database. Kinds other than those two, and
-    /// private modules, pass unchecked.
-    pub fn check(&self, module: &str, version: &str, kind: Kind, body: &[u8]) -> Result<(), FetchError> {
-        if !matches!(kind, Kind::Zip | Kind::Mod) || !self.covers(module) {
-            return Ok(());
+    /// The proved record of `module@version`: from memory, or looked up in
+    /// the database and proved. Blocking; callers ask for it while the
+    /// module itself downloads.
+    pub fn record(&self, module: &str, version: &str) -> Result<Record, FetchError> {
+        let id = format!("{module}@{version}");
+        if let Some(record) = lock(&self.proved).get(&id) {
+            return Ok(record.clone());
         }
+        let start = *self.known();
+        let (record, head) = self.client.lookup(module, version, start.as_ref()).map_err(|e| self.failure(e))?;
+        self.accept(start, head)?;
+        let mut proved = lock(&self.proved);
+        if proved.len() >= KEPT_RECORDS {
+            proved.clear();
+        }
+        proved.insert(id, record.clone());
+        Ok(record)
+    }
+
+    /// Checks `body`, the `kind` (`.zip` or `.mod`) of `module@version`,
+    /// against its proved `record`.
+    pub fn verdict(&self, module: &str, version: &str, kind: Kind, body: &[u8], record: &Record) -> Result<(), FetchError> {
         let got = match kind {
             Kind::Zip => dirhash::hash_zip(body).map_err(|e| FetchError::Invalid(format!("module zip: {e}")))?,
             _ => dirhash::hash_go_mod(body),
         };
-        let id = format!("{module}@{version}");
-        let kept = lock(&self.proved).get(&id).cloned();
-        let record = match kept {
-            Some(record) => record,
-            None => {
-                let start = *self.known();
-                let (record, head) = self.client.lookup(module, version, start.as_ref()).map_err(|e| self.failure(e))?;
-                self.accept(start, head)?;
-                let mut proved = lock(&self.proved);
-                if proved.len() >= KEPT_RECORDS {
-                    proved.clear();
-                }
-                proved.insert(id, record.clone());
-                record
-            }
-        };
-        let expected = if kind == Kind::Zip { record.zip } else { record.go_mod };
-        if got == expected {
+        let expected = if kind == Kind::Zip { &record.zip } else { &record.go_mod };
+        if got == *expected {
             return Ok(());
         }
+        let expected = expected.clone();
         let what = format!("{module}@{version} ({})", kind.label());
         log::error!("SECURITY: {what}: the upstream's bytes hash to {got}, checksum database {} records {expected}; refused", self.name);
         Err(FetchError::ChecksumMismatch { what, database: self.name.clone(), expected, got })

@@ -87,8 +87,9 @@ impl From<ProofError> for SumDbError {
 /// `/sumdb/<name>/` (`latest`, `lookup/…`, `tile/…`).
 pub trait SumDbSource {
     fn get(&self, path: &str) -> Result<Vec<u8>, FetchError>;
-    /// A complete tile, at `path`, authenticated against a signed head: it
-    /// never changes, so a source may answer it from memory from now on.
+    /// A tile, at `path`, authenticated against a signed head. A tile path
+    /// names its width, so its bytes never change: a source may answer it
+    /// from memory from now on.
     fn keep_tile(&self, path: &str, data: &[u8]) {
         let _ = (path, data);
     }
@@ -120,9 +121,7 @@ impl<S: SumDbSource> TileSource for Tiles<'_, S> {
 
     fn authenticated(&mut self, tiles: &[Tile], data: &[Vec<u8>]) {
         for (t, d) in tiles.iter().zip(data) {
-            if t.is_complete() {
-                self.0.keep_tile(&t.to_string(), d);
-            }
+            self.0.keep_tile(&t.to_string(), d);
         }
     }
 }
