@@ -141,7 +141,7 @@ fn gomodproxy_opens_the_databases_notes_and_agrees_with_its_records() {
 struct DbFiles(std::path::PathBuf);
 
 impl gomodproxy::upstream::sumdb_client::SumDbSource for DbFiles {
-    fn get(&self, path: &str) -> Result<Vec<u8>, gomodproxy::artifact::FetchError> {
+    fn get(&self, path: &str, _: gomodproxy::artifact::Kind) -> Result<Vec<u8>, gomodproxy::artifact::FetchError> {
         std::fs::read(self.0.join(path)).map_err(|e| gomodproxy::artifact::FetchError::NotFound { gone: false, message: e.to_string() })
     }
 }

@@ -43,21 +43,8 @@ struct Sources {
     tiles: Mutex<HashMap<String, Arc<[u8]>>>,
 }
 
-fn kind_of_path(path: &str) -> Kind {
-    if path == "latest" {
-        Kind::SumLatest
-    } else if path.starts_with("lookup/") {
-        Kind::SumLookup
-    } else if path.contains(".p/") {
-        Kind::SumPartialTile
-    } else {
-        Kind::SumTile
-    }
-}
-
 impl SumDbSource for Sources {
-    fn get(&self, path: &str) -> Result<Vec<u8>, FetchError> {
-        let kind = kind_of_path(path);
+    fn get(&self, path: &str, kind: Kind) -> Result<Vec<u8>, FetchError> {
         if matches!(kind, Kind::SumTile | Kind::SumPartialTile) {
             if let Some(kept) = lock(&self.tiles).get(path) {
                 return Ok(kept.to_vec());

@@ -16,7 +16,7 @@ use std::fmt;
 
 use base64::Engine as _;
 
-use crate::artifact::FetchError;
+use crate::artifact::{FetchError, Kind};
 use crate::gomod::merkle::{self, Hash, ProofError, TileHashReader, TileSource};
 use crate::gomod::module;
 use crate::gomod::note::{NoteError, Verifier};
@@ -84,9 +84,10 @@ impl From<ProofError> for SumDbError {
 }
 
 /// Where the database's answers come from: bytes of a path below
-/// `/sumdb/<name>/` (`latest`, `lookup/…`, `tile/…`).
+/// `/sumdb/<name>/` (`latest`, `lookup/…`, `tile/…`), with the kind of
+/// answer it is.
 pub trait SumDbSource {
-    fn get(&self, path: &str) -> Result<Vec<u8>, FetchError>;
+    fn get(&self, path: &str, kind: Kind) -> Result<Vec<u8>, FetchError>;
     /// A tile, at `path`, authenticated against a signed head. A tile path
     /// names its width, so its bytes never change: a source may answer it
     /// from memory from now on.
@@ -104,13 +105,14 @@ impl<S: SumDbSource> TileSource for Tiles<'_, S> {
         tiles
             .iter()
             .map(|t| {
-                let exact = self.0.get(&t.to_string());
+                let kind = if t.is_complete() { Kind::SumTile } else { Kind::SumPartialTile };
+                let exact = self.0.get(&t.to_string(), kind);
                 match exact {
                     Ok(data) => Ok(data),
                     Err(e) if t.is_complete() => Err(ProofError::Source(e.to_string())),
                     Err(e) => {
                         let full = Tile { w: 1 << t.h, ..*t };
-                        let mut data = self.0.get(&full.to_string()).map_err(|_| ProofError::Source(e.to_string()))?;
+                        let mut data = self.0.get(&full.to_string(), Kind::SumTile).map_err(|_| ProofError::Source(e.to_string()))?;
                         data.truncate((t.w as usize) * merkle::HASH_SIZE);
                         Ok(data)
                     }
@@ -195,7 +197,7 @@ impl<S: SumDbSource> SumDbClient<S> {
 
     /// The database's latest head, reconciled with `known`.
     pub fn latest(&self, known: Option<&TreeHead>) -> Result<TreeHead, SumDbError> {
-        let msg = self.source.get("latest").map_err(SumDbError::Fetch)?;
+        let msg = self.source.get("latest", Kind::SumLatest).map_err(SumDbError::Fetch)?;
         let offered = self.open_head(&msg)?;
         self.reconcile(known, offered)
     }
@@ -205,7 +207,7 @@ impl<S: SumDbSource> SumDbClient<S> {
     pub fn lookup(&self, module_path: &str, version: &str, known: Option<&TreeHead>) -> Result<(Record, TreeHead), SumDbError> {
         let escaped = module::escape_path(module_path).map_err(|_| SumDbError::Malformed("module path cannot be escaped"))?;
         let escaped_version = module::escape_version(version).map_err(|_| SumDbError::Malformed("version cannot be escaped"))?;
-        let msg = self.source.get(&format!("lookup/{escaped}@{escaped_version}")).map_err(SumDbError::Fetch)?;
+        let msg = self.source.get(&format!("lookup/{escaped}@{escaped_version}"), Kind::SumLookup).map_err(SumDbError::Fetch)?;
         let (id, text, head_msg) = parse_lookup(&msg)?;
         let head = self.open_head(head_msg)?;
         let keep = self.reconcile(known, head)?;
