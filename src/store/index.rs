@@ -122,6 +122,66 @@ impl Index {
         self.map.insert(hash, entry);
     }
 
+    /// Publishes `blob` unless an entry of the same key was stored later
+    /// (start-up recovery: segments of different cores interleave in time,
+    /// so a file's order is not the records' order).
+    pub fn insert_if_newer(&self, module: &str, version: &str, kind: RecordKind, blob: StoredBlob) {
+        let hash = key_hash(module, version, kind);
+        if let Some(old) = self.get_hashed(hash, module, version, kind) {
+            if old.blob.stored_at_ms() > blob.stored_at_ms() {
+                return;
+            }
+        }
+        self.insert_hashed(hash, module, version, kind, blob)
+    }
+
+    /// Withdraws the entry of a key, if any. Owning core only, as `insert`.
+    pub fn remove(&self, module: &str, version: &str, kind: RecordKind) -> Option<Arc<Entry>> {
+        self.remove_hashed(key_hash(module, version, kind), module, version, kind)
+    }
+
+    fn remove_hashed(&self, hash: u64, module: &str, version: &str, kind: RecordKind) -> Option<Arc<Entry>> {
+        let removed = self.get_hashed(hash, module, version, kind)?;
+        let head = self.map.get(&hash)?;
+        // Rebuild the chain without the key (see insert_hashed).
+        let mut rest = None;
+        let mut cur = Some(head.value());
+        while let Some(e) = cur {
+            if !e.is(module, version, kind) {
+                rest = Some(Arc::new(Entry {
+                    key: e.key.clone(),
+                    module_len: e.module_len,
+                    kind: e.kind,
+                    blob: e.blob.clone(),
+                    next: rest.take(),
+                }));
+            }
+            cur = e.next.as_ref();
+        }
+        match rest {
+            Some(chain) => {
+                self.map.insert(hash, chain);
+            }
+            None => {
+                self.map.remove(&hash);
+            }
+        }
+        Some(removed)
+    }
+
+    /// Every entry, in no particular order (a snapshot as it is walked).
+    pub fn entries(&self) -> impl Iterator<Item = Arc<Entry>> + '_ {
+        self.map.iter().flat_map(|head| {
+            let mut chain = Vec::new();
+            let mut cur = Some(head.value().clone());
+            while let Some(e) = cur {
+                cur = e.next.clone();
+                chain.push(e);
+            }
+            chain
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -140,7 +200,7 @@ mod tests {
         let f = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut &f, &[tag; 16]).unwrap();
         let seg = Arc::new(Segment::map(1, &f, 16).unwrap());
-        StoredBlob::new(seg, 0, 16, [tag; 32]).unwrap()
+        StoredBlob::new(seg, 0, 16, [tag; 32], tag as u64).unwrap()
     }
 
     #[test]
@@ -162,6 +222,26 @@ mod tests {
         idx.insert("example.com/a", "v1.0.0", RecordKind::Info, blob(3));
         assert_eq!(idx.len(), 1);
         assert_eq!(idx.get("example.com/a", "v1.0.0", RecordKind::Info).unwrap().blob.bytes()[0], 3);
+    }
+
+    #[test]
+    fn recovery_keeps_the_later_record_and_remove_withdraws_one_key() {
+        let idx = Index::new();
+        idx.insert_if_newer("example.com/a", "v1.0.0", RecordKind::SumAnswer, blob(5));
+        idx.insert_if_newer("example.com/a", "v1.0.0", RecordKind::SumAnswer, blob(3));
+        assert_eq!(idx.get("example.com/a", "v1.0.0", RecordKind::SumAnswer).unwrap().blob.bytes()[0], 5, "older record kept out");
+        idx.insert_hashed(42, "example.com/b", "v1.0.0", RecordKind::Zip, blob(1));
+        idx.insert_hashed(42, "example.com/c", "v1.0.0", RecordKind::Zip, blob(2));
+        assert_eq!(idx.entries().count(), 3);
+        assert!(idx.remove("example.com/a", "v1.0.0", RecordKind::SumAnswer).is_some());
+        assert!(idx.get("example.com/a", "v1.0.0", RecordKind::SumAnswer).is_none());
+        assert!(idx.remove("example.com/a", "v1.0.0", RecordKind::SumAnswer).is_none());
+        // A collision neighbour survives its chain-mate's removal.
+        assert!(idx.remove_hashed(42, "example.com/b", "v1.0.0", RecordKind::Zip).is_some());
+        assert!(idx.get_hashed(42, "example.com/b", "v1.0.0", RecordKind::Zip).is_none());
+        assert_eq!(idx.get_hashed(42, "example.com/c", "v1.0.0", RecordKind::Zip).unwrap().blob.bytes()[0], 2);
+        assert!(idx.remove_hashed(42, "example.com/c", "v1.0.0", RecordKind::Zip).is_some());
+        assert!(idx.map.get(&42).is_none(), "an emptied chain leaves no head");
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! The segment store: blobs (`.info`, `.mod`, `.zip`) kept in append-only,
+//! The segment store: blobs (`.info`, `.mod`, `.zip`, checksum-database
+//! tiles and answers, recorded go.sum hashes) kept in append-only,
 //! checksummed segment files under `--data`, indexed in memory by
 //! (module, version, kind), and served straight from read-only maps.
 //!
 //! This module owns the bytes on disk and the rules that make them safe:
 //! header-last writes, start-up recovery that cuts torn tails, verification
-//! of segments that were open during a crash. It never talks to the network
+//! of segments that were open during a crash, the later of two records of
+//! a key winning, tombstones that withdraw a blob for good. It never talks to the network
 //! and never decides what deserves caching: that is the caller's business.
 
 pub mod index;
@@ -12,6 +14,7 @@ pub mod record;
 pub mod segment;
 pub mod writer;
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 pub use index::Index;
 pub use record::RecordKind;
 pub use segment::StoredBlob;
-pub use writer::SegmentWriter;
+pub use writer::{Append, SegmentWriter};
 
 use record::{align_up, decode_header, payload_sha256, HEADER_LEN};
 use segment::Segment;
@@ -68,6 +71,8 @@ pub struct RecoveryStats {
     /// Bytes cut off torn or corrupt tails.
     pub bytes_cut: u64,
     pub segments_skipped: usize,
+    /// Blobs hidden by a tombstone (quarantined or purged).
+    pub withdrawn: usize,
     pub elapsed: Duration,
 }
 
@@ -106,9 +111,18 @@ impl Store {
 
         let indexes: Vec<Index> = (0..shards.max(1)).map(|_| Index::new()).collect();
         let mut stats = RecoveryStats::default();
+        // (module, version, withdrawn kind) → when the latest tombstone was written.
+        let mut tombstones: HashMap<(String, String, RecordKind), u64> = HashMap::new();
         for &id in &ids {
             let publish = |module: &str, version: &str, kind: RecordKind, blob: StoredBlob| {
-                indexes[shard_of(module) % indexes.len()].insert(module, version, kind, blob);
+                if kind == RecordKind::Tombstone {
+                    if let Some(withdrawn) = blob.bytes().first().copied().and_then(RecordKind::from_byte) {
+                        let at = tombstones.entry((module.to_string(), version.to_string(), withdrawn)).or_insert(0);
+                        *at = (*at).max(blob.stored_at_ms());
+                    }
+                    return;
+                }
+                indexes[shard_of(module) % indexes.len()].insert_if_newer(module, version, kind, blob);
             };
             match recover_segment(&segments_dir, id, &mut stats, publish) {
                 Ok(()) => stats.segments += 1,
@@ -118,6 +132,14 @@ impl Store {
                     log::error!("skipping segment {}: {e}", segment::segment_file_name(id));
                     stats.segments_skipped += 1;
                 }
+            }
+        }
+        // A tombstone hides what was stored before it, not a later refill.
+        for ((module, version, kind), at) in tombstones {
+            let index = &indexes[shard_of(&module) % indexes.len()];
+            if index.get(&module, &version, kind).is_some_and(|e| e.blob.stored_at_ms() <= at) {
+                index.remove(&module, &version, kind);
+                stats.withdrawn += 1;
             }
         }
         stats.elapsed = started.elapsed();
@@ -133,11 +155,43 @@ impl Store {
         &self.stats
     }
 
+    /// Withdraws stored blobs for good, from a store no server is running
+    /// on (`gomodproxy verify`): tombstones in a segment of their own,
+    /// synced, then gone from the index. A later fill stores them afresh.
+    pub fn withdraw(&self, blobs: &[(&str, &str, RecordKind)], shard_of: impl Fn(&str) -> usize) -> Result<(), StoreError> {
+        if blobs.is_empty() {
+            return Ok(());
+        }
+        let id = self.next_segment_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = segment::create(&self.segments_dir, id)?;
+        let keys: Vec<String> = blobs.iter().map(|(m, v, _)| format!("{m}@{v}")).collect();
+        let payloads: Vec<[u8; 1]> = blobs.iter().map(|(_, _, kind)| [*kind as u8]).collect();
+        let records: Vec<segment::NewRecord<'_>> = keys
+            .iter()
+            .zip(&payloads)
+            .map(|(key, payload)| segment::NewRecord { kind: RecordKind::Tombstone, key, payload, sha256: payload_sha256(payload) })
+            .collect();
+        if keys.iter().any(|k| k.len() > record::MAX_KEY_LEN) {
+            return Err(StoreError::KeyTooLong);
+        }
+        let len = segment::write_records(&file, 0, &records, unix_ms())?;
+        segment::write_seal(&file, len)?;
+        for (module, version, kind) in blobs {
+            self.indexes[shard_of(module) % self.indexes.len()].remove(module, version, *kind);
+        }
+        Ok(())
+    }
+
     /// A writer for one core. Every writer draws segment ids from the same
     /// counter, so segment files never collide.
     pub fn writer(&self, segment_bytes: u64) -> SegmentWriter {
         SegmentWriter::new(self.segments_dir.clone(), self.next_segment_id.clone(), segment_bytes)
     }
+}
+
+/// Now, in the records' clock (Unix milliseconds).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn lock_dir(data_dir: &Path) -> Result<File, StoreError> {
@@ -154,6 +208,7 @@ fn lock_dir(data_dir: &Path) -> Result<File, StoreError> {
 
 struct Found {
     record_start: u64,
+    stored_at_ms: u64,
     data_offset: u64,
     len: u64,
     sha256: [u8; 32],
@@ -195,6 +250,7 @@ fn recover_segment(
         }
         found.push(Found {
             record_start: offset,
+            stored_at_ms: h.stored_at_ms,
             data_offset,
             len: h.payload_len,
             sha256: h.sha256,
@@ -235,7 +291,7 @@ fn recover_segment(
             log::warn!("segment {}: record at {} has a malformed key; skipped", segment::segment_file_name(id), f.record_start);
             continue;
         };
-        if let Some(blob) = StoredBlob::new(seg.clone(), f.data_offset, f.len, f.sha256) {
+        if let Some(blob) = StoredBlob::new(seg.clone(), f.data_offset, f.len, f.sha256, f.stored_at_ms) {
             publish(module, version, f.kind, blob);
             stats.records += 1;
         }

@@ -1,5 +1,6 @@
-//! The on-disk record: one blob (`.info`, `.mod`, `.zip`, or a complete
-//! checksum-database tile) with its key.
+//! The on-disk record: one blob (`.info`, `.mod`, `.zip`, a complete
+//! checksum-database tile, the latest copy of a checksum-database answer),
+//! a module file's recorded `h1:` hash, or a tombstone, with its key.
 //!
 //! Layout, little-endian, every record starting on an 8-byte boundary:
 //!
@@ -32,6 +33,20 @@ pub enum RecordKind {
     Zip = 3,
     /// A complete checksum-database tile; key `sumdb/<name>@tile/H/L/NNN`.
     SumTile = 4,
+    /// The latest verified copy of a checksum-database answer that the log's
+    /// growth supersedes (`latest`, a lookup, a partial tile); key
+    /// `sumdb/<name>@<path>`. A newer record of the same key replaces it;
+    /// its `stored_at_ms` says how old the answer is.
+    SumAnswer = 5,
+    /// The `h1:` hash a module file had when it was first stored, as a
+    /// go.sum line names it: key `module@version` for the zip,
+    /// `module@version/go.mod` for the go.mod; payload `h1:…`. Never
+    /// tombstoned: later bytes for the same version must hash the same.
+    GoSum = 6,
+    /// Withdraws a stored blob for good (quarantine, purge): key
+    /// `module@version`, payload one byte, the [`RecordKind`] withdrawn.
+    /// It hides every record of that key stored before it.
+    Tombstone = 7,
     /// Marks a segment as closed and fully verified; carries no key or payload.
     Seal = 0xFF,
 }
@@ -43,6 +58,9 @@ impl RecordKind {
             2 => Some(RecordKind::Mod),
             3 => Some(RecordKind::Zip),
             4 => Some(RecordKind::SumTile),
+            5 => Some(RecordKind::SumAnswer),
+            6 => Some(RecordKind::GoSum),
+            7 => Some(RecordKind::Tombstone),
             0xFF => Some(RecordKind::Seal),
             _ => None,
         }

@@ -71,6 +71,9 @@ pub struct StoredBlob {
     offset: u64,
     len: u64,
     sha256: [u8; 32],
+    /// When the record was written (Unix ms): how old an answer that
+    /// changes is, and which of two records of one key is the newer.
+    stored_at_ms: u64,
 }
 
 /// The payload's bytes, for holders that keep the blob as plain bytes
@@ -83,9 +86,18 @@ impl AsRef<[u8]> for StoredBlob {
 
 impl StoredBlob {
     /// Checks the range once here so that [`StoredBlob::bytes`] cannot fail.
-    pub fn new(segment: Arc<Segment>, offset: u64, len: u64, sha256: [u8; 32]) -> Option<StoredBlob> {
+    pub fn new(segment: Arc<Segment>, offset: u64, len: u64, sha256: [u8; 32], stored_at_ms: u64) -> Option<StoredBlob> {
         segment.get(offset, len)?;
-        Some(StoredBlob { segment, offset, len, sha256 })
+        Some(StoredBlob { segment, offset, len, sha256, stored_at_ms })
+    }
+
+    pub fn stored_at_ms(&self) -> u64 {
+        self.stored_at_ms
+    }
+
+    /// The segment file this blob lives in (for reports).
+    pub fn segment_id(&self) -> u64 {
+        self.segment.id()
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -134,9 +146,16 @@ pub fn create(dir: &Path, id: u64) -> io::Result<File> {
     Ok(file)
 }
 
-/// Writes one record at `offset` with the header-last protocol: key and
-/// payload, sync, header, sync. A crash at any point leaves either no valid
-/// header at `offset` (a torn tail that recovery cuts off) or a whole record.
+/// One record to write: its kind, key, payload and the payload's digest.
+pub struct NewRecord<'a> {
+    pub kind: RecordKind,
+    pub key: &'a str,
+    pub payload: &'a [u8],
+    pub sha256: [u8; 32],
+}
+
+/// Writes one record at `offset` with the header-last protocol; returns
+/// the bytes it takes.
 pub fn write_record(
     file: &File,
     offset: u64,
@@ -146,14 +165,31 @@ pub fn write_record(
     sha256: &[u8; 32],
     stored_at_ms: u64,
 ) -> io::Result<u64> {
-    let body_at = offset + HEADER_LEN as u64;
-    file.write_all_at(key.as_bytes(), body_at)?;
-    file.write_all_at(payload, body_at + key.len() as u64)?;
+    write_records(file, offset, &[NewRecord { kind, key, payload, sha256: *sha256 }], stored_at_ms)
+}
+
+/// Writes consecutive records from `offset` with the header-last protocol:
+/// every key and payload, one sync, every header, one sync. A crash at any
+/// point leaves, from `offset`, whole records followed by no valid header
+/// (a torn tail that recovery cuts off): the records are durable together,
+/// for the price of one record's syncs. Returns the bytes they take.
+pub fn write_records(file: &File, offset: u64, records: &[NewRecord<'_>], stored_at_ms: u64) -> io::Result<u64> {
+    let mut at = offset;
+    for r in records {
+        let body_at = at + HEADER_LEN as u64;
+        file.write_all_at(r.key.as_bytes(), body_at)?;
+        file.write_all_at(r.payload, body_at + r.key.len() as u64)?;
+        at += record::align_up(HEADER_LEN as u64 + r.key.len() as u64 + r.payload.len() as u64);
+    }
     file.sync_data()?;
-    let header = record::encode_header(kind, key, payload.len() as u64, sha256, stored_at_ms);
-    file.write_all_at(&header, offset)?;
+    let mut at = offset;
+    for r in records {
+        let header = record::encode_header(r.kind, r.key, r.payload.len() as u64, &r.sha256, stored_at_ms);
+        file.write_all_at(&header, at)?;
+        at += record::align_up(HEADER_LEN as u64 + r.key.len() as u64 + r.payload.len() as u64);
+    }
     file.sync_data()?;
-    Ok(record::align_up(HEADER_LEN as u64 + key.len() as u64 + payload.len() as u64))
+    Ok(at - offset)
 }
 
 /// Appends the seal record that says "closed, every record before me verified".

@@ -157,3 +157,57 @@ fn the_writer_appends_publishable_records_and_rotates() {
     assert_eq!(store.stats().records, 3);
     assert_eq!(get(&store, "example.com/a", "v1.0.0", RecordKind::Zip).unwrap(), *big);
 }
+
+/// Like `write_segment`, with each record's write time given.
+fn write_timed(dir: &Path, id: u64, records: &[(&str, &str, RecordKind, &[u8], u64)]) {
+    let seg_dir = dir.join("segments");
+    fs::create_dir_all(&seg_dir).unwrap();
+    let file = segment::create(&seg_dir, id).unwrap();
+    let mut at = 0;
+    for (m, v, k, payload, when) in records {
+        at += segment::write_record(&file, at, *k, &format!("{m}@{v}"), payload, &payload_sha256(payload), *when).unwrap();
+    }
+}
+
+#[test]
+fn the_later_write_wins_whatever_segment_holds_it() {
+    // Cores draw segment ids from one counter, so a lower id can hold the later record.
+    let dir = tempfile::tempdir().unwrap();
+    write_timed(dir.path(), 1, &[("sumdb/sum.example", "latest", RecordKind::SumAnswer, b"newer", 20)]);
+    write_timed(dir.path(), 2, &[("sumdb/sum.example", "latest", RecordKind::SumAnswer, b"older", 10)]);
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    assert_eq!(get(&store, "sumdb/sum.example", "latest", RecordKind::SumAnswer).as_deref(), Some(&b"newer"[..]));
+    assert_eq!(store.indexes()[0].get("sumdb/sum.example", "latest", RecordKind::SumAnswer).unwrap().blob.stored_at_ms(), 20);
+}
+
+#[test]
+fn a_tombstone_hides_what_was_stored_before_it_across_restarts_but_not_a_refill() {
+    let dir = tempfile::tempdir().unwrap();
+    write_timed(
+        dir.path(),
+        1,
+        &[
+            ("example.com/a", "v1.0.0", RecordKind::Zip, b"bad zip", 10),
+            ("example.com/a", "v1.0.0", RecordKind::Mod, b"module example.com/a\n", 10),
+            ("example.com/b", "v1.0.0", RecordKind::Zip, b"zip b", 10),
+        ],
+    );
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    store.withdraw(&[("example.com/a", "v1.0.0", RecordKind::Zip), ("example.com/b", "v1.0.0", RecordKind::Zip)], owner).unwrap();
+    assert_eq!(get(&store, "example.com/a", "v1.0.0", RecordKind::Zip), None, "gone at once");
+    drop(store);
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    assert_eq!(store.stats().withdrawn, 2);
+    assert_eq!(get(&store, "example.com/a", "v1.0.0", RecordKind::Zip), None, "and after a restart");
+    assert!(get(&store, "example.com/a", "v1.0.0", RecordKind::Mod).is_some(), "only the kind withdrawn");
+    drop(store);
+    // A refill, later than the tombstone, is served again.
+    write_timed(dir.path(), 9, &[("example.com/a", "v1.0.0", RecordKind::Zip, b"good zip", store_now())]);
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    assert_eq!(get(&store, "example.com/a", "v1.0.0", RecordKind::Zip).as_deref(), Some(&b"good zip"[..]));
+    assert_eq!(get(&store, "example.com/b", "v1.0.0", RecordKind::Zip), None);
+}
+
+fn store_now() -> u64 {
+    unix_ms() + 1
+}

@@ -1,5 +1,6 @@
 //! The per-core segment writer: appends records to this core's active
-//! segment, one at a time, and hands back the published blob.
+//! segment, one write (of one record or a few kept together) at a time,
+//! and hands back the published blobs.
 //!
 //! Each core owns one writer, so appends need no lock shared between cores;
 //! a core-local semaphore keeps this core's appends in file order (a record
@@ -13,13 +14,22 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use glommio::sync::Semaphore;
 
 use super::record::{align_up, RecordKind, HEADER_LEN, MAX_KEY_LEN};
-use super::segment::{self, Segment, StoredBlob};
-use super::StoreError;
+use super::segment::{self, NewRecord, Segment, StoredBlob};
+use super::{unix_ms, StoreError};
+
+/// One record for [`SegmentWriter::append_all`].
+pub struct Append<'a> {
+    pub kind: RecordKind,
+    pub module: &'a str,
+    pub version: &'a str,
+    pub payload: bytes::Bytes,
+    /// Of `payload`.
+    pub sha256: [u8; 32],
+}
 
 #[derive(Clone)]
 struct Active {
@@ -53,32 +63,60 @@ impl SegmentWriter {
         payload: bytes::Bytes,
         sha256: [u8; 32],
     ) -> Result<StoredBlob, StoreError> {
+        let mut blobs = self.append_all(vec![Append { kind, module, version, payload, sha256 }]).await?;
+        blobs.pop().ok_or(StoreError::Corrupt("a write of one record stored none"))
+    }
+
+    /// Durably appends `records` together, next to each other in one
+    /// segment, for the syncs of one record: a module file and its go.sum
+    /// hash are kept together, or neither is.
+    pub async fn append_all(&self, records: Vec<Append<'_>>) -> Result<Vec<StoredBlob>, StoreError> {
         let _turn = self.turn.acquire_permit(1).await.map_err(|_| StoreError::Closed)?;
-        let key = format!("{module}@{version}");
-        if key.len() > MAX_KEY_LEN {
-            return Err(StoreError::KeyTooLong);
+        let mut keys = Vec::with_capacity(records.len());
+        let mut need = 0;
+        for r in &records {
+            let key = format!("{}@{}", r.module, r.version);
+            if key.len() > MAX_KEY_LEN {
+                return Err(StoreError::KeyTooLong);
+            }
+            need += align_up(HEADER_LEN as u64 + key.len() as u64 + r.payload.len() as u64);
+            keys.push(key);
         }
-        let payload_len = payload.len() as u64;
-        let need = align_up(HEADER_LEN as u64 + key.len() as u64 + payload_len);
         let current = self.active.borrow().clone();
         let active = match current {
             Some(a) if a.next + need <= a.capacity => a,
             _ => self.rotate(need).await?,
         };
         let offset = active.next;
-        let data_offset = offset + HEADER_LEN as u64 + key.len() as u64;
         let file = active.file.clone();
         let stored_at = unix_ms();
+        let payloads: Vec<(RecordKind, bytes::Bytes, [u8; 32])> = records.iter().map(|r| (r.kind, r.payload.clone(), r.sha256)).collect();
+        let written_keys = keys.clone();
         let written = glommio::executor()
-            .spawn_blocking(move || segment::write_record(&file, offset, kind, &key, &payload, &sha256, stored_at))
+            .spawn_blocking(move || {
+                let new: Vec<NewRecord<'_>> = payloads
+                    .iter()
+                    .zip(&written_keys)
+                    .map(|((kind, payload, sha256), key)| NewRecord { kind: *kind, key, payload, sha256: *sha256 })
+                    .collect();
+                segment::write_records(&file, offset, &new, stored_at)
+            })
             .await;
         match written {
             Ok(len) => {
                 if let Some(a) = self.active.borrow_mut().as_mut() {
                     a.next = offset + len;
                 }
-                StoredBlob::new(active.segment, data_offset, payload_len, sha256)
-                    .ok_or(StoreError::Corrupt("record outside its segment map"))
+                let mut at = offset;
+                let mut blobs = Vec::with_capacity(records.len());
+                for (r, key) in records.iter().zip(&keys) {
+                    let data_offset = at + HEADER_LEN as u64 + key.len() as u64;
+                    let blob = StoredBlob::new(active.segment.clone(), data_offset, r.payload.len() as u64, r.sha256, stored_at)
+                        .ok_or(StoreError::Corrupt("record outside its segment map"))?;
+                    blobs.push(blob);
+                    at += align_up(HEADER_LEN as u64 + key.len() as u64 + r.payload.len() as u64);
+                }
+                Ok(blobs)
             }
             Err(e) => {
                 self.active.borrow_mut().take();
@@ -111,8 +149,4 @@ impl SegmentWriter {
         *self.active.borrow_mut() = Some(active.clone());
         Ok(active)
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
