@@ -19,19 +19,14 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = args.into_config()?;
             log::info!(
-                "starting: {} cores, data {}, upstream {}, checksum databases proxied: {}",
+                "starting: {} cores, data {}, upstream {}, checksum databases: {}",
                 config.cores,
                 config.data_dir.display(),
                 config.upstream.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" "),
                 if config.sumdbs.is_empty() {
                     "none".to_string()
                 } else {
-                    config
-                        .sumdbs
-                        .iter()
-                        .map(|s| if s.verifier.is_some() { format!("{} (verifying every public module)", s.name) } else { s.name.clone() })
-                        .collect::<Vec<_>>()
-                        .join(",")
+                    config.sumdbs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(",")
                 }
             );
             gomodproxy::runtime::serve(config, |started| {

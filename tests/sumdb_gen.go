@@ -193,11 +193,13 @@ func main() {
 			write(tilePath(level, t, w), data)
 		}
 	}
-	// Data tiles: the records, each followed by a blank line.
+	// Data tiles: the records as a lookup formats them (x/mod's
+	// FormatRecord): the id, the text, a blank line.
 	for t := 0; t*(1<<height) < n; t++ {
 		w := min(n-t*(1<<height), 1<<height)
 		var data []byte
 		for i := 0; i < w; i++ {
+			data = append(data, fmt.Sprintf("%d\n", t*(1<<height)+i)...)
 			data = append(data, texts[t*(1<<height)+i]...)
 			data = append(data, '\n')
 		}

@@ -71,16 +71,25 @@ impl Kind {
         matches!(self, Kind::SumSupported | Kind::SumLatest | Kind::SumLookup | Kind::SumTile | Kind::SumPartialTile)
     }
 
-    /// The record kind the store keeps this kind under; `None` for answers
-    /// that change (they live in memory for their TTL only).
+    /// The record kind the store keeps this kind under: immutable blobs for
+    /// good, verified checksum-database answers as their latest copy (so
+    /// their stale-if-error reserve survives a restart). `None`: kept in
+    /// memory for their TTL only (`list`, `@latest`), or never
+    /// (`supported`, answered by this proxy itself).
     pub fn record_kind(self) -> Option<RecordKind> {
         match self {
             Kind::Info => Some(RecordKind::Info),
             Kind::Mod => Some(RecordKind::Mod),
             Kind::Zip => Some(RecordKind::Zip),
             Kind::SumTile => Some(RecordKind::SumTile),
-            Kind::List | Kind::Latest | Kind::SumSupported | Kind::SumLatest | Kind::SumLookup | Kind::SumPartialTile => None,
+            Kind::SumLatest | Kind::SumLookup | Kind::SumPartialTile => Some(RecordKind::SumAnswer),
+            Kind::List | Kind::Latest | Kind::SumSupported => None,
         }
+    }
+
+    /// Never changes once published.
+    pub fn is_immutable(self) -> bool {
+        self.cache_class() == CacheClass::Immutable
     }
 
     pub fn cache_class(self) -> CacheClass {
@@ -150,9 +159,11 @@ mod tests {
     ];
 
     #[test]
-    fn exactly_the_immutable_kinds_are_stored() {
+    fn immutable_kinds_and_verified_database_answers_are_stored() {
         for kind in ALL {
-            assert_eq!(kind.record_kind().is_some(), kind.cache_class() == CacheClass::Immutable, "{kind:?}");
+            let stored = kind.is_immutable() || matches!(kind, Kind::SumLatest | Kind::SumLookup | Kind::SumPartialTile);
+            assert_eq!(kind.record_kind().is_some(), stored, "{kind:?}");
+            assert_eq!(kind.record_kind() == Some(RecordKind::SumAnswer), stored && !kind.is_immutable(), "{kind:?}");
             assert_eq!(kind.cache_class() == CacheClass::SumDbTtl, kind.is_sumdb() && kind != Kind::SumTile, "{kind:?}");
         }
     }

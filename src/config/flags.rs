@@ -86,12 +86,13 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_LIST_TTL", default_value = "60s", value_parser = parse_duration)]
     list_ttl: Duration,
 
-    /// Checksum databases to proxy under /sumdb/NAME/, in GOSUMDB syntax, comma-separated
-    /// (`off` for none): `NAME` proxies it; `NAME+HASH+KEY` also verifies every public
-    /// module's .zip and .mod against it before storing them (a mismatch is refused with
-    /// 410); either may be followed by a space and the database's own URL, asked when no
-    /// upstream answers for it. Other names get 404, so the go command contacts those
-    /// databases itself. Default: the name in GOSUMDB, else in `go env GOSUMDB` (proxied only).
+    /// Checksum databases, in GOSUMDB syntax, comma-separated (`off` for none):
+    /// `NAME+HASH+KEY`, or a bare NAME for the go command's default database (verified
+    /// with the key the go command builds in; any other bare name is refused), each
+    /// optionally followed by a space and the database's own URL (asked when no upstream
+    /// answers for it). The first verifies every public module's .zip and .mod before it
+    /// is stored (a mismatch is refused with 410); each is served under /sumdb/NAME/ from
+    /// what was verified and kept in the store. Default: GOSUMDB, else `go env GOSUMDB`.
     #[arg(long, env = "GOMODPROXY_SUMDB")]
     sumdb: Option<String>,
 

@@ -126,20 +126,30 @@ impl From<ListError> for ConfigError {
     }
 }
 
+/// The checksum databases the go command knows by name alone, with the
+/// verifier key it builds in for each (cmd/go's `knownGOSUMDB`). This is
+/// the one place such a name is written: a bare name is verified with the
+/// key the go command itself would use, never trusted unverified.
+const KNOWN_SUMDBS: &[(&str, &str)] = &[("sum.golang.org", "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8")];
+
 /// One `--sumdb` entry, in `GOSUMDB` syntax: `name`, or `name+hash+key`,
 /// either optionally followed by a space and the database's URL.
 #[derive(Debug, Clone)]
 pub struct SumDbSpec {
     pub name: String,
-    /// With a key, fetched modules are verified against the database before
-    /// they are stored; without, it is only proxied.
-    pub verifier: Option<Verifier>,
-    /// The database's own URL, asked after the upstreams' `/sumdb/<name>/`.
+    /// The database's key: every answer relayed, and (for the first
+    /// database) every public module stored, is verified with it.
+    pub verifier: Verifier,
+    /// The database's own URL, asked after the upstreams' `/sumdb/<name>/`:
+    /// as given, else (for a database the go command knows by name)
+    /// `https://<name>`, as the go command would; else none.
     pub url: Option<UpstreamList>,
 }
 
 /// Parses a `--sumdb` list: comma-separated `GOSUMDB`-style entries;
-/// `off` (or nothing) proxies none. A name given twice counts once.
+/// `off` (or nothing) serves none. A name given twice counts once. A name
+/// without a key must be one the go command knows (it gets that key);
+/// any other is refused, with what to write instead.
 pub fn parse_sumdb(list: &str) -> Result<Vec<SumDbSpec>, ConfigError> {
     let mut specs: Vec<SumDbSpec> = Vec::new();
     for raw in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -155,11 +165,27 @@ pub fn parse_sumdb(list: &str) -> Result<Vec<SumDbSpec>, ConfigError> {
             return Err(ConfigError::BadSumDbName(name.to_string()));
         }
         let bad = |reason: String| ConfigError::BadSumDb { entry: raw.to_string(), reason };
-        let verifier = if db.contains('+') { Some(Verifier::parse(db).map_err(|e| bad(e.to_string()))?) } else { None };
+        let known = KNOWN_SUMDBS.iter().find(|(n, _)| *n == name).map(|(_, key)| *key);
+        let key = match (db.contains('+'), known) {
+            (true, _) => db,
+            (false, Some(key)) => key,
+            (false, None) => {
+                return Err(bad(format!(
+                    "no key for checksum database {name}: give it as NAME+HASH+KEY (its verifier key, as in GOSUMDB); \
+                     only a database the go command knows by name may be given by name alone"
+                )))
+            }
+        };
+        let verifier = Verifier::parse(key).map_err(|e| bad(e.to_string()))?;
+        let url = match (url, known) {
+            (Some(url), _) => Some(url.to_string()),
+            (None, Some(_)) => Some(format!("https://{name}")),
+            (None, None) => None,
+        };
         let url = match url {
             None => None,
             Some(url) => {
-                let (list, _) = UpstreamList::parse(url, UpstreamSource::Flag).map_err(|e| bad(e.to_string()))?;
+                let (list, _) = UpstreamList::parse(&url, UpstreamSource::Flag).map_err(|e| bad(e.to_string()))?;
                 if list.entries.len() != 1 || !matches!(list.entries[0].spec, UpstreamSpec::Http(_)) {
                     return Err(bad("the database's URL must be one http:// or https:// URL".into()));
                 }
@@ -193,25 +219,16 @@ pub fn inherited_private() -> String {
     go_env("GONOPROXY").unwrap_or_default()
 }
 
-/// The checksum database name to proxy when `--sumdb` was not given: the
-/// first field of `GOSUMDB` (`name+key url` → `name`), else that of
-/// `go env GOSUMDB`, which names the go command's default database. The
-/// default is never spelled out here: it is whatever the installed go
-/// command would contact. `off` (or no go command) proxies none.
+/// `--sumdb` when not given: `GOSUMDB` from the environment, else as
+/// `go env GOSUMDB` reports it (the go command's default database, by
+/// name). The default is never spelled out here: it is whatever the
+/// installed go command would verify against. `off` (or no go command)
+/// serves none.
 pub fn inherited_sumdb() -> String {
-    let value = match std::env::var("GOSUMDB") {
+    match std::env::var("GOSUMDB") {
         Ok(v) if !v.trim().is_empty() => v,
         _ => go_env("GOSUMDB").unwrap_or_default(),
-    };
-    sumdb_name_of(&value).unwrap_or_default().to_string()
-}
-
-/// The database name in a `GOSUMDB` value; `None` for `off` and for a
-/// value whose name is not one we could put in a URL.
-fn sumdb_name_of(gosumdb: &str) -> Option<&str> {
-    let first = gosumdb.split_whitespace().next()?;
-    let name = first.split('+').next()?;
-    (name != "off" && crate::gomod::tlog::valid_db_name(name)).then_some(name)
+    }
 }
 
 fn go_env(var: &str) -> Option<String> {
@@ -245,16 +262,28 @@ mod tests {
         assert!(parse_private("").unwrap().is_empty());
     }
 
+    /// A key for `sum.example`, as tests/sumdb_gen.go prints it.
+    const TEST_KEY: &str = "sum.example+b118b807+AVTghqf+SVc6TgS+vNsFZAo/v3j6AmwPW9ZTT/Nh5C1X";
+
     #[test]
-    fn sumdb_names() {
+    fn sumdb_entries_need_a_key_unless_the_go_command_knows_the_name() {
         let names = |list: &str| parse_sumdb(list).map(|s| s.into_iter().map(|s| s.name).collect::<Vec<_>>());
-        assert_eq!(names("sum.example, other.example,sum.example").unwrap(), ["sum.example", "other.example"]);
+        let two = format!("{TEST_KEY} http://127.0.0.1:1, {TEST_KEY}");
+        assert_eq!(names(&two).unwrap(), ["sum.example"]);
         assert!(names("off").unwrap().is_empty());
         assert!(names("").unwrap().is_empty());
         assert!(names("a/b").is_err());
-        assert_eq!(sumdb_name_of("sum.example+abcd1234+AQIDBA== https://sum.example/db"), Some("sum.example"));
-        assert_eq!(sumdb_name_of("sum.example"), Some("sum.example"));
-        assert_eq!(sumdb_name_of("off"), None);
-        assert_eq!(sumdb_name_of("  "), None);
+        let bare = parse_sumdb("sum.example").unwrap_err().to_string();
+        assert!(bare.contains("NAME+HASH+KEY"), "{bare}");
+        assert!(parse_sumdb("sum.example+00000000+AVTghqf+SVc6TgS+vNsFZAo/v3j6AmwPW9ZTT/Nh5C1X").is_err(), "key hash must match");
+        let (name, key) = KNOWN_SUMDBS[0];
+        let known = parse_sumdb(name).unwrap();
+        assert_eq!(known[0].verifier.name(), name);
+        let url = known[0].url.as_ref().expect("the go command's own URL rule");
+        assert!(matches!(&url.entries[0].spec, UpstreamSpec::Http(u) if u.as_str().contains(name)), "{:?}", url.entries[0].spec);
+        assert!(parse_sumdb(key).unwrap()[0].url.is_some());
+        let given = parse_sumdb(&format!("{TEST_KEY} http://127.0.0.1:9")).unwrap();
+        assert!(given[0].url.is_some());
+        assert!(parse_sumdb(TEST_KEY).unwrap()[0].url.is_none(), "no URL: through the upstreams only");
     }
 }

@@ -5,8 +5,8 @@
 //! status and cache policy (`reply`), and the decision for each request:
 //! serve a stored artifact where the request landed, ask the resolve layer
 //! for the rest (a miss, a `list`/`@latest`), pass a query through, or
-//! proxy a checksum database (`/sumdb/<name>/...`, for the names `--sumdb`
-//! allows). It reaches the cache and the sources only through
+//! relay a checksum database's verified answers (`/sumdb/<name>/...`, for
+//! the names `--sumdb` gives). It reaches the cache and the sources only through
 //! [`Resolve`]; it never touches sockets, files or an upstream, never
 //! routes between cores, and knows nothing of the wire.
 
@@ -66,15 +66,20 @@ impl<R: Resolve> ProxyHandler<R> {
         ProxyHandler { resolver, settings, metrics, all_metrics }
     }
 
-    /// The checksum-database proxy: names not in `--sumdb` get 404; complete
-    /// tiles are immutable and served from the store like a module zip;
-    /// everything else is resolved like a `list` and cached briefly.
+    /// The checksum-database proxy: names not in `--sumdb` get 404;
+    /// `supported` is ours to answer (every answer relayed is verified
+    /// first); complete tiles are immutable and served from the store like a
+    /// module zip; everything else is resolved on its owner, fresh for
+    /// `--sumdb-ttl`.
     async fn sumdb(&self, name: &str, sreq: SumDbRequest<'_>, if_none_match: Option<&[u8]>) -> Reply {
         if !self.settings.proxies_sumdb(name) {
             return reply::sumdb_not_proxied(name);
         }
         self.metrics.sumdb_requests.bump();
         let kind = sreq.kind();
+        if kind == Kind::SumSupported {
+            return reply::sumdb_supported(self.settings.cache_control(kind));
+        }
         let rest = match sreq.upstream_path() {
             Ok(p) => p,
             Err(e) => return reply::path_error(&e),
@@ -87,7 +92,6 @@ impl<R: Resolve> ProxyHandler<R> {
         self.metrics.misses.bump();
         let result = self.resolver.resolve(ArtifactKey { module: module.into(), version: rest.into(), kind }).await;
         match (kind, result) {
-            (Kind::SumSupported, r) => reply::sumdb_supported(name, r.as_ref().map(|_| ()), self.settings.cache_control(kind)),
             (Kind::SumTile, Ok(a)) => reply::immutable(kind, a.body, if_none_match),
             (_, Ok(a)) => reply::mutable(kind, a.body, self.settings.cache_control(kind)),
             (_, Err(e)) => reply::resolve_error(&e),
@@ -224,16 +228,21 @@ mod tests {
     }
 
     #[test]
-    fn only_allowed_checksum_databases_are_asked() {
+    fn only_configured_checksum_databases_are_served() {
         let h = handler(|_| Err(ResolveError::Fetch(FetchError::NotFound { gone: false, message: "no".into() })));
         assert_eq!(block_on(h.handle("/sumdb/other.example/supported", None)).status, 404);
+        assert_eq!(block_on(h.handle("/sumdb/other.example/latest", None)).status, 404);
         assert!(h.resolver.asked.borrow().is_empty(), "a database not in --sumdb is never asked for");
-        assert_eq!(block_on(h.handle("/sumdb/sum.example/supported", None)).status, 404, "no upstream proxies it");
-        let h = handler(|_| Ok(memory(b"")));
         let r = block_on(h.handle("/sumdb/sum.example/supported", None));
-        assert_eq!((r.status, r.cache_control), (200, CacheControl::MaxAge(Duration::from_secs(7))));
+        assert_eq!((r.status, r.cache_control), (200, CacheControl::MaxAge(Duration::from_secs(7))), "ours to answer");
+        assert!(h.resolver.asked.borrow().is_empty());
+        assert_eq!(block_on(h.handle("/sumdb/sum.example/latest", None)).status, 404);
+        let h = handler(|_| Ok(memory(b"")));
         let r = block_on(h.handle("/sumdb/sum.example/tile/8/0/000", None));
         assert_eq!((r.status, r.cache_control), (200, CacheControl::Immutable));
-        assert_eq!(h.resolver.asked.borrow()[1].kind, Kind::SumTile);
+        let r = block_on(h.handle("/sumdb/sum.example/tile/8/0/000.p/5", None));
+        assert_eq!((r.status, r.cache_control), (200, CacheControl::MaxAge(Duration::from_secs(7))));
+        let asked: Vec<Kind> = h.resolver.asked.borrow().iter().map(|k| k.kind).collect();
+        assert_eq!(asked, [Kind::SumTile, Kind::SumPartialTile]);
     }
 }

@@ -99,17 +99,12 @@ pub fn sumdb_not_proxied(name: &str) -> Reply {
     Reply::text(404, Body::text(format!("not found: this proxy does not proxy checksum database {name}\n")))
 }
 
-/// `/sumdb/<name>/supported`: 200 with an empty body when an upstream
-/// proxies the database. When none does (or none can be asked), 404: the
-/// go command then contacts the database itself, whereas a 200 would bind
-/// it to this proxy for every lookup, with no fallback.
-/// Our own failure is a 500 here too: it says nothing of the upstreams.
-pub fn sumdb_supported(name: &str, upstream: Result<(), &ResolveError>, cache_control: CacheControl) -> Reply {
-    match upstream {
-        Ok(()) => Reply { status: 200, content_type: TEXT, cache_control, etag: None, body: Body::empty() },
-        Err(e @ ResolveError::Internal(_)) => resolve_error(e),
-        Err(e) => Reply::text(404, Body::text(format!("not found: no upstream proxies checksum database {name} ({e})\n"))),
-    }
+/// `/sumdb/<name>/supported` for a database `--sumdb` gives: 200 with an
+/// empty body, whatever the upstreams do. This proxy verifies every answer
+/// it relays and keeps them, so the go command may (and, cut off from the
+/// database, must) ask it for every lookup.
+pub fn sumdb_supported(cache_control: CacheControl) -> Reply {
+    Reply { status: 200, content_type: TEXT, cache_control, etag: None, body: Body::empty() }
 }
 
 /// An immutable blob (`.info`, `.mod`, `.zip` of a canonical version, a complete tile).

@@ -1,8 +1,9 @@
 //! The fill: fetch an artifact from the sources on the blocking pool (an
 //! `@latest` the sources lack is derived from `list`, as the go command
-//! would), have it validated (every source chain validates what it returns)
+//! would; a checksum-database answer comes from the database's verifying
+//! client), have it validated (every source chain validates what it returns)
 //! and, with a keyed `--sumdb`, verified against the checksum database, store
-//! the immutable kinds in this core's segment and publish them in its
+//! what the store keeps in this core's segment and publish it in its
 //! index, and settle the stream readers of a zip follow meanwhile.
 //!
 //! Owns the order of those steps and the rule that nothing is published
@@ -27,20 +28,23 @@ use crate::upstream::{Fetch, Fetcher};
 pub struct FillSources {
     pub upstream: Arc<dyn Fetcher>,
     /// Checks every public module's `.zip` and `.mod` against a checksum
-    /// database before they are kept (`--sumdb name+hash+key`); `None`:
+    /// database before they are kept (the first `--sumdb`); `None`:
     /// stored as the upstream sent them (after validation).
     pub checksums: Option<Arc<ChecksumCheck>>,
+    /// Every `--sumdb` database, which answer `/sumdb/<name>/` requests
+    /// with what they verified.
+    pub databases: Arc<[Arc<ChecksumCheck>]>,
 }
 
 /// What a fill produced.
 pub enum Filled {
-    /// An immutable artifact, stored and published.
+    /// An artifact of a kind the store keeps, stored and published.
     Stored(StoredBlob),
-    /// An immutable artifact the store could not take (disk full, a write
-    /// error): the client still gets it, nothing half-written is published.
+    /// One the store could not take (disk full, a write error): the client
+    /// still gets it, nothing half-written is published.
     PassedThrough { bytes: Bytes, sha256: [u8; 32] },
-    /// An answer that changes (`list`, `@latest`, checksum-database
-    /// answers other than complete tiles): for the shard's memory only.
+    /// An answer that changes and is not stored (`list`, `@latest`): for
+    /// the shard's memory only.
     Mutable(Bytes),
 }
 
@@ -72,7 +76,7 @@ impl Filler {
         on_stream: impl FnOnce(),
     ) -> Result<Filled, ResolveError> {
         self.metrics.upstream_fetches.bump();
-        let FillSources { upstream, checksums } = self.sources.clone();
+        let FillSources { upstream, checksums, databases } = self.sources.clone();
         let k = key.clone();
         let record_kind = key.kind.record_kind();
         let p = progress.cloned().unwrap_or_default();
@@ -93,6 +97,7 @@ impl Filler {
             });
             let body = match k.kind {
                 Kind::Latest => Bytes::from(fetch_latest(&*upstream, &k.module)?),
+                kind if kind.is_sumdb() => Bytes::from(database_answer(&databases, &k.module, &k.version, kind)?),
                 kind => upstream.fetch_streaming(&Fetch { module: &k.module, version: &k.version, kind }, &p)?,
             };
             if let Some((check, thread)) = lookup {
@@ -189,6 +194,16 @@ fn spawn_fetch<T: Send + 'static>(
         Ok(fetched) => fetched.map_err(ResolveError::Fetch),
         Err(_) => Err(ResolveError::Internal("the upstream fetch panicked")),
     })
+}
+
+/// A `/sumdb/<name>/<path>` answer (`module` is `sumdb/<name>`), from the
+/// database of that name as it verified it.
+fn database_answer(databases: &[Arc<ChecksumCheck>], module: &str, path: &str, kind: Kind) -> Result<Vec<u8>, FetchError> {
+    let name = module.strip_prefix("sumdb/").unwrap_or(module);
+    match databases.iter().find(|db| db.name() == name) {
+        Some(db) => db.answer(path, kind),
+        None => Err(FetchError::NotFound { gone: false, message: format!("checksum database {name} is not served here (--sumdb)") }),
+    }
 }
 
 /// `@latest` for sources that do not answer it (the file layout has no

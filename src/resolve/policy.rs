@@ -75,6 +75,13 @@ pub fn is_fresh(fetched_at: Instant, ttl: Duration) -> bool {
     fetched_at.elapsed() < ttl
 }
 
+/// Whether a stored answer written at `stored_at_ms` (Unix ms) is still
+/// within `ttl` at `now_ms`. One written in the future (the clock went
+/// back) is not: it is fetched again rather than trusted for ever.
+pub fn is_fresh_at(stored_at_ms: u64, now_ms: u64, ttl: Duration) -> bool {
+    now_ms.checked_sub(stored_at_ms).is_some_and(|age| u128::from(age) < ttl.as_millis())
+}
+
 /// stale-if-error: whether a failed refresh is answered with the copy past
 /// its TTL, so that a CI build does not fail because the upstream blinked.
 /// A 404/410 is an answer, not a failure: it is passed on.
@@ -117,6 +124,16 @@ pub fn stream_from(settings: &CacheSettings, kind: Kind, last_stream_failed: boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_answers_age_by_the_wall_clock_and_a_future_one_is_stale() {
+        let ttl = Duration::from_secs(10);
+        assert!(is_fresh_at(1_000, 1_000, ttl));
+        assert!(is_fresh_at(1_000, 10_999, ttl));
+        assert!(!is_fresh_at(1_000, 11_000, ttl));
+        assert!(!is_fresh_at(5_000, 1_000, ttl), "written after now");
+        assert!(is_fresh_at(1_000, u64::MAX, Duration::MAX), "an immutable ttl never ends");
+    }
 
     fn not_found() -> ResolveError {
         ResolveError::Fetch(FetchError::NotFound { gone: false, message: "not found".into() })

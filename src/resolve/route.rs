@@ -11,6 +11,7 @@
 use std::hash::{BuildHasher, Hasher};
 
 use crate::artifact::ArtifactKey;
+use crate::store::RecordKind;
 
 fn module_hasher() -> ahash::RandomState {
     ahash::RandomState::with_seeds(0x9e37_79b9_7f4a_7c15, 0xbf58_476d_1ce4_e5b9, 0x94d0_49bb_1331_11eb, 0x2545_f491_4f6c_dd1d)
@@ -29,18 +30,23 @@ pub fn owner_of(module: &str, cores: usize) -> usize {
 
 /// The string whose hash names the owner core of `key`.
 ///
-/// Anything stored must route by `module`: start-up recovery files each
-/// record into the shard of its module, and the owner fills its own
-/// shard. Checksum-database answers that are never stored (lookups, the
-/// tree head, partial tiles) route by their path instead, so the lookups
-/// of a cold build spread over every core's fetch threads rather than
-/// queueing behind one core's.
+/// Immutable blobs route by `module` (every core reads a hit in place from
+/// the owner's shard of the module). Checksum-database answers that change
+/// (lookups, the tree head, partial tiles) route by their path instead, so
+/// the lookups of a cold build spread over every core's fetch threads
+/// rather than queueing behind one core's. Start-up recovery files each
+/// stored record by the same rule ([`owner_of_record`]).
 pub fn route_key(key: &ArtifactKey) -> &str {
-    if key.kind.is_sumdb() && key.kind.record_kind().is_none() {
+    if key.kind.is_sumdb() && !key.kind.is_immutable() {
         &key.version
     } else {
         &key.module
     }
+}
+
+/// The owning core of a stored record, by [`route_key`]'s rule.
+pub fn owner_of_record(module: &str, version: &str, kind: RecordKind, cores: usize) -> usize {
+    owner_of(if kind == RecordKind::SumAnswer { version } else { module }, cores)
 }
 
 /// The owning core of `key` among `cores`.

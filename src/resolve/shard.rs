@@ -1,8 +1,9 @@
 //! One core's share of the modules: everything the owner of a module keeps
 //! and decides for it. For the modules it owns a [`Shard`] holds the
 //! single-flight table (one fill per missing artifact, however many ask),
-//! the recent `list`/`@latest` (and checksum-database) answers, fresh for
-//! their TTL and then the stale-if-error reserve, the remembered 404/410s,
+//! the recent `list`/`@latest` answers (checksum-database answers are
+//! stored, so theirs outlives a restart), fresh for their TTL and then the
+//! stale-if-error reserve, the remembered 404/410s,
 //! the zips whose last streamed fill failed (fetched whole next time), and
 //! the filler that appends to its segment and publishes into its index
 //! shard.
@@ -27,10 +28,9 @@ use super::{Artifact, ResolveError, Resolved};
 use crate::artifact::fill::{FillFailure, Progress};
 use crate::artifact::{ArtifactKey, Body, FetchError, Kind};
 use crate::metrics::CoreMetrics;
-use crate::store::{Index, SegmentWriter, StoredBlob};
+use crate::store::{self, Index, SegmentWriter, StoredBlob};
 
-/// A recent answer that changes (`list`, `@latest`, checksum-database
-/// answers): fresh for its TTL, then kept as the stale-if-error reserve.
+/// A recent answer that changes (`list`, `@latest`): fresh for its TTL, then kept as the stale-if-error reserve.
 struct Recent {
     bytes: Bytes,
     fetched_at: Instant,
@@ -99,6 +99,10 @@ impl Shard {
     /// `None` when the artifact is not stored, is of a kind that never is,
     /// or hits are configured to hop to the owner.
     pub fn stored(&self, module: &str, version: &str, kind: Kind) -> Option<StoredBlob> {
+        // A stored answer that changes is for its owner to judge fresh.
+        if !kind.is_immutable() {
+            return None;
+        }
         let record_kind = kind.record_kind()?;
         let owner = route::owner_of(module, self.cores);
         if self.settings.hit_routing == HitRouting::Owner && owner != self.id {
@@ -146,9 +150,13 @@ impl Shard {
     /// answer, or a fresh "not found".
     fn cached(&self, key: &ArtifactKey) -> Option<Resolved> {
         let hit = match key.kind.record_kind() {
-            Some(kind) => self.indexes[self.id]
-                .get(&key.module, &key.version, kind)
-                .map(|e| Artifact { body: Body::Stored(e.blob.clone()), stale: false }),
+            Some(kind) => {
+                let ttl = policy::ttl(&self.settings, key.kind);
+                self.indexes[self.id]
+                    .get(&key.module, &key.version, kind)
+                    .filter(|e| key.kind.is_immutable() || policy::is_fresh_at(e.blob.stored_at_ms(), store::unix_ms(), ttl))
+                    .map(|e| Artifact { body: Body::Stored(e.blob.clone()), stale: false })
+            }
             None => self.recent.borrow().get(key).and_then(|r| {
                 policy::is_fresh(r.fetched_at, policy::ttl(&self.settings, key.kind))
                     .then(|| Artifact { body: Body::Memory { bytes: r.bytes.clone(), sha256: None }, stale: false })
@@ -163,6 +171,15 @@ impl Shard {
             self.metrics.negative_hits.bump();
             Err(ResolveError::Fetch(n.error.clone()))
         })
+    }
+
+    /// The last copy of an answer that changes, whatever its age: from the
+    /// store (which survives a restart) or this shard's memory.
+    fn stale_copy(&self, key: &ArtifactKey) -> Option<Body> {
+        match key.kind.record_kind() {
+            Some(kind) => self.indexes[self.id].get(&key.module, &key.version, kind).map(|e| Body::Stored(e.blob.clone())),
+            None => self.recent.borrow().get(key).map(|r| Body::Memory { bytes: r.bytes.clone(), sha256: None }),
+        }
     }
 
     /// Remembers a 404/410 for `--negative-ttl`; any answer forgets it.
@@ -223,10 +240,10 @@ impl Shard {
                     .insert(key.clone(), recent, |k, r| !policy::is_fresh(r.fetched_at, policy::ttl(&self.settings, k.kind)));
                 Ok(Artifact { body: Body::Memory { bytes, sha256: None }, stale: false })
             }
-            Err(e) if key.kind.record_kind().is_none() && policy::serves_stale_after(&e) => match self.recent.borrow().get(key) {
-                Some(r) => {
+            Err(e) if !key.kind.is_immutable() && policy::serves_stale_after(&e) => match self.stale_copy(key) {
+                Some(body) => {
                     self.metrics.stale_served.bump();
-                    Ok(Artifact { body: Body::Memory { bytes: r.bytes.clone(), sha256: None }, stale: true })
+                    Ok(Artifact { body, stale: true })
                 }
                 None => Err(e),
             },

@@ -142,7 +142,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
             PoolPlacement::Unbound(cores)
         }
     };
-    let store = Store::open(&config.data_dir, cores, |m| route::owner_of(m, cores)).map_err(RuntimeError::Store)?;
+    let store = Store::open(&config.data_dir, cores, |m, v, k| route::owner_of_record(m, v, k, cores)).map_err(RuntimeError::Store)?;
     let recovery = store.stats().clone();
     let (addr, sockets) = listener::bind_all(config.listen, config.backlog, cores).map_err(|e| RuntimeError::Bind(config.listen, e))?;
 
@@ -163,17 +163,21 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         UpstreamChain::from_config(&config.upstream, opts.clone()),
         private_list.map(|l| UpstreamChain::from_config(&l, opts.clone())),
     ));
-    // The first database given with a key vouches for every public module.
-    let checksums = config.sumdbs.iter().find_map(|db| {
-        let verifier = db.verifier.clone()?;
-        let direct = db.url.as_ref().map(|url| Box::new(UpstreamChain::from_config(url, opts.clone())) as Box<dyn Fetcher>);
-        let state = config.data_dir.join("sumdb");
-        Some(Arc::new(ChecksumCheck::new(verifier, upstream.clone(), direct, config.private.clone(), state)))
-    });
+    // Every database relays only what it verified; the first vouches for every public module.
+    let databases: Arc<[Arc<ChecksumCheck>]> = config
+        .sumdbs
+        .iter()
+        .map(|db| {
+            let direct = db.url.as_ref().map(|url| Box::new(UpstreamChain::from_config(url, opts.clone())) as Box<dyn Fetcher>);
+            let state = config.data_dir.join("sumdb");
+            Arc::new(ChecksumCheck::new(db.verifier.clone(), upstream.clone(), direct, config.private.clone(), state))
+        })
+        .collect();
+    let checksums = databases.first().cloned();
     if let Some(check) = &checksums {
         log::info!("verifying every public module's .zip and .mod against checksum database {}", check.name());
     }
-    let sources = FillSources { upstream, checksums };
+    let sources = FillSources { upstream, checksums, databases };
     let metrics = Metrics::leak(cores);
     let cache_settings = Arc::new(CacheSettings {
         list_ttl: config.list_ttl,

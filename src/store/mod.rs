@@ -90,8 +90,8 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store under `data_dir`, recovering
     /// every segment and distributing entries to `shards` indexes by
-    /// `shard_of(module)`.
-    pub fn open(data_dir: &Path, shards: usize, shard_of: impl Fn(&str) -> usize) -> Result<Store, StoreError> {
+    /// `shard_of(module, version, kind)`.
+    pub fn open(data_dir: &Path, shards: usize, shard_of: impl Fn(&str, &str, RecordKind) -> usize) -> Result<Store, StoreError> {
         let started = Instant::now();
         fs::create_dir_all(data_dir)?;
         let lock = lock_dir(data_dir)?;
@@ -122,7 +122,7 @@ impl Store {
                     }
                     return;
                 }
-                indexes[shard_of(module) % indexes.len()].insert_if_newer(module, version, kind, blob);
+                indexes[shard_of(module, version, kind) % indexes.len()].insert_if_newer(module, version, kind, blob);
             };
             match recover_segment(&segments_dir, id, &mut stats, publish) {
                 Ok(()) => stats.segments += 1,
@@ -136,7 +136,7 @@ impl Store {
         }
         // A tombstone hides what was stored before it, not a later refill.
         for ((module, version, kind), at) in tombstones {
-            let index = &indexes[shard_of(&module) % indexes.len()];
+            let index = &indexes[shard_of(&module, &version, kind) % indexes.len()];
             if index.get(&module, &version, kind).is_some_and(|e| e.blob.stored_at_ms() <= at) {
                 index.remove(&module, &version, kind);
                 stats.withdrawn += 1;
@@ -158,7 +158,11 @@ impl Store {
     /// Withdraws stored blobs for good, from a store no server is running
     /// on (`gomodproxy verify`): tombstones in a segment of their own,
     /// synced, then gone from the index. A later fill stores them afresh.
-    pub fn withdraw(&self, blobs: &[(&str, &str, RecordKind)], shard_of: impl Fn(&str) -> usize) -> Result<(), StoreError> {
+    pub fn withdraw(
+        &self,
+        blobs: &[(&str, &str, RecordKind)],
+        shard_of: impl Fn(&str, &str, RecordKind) -> usize,
+    ) -> Result<(), StoreError> {
         if blobs.is_empty() {
             return Ok(());
         }
@@ -177,7 +181,7 @@ impl Store {
         let len = segment::write_records(&file, 0, &records, unix_ms())?;
         segment::write_seal(&file, len)?;
         for (module, version, kind) in blobs {
-            self.indexes[shard_of(module) % self.indexes.len()].remove(module, version, *kind);
+            self.indexes[shard_of(module, version, *kind) % self.indexes.len()].remove(module, version, *kind);
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 use super::*;
 use std::os::unix::fs::FileExt;
 
-fn owner(_: &str) -> usize {
+fn owner(_: &str, _: &str, _: RecordKind) -> usize {
     0
 }
 
@@ -118,7 +118,7 @@ fn later_records_win_and_entries_go_to_their_shard() {
         2,
         &[("example.com/a", "v1.0.0", RecordKind::Mod, b"new"), ("example.com/b", "v1.0.0", RecordKind::Mod, b"b")],
     );
-    let shard = |m: &str| usize::from(m.ends_with('b'));
+    let shard = |m: &str, _: &str, _: RecordKind| usize::from(m.ends_with('b'));
     let store = Store::open(dir.path(), 2, shard).unwrap();
     let idx = store.indexes();
     assert_eq!(idx[0].get("example.com/a", "v1.0.0", RecordKind::Mod).unwrap().blob.bytes(), b"new");

@@ -17,17 +17,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine as _;
 
-use super::sumdb_client::{parse_tree, Record, SumDbClient, SumDbError, SumDbSource, TreeHead};
+use super::sumdb_client::{parse_tree, Proved, Record, SumDbClient, SumDbError, SumDbSource, TreeHead};
 use super::{Fetch, Fetcher};
 use crate::artifact::{FetchError, Kind};
 use crate::gomod::dirhash;
+use crate::gomod::module;
 use crate::gomod::note::Verifier;
 use crate::gomod::pattern::PrefixPatterns;
+use crate::gomod::tlog::Tile;
 
 /// Most authenticated tiles kept in memory (8 KiB each at height 8).
 const KEPT_TILES: usize = 4096;
-/// Most proved records kept in memory.
-const KEPT_RECORDS: usize = 100_000;
+/// Most proved lookups kept in memory (a record and a signed note each,
+/// well under 1 KiB).
+const KEPT_LOOKUPS: usize = 20_000;
 
 /// The database's answers: from each source in turn until one answers,
 /// tiles from memory once authenticated (a tile path names its width, so
@@ -67,6 +70,12 @@ impl SumDbSource for Sources {
     }
 }
 
+/// A request this check will not pass on (the protocol layer validates
+/// paths first, so reaching this is a bug of ours or a hostile caller).
+fn refused(why: &str) -> FetchError {
+    FetchError::NotFound { gone: false, message: format!("checksum database request refused: {why}") }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -80,9 +89,10 @@ pub struct ChecksumCheck {
     /// The last head accepted. Held while a newer one is reconciled with
     /// it, so two fills never accept two different histories.
     known: Mutex<Option<TreeHead>>,
-    /// Records already proved, by `module@version`: a record in the log
-    /// never changes, so a version's `.mod` and `.zip` need one lookup.
-    proved: Mutex<HashMap<String, Record>>,
+    /// Lookups already proved, by `module@version`: a record in the log
+    /// never changes, so a version's `.mod`, `.zip` and the client's own
+    /// lookup need one between them.
+    proved: Mutex<HashMap<String, Proved>>,
 }
 
 impl ChecksumCheck {
@@ -136,19 +146,88 @@ impl ChecksumCheck {
     /// the database and proved. Blocking; callers ask for it while the
     /// module itself downloads.
     pub fn record(&self, module: &str, version: &str) -> Result<Record, FetchError> {
+        Ok(self.look_up(module, version).map_err(|e| self.failure(e))?.record)
+    }
+
+    /// The proved lookup of `module@version`: from memory, or looked up in
+    /// the database and proved, keeping it and the head.
+    fn look_up(&self, module: &str, version: &str) -> Result<Proved, SumDbError> {
         let id = format!("{module}@{version}");
-        if let Some(record) = lock(&self.proved).get(&id) {
-            return Ok(record.clone());
+        if let Some(proved) = lock(&self.proved).get(&id) {
+            return Ok(proved.clone());
         }
         let start = *self.known();
-        let (record, head) = self.client.lookup(module, version, start.as_ref()).map_err(|e| self.failure(e))?;
-        self.accept(start, head)?;
-        let mut proved = lock(&self.proved);
-        if proved.len() >= KEPT_RECORDS {
-            proved.clear();
+        let proved = self.client.lookup(module, version, start.as_ref())?;
+        self.accept(start, proved.keep).map_err(SumDbError::Fetch)?;
+        let mut kept = lock(&self.proved);
+        if kept.len() >= KEPT_LOOKUPS {
+            kept.clear();
         }
-        proved.insert(id, record.clone());
-        Ok(record)
+        kept.insert(id, proved.clone());
+        Ok(proved)
+    }
+
+    /// The answer to a client's `/sumdb/<name>/<path>` (`path` as the
+    /// protocol layer rebuilt it), verified as this check verifies its own
+    /// lookups: `supported` from us (we verify what we relay), `latest` once
+    /// its note opens and it extends the head accepted, a lookup once
+    /// proved, a tile once authenticated against the head accepted (brought
+    /// up to date first when the tile is past it). A private module's
+    /// lookup is refused: its path never reaches the database.
+    pub fn answer(&self, path: &str, kind: Kind) -> Result<Vec<u8>, FetchError> {
+        match kind {
+            Kind::SumSupported => Ok(Vec::new()),
+            Kind::SumLatest => {
+                let msg = self.client.source().get("latest", Kind::SumLatest)?;
+                let offered = self.client.open_head(&msg).map_err(|e| self.failure(e))?;
+                let start = *self.known();
+                let keep = self.client.reconcile(start.as_ref(), offered).map_err(|e| self.failure(e))?;
+                self.accept(start, keep)?;
+                Ok(msg)
+            }
+            Kind::SumLookup => {
+                let id = path.strip_prefix("lookup/").ok_or_else(|| refused("not a lookup"))?;
+                let (m, v) = id.rsplit_once('@').ok_or_else(|| refused("lookup without a version"))?;
+                let (module, version) = match (module::unescape_path(m), module::unescape_version(v)) {
+                    (Ok(m), Ok(v)) => (m, v),
+                    _ => return Err(refused("lookup path does not decode")),
+                };
+                if self.private.matches(&module) {
+                    return Err(FetchError::NotFound {
+                        gone: false,
+                        message: format!(
+                            "{module} is a private module (--private): never looked up in checksum database {}; \
+                             list it in GONOSUMDB (or GOPRIVATE) for the go command",
+                            self.name
+                        ),
+                    });
+                }
+                match self.look_up(&module, &version) {
+                    Ok(proved) => Ok(proved.answer),
+                    // The database has no such record: its answer, passed on.
+                    Err(SumDbError::Fetch(e @ FetchError::NotFound { .. })) => Err(e),
+                    Err(e) => Err(self.failure(e)),
+                }
+            }
+            Kind::SumTile | Kind::SumPartialTile => {
+                let tile = Tile::parse(path).ok_or_else(|| refused("not a tile path"))?;
+                let known = *self.known();
+                let tried = match known {
+                    Some(head) => self.client.tile(&tile, &head),
+                    None => Err(SumDbError::NotInTree),
+                };
+                match tried {
+                    Err(SumDbError::NotInTree) => {
+                        // The client has seen a newer tree (from another replica): catch up once.
+                        self.answer("latest", Kind::SumLatest)?;
+                        let head = (*self.known()).ok_or_else(|| refused("no tree head accepted"))?;
+                        self.client.tile(&tile, &head).map_err(|e| self.failure(e))
+                    }
+                    tried => tried.map_err(|e| self.failure(e)),
+                }
+            }
+            _ => Err(refused("not a checksum-database request")),
+        }
     }
 
     /// Checks `body`, the `kind` (`.zip` or `.mod`) of `module@version`,
@@ -192,6 +271,7 @@ impl ChecksumCheck {
     }
 
     /// A database failure: the module cannot be verified, so it is not served.
+    /// A tile past every head the database signs is not there at all.
     fn failure(&self, e: SumDbError) -> FetchError {
         match e {
             SumDbError::Fetch(FetchError::NotFound { message, .. }) => FetchError::Unavailable {
@@ -199,6 +279,10 @@ impl ChecksumCheck {
                 message: format!("no record to verify against: {message}"),
             },
             SumDbError::Fetch(e) => e,
+            SumDbError::NotInTree => FetchError::NotFound {
+                gone: false,
+                message: format!("tile beyond the latest tree head of checksum database {}", self.name),
+            },
             e @ SumDbError::Fork { .. } => {
                 log::error!("SECURITY: {e}");
                 FetchError::Unavailable { upstream: format!("checksum database {}", self.name), message: e.to_string() }

@@ -56,6 +56,8 @@ pub enum SumDbError {
     Fork { known: TreeHead, offered: TreeHead },
     /// The record does not list the module version asked for.
     NotListed,
+    /// A tile past the end of the tree head it is checked against.
+    NotInTree,
 }
 
 impl fmt::Display for SumDbError {
@@ -71,6 +73,7 @@ impl fmt::Display for SumDbError {
                 offered.size, known.size
             ),
             SumDbError::NotListed => f.write_str("checksum database record does not list the module version"),
+            SumDbError::NotInTree => f.write_str("tile beyond the checksum database's accepted tree head"),
         }
     }
 }
@@ -141,8 +144,8 @@ pub fn parse_tree(text: &str) -> Result<TreeHead, SumDbError> {
 }
 
 /// A lookup answer: `<id>\n<record text>\n` then the signed tree head
-/// (x/mod's `ParseRecord`).
-fn parse_lookup(msg: &[u8]) -> Result<(u64, &str, &[u8]), SumDbError> {
+/// (x/mod's `ParseRecord`). A data tile is such records back to back.
+fn parse_lookup_record(msg: &[u8]) -> Result<(u64, &str, &[u8]), SumDbError> {
     let digits = msg.iter().take(19).take_while(|b| b.is_ascii_digit()).count();
     if digits == 0 || msg.get(digits) != Some(&b'\n') || (msg[0] == b'0' && digits > 1) {
         return Err(SumDbError::Malformed("lookup answer without a record id"));
@@ -155,6 +158,37 @@ fn parse_lookup(msg: &[u8]) -> Result<(u64, &str, &[u8]), SumDbError> {
         return Err(SumDbError::Malformed("control character in record"));
     }
     Ok((id, text, &body[end + 2..]))
+}
+
+/// A lookup, proved.
+#[derive(Debug, Clone)]
+pub struct Proved {
+    pub record: Record,
+    /// The head to keep from now on (the lookup's, reconciled with the known one).
+    pub keep: TreeHead,
+    /// The database's answer as it came (record and signed head), for clients.
+    pub answer: Vec<u8>,
+}
+
+/// A tile that captures the bytes of one wanted tile as the reader
+/// authenticates it (and keeps every authenticated tile, as [`Tiles`]).
+struct Capture<'a, S> {
+    tiles: Tiles<'a, S>,
+    want: Tile,
+    got: Option<Vec<u8>>,
+}
+
+impl<S: SumDbSource> TileSource for Capture<'_, S> {
+    fn read_tiles(&mut self, tiles: &[Tile]) -> Result<Vec<Vec<u8>>, ProofError> {
+        self.tiles.read_tiles(tiles)
+    }
+
+    fn authenticated(&mut self, tiles: &[Tile], data: &[Vec<u8>]) {
+        if let Some(i) = tiles.iter().position(|t| *t == self.want) {
+            self.got = Some(data[i].clone());
+        }
+        self.tiles.authenticated(tiles, data);
+    }
 }
 
 pub struct SumDbClient<S> {
@@ -202,13 +236,18 @@ impl<S: SumDbSource> SumDbClient<S> {
         self.reconcile(known, offered)
     }
 
+    /// What the client reads through.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
     /// The go.sum hashes of `module@version` (decoded, canonical), proved in
     /// the log, and the head to keep from now on.
-    pub fn lookup(&self, module_path: &str, version: &str, known: Option<&TreeHead>) -> Result<(Record, TreeHead), SumDbError> {
+    pub fn lookup(&self, module_path: &str, version: &str, known: Option<&TreeHead>) -> Result<Proved, SumDbError> {
         let escaped = module::escape_path(module_path).map_err(|_| SumDbError::Malformed("module path cannot be escaped"))?;
         let escaped_version = module::escape_version(version).map_err(|_| SumDbError::Malformed("version cannot be escaped"))?;
         let msg = self.source.get(&format!("lookup/{escaped}@{escaped_version}"), Kind::SumLookup).map_err(SumDbError::Fetch)?;
-        let (id, text, head_msg) = parse_lookup(&msg)?;
+        let (id, text, head_msg) = parse_lookup_record(&msg)?;
         let head = self.open_head(head_msg)?;
         let keep = self.reconcile(known, head)?;
         if id >= head.size {
@@ -223,7 +262,54 @@ impl<S: SumDbSource> SumDbClient<S> {
             text.lines().find_map(|l| l.strip_prefix(&prefix)).filter(|h| h.starts_with("h1:") && !h.contains(' ')).map(str::to_string)
         };
         let (Some(zip), Some(go_mod)) = (hash_of(""), hash_of("/go.mod")) else { return Err(SumDbError::NotListed) };
-        Ok((Record { zip, go_mod }, keep))
+        Ok(Proved { record: Record { zip, go_mod }, keep, answer: msg })
+    }
+
+    /// The bytes of `tile`, authenticated against `known` (a verified head
+    /// at least as large as the tree the tile is from): a hash tile through
+    /// the tiles that hash to that head (a partial tile is the prefix of the
+    /// tile at the head's width), a data tile by the hash of each record in
+    /// it against its level-0 hash tile.
+    pub fn tile(&self, tile: &Tile, known: &TreeHead) -> Result<Vec<u8>, SumDbError> {
+        if tile.h != TILE_HEIGHT {
+            return Err(SumDbError::Malformed("tile height is not the database's"));
+        }
+        let Some(level) = tile.level else { return self.data_tile(tile, known) };
+        let h = TILE_HEIGHT;
+        let stored_level = level * h;
+        let count = known.size.checked_shr(stored_level).unwrap_or(0);
+        let first = tile.n.checked_mul(1 << h).ok_or(SumDbError::NotInTree)?;
+        let end = first.checked_add(tile.w).ok_or(SumDbError::NotInTree)?;
+        if end > count {
+            return Err(SumDbError::NotInTree);
+        }
+        let want = Tile { w: (count - first).min(1 << h), ..*tile };
+        let mut capture = Capture { tiles: Tiles(&self.source), want, got: None };
+        let mut reader = TileHashReader { size: known.size, hash: known.hash, height: h, source: &mut capture };
+        merkle::HashReader::read_hashes(&mut reader, &[merkle::stored_hash_index(stored_level, end - 1)])?;
+        let mut data = capture.got.ok_or(SumDbError::Malformed("tile not among those authenticated"))?;
+        data.truncate(tile.w as usize * merkle::HASH_SIZE);
+        Ok(data)
+    }
+
+    /// A data tile: `w` records as a lookup formats them (`<id>\n<text>\n`),
+    /// ids in order from the tile's first, each hashing to its leaf.
+    fn data_tile(&self, tile: &Tile, known: &TreeHead) -> Result<Vec<u8>, SumDbError> {
+        let leaves = self.tile(&Tile { level: Some(0), ..*tile }, known)?;
+        let kind = if tile.is_complete() { Kind::SumTile } else { Kind::SumPartialTile };
+        let data = self.source.get(&tile.to_string(), kind).map_err(SumDbError::Fetch)?;
+        let mut rest = &data[..];
+        for (i, leaf) in leaves.chunks_exact(merkle::HASH_SIZE).enumerate() {
+            let (id, text, after) = parse_lookup_record(rest)?;
+            if id != (tile.n << tile.h) + i as u64 || merkle::record_hash(text.as_bytes())[..] != *leaf {
+                return Err(SumDbError::Proof(ProofError::BadTile(format!("{tile}: record {i} does not hash to its leaf"))));
+            }
+            rest = after;
+        }
+        if !rest.is_empty() {
+            return Err(SumDbError::Malformed("data tile holds more than its records"));
+        }
+        Ok(data)
     }
 }
 
@@ -249,12 +335,12 @@ mod tests {
 
     #[test]
     fn lookup_answers_parse_strictly() {
-        let (id, text, rest) = parse_lookup(b"12\nexample.com/a v1.0.0 h1:x=\n\nnote").unwrap();
+        let (id, text, rest) = parse_lookup_record(b"12\nexample.com/a v1.0.0 h1:x=\n\nnote").unwrap();
         assert_eq!((id, text, rest), (12, "example.com/a v1.0.0 h1:x=\n", &b"note"[..]));
         for bad in
             [&b"\nrecord\n\nnote"[..], b"012\nrecord\n\nnote", b"12 record\n\nnote", b"12\nno blank line\nnote", b"12\nbell\x07\n\nnote"]
         {
-            assert!(parse_lookup(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(parse_lookup_record(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
     }
 }

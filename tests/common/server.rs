@@ -200,6 +200,9 @@ impl Server {
         // Defaults the server takes from `go env` must not come from the
         // `go env -w` settings of whoever runs the tests.
         cmd.env("GOENV", "off");
+        // Nor may it verify against the go command's default database (the
+        // fixtures are in none): tests that verify pass --sumdb.
+        cmd.env("GOSUMDB", "off");
         for (k, v) in &o.env {
             cmd.env(k, v);
         }

@@ -1,12 +1,12 @@
 //! Checksum databases for tests, in the layout a proxy serves under
-//! `/sumdb/`: [`FakeSumDb`], shaped right but unsigned, and
-//! [`signed_sumdb`], a real Ed25519-signed log built by `tests/sumdb_gen.go`.
+//! `/sumdb/`: [`signed_sumdb`], a real Ed25519-signed log built by
+//! `tests/sumdb_gen.go`, and [`SignedDb`], its paths.
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use super::fixture::{escape, pseudo_random_bytes};
+use super::fixture::escape;
 use super::go::{GoEnv, GO_TIMEOUT};
 use super::server::run_with_timeout;
 
@@ -14,50 +14,19 @@ use super::server::run_with_timeout;
 /// name a real database.
 pub const SUMDB_NAME: &str = "sum.example";
 
-/// Files of a fake checksum database written below `root/sumdb/<name>/`:
-/// the shapes are right (a signed-note-looking tree head, a record with its
-/// note, hash tiles of the right lengths) but nothing is really signed, so
-/// only the proxy (which does not verify) can be tested with it, never the
-/// go command.
-pub struct FakeSumDb {
-    pub name: String,
+/// A signed checksum database (see [`signed_sumdb`]) written below a
+/// fixture root, as its upstream serves it under `/sumdb/<name>/`.
+pub struct SignedDb {
+    /// The verifier key: a `GOSUMDB` / `--sumdb` value.
+    pub key: String,
     /// `/sumdb/<name>` (URL prefix, no trailing slash).
     pub prefix: String,
 }
 
-impl FakeSumDb {
-    /// Writes the tree. `lookups` are the `(module, version)` pairs it has records for.
-    pub fn write(root: &Path, name: &str, lookups: &[(&str, &str)]) -> FakeSumDb {
-        let db = FakeSumDb { name: name.to_string(), prefix: format!("/sumdb/{name}") };
-        let put = |rel: &str, bytes: &[u8]| {
-            let p = root.join("sumdb").join(name).join(rel);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(&p, bytes).unwrap();
-        };
-        put("supported", b"");
-        put("latest", db.note(300).as_bytes());
-        for (i, (m, v)) in lookups.iter().enumerate() {
-            let record = format!("{}\n{m} {v} h1:fake{i}=\n{m} {v}/go.mod h1:fakemod{i}=\n\n{}", 10 + i, db.note(300));
-            put(&format!("lookup/{}@{}", escape(m), escape(v)), record.as_bytes());
-        }
-        for t in ["tile/8/0/000", "tile/8/0/x001/002", "tile/8/0/001.p/44", "tile/8/1/000.p/1"] {
-            put(t, &FakeSumDb::tile_bytes(t));
-        }
-        put("tile/8/data/000", b"example.com/a v1.0.0 h1:x=\nexample.com/a v1.0.0/go.mod h1:y=\n\n");
-        // Wrong length for a complete hash tile: a proxy must not keep it.
-        put("tile/8/0/002", &[7u8; 100]);
-        db
-    }
-
-    /// A tree head shaped like a note signed by x/mod's note package.
-    pub fn note(&self, size: u64) -> String {
-        format!("go.sum database tree\n{size}\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} {} c2lnbmF0dXJl\n", self.name)
-    }
-
-    /// Deterministic bytes of the right length for a hash tile path.
-    pub fn tile_bytes(tile: &str) -> Vec<u8> {
-        let w = tile.rsplit_once(".p/").map_or(256, |(_, w)| w.parse::<usize>().unwrap());
-        pseudo_random_bytes(w * 32, tile.len() as u64 * 7919 + w as u64)
+impl SignedDb {
+    pub fn write(root: &Path, specs: &[&str]) -> SignedDb {
+        let key = signed_sumdb(root, &GoEnv::new("off"), specs);
+        SignedDb { key, prefix: format!("/sumdb/{SUMDB_NAME}") }
     }
 
     /// `/sumdb/<name>/<rel>`.
