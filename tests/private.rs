@@ -20,18 +20,18 @@ const SECRET: &str = "corp.example/secret";
 const CAMEL: &str = "corp.example/Team/Tool";
 const PUBLIC: &str = "example.com/pub";
 
-fn tree() -> (Fixture, FakeSumDb) {
+fn tree() -> (Fixture, SignedDb) {
     let fx = Fixture::builder()
         .module(Module::new(SECRET, "v1.0.0"))
         .module(Module::new(CAMEL, "v1.2.0"))
         .module(Module::new(PUBLIC, "v1.0.0"))
         .build();
-    let db = FakeSumDb::write(fx.root(), SUMDB_NAME, &[(SECRET, "v1.0.0"), (CAMEL, "v1.2.0"), (PUBLIC, "v1.0.0")]);
+    let db = SignedDb::write(fx.root(), &[&format!("{PUBLIC}@v1.0.0")]);
     (fx, db)
 }
 
 /// Every endpoint of `module`: the six GOPROXY ones and a checksum-database lookup.
-fn endpoints(db: &FakeSumDb, module: &str, version: &str) -> Vec<String> {
+fn endpoints(db: &SignedDb, module: &str, version: &str) -> Vec<String> {
     vec![
         format!("/{}", artifact_path(module, version, "info")),
         format!("/{}", artifact_path(module, version, "mod")),
@@ -43,9 +43,9 @@ fn endpoints(db: &FakeSumDb, module: &str, version: &str) -> Vec<String> {
     ]
 }
 
-fn opts(upstream: String, extra: &[&str]) -> ServerOpts {
+fn opts(upstream: String, db: &SignedDb, extra: &[&str]) -> ServerOpts {
     let mut o = ServerOpts::new(upstream);
-    o.extra_args = ["--sumdb", SUMDB_NAME].iter().chain(extra).map(|s| s.to_string()).collect();
+    o.extra_args = ["--sumdb", db.key.as_str()].iter().chain(extra).map(|s| s.to_string()).collect();
     o
 }
 
@@ -65,7 +65,7 @@ fn assert_never_told(upstream: &CountingUpstream, what: &str) {
 fn private_paths_never_reach_a_public_upstream() {
     let (fx, db) = tree();
     let public = CountingUpstream::serve(fx.root());
-    let server = Server::start_with(opts(public.url(), &["--private", "corp.example"]));
+    let server = Server::start_with(opts(public.url(), &db, &["--private", "corp.example"]));
     for (module, version) in [(SECRET, "v1.0.0"), (CAMEL, "v1.2.0"), ("corp.example/Secret", "v1.0.0")] {
         for target in endpoints(&db, module, version) {
             for _ in 0..2 {
@@ -100,8 +100,11 @@ fn a_private_upstream_serves_private_modules_and_nothing_else() {
     let (fx, db) = tree();
     let public = CountingUpstream::serve(fx.root());
     let private = CountingUpstream::serve(fx.root());
-    let server =
-        Server::start_with(opts(public.url(), &["--private", "*.example/team,corp.example/secret", "--private-upstream", &private.url()]));
+    let server = Server::start_with(opts(
+        public.url(),
+        &db,
+        &["--private", "*.example/team,corp.example/secret", "--private-upstream", &private.url()],
+    ));
     for (module, version) in [(SECRET, "v1.0.0"), (CAMEL, "v1.2.0")] {
         let zip = http_get(server.addr(), &format!("/{}", artifact_path(module, version, "zip")));
         assert_eq!(zip.status, 200, "{module}: {zip:?}");
@@ -128,10 +131,10 @@ fn a_private_upstream_serves_private_modules_and_nothing_else() {
 
 #[test]
 fn file_upstreams_serve_private_modules_without_a_private_upstream() {
-    let (fx, _db) = tree();
+    let (fx, db) = tree();
     let public = CountingUpstream::serve(fx.root());
     // The http entry first: a public module would be asked there first; a private one never.
-    let server = Server::start_with(opts(format!("{},{}", public.url(), fx.file_url()), &["--private", "corp.example"]));
+    let server = Server::start_with(opts(format!("{},{}", public.url(), fx.file_url()), &db, &["--private", "corp.example"]));
     let info = http_get(server.addr(), &format!("/{}", artifact_path(SECRET, "v1.0.0", "info")));
     assert_eq!(info.status, 200, "{info:?}");
     assert_eq!(info.body, fx.artifact(SECRET, "v1.0.0", "info"));

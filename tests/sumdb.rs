@@ -1,65 +1,80 @@
-//! The checksum-database proxy: `/sumdb/<name>/{supported,latest,lookup/...,tile/...}`
-//! forwarded to the upstream's `/sumdb/<name>/...` for the names `--sumdb`
-//! allows. Complete tiles are immutable and land in the segment store (one
-//! upstream fetch ever, even across restarts); lookups, the tree head and
-//! partial tiles are cached for `--sumdb-ttl` and served stale when the
-//! upstream fails. Every other name and every malformed path is refused
-//! before anything reaches the upstream.
+//! The checksum-database relay: `/sumdb/<name>/{supported,latest,lookup/...,tile/...}`
+//! for the databases `--sumdb` gives, answered from what gomodproxy
+//! fetched (through the upstream's `/sumdb/<name>/`) and verified: notes
+//! signed with the database's key, lookups proved, tiles authenticated.
+//! Complete tiles are stored for good; the tree head, lookups and partial
+//! tiles are stored as their latest copy, fresh for `--sumdb-ttl` and then
+//! the stale-if-error reserve, across restarts too. Every other name and
+//! every malformed path is refused before anything reaches the upstream.
 //!
-//! The database here is a fake (see [`FakeSumDb`]): the proxy does not
-//! verify signatures, the go command does.
+//! The database is a real signed log (`SignedDb`). Records: `A` is 0, 290
+//! fillers follow, then `CAMEL` (291): 292 records, so level 0 has the
+//! complete tile 000 and the partial 001.p/36, level 1 the partial 000.p/1.
 
 mod common;
 
 use common::*;
 
+use std::process::Command;
 use std::time::Duration;
 
-fn sumdb_opts(upstream: String, extra: &[&str]) -> ServerOpts {
+const A: (&str, &str) = ("example.com/a", "v1.0.0");
+const CAMEL: (&str, &str) = ("example.com/CamelCase", "v1.2.3-RC");
+const LATER: (&str, &str) = ("example.com/later", "v1.0.0");
+
+const TILES: [&str; 5] = ["tile/8/0/000", "tile/8/0/001.p/36", "tile/8/1/000.p/1", "tile/8/data/000", "tile/8/data/001.p/36"];
+
+fn opts(upstream: String, db: &SignedDb, extra: &[&str]) -> ServerOpts {
     let mut o = ServerOpts::new(upstream);
-    o.extra_args = ["--sumdb", SUMDB_NAME].iter().chain(extra).map(|s| s.to_string()).collect();
+    o.extra_args = ["--sumdb", db.key.as_str()].iter().chain(extra).map(|s| s.to_string()).collect();
     o
 }
 
-fn tree() -> (Fixture, FakeSumDb) {
-    let fx = Fixture::builder().module(Module::new("example.com/a", "v1.0.0")).build();
-    let db = FakeSumDb::write(fx.root(), SUMDB_NAME, &[("example.com/a", "v1.0.0"), ("example.com/CamelCase", "v1.2.3-RC")]);
+fn tree() -> (Fixture, SignedDb) {
+    let fx = Fixture::builder()
+        .module(Module::new(A.0, A.1))
+        .module(Module::new(CAMEL.0, CAMEL.1))
+        .module(Module::new(LATER.0, LATER.1))
+        .build();
+    let [a, camel] = [A, CAMEL].map(|(m, v)| format!("{m}@{v}"));
+    let db = SignedDb::write(fx.root(), &[&a, &camel]);
     (fx, db)
 }
 
-fn upstream_bytes(fx: &Fixture, db: &FakeSumDb, rel: &str) -> Vec<u8> {
-    fx.read(&format!("sumdb/{}/{rel}", db.name))
+fn upstream_bytes(fx: &Fixture, rel: &str) -> Vec<u8> {
+    fx.read(&format!("sumdb/{SUMDB_NAME}/{rel}"))
 }
 
 #[test]
-fn supported_lookup_latest_and_tiles_are_proxied() {
+fn verified_answers_are_relayed_and_kept() {
     let (fx, db) = tree();
     let upstream = CountingUpstream::serve(fx.root());
-    let server = Server::start_with(sumdb_opts(upstream.url(), &[]));
+    let server = Server::start_with(opts(upstream.url(), &db, &[]));
     let addr = server.addr();
 
     let supported = http_get(addr, &db.url("supported"));
     assert_eq!(supported.status, 200, "{supported:?}");
     assert!(supported.body.is_empty());
+    assert_eq!(upstream.total_hits(), 0, "supported is ours to answer: {:?}", upstream.request_log());
 
     let latest = http_get(addr, &db.url("latest"));
     assert_eq!(latest.status, 200, "{latest:?}");
-    assert_eq!(latest.body, upstream_bytes(&fx, &db, "latest"));
+    assert_eq!(latest.body, upstream_bytes(&fx, "latest"));
     assert!(latest.header("cache-control").unwrap().contains("max-age=60"), "{latest:?}");
 
-    // Lookups are forwarded in canonical escaped form, whatever the client sent.
-    let lookup = http_get(addr, &db.lookup_url("example.com/CamelCase", "v1.2.3-RC"));
+    // Lookups are asked in canonical escaped form, whatever the client sent.
+    let lookup = http_get(addr, &db.lookup_url(CAMEL.0, CAMEL.1));
     assert_eq!(lookup.status, 200, "{lookup:?}");
-    assert_eq!(lookup.body, upstream_bytes(&fx, &db, "lookup/example.com/!camel!case@v1.2.3-!r!c"));
+    assert_eq!(lookup.body, upstream_bytes(&fx, "lookup/example.com/!camel!case@v1.2.3-!r!c"));
     assert_eq!(lookup.header("content-type"), Some("text/plain; charset=utf-8"));
     let encoded = http_get(addr, &db.url("lookup/example.com/%21camel%21case%40v1.2.3-%21r%21c"));
     assert_eq!(encoded.status, 200, "{encoded:?}");
     assert_eq!(encoded.body, lookup.body);
 
-    for t in ["tile/8/0/000", "tile/8/0/x001/002", "tile/8/0/001.p/44", "tile/8/1/000.p/1", "tile/8/data/000"] {
+    for t in TILES {
         let r = http_get(addr, &db.url(t));
-        assert_eq!(r.status, 200, "{t}: {r:?}");
-        assert_eq!(r.body, upstream_bytes(&fx, &db, t), "{t}");
+        assert_eq!(r.status, 200, "{t}: {}", r.body_str());
+        assert_eq!(r.body, upstream_bytes(&fx, t), "{t}");
         assert_eq!(r.header("content-type"), Some("application/octet-stream"), "{t}");
         let cc = r.header("cache-control").unwrap();
         if t.contains(".p/") {
@@ -69,145 +84,142 @@ fn supported_lookup_latest_and_tiles_are_proxied() {
             assert!(r.header("etag").is_some(), "{t}");
         }
     }
+    // A client that saw a smaller tree asks for a narrower tile: a prefix of an authenticated one.
+    let narrow = http_get(addr, &db.url("tile/8/0/001.p/5"));
+    assert_eq!(narrow.status, 200, "{}", narrow.body_str());
+    assert_eq!(narrow.body, upstream_bytes(&fx, "tile/8/0/001.p/36")[..5 * 32]);
 
     // Within the TTL nothing is asked twice.
     let before = upstream.counts();
-    for rel in ["supported", "latest", "lookup/example.com/!camel!case@v1.2.3-!r!c", "tile/8/0/000", "tile/8/0/001.p/44"] {
+    for rel in ["supported", "latest", "lookup/example.com/!camel!case@v1.2.3-!r!c"].into_iter().chain(TILES) {
         assert_eq!(http_get(addr, &db.url(rel)).status, 200, "{rel}");
     }
-    assert_eq!(upstream.counts(), before, "cached answers must not reach the upstream again");
+    assert_eq!(upstream.counts(), before, "kept answers must not reach the upstream again");
 
     // A record the database does not have: its 404, passed on.
     let missing = http_get(addr, &db.lookup_url("example.com/nope", "v1.0.0"));
     assert_eq!(missing.status, 404, "{missing:?}");
+    // A tile past every head the database signed.
+    let past = http_get(addr, &db.url("tile/8/0/002"));
+    assert_eq!(past.status, 404, "{past:?}");
 }
 
 #[test]
 fn other_databases_get_404_and_never_reach_the_upstream() {
-    let (fx, _db) = tree();
-    let other = FakeSumDb::write(fx.root(), "other.example", &[("example.com/a", "v1.0.0")]);
+    let (fx, db) = tree();
     let upstream = CountingUpstream::serve(fx.root());
-    let server = Server::start_with(sumdb_opts(upstream.url(), &[]));
+    let server = Server::start_with(opts(upstream.url(), &db, &[]));
     for rel in ["supported", "latest", "lookup/example.com/a@v1.0.0", "tile/8/0/000", "tile/8/0/001.p/44"] {
-        let r = http_get(server.addr(), &other.url(rel));
+        let r = http_get(server.addr(), &format!("/sumdb/other.example/{rel}"));
         assert_eq!(r.status, 404, "{rel}: {r:?}");
         assert!(r.body_str().contains("does not proxy checksum database other.example"), "{}", r.body_str());
     }
     assert_eq!(upstream.total_hits(), 0, "{:?}", upstream.request_log());
 
-    // `--sumdb off` proxies none at all.
+    // `--sumdb off` serves none at all.
     let off = Server::start_with(ServerOpts { extra_args: vec!["--sumdb".into(), "off".into()], ..ServerOpts::new(upstream.url()) });
-    assert_eq!(http_get(off.addr(), &format!("/sumdb/{SUMDB_NAME}/supported")).status, 404);
+    assert_eq!(http_get(off.addr(), &db.url("supported")).status, 404);
     assert_eq!(upstream.total_hits(), 0, "{:?}", upstream.request_log());
 }
 
 #[test]
-fn the_default_name_comes_from_gosumdb() {
+fn the_default_comes_from_gosumdb_and_a_bare_unknown_name_refuses_to_start() {
     let (fx, db) = tree();
     let upstream = CountingUpstream::serve(fx.root());
-    let mut opts = ServerOpts::new(upstream.url());
-    opts.env.push(("GOSUMDB".into(), format!("{SUMDB_NAME}+0123abcd+AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA= http://127.0.0.1:1/db")));
-    let server = Server::start_with(opts);
+    let mut o = ServerOpts::new(upstream.url());
+    o.env.push(("GOSUMDB".into(), format!("{} http://127.0.0.1:1/db", db.key)));
+    let server = Server::start_with(o);
     assert_eq!(http_get(server.addr(), &db.url("supported")).status, 200);
+    assert_eq!(http_get(server.addr(), &db.url("latest")).body, upstream_bytes(&fx, "latest"));
 
-    let mut opts = ServerOpts::new(upstream.url());
-    opts.env.push(("GOSUMDB".into(), "off".into()));
-    let off = Server::start_with(opts);
+    let mut o = ServerOpts::new(upstream.url());
+    o.env.push(("GOSUMDB".into(), "off".into()));
+    let off = Server::start_with(o);
     assert_eq!(http_get(off.addr(), &db.url("supported")).status, 404);
+
+    // A name with no key that the go command does not know either.
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(server_bin());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", &upstream.url(), "--sumdb", SUMDB_NAME])
+        .arg("--data")
+        .arg(data.path())
+        .env("GOENV", "off");
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(20));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(SUMDB_NAME) && stderr.contains("NAME+HASH+KEY"), "{stderr}");
 }
 
 #[test]
-fn supported_is_404_when_no_upstream_proxies_the_database() {
-    // A plain module tree: no sumdb/ directory, so its server answers 404.
-    let fx = Fixture::builder().module(Module::new("example.com/a", "v1.0.0")).build();
-    let upstream = CountingUpstream::serve(fx.root());
-    let server = Server::start_with(sumdb_opts(upstream.url(), &[]));
-    let r = http_get(server.addr(), &format!("/sumdb/{SUMDB_NAME}/supported"));
-    assert_eq!(r.status, 404, "the go command must be sent to the database itself: {r:?}");
-    assert!(r.body_str().contains("no upstream proxies checksum database"), "{}", r.body_str());
-    // The same for a file:// tree without the database's directory.
-    let file = Server::start_with(sumdb_opts(fx.file_url(), &[]));
-    assert_eq!(http_get(file.addr(), &format!("/sumdb/{SUMDB_NAME}/supported")).status, 404);
-}
-
-#[test]
-fn complete_tiles_are_stored_and_survive_a_restart_without_the_upstream() {
+fn every_answer_survives_a_restart_without_the_upstream() {
     let (fx, db) = tree();
     let mut upstream = CountingUpstream::serve(fx.root());
-    let mut server = Server::start_with(sumdb_opts(upstream.url(), &[]));
-    let full = "tile/8/0/x001/002";
-    let data = "tile/8/data/000";
-    let partial = "tile/8/0/001.p/44";
-    for _ in 0..5 {
-        for t in [full, data, partial] {
-            assert_eq!(http_get(server.addr(), &db.url(t)).status, 200, "{t}");
+    let mut server = Server::start_with(opts(upstream.url(), &db, &[]));
+    let answers: Vec<String> =
+        ["latest".to_string(), format!("lookup/{}@{}", escape(A.0), escape(A.1))].into_iter().chain(TILES.map(String::from)).collect();
+    for _ in 0..3 {
+        for rel in &answers {
+            assert_eq!(http_get(server.addr(), &db.url(rel)).status, 200, "{rel}");
         }
     }
-    for t in [full, data, partial] {
-        assert_eq!(upstream.hits(&db.url(t)), 1, "{t} must be fetched once");
+    for rel in &answers {
+        assert_eq!(upstream.hits(&db.url(rel)), 1, "{rel} must be fetched once");
     }
-    // Conditional requests work as for module zips.
-    let first = http_get(server.addr(), &db.url(full));
+    // Conditional requests work for complete tiles as for module zips.
+    let first = http_get(server.addr(), &db.url(TILES[0]));
     let etag = first.header("etag").unwrap().to_string();
     let mut c = RawConn::connect(server.addr());
-    c.send(format!("GET {} HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n", db.url(full)).as_bytes()).unwrap();
+    c.send(format!("GET {} HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n", db.url(TILES[0])).as_bytes()).unwrap();
     assert_eq!(c.read_response(false).unwrap().status, 304);
 
     upstream.shutdown();
-    server.restart();
-    for t in [full, data] {
-        let r = http_get(server.addr(), &db.url(t));
-        assert_eq!(r.status, 200, "{t} must come from the store: {r:?}");
-        assert_eq!(r.body, upstream_bytes(&fx, &db, t), "{t}");
-        assert!(r.header("cache-control").unwrap().contains("immutable"));
+    server.restart_with(|o| o.extra_args.extend(["--sumdb-ttl".to_string(), "0".to_string()]));
+    for rel in &answers {
+        let r = http_get(server.addr(), &db.url(rel));
+        assert_eq!(r.status, 200, "{rel} must come from the store: {}", r.body_str());
+        assert_eq!(r.body, upstream_bytes(&fx, rel), "{rel}");
     }
-    // A partial tile is only ever cached in memory: gone with the process.
-    let r = http_get(server.addr(), &db.url(partial));
-    assert!(matches!(r.status, 502 | 504), "{r:?}");
+    assert!(metric(server.addr(), "gomodproxy_stale_served") >= 4, "past their TTL, served stale");
 }
 
 #[test]
-fn stale_answers_are_served_when_the_upstream_fails() {
-    let (fx, db) = tree();
-    let mut upstream = CountingUpstream::serve(fx.root());
-    let server = Server::start_with(sumdb_opts(upstream.url(), &["--sumdb-ttl", "1s"]));
-    let lookup = db.lookup_url("example.com/a", "v1.0.0");
-    let fresh_latest = http_get(server.addr(), &db.url("latest"));
-    let fresh_lookup = http_get(server.addr(), &lookup);
-    assert_eq!(fresh_latest.status, 200);
-    assert_eq!(fresh_lookup.status, 200);
-    assert!(fresh_latest.header("cache-control").unwrap().contains("max-age=1"));
-
-    upstream.shutdown();
-    // Let the TTL pass (decides when we ask, not what we assert).
-    std::thread::sleep(Duration::from_millis(1300));
-    let stale_latest = http_get(server.addr(), &db.url("latest"));
-    assert_eq!(stale_latest.status, 200, "{stale_latest:?}");
-    assert_eq!(stale_latest.body, fresh_latest.body);
-    let stale_lookup = http_get(server.addr(), &lookup);
-    assert_eq!(stale_lookup.status, 200, "{stale_lookup:?}");
-    assert_eq!(stale_lookup.body, fresh_lookup.body);
-    assert!(metric(server.addr(), "gomodproxy_stale_served") >= 2);
-}
-
-#[test]
-fn an_expired_tree_head_is_refreshed() {
+fn an_expired_tree_head_is_refreshed_and_must_extend_the_accepted_one() {
     let (fx, db) = tree();
     let upstream = CountingUpstream::serve(fx.root());
-    let server = Server::start_with(sumdb_opts(upstream.url(), &["--sumdb-ttl", "1s"]));
-    assert_eq!(http_get(server.addr(), &db.url("latest")).status, 200);
-    std::fs::write(fx.root().join(format!("sumdb/{}/latest", db.name)), db.note(301)).unwrap();
+    let server = Server::start_with(opts(upstream.url(), &db, &["--sumdb-ttl", "1s"]));
+    let first = http_get(server.addr(), &db.url("latest"));
+    assert_eq!(first.status, 200);
+
+    // The log grows by one record: consistent, so the new head is relayed.
+    let [a, camel, later] = [A, CAMEL, LATER].map(|(m, v)| format!("{m}@{v}"));
+    let grown = SignedDb::write(fx.root(), &[&a, &camel, &later]);
+    assert_eq!(grown.key, db.key);
     std::thread::sleep(Duration::from_millis(1300));
     let r = http_get(server.addr(), &db.url("latest"));
-    assert_eq!(r.body_str(), db.note(301));
+    assert_eq!(r.body, upstream_bytes(&fx, "latest"));
+    assert_ne!(r.body, first.body);
     assert_eq!(upstream.hits(&db.url("latest")), 2);
+    let head = std::fs::read_to_string(server.data_dir().join("sumdb").join(format!("{SUMDB_NAME}.head"))).unwrap();
+    assert!(head.contains("\n293\n"), "the newer head is the one kept: {head}");
+
+    // A log that rewrote history (same key, another record 291) is
+    // refused, loudly; clients keep the last verified head.
+    let forked = SignedDb::write(fx.root(), &[&a, &later, &camel]);
+    assert_eq!(forked.key, db.key);
+    let verified = upstream_bytes(&fx, "latest");
+    std::thread::sleep(Duration::from_millis(1300));
+    let r = http_get(server.addr(), &db.url("latest"));
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert_ne!(r.body, verified, "the forked head is not relayed");
+    assert!(server.wait_for_log(Duration::from_secs(5), |l| l.contains("SECURITY") && l.contains("forked")), "{:?}", server.log_lines());
+    assert!(metric(server.addr(), "gomodproxy_stale_served") >= 1);
 }
 
 #[test]
 fn hostile_or_malformed_sumdb_paths_never_reach_the_upstream() {
     let (fx, db) = tree();
     let upstream = CountingUpstream::serve(fx.root());
-    let server = Server::start_with(sumdb_opts(upstream.url(), &[]));
+    let server = Server::start_with(opts(upstream.url(), &db, &[]));
     let p = &db.prefix;
     let cases: Vec<(String, u16)> = vec![
         ("/sumdb".into(), 404),
@@ -239,22 +251,36 @@ fn hostile_or_malformed_sumdb_paths_never_reach_the_upstream() {
         assert_eq!(r.status, *want, "{target}: {}", r.body_str());
     }
     assert_eq!(upstream.total_hits(), 0, "{:?}", upstream.request_log());
+    // A tile of another height is not this database's: nothing is asked for it.
+    assert_eq!(http_get(server.addr(), &db.url("tile/4/0/000")).status, 404);
 }
 
 #[test]
-fn a_tile_of_the_wrong_length_is_refused_and_not_kept() {
+fn an_altered_tile_or_note_is_refused_and_not_kept() {
     let (fx, db) = tree();
     let upstream = CountingUpstream::serve(fx.root());
-    let server = Server::start_with(sumdb_opts(upstream.url(), &[]));
-    let bad = db.url("tile/8/0/002");
-    for i in 1..=2 {
-        let r = http_get(server.addr(), &bad);
-        assert_eq!(r.status, 502, "{r:?}");
-        assert!(r.body_str().contains("hash tile"), "{}", r.body_str());
-        assert_eq!(upstream.hits(&bad), i, "an invalid tile must not be cached");
+    let server = Server::start_with(opts(upstream.url(), &db, &["--negative-ttl", "0"]));
+    let file = |rel: &str| fx.root().join(format!("sumdb/{SUMDB_NAME}/{rel}"));
+    let good_tile = std::fs::read(file("tile/8/0/000")).unwrap();
+    let mut bad = good_tile.clone();
+    bad[100] ^= 1;
+    std::fs::write(file("tile/8/0/000"), &bad).unwrap();
+    for _ in 0..2 {
+        let r = http_get(server.addr(), &db.url("tile/8/0/000"));
+        assert_eq!(r.status, 502, "{}", r.body_str());
     }
+    assert_eq!(upstream.hits(&db.url("tile/8/0/000")), 2, "a refused tile must not be kept");
+    std::fs::write(file("tile/8/0/000"), &good_tile).unwrap();
+    assert_eq!(http_get(server.addr(), &db.url("tile/8/0/000")).body, good_tile, "once fixed, served");
+
+    // A lookup whose note is not signed by the key.
+    let lookup = format!("lookup/{}@{}", escape(CAMEL.0), escape(CAMEL.1));
+    let text = std::fs::read_to_string(file(&lookup)).unwrap();
+    std::fs::write(file(&lookup), text.replacen("\n292\n", "\n293\n", 1)).unwrap();
+    let r = http_get(server.addr(), &db.url(&lookup));
+    assert_eq!(r.status, 502, "{}", r.body_str());
     // An HTML page sent with 200 is no tree head either.
-    std::fs::write(fx.root().join(format!("sumdb/{}/latest", db.name)), "<html>oops</html>").unwrap();
+    std::fs::write(file("latest"), "<html>oops</html>").unwrap();
     assert_eq!(http_get(server.addr(), &db.url("latest")).status, 502);
 }
 
@@ -262,14 +288,16 @@ fn a_tile_of_the_wrong_length_is_refused_and_not_kept() {
 fn a_file_tree_in_the_module_cache_layout_serves_the_database() {
     let (fx, db) = tree();
     // The go command's cache has lookups and tiles but no `supported` or `latest` file.
-    std::fs::remove_file(fx.root().join(format!("sumdb/{}/supported", db.name))).unwrap();
-    let server = Server::start_with(sumdb_opts(fx.file_url(), &[]));
+    for f in ["supported", "latest"] {
+        std::fs::remove_file(fx.root().join(format!("sumdb/{SUMDB_NAME}/{f}"))).unwrap();
+    }
+    let server = Server::start_with(opts(fx.file_url(), &db, &[]));
     assert_eq!(http_get(server.addr(), &db.url("supported")).status, 200);
-    let lookup = http_get(server.addr(), &db.lookup_url("example.com/a", "v1.0.0"));
+    let lookup = http_get(server.addr(), &db.lookup_url(A.0, A.1));
     assert_eq!(lookup.status, 200, "{lookup:?}");
-    assert_eq!(lookup.body, upstream_bytes(&fx, &db, "lookup/example.com/a@v1.0.0"));
+    assert_eq!(lookup.body, upstream_bytes(&fx, "lookup/example.com/a@v1.0.0"));
+    // The lookup's own signed head is the one its tiles are authenticated against.
     let tile = http_get(server.addr(), &db.url("tile/8/0/000"));
-    assert_eq!(tile.status, 200);
-    assert_eq!(tile.body, upstream_bytes(&fx, &db, "tile/8/0/000"));
-    assert_eq!(http_get(server.addr(), &db.url("tile/8/0/003")).status, 404);
+    assert_eq!(tile.status, 200, "{}", tile.body_str());
+    assert_eq!(tile.body, upstream_bytes(&fx, "tile/8/0/000"));
 }

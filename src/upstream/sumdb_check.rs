@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine as _;
 
-use super::sumdb_client::{parse_tree, Proved, Record, SumDbClient, SumDbError, SumDbSource, TreeHead};
+use super::sumdb_client::{parse_tree, Proved, Record, SumDbClient, SumDbError, SumDbSource, TreeHead, TILE_HEIGHT};
 use super::{Fetch, Fetcher};
 use crate::artifact::{FetchError, Kind};
 use crate::gomod::dirhash;
@@ -211,6 +211,9 @@ impl ChecksumCheck {
             }
             Kind::SumTile | Kind::SumPartialTile => {
                 let tile = Tile::parse(path).ok_or_else(|| refused("not a tile path"))?;
+                if tile.h != TILE_HEIGHT {
+                    return Err(refused("tiles of this database are of height 8"));
+                }
                 let known = *self.known();
                 let tried = match known {
                     Some(head) => self.client.tile(&tile, &head),
