@@ -2,7 +2,6 @@
 //! `/sumdb/`: [`signed_sumdb`], a real Ed25519-signed log built by
 //! `tests/sumdb_gen.go`, and [`SignedDb`], its paths.
 
-use std::fs;
 use std::path::Path;
 use std::process::Command;
 
