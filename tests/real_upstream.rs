@@ -1,7 +1,8 @@
 //! Smoke test against the real upstream: the server runs with no
 //! `--upstream`, so it inherits `go env GOPROXY` (its `direct` entry is
-//! dropped) and `go env GOSUMDB`, and the real go command, with its default
-//! checksum database on, downloads one real module through it.
+//! dropped) and `go env GOSUMDB` (verifying every module against that
+//! database with the go command's own key), and the real go command, with
+//! its default checksum database on, downloads one real module through it.
 //!
 //! No host or module name is written here: the module is the first
 //! requirement of the Go distribution's own `src/go.mod`, and everything
@@ -87,8 +88,11 @@ fn real_upstream_download_is_verified_by_the_checksum_database_through_the_proxy
     assert!(!sumdb.is_empty() && sumdb != "off", "the default checksum database is needed: {sumdb:?}");
 
     // No --upstream: inherited from `go env GOPROXY` (GOENV=off in the
-    // harness, so the go command's defaults).
-    let server = Server::start_with(ServerOpts { startup_timeout: std::time::Duration::from_secs(60), ..ServerOpts::new("") });
+    // harness, so the go command's defaults); no --sumdb: the default
+    // database, by name, verified with the key the go command builds in.
+    let mut opts = ServerOpts { startup_timeout: std::time::Duration::from_secs(60), ..ServerOpts::new("") };
+    opts.env.push(("GOSUMDB".into(), sumdb.clone()));
+    let server = Server::start_with(opts);
     let mut go = GoEnv::new(server.url());
     go.env("GOSUMDB", &sumdb);
     go.env("GONOSUMDB", "");
@@ -116,4 +120,10 @@ fn real_upstream_download_is_verified_by_the_checksum_database_through_the_proxy
     let sumdb_requests = metric(server.addr(), "gomodproxy_sumdb_requests");
     assert!(sumdb_requests >= 2, "checksum-database traffic must go through the proxy: {sumdb_requests} requests");
     assert_eq!(metric(server.addr(), "gomodproxy_upstream_errors"), 0);
+    // The proxy verified it too, itself a client of the database: it
+    // accepted (and kept) a signed tree head.
+    let name = sumdb.split(['+', ' ']).next().unwrap();
+    let head = std::fs::read_to_string(server.data_dir().join("sumdb").join(format!("{name}.head"))).expect("an accepted tree head");
+    assert!(head.starts_with("go.sum database tree\n"), "{head}");
+    assert_eq!(metric(server.addr(), "gomodproxy_checksum_mismatches"), 0);
 }
