@@ -32,13 +32,14 @@ fn main() -> anyhow::Result<()> {
             gomodproxy::runtime::serve(config, |started| {
                 let r = &started.recovery;
                 log::info!(
-                    "store recovered: {} records in {} segments in {:?} ({} re-verified, {} bytes of torn tail cut, {} segments skipped)",
+                    "store recovered: {} records in {} segments in {:?} ({} re-verified, {} bytes of torn tail cut, {} segments skipped, {} withdrawn)",
                     r.records,
                     r.segments,
                     r.elapsed,
                     r.records_verified,
                     r.bytes_cut,
-                    r.segments_skipped
+                    r.segments_skipped,
+                    r.withdrawn
                 );
                 // The one line on stdout: scripts and tests wait for it.
                 let mut out = std::io::stdout().lock();
@@ -46,6 +47,13 @@ fn main() -> anyhow::Result<()> {
                 let _ = out.flush();
             })
             .context("gomodproxy serve")?;
+        }
+        Command::Verify(args) => {
+            let config = args.into_config()?;
+            let report = gomodproxy::runtime::verify::verify(&config, &mut std::io::stdout().lock()).context("gomodproxy verify")?;
+            if !report.findings.is_empty() {
+                std::process::exit(1);
+            }
         }
     }
     Ok(())

@@ -50,7 +50,9 @@ pub enum FetchError {
     ChecksumMismatch {
         /// `module@version` and which file (`.zip`, `.mod`).
         what: String,
-        database: String,
+        /// Who recorded the expected hash: a checksum database, or this
+        /// proxy at the version's first download.
+        recorded_by: String,
         expected: String,
         got: String,
     },
@@ -68,10 +70,10 @@ impl fmt::Display for FetchError {
                 write!(f, "upstream {upstream} is failing and is not being asked (circuit open; next try in {}s)", retry_in.as_secs())
             }
             FetchError::Invalid(why) => write!(f, "invalid upstream response: {why}"),
-            FetchError::ChecksumMismatch { what, database, expected, got } => write!(
+            FetchError::ChecksumMismatch { what, recorded_by, expected, got } => write!(
                 f,
-                "verifying {what}: checksum mismatch\n\tdownloaded: {got}\n\t{database}: {expected}\n\n\
-                 SECURITY ERROR\nThe upstream served bytes that differ from the checksum database's record; \
+                "verifying {what}: checksum mismatch\n\tdownloaded: {got}\n\t{recorded_by}: {expected}\n\n\
+                 SECURITY ERROR\nThe upstream served bytes that differ from what {recorded_by} recorded; \
                  gomodproxy refused them and stored nothing."
             ),
         }

@@ -35,6 +35,12 @@ pub struct Cli {
 pub enum Command {
     /// Serve the GOPROXY protocol.
     Serve(ServeArgs),
+    /// Audit a stopped store: re-hash every blob against what was recorded when it was
+    /// stored (and, for public modules, against the first --sumdb database where it
+    /// answers); report and quarantine every mismatch; exit 1 if there was any. Takes
+    /// serve's flags (--data, --sumdb, --upstream, --private...); `--sumdb off` checks
+    /// only what the store itself recorded.
+    Verify(ServeArgs),
 }
 
 #[derive(Args)]

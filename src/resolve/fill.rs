@@ -19,7 +19,8 @@ use super::ResolveError;
 use crate::artifact::fill::Progress;
 use crate::artifact::{ArtifactKey, FetchError, Kind};
 use crate::metrics::CoreMetrics;
-use crate::store::{self, Index, SegmentWriter, StoredBlob};
+use crate::gomod::dirhash;
+use crate::store::{self, Append, Index, RecordKind, SegmentWriter, StoredBlob};
 use crate::upstream::sumdb_check::ChecksumCheck;
 use crate::upstream::{Fetch, Fetcher};
 
@@ -80,6 +81,13 @@ impl Filler {
         let k = key.clone();
         let record_kind = key.kind.record_kind();
         let p = progress.cloned().unwrap_or_default();
+        // The hash this version's file had when it was first stored, if it
+        // was (and is fetched again now: evicted, purged or quarantined).
+        let first_hash = go_sum_key(&key.version, key.kind).and_then(|v| {
+            let entry = self.indexes[self.own].get(&key.module, &v, RecordKind::GoSum)?;
+            Some(String::from_utf8_lossy(entry.blob.bytes()).into_owned())
+        });
+        let had_hash = first_hash.is_some();
         // Hash (and verify) on the blocking thread too: a 500 MiB zip must
         // not stall the reactor. A streamed zip's readers wait for the last
         // byte until this is done.
@@ -100,17 +108,35 @@ impl Filler {
                 kind if kind.is_sumdb() => Bytes::from(database_answer(&databases, &k.module, &k.version, kind)?),
                 kind => upstream.fetch_streaming(&Fetch { module: &k.module, version: &k.version, kind }, &p)?,
             };
-            if let Some((check, thread)) = lookup {
+            let h1 = match k.kind {
+                Kind::Zip => Some(dirhash::hash_zip(&body).map_err(|e| FetchError::Invalid(format!("module zip: {e}")))?),
+                Kind::Mod => Some(dirhash::hash_go_mod(&body)),
+                _ => None,
+            };
+            if let (Some((check, thread)), Some(got)) = (lookup, &h1) {
                 let record = match thread {
                     // A panic in the lookup is our own failure: re-raised
                     // here, where spawn_fetch turns it into one.
                     Some(t) => t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
                     None => check.record(&k.module, &k.version)?,
                 };
-                check.verdict(&k.module, &k.version, k.kind, &body, &record)?;
+                check.verdict(&k.module, &k.version, k.kind, got, &record)?;
+            }
+            // A version's files never change: later bytes must hash as the first did.
+            if let (Some(got), Some(expected)) = (&h1, first_hash) {
+                if *got != expected {
+                    let what = format!("{}@{} ({})", k.module, k.version, k.kind.label());
+                    log::error!("SECURITY: {what}: the upstream's bytes hash to {got}, its first download to {expected}; refused");
+                    return Err(FetchError::ChecksumMismatch {
+                        what,
+                        recorded_by: "gomodproxy's first download of it".into(),
+                        expected,
+                        got: got.clone(),
+                    });
+                }
             }
             let sha = record_kind.map(|_| store::record::payload_sha256(&body));
-            Ok((body, sha))
+            Ok((body, sha, h1))
         });
         let mut job = std::pin::pin!(job);
         let fetched = match progress {
@@ -135,20 +161,34 @@ impl Filler {
             }
         };
         self.count_upstream_error(&fetched);
-        let (bytes, sha) = fetched?;
+        let (bytes, sha, h1) = fetched?;
         let Some(kind) = record_kind else { return Ok(Filled::Mutable(bytes)) };
         let sha = sha.unwrap_or_else(|| store::record::payload_sha256(&bytes));
+        // The first time a version's file is stored, its go.sum hash is
+        // kept with it (one write, so neither is kept without the other).
+        let sum_version = go_sum_key(&key.version, key.kind);
+        let mut records = Vec::with_capacity(2);
+        if let (Some(h1), Some(v), false) = (&h1, &sum_version, had_hash) {
+            let payload = Bytes::from(h1.clone().into_bytes());
+            let sha256 = store::record::payload_sha256(&payload);
+            records.push(Append { kind: RecordKind::GoSum, module: &key.module, version: v, payload, sha256 });
+        }
+        records.push(Append { kind, module: &key.module, version: &key.version, payload: bytes.clone(), sha256: sha });
         // Readers of the streamed fill may then finish, from the stored
         // blob: the fill buffer goes as soon as the last slow reader lets
         // go of it, not when it finishes.
-        match self.writer.append(kind, &key.module, &key.version, bytes.clone(), sha).await {
-            Ok(blob) => {
+        match self.writer.append_all(records).await.map(|mut blobs| (blobs.pop(), blobs.pop())) {
+            Ok((Some(blob), sum)) => {
+                if let (Some(sum), Some(v)) = (sum, &sum_version) {
+                    self.indexes[self.own].insert(&key.module, v, RecordKind::GoSum, sum);
+                }
                 self.indexes[self.own].insert(&key.module, &key.version, kind, blob.clone());
                 if let Some(p) = progress {
                     p.mark_kept(&bytes, Bytes::from_owner(blob.clone()));
                 }
                 Ok(Filled::Stored(blob))
             }
+            Ok((None, _)) => Err(ResolveError::Internal("the store wrote no record")),
             Err(e) => {
                 self.metrics.store_errors.bump();
                 log::error!("storing {}@{} ({kind:?}) failed, serving from memory: {e}", key.module, key.version);
@@ -194,6 +234,17 @@ fn spawn_fetch<T: Send + 'static>(
         Ok(fetched) => fetched.map_err(ResolveError::Fetch),
         Err(_) => Err(ResolveError::Internal("the upstream fetch panicked")),
     })
+}
+
+/// The version under which the go.sum hash of a `kind` file of `version`
+/// is kept, as go.sum spells it: `v1.2.3` for the zip, `v1.2.3/go.mod`
+/// for the go.mod; `None` for the kinds go.sum does not hash.
+pub fn go_sum_key(version: &str, kind: Kind) -> Option<String> {
+    match kind {
+        Kind::Zip => Some(version.to_string()),
+        Kind::Mod => Some(format!("{version}/go.mod")),
+        _ => None,
+    }
 }
 
 /// A `/sumdb/<name>/<path>` answer (`module` is `sumdb/<name>`), from the

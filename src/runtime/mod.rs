@@ -17,6 +17,7 @@
 mod accept;
 pub mod listener;
 pub mod mesh;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
@@ -146,38 +147,10 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let recovery = store.stats().clone();
     let (addr, sockets) = listener::bind_all(config.listen, config.backlog, cores).map_err(|e| RuntimeError::Bind(config.listen, e))?;
 
-    let opts = FetchOptions {
-        timeout: config.upstream_timeout,
-        connect_timeout: config.upstream_connect_timeout,
-        read_timeout: config.upstream_read_timeout,
-        retries: config.upstream_retries,
-        retry_backoff: config.upstream_retry_backoff,
-        breaker_failures: config.breaker_failures,
-        breaker_cooldown: config.breaker_cooldown,
-        http: config.upstream_http.clone(),
-    };
-    // Private modules get their own chain, and only the guard decides who hears of them.
-    let private_list = config.private_upstream.clone().or_else(|| config.upstream.local_only());
-    let upstream: Arc<dyn Fetcher> = Arc::new(PrivacyGuard::new(
-        config.private.clone(),
-        UpstreamChain::from_config(&config.upstream, opts.clone()),
-        private_list.map(|l| UpstreamChain::from_config(&l, opts.clone())),
-    ));
-    // Every database relays only what it verified; the first vouches for every public module.
-    let databases: Arc<[Arc<ChecksumCheck>]> = config
-        .sumdbs
-        .iter()
-        .map(|db| {
-            let direct = db.url.as_ref().map(|url| Box::new(UpstreamChain::from_config(url, opts.clone())) as Box<dyn Fetcher>);
-            let state = config.data_dir.join("sumdb");
-            Arc::new(ChecksumCheck::new(db.verifier.clone(), upstream.clone(), direct, config.private.clone(), state))
-        })
-        .collect();
-    let checksums = databases.first().cloned();
-    if let Some(check) = &checksums {
+    let sources = fill_sources(&config);
+    if let Some(check) = &sources.checksums {
         log::info!("verifying every public module's .zip and .mod against checksum database {}", check.name());
     }
-    let sources = FillSources { upstream, checksums, databases };
     let metrics = Metrics::leak(cores);
     let cache_settings = Arc::new(CacheSettings {
         list_ttl: config.list_ttl,
@@ -261,6 +234,41 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         }
     }
     Ok(())
+}
+
+/// The fill's sources as `config` gives them: the upstream chain behind
+/// its privacy guard, and every `--sumdb` database's verifying client
+/// (the first vouches for every public module).
+pub fn fill_sources(config: &Config) -> FillSources {
+    let opts = FetchOptions {
+        timeout: config.upstream_timeout,
+        connect_timeout: config.upstream_connect_timeout,
+        read_timeout: config.upstream_read_timeout,
+        retries: config.upstream_retries,
+        retry_backoff: config.upstream_retry_backoff,
+        breaker_failures: config.breaker_failures,
+        breaker_cooldown: config.breaker_cooldown,
+        http: config.upstream_http.clone(),
+    };
+    // Private modules get their own chain, and only the guard decides who hears of them.
+    let private_list = config.private_upstream.clone().or_else(|| config.upstream.local_only());
+    let upstream: Arc<dyn Fetcher> = Arc::new(PrivacyGuard::new(
+        config.private.clone(),
+        UpstreamChain::from_config(&config.upstream, opts.clone()),
+        private_list.map(|l| UpstreamChain::from_config(&l, opts.clone())),
+    ));
+    // Every database relays only what it verified; the first vouches for every public module.
+    let databases: Arc<[Arc<ChecksumCheck>]> = config
+        .sumdbs
+        .iter()
+        .map(|db| {
+            let direct = db.url.as_ref().map(|url| Box::new(UpstreamChain::from_config(url, opts.clone())) as Box<dyn Fetcher>);
+            let state = config.data_dir.join("sumdb");
+            Arc::new(ChecksumCheck::new(db.verifier.clone(), upstream.clone(), direct, config.private.clone(), state))
+        })
+        .collect();
+    let checksums = databases.first().cloned();
+    FillSources { upstream, checksums, databases }
 }
 
 /// Connections the open-file limit leaves room for: each segment keeps a

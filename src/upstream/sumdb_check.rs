@@ -20,7 +20,6 @@ use base64::Engine as _;
 use super::sumdb_client::{parse_tree, Proved, Record, SumDbClient, SumDbError, SumDbSource, TreeHead, TILE_HEIGHT};
 use super::{Fetch, Fetcher};
 use crate::artifact::{FetchError, Kind};
-use crate::gomod::dirhash;
 use crate::gomod::module;
 use crate::gomod::note::Verifier;
 use crate::gomod::pattern::PrefixPatterns;
@@ -233,21 +232,21 @@ impl ChecksumCheck {
         }
     }
 
-    /// Checks `body`, the `kind` (`.zip` or `.mod`) of `module@version`,
-    /// against its proved `record`.
-    pub fn verdict(&self, module: &str, version: &str, kind: Kind, body: &[u8], record: &Record) -> Result<(), FetchError> {
-        let got = match kind {
-            Kind::Zip => dirhash::hash_zip(body).map_err(|e| FetchError::Invalid(format!("module zip: {e}")))?,
-            _ => dirhash::hash_go_mod(body),
-        };
+    /// Checks `got`, the `h1:` hash of the `kind` (`.zip` or `.mod`) of
+    /// `module@version`, against its proved `record`.
+    pub fn verdict(&self, module: &str, version: &str, kind: Kind, got: &str, record: &Record) -> Result<(), FetchError> {
         let expected = if kind == Kind::Zip { &record.zip } else { &record.go_mod };
-        if got == *expected {
+        if got == expected {
             return Ok(());
         }
-        let expected = expected.clone();
         let what = format!("{module}@{version} ({})", kind.label());
         log::error!("SECURITY: {what}: the upstream's bytes hash to {got}, checksum database {} records {expected}; refused", self.name);
-        Err(FetchError::ChecksumMismatch { what, database: self.name.clone(), expected, got })
+        Err(FetchError::ChecksumMismatch {
+            what,
+            recorded_by: format!("checksum database {}", self.name),
+            expected: expected.clone(),
+            got: got.to_string(),
+        })
     }
 
     /// Keeps `head` as the accepted one if it is newer; a head accepted
