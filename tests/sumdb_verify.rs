@@ -157,3 +157,37 @@ fn notes_signed_by_another_key_verify_nothing_and_nothing_is_served() {
     }
     assert_eq!(upstream.hits(&zip_path(FIRST.0, FIRST.1)), 2, "refused, so never stored");
 }
+
+/// The outage a fleet must survive: after a warm-up, the upstream (and so
+/// the database behind it) is gone and gomodproxy restarts; a fresh go
+/// client, with the database's key and no URL (it can reach the database
+/// only through the proxy), still downloads and verifies every module
+/// seen before, from what gomodproxy verified and kept.
+#[test]
+fn a_fresh_client_verifies_everything_seen_before_with_the_upstream_and_database_gone() {
+    let Setup { fx, mut upstream, mut server, key } = setup();
+    let get = |env: &mut GoEnv| {
+        env.env("GOSUMDB", &key);
+        env.write_file("go.mod", "module example.com/main\n\ngo 1.21\n");
+        for (m, v) in [FIRST, UPPER] {
+            env.run(&["get", &format!("{m}@{v}")]);
+        }
+        env.go_sum_lines()
+    };
+    let warm = get(&mut GoEnv::new(server.url()));
+
+    upstream.shutdown();
+    // Restarted with every answer past its TTL: only stale copies can serve.
+    server.restart_with(|o| o.extra_args.extend(["--sumdb-ttl".to_string(), "0".to_string()]));
+    let mut fresh_env = GoEnv::new(server.url());
+    let fresh = get(&mut fresh_env);
+    assert_eq!(fresh, warm, "the same verified hashes");
+    for (m, v) in [FIRST, UPPER] {
+        let h1 = gomodproxy::gomod::dirhash::hash_zip(&fx.artifact(m, v, "zip")).unwrap();
+        assert!(fresh.contains(&format!("{m} {v} {h1}")), "{fresh:#?}");
+    }
+    // The go command checked the database's answers itself, via the proxy.
+    assert!(metric(server.addr(), "gomodproxy_sumdb_requests") >= 3);
+    assert!(metric(server.addr(), "gomodproxy_stale_served") >= 2, "lookups served from the kept copies");
+    assert!(fresh_env.gomodcache().join("cache/download/sumdb").join(SUMDB_NAME).exists(), "the client kept tiles it verified");
+}

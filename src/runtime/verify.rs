@@ -80,7 +80,16 @@ pub fn verify(config: &Config, out: &mut impl Write) -> Result<Report, StoreErro
                 _ => None,
             };
             kind.and_then(|kind| {
-                check_module_file(index, database.as_ref(), entry.module(), entry.version(), kind, bytes, &mut report, &mut database_failures)
+                check_module_file(
+                    index,
+                    database.as_ref(),
+                    entry.module(),
+                    entry.version(),
+                    kind,
+                    bytes,
+                    &mut report,
+                    &mut database_failures,
+                )
             })
         };
         if let Some(problem) = problem {
