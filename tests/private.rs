@@ -12,8 +12,6 @@ mod common;
 
 use common::*;
 
-use std::process::Command;
-use std::time::Duration;
 
 const SECRET: &str = "corp.example/secret";
 /// A private module whose path needs `!`-escaping.
@@ -167,14 +165,6 @@ fn the_default_comes_from_gonoproxy_else_goprivate() {
 
 #[test]
 fn a_malformed_pattern_refuses_to_start() {
-    let data = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(server_bin());
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", "file:///nonexistent", "--private", "corp.example/["])
-        .arg("--data")
-        .arg(data.path())
-        .env("GOENV", "off");
-    let out = run_with_timeout(&mut cmd, Duration::from_secs(20));
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused_start(&["serve", "--listen", "127.0.0.1:0", "--upstream", "file:///nonexistent", "--private", "corp.example/["]);
     assert!(stderr.contains("corp.example/["), "{stderr}");
 }

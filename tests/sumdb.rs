@@ -15,7 +15,6 @@ mod common;
 
 use common::*;
 
-use std::process::Command;
 use std::time::Duration;
 
 const A: (&str, &str) = ("example.com/a", "v1.0.0");
@@ -138,15 +137,7 @@ fn the_default_comes_from_gosumdb_and_a_bare_unknown_name_refuses_to_start() {
     assert_eq!(http_get(off.addr(), &db.url("supported")).status, 404);
 
     // A name with no key that the go command does not know either.
-    let data = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(server_bin());
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", &upstream.url(), "--sumdb", SUMDB_NAME])
-        .arg("--data")
-        .arg(data.path())
-        .env("GOENV", "off");
-    let out = run_with_timeout(&mut cmd, Duration::from_secs(20));
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused_start(&["serve", "--listen", "127.0.0.1:0", "--upstream", &upstream.url(), "--sumdb", SUMDB_NAME]);
     assert!(stderr.contains(SUMDB_NAME) && stderr.contains("NAME+HASH+KEY"), "{stderr}");
 }
 

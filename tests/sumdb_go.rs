@@ -18,6 +18,15 @@ const FIRST: (&str, &str) = ("example.com/first", "v1.0.0");
 const UPPER: (&str, &str) = ("example.com/Upper/Lib", "v1.2.0");
 const TAMPERED: (&str, &str) = ("example.com/tampered", "v1.0.0");
 
+/// The fixture every test here uses: the modules the database records.
+fn three_modules() -> Fixture {
+    Fixture::builder()
+        .module(Module::new(FIRST.0, FIRST.1))
+        .module(Module::new(UPPER.0, UPPER.1))
+        .module(Module::new(TAMPERED.0, TAMPERED.1))
+        .build()
+}
+
 /// Writes the database below `root` and returns its verifier key.
 fn generate(root: &Path, env: &GoEnv) -> String {
     let specs = [FIRST, UPPER].map(|(m, v)| format!("{m}@{v}"));
@@ -26,11 +35,7 @@ fn generate(root: &Path, env: &GoEnv) -> String {
 
 #[test]
 fn the_go_command_verifies_modules_through_the_sumdb_proxy() {
-    let fx = Fixture::builder()
-        .module(Module::new(FIRST.0, FIRST.1))
-        .module(Module::new(UPPER.0, UPPER.1))
-        .module(Module::new(TAMPERED.0, TAMPERED.1))
-        .build();
+    let fx = three_modules();
     let key = generate(fx.root(), &GoEnv::new("off"));
     assert!(key.starts_with(&format!("{SUMDB_NAME}+")), "{key}");
     let upstream = CountingUpstream::serve(fx.root());
@@ -98,11 +103,7 @@ fn gomodproxy_opens_the_databases_notes_and_agrees_with_its_records() {
     use gomodproxy::gomod::merkle::{self, TileHashReader};
     use gomodproxy::gomod::note::{NoteError, Verifier};
 
-    let fx = Fixture::builder()
-        .module(Module::new(FIRST.0, FIRST.1))
-        .module(Module::new(UPPER.0, UPPER.1))
-        .module(Module::new(TAMPERED.0, TAMPERED.1))
-        .build();
+    let fx = three_modules();
     let key = generate(fx.root(), &GoEnv::new("off"));
     let verifier = Verifier::parse(&key).expect("the database's key");
     let db = fx.root().join("sumdb").join(SUMDB_NAME);
@@ -157,11 +158,7 @@ fn the_client_verifies_lookups_and_catches_a_forked_log() {
     use gomodproxy::gomod::note::Verifier;
     use gomodproxy::upstream::sumdb_client::{SumDbClient, SumDbError};
 
-    let fx = Fixture::builder()
-        .module(Module::new(FIRST.0, FIRST.1))
-        .module(Module::new(UPPER.0, UPPER.1))
-        .module(Module::new(TAMPERED.0, TAMPERED.1))
-        .build();
+    let fx = three_modules();
     let env = GoEnv::new("off");
     let [first, upper, tampered] = [FIRST, UPPER, TAMPERED].map(|(m, v)| format!("{m}@{v}"));
     let dbs = tempfile::tempdir().unwrap();
@@ -217,11 +214,7 @@ fn the_client_authenticates_every_tile_it_relays() {
     use gomodproxy::gomod::tlog::Tile;
     use gomodproxy::upstream::sumdb_client::{SumDbClient, SumDbError};
 
-    let fx = Fixture::builder()
-        .module(Module::new(FIRST.0, FIRST.1))
-        .module(Module::new(UPPER.0, UPPER.1))
-        .module(Module::new(TAMPERED.0, TAMPERED.1))
-        .build();
+    let fx = three_modules();
     let key = generate(fx.root(), &GoEnv::new("off"));
     let dir = fx.root().join("sumdb").join(SUMDB_NAME);
     let client = SumDbClient::new(Verifier::parse(&key).unwrap(), DbFiles(dir.clone()));

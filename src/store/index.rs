@@ -95,25 +95,30 @@ impl Index {
         self.insert_hashed(key_hash(module, version, kind), module, version, kind, blob)
     }
 
-    fn insert_hashed(&self, hash: u64, module: &str, version: &str, kind: RecordKind, blob: StoredBlob) {
-        let mut next = None;
-        if let Some(old) = self.map.get(&hash) {
-            // Rebuild the chain without the key being replaced. Collisions
-            // are astronomically rare, so this stays O(1) in practice.
-            let mut cur = Some(old.value());
-            while let Some(e) = cur {
-                if !e.is(module, version, kind) {
-                    next = Some(Arc::new(Entry {
-                        key: e.key.clone(),
-                        module_len: e.module_len,
-                        kind: e.kind,
-                        blob: e.blob.clone(),
-                        next: next.take(),
-                    }));
-                }
-                cur = e.next.as_ref();
+    /// The collision chain at `hash` rebuilt without the key, if any
+    /// entry is left. Collisions are astronomically rare, so this stays
+    /// O(1) in practice.
+    fn chain_without(&self, hash: u64, module: &str, version: &str, kind: RecordKind) -> Option<Arc<Entry>> {
+        let head = self.map.get(&hash)?;
+        let mut rest = None;
+        let mut cur = Some(head.value());
+        while let Some(e) = cur {
+            if !e.is(module, version, kind) {
+                rest = Some(Arc::new(Entry {
+                    key: e.key.clone(),
+                    module_len: e.module_len,
+                    kind: e.kind,
+                    blob: e.blob.clone(),
+                    next: rest.take(),
+                }));
             }
+            cur = e.next.as_ref();
         }
+        rest
+    }
+
+    fn insert_hashed(&self, hash: u64, module: &str, version: &str, kind: RecordKind, blob: StoredBlob) {
+        let next = self.chain_without(hash, module, version, kind);
         let mut key = String::with_capacity(module.len() + 1 + version.len());
         key.push_str(module);
         key.push('@');
@@ -142,23 +147,7 @@ impl Index {
 
     fn remove_hashed(&self, hash: u64, module: &str, version: &str, kind: RecordKind) -> Option<Arc<Entry>> {
         let removed = self.get_hashed(hash, module, version, kind)?;
-        let head = self.map.get(&hash)?;
-        // Rebuild the chain without the key (see insert_hashed).
-        let mut rest = None;
-        let mut cur = Some(head.value());
-        while let Some(e) = cur {
-            if !e.is(module, version, kind) {
-                rest = Some(Arc::new(Entry {
-                    key: e.key.clone(),
-                    module_len: e.module_len,
-                    kind: e.kind,
-                    blob: e.blob.clone(),
-                    next: rest.take(),
-                }));
-            }
-            cur = e.next.as_ref();
-        }
-        match rest {
+        match self.chain_without(hash, module, version, kind) {
             Some(chain) => {
                 self.map.insert(hash, chain);
             }

@@ -81,6 +81,18 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
 
 /// Path of the binary under test. `GOMODPROXY_BIN` overrides the one cargo
 /// built for this package (e.g. to run the suite against a release build).
+/// Runs `gomodproxy ARGS --data <a fresh dir>` (with the go command's
+/// defaults, no `go env -w` settings), which must fail to start; returns
+/// what it printed on stderr.
+pub fn refused_start(args: &[&str]) -> String {
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(server_bin());
+    cmd.args(args).arg("--data").arg(data.path()).env("GOENV", "off");
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(20));
+    assert!(!out.status.success(), "gomodproxy {args:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 pub fn server_bin() -> PathBuf {
     match std::env::var_os("GOMODPROXY_BIN") {
         Some(p) => PathBuf::from(p),
