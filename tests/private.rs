@@ -12,7 +12,6 @@ mod common;
 
 use common::*;
 
-
 const SECRET: &str = "corp.example/secret";
 /// A private module whose path needs `!`-escaping.
 const CAMEL: &str = "corp.example/Team/Tool";
