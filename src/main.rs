@@ -4,8 +4,7 @@
 use std::io::Write as _;
 
 use anyhow::Context as _;
-use clap::Parser as _;
-use gomodproxy::config::flags::{Cli, Command};
+use gomodproxy::config::flags::Command;
 
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -14,7 +13,7 @@ fn main() -> anyhow::Result<()> {
         .filter_module("ureq::unit", log::LevelFilter::Info)
         .target(env_logger::Target::Stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = gomodproxy::config::flags::parse_cli()?;
     match cli.command {
         Command::Serve(args) => {
             let config = args.into_config()?;

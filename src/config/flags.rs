@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::TypedValueParser as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use super::{Config, ConfigError};
 use crate::http::HttpLimits;
@@ -45,6 +45,11 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct ServeArgs {
+    /// A TOML file of settings: each key a flag's long name (`list_ttl = "30s"`,
+    /// `private = ["*.corp.example"]`). A flag or GOMODPROXY_* variable overrides it.
+    #[arg(long, env = "GOMODPROXY_CONFIG")]
+    config: Option<PathBuf>,
+
     /// Address to listen on (every core accepts on it, with SO_REUSEPORT).
     #[arg(long, env = "GOMODPROXY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -260,6 +265,38 @@ fn parse_stream_fills(s: &str) -> Result<StreamFills, String> {
         "off" => Ok(StreamFills(None)),
         size => parse_bytes(size).map(|n| StreamFills(Some(n))).map_err(|e| format!("{e}; or `off`")),
     }
+}
+
+/// The command line, with the settings of `--config FILE` (if given)
+/// read as if typed after the flags actually given, for each flag that is
+/// neither on the command line nor in its `GOMODPROXY_*` variable. A
+/// malformed command line ends the process with clap's usage message, as
+/// [`Cli::parse`] does; a bad file is an error naming it.
+pub fn parse_cli() -> Result<Cli, ConfigError> {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = Cli::parse_from(&argv);
+    let (Command::Serve(args) | Command::Verify(args)) = &cli.command;
+    let Some(path) = args.config.clone() else { return Ok(cli) };
+    let sub = match &cli.command {
+        Command::Serve(_) => "serve",
+        Command::Verify(_) => "verify",
+    };
+    let command = Cli::command();
+    let flags = command.find_subcommand(sub).map(|c| c.get_arguments().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    let bad = |reason: String| ConfigError::ConfigFile { path: path.clone(), reason };
+    let mut extended = argv.clone();
+    for setting in super::file::read(&path)? {
+        let arg = flags.iter().find(|a| a.get_long() == Some(setting.flag.as_str()) && setting.flag != "config").ok_or_else(|| {
+            bad(format!("unknown setting {:?} (a key is a flag's long name, as in `gomodproxy {sub} --help`)", setting.flag))
+        })?;
+        let long = format!("--{}", setting.flag);
+        let typed = argv.iter().any(|a| a.to_str().is_some_and(|a| a == long || a.starts_with(&format!("{long}="))));
+        let in_env = arg.get_env().is_some_and(|var| std::env::var_os(var).is_some());
+        if !typed && !in_env {
+            extended.push(format!("{long}={}", setting.value).into());
+        }
+    }
+    Cli::try_parse_from(&extended).map_err(|e| bad(e.to_string().lines().next().unwrap_or_default().to_string()))
 }
 
 impl ServeArgs {

@@ -6,6 +6,7 @@
 //! start anything or touch the network: a bad setting is reported here,
 //! before any executor exists.
 
+pub mod file;
 pub mod flags;
 
 use std::net::SocketAddr;
@@ -94,6 +95,11 @@ pub enum ConfigError {
     },
     /// The TLS client (trusted roots, client certificate) could not be set up.
     UpstreamTls(crate::upstream::tls::TlsError),
+    /// `--config` could not be read, or holds what is no setting.
+    ConfigFile {
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for ConfigError {
@@ -104,6 +110,7 @@ impl std::fmt::Display for ConfigError {
             ConfigError::UpstreamAuthUnreadable { path, error } => write!(f, "reading --upstream-auth {}: {error}", path.display()),
             ConfigError::UpstreamAuth { path, error } => write!(f, "--upstream-auth {}: {error}", path.display()),
             ConfigError::UpstreamTls(e) => write!(f, "https upstream set-up: {e}"),
+            ConfigError::ConfigFile { path, reason } => write!(f, "--config {}: {reason}", path.display()),
             ConfigError::NoUpstream => write!(
                 f,
                 "no upstream configured: pass --upstream, or set GOPROXY, or install the go \
