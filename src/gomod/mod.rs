@@ -8,6 +8,7 @@ pub mod dirhash;
 pub mod merkle;
 pub mod modfile;
 pub mod module;
+pub mod modzip;
 pub mod note;
 pub mod pattern;
 pub mod semver;

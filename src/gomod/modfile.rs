@@ -298,6 +298,23 @@ fn is_go_version(v: &str) -> bool {
     strict.is_some() || lax.is_some()
 }
 
+/// The version the `go` directive of `body` names (`1.24`, `1.21.3`,
+/// `1.23rc1`), if the file parses and has one.
+pub fn go_version(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let tokens = lex(text).ok()?;
+    let mut found = None;
+    let _ = statements(&tokens, |s| {
+        if let ("go", [v]) = (s.verb, s.args) {
+            if v.kind == Kind::Ident && is_go_version(v.text) {
+                found = Some(v.text.to_string());
+            }
+        }
+        Ok(())
+    });
+    found
+}
+
 /// Checks `body` as a dependency's go.mod. `Ok` means the go command's lax
 /// parser would accept it and it names a module.
 pub fn check(body: &[u8]) -> Result<(), ModFileError> {
