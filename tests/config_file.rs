@@ -58,7 +58,7 @@ fn an_unknown_key_or_a_bad_value_refuses_to_start_naming_the_file() {
 
     let table = config(&dir, "[[git]]\npattern = \"git.corp.example/*\"\n");
     let stderr = refused_start(&["serve", "--listen", "127.0.0.1:0", "--config", &table]);
-    assert!(stderr.contains("[[git]]") && stderr.contains("not implemented"), "{stderr}");
+    assert!(stderr.contains("[[git]]") && stderr.contains("remote is missing"), "{stderr}");
 
     let stderr = refused_start(&["serve", "--listen", "127.0.0.1:0", "--config", "/nonexistent/gomodproxy.toml"]);
     assert!(stderr.contains("cannot be read"), "{stderr}");

@@ -3,6 +3,8 @@
 //! `--list-ttl`); a value is a string, a number, a boolean, or an array of
 //! strings (joined with commas, as the list flags take them).
 //!
+//! `[[git]]` tables are the Git sources `direct` is answered from.
+//!
 //! Owns reading and shaping the file. It never decides precedence nor
 //! validates a value: the command line reads the settings as if they had
 //! been typed after every flag actually given (see `flags::parse_cli`), so
@@ -12,6 +14,8 @@
 use std::path::Path;
 
 use super::ConfigError;
+use crate::gomod::pattern::PrefixPatterns;
+use crate::upstream::git::GitSource;
 
 /// One setting: the flag's long name (dashes) and its value as typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,25 +24,69 @@ pub struct Setting {
     pub value: String,
 }
 
-/// The settings in the file at `path` (a key given twice is a TOML error).
-pub fn read(path: &Path) -> Result<Vec<Setting>, ConfigError> {
+/// What a config file holds.
+#[derive(Debug, Default)]
+pub struct FileContents {
+    pub settings: Vec<Setting>,
+    /// Its `[[git]]` sources, in file order (the first whose pattern
+    /// matches a module serves it).
+    pub git: Vec<GitSource>,
+}
+
+/// The file at `path` (a key given twice is a TOML error).
+pub fn read(path: &Path) -> Result<FileContents, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| bad(path, format!("cannot be read: {e}")))?;
     parse(path, &text)
+}
+
+/// One `[[git]]` table: `pattern`, `remote` (with `{repo}`), `depth`, and
+/// optionally `public`.
+fn git_source(path: &Path, i: usize, value: toml::Value) -> Result<GitSource, ConfigError> {
+    let bad = |why: String| bad(path, format!("[[git]] #{}: {why}", i + 1));
+    let toml::Value::Table(table) = value else { return Err(bad("not a table".into())) };
+    let (mut pattern, mut remote, mut depth, mut public) = (None, None, None, false);
+    for (key, value) in table {
+        match (key.as_str(), value) {
+            ("pattern", toml::Value::String(s)) => pattern = Some(s),
+            ("remote", toml::Value::String(s)) => remote = Some(s),
+            ("depth", toml::Value::Integer(n)) => depth = Some(n),
+            ("public", toml::Value::Boolean(b)) => public = b,
+            (key @ ("pattern" | "remote" | "depth" | "public"), _) => return Err(bad(format!("{key}: wrong type"))),
+            (key, _) => return Err(bad(format!("unknown key {key:?} (pattern, remote, depth, public)"))),
+        }
+    }
+    let pattern = pattern.ok_or_else(|| bad("pattern is missing".into()))?;
+    let compiled = PrefixPatterns::parse(&pattern).map_err(|e| bad(format!("pattern: {e}")))?;
+    if compiled.is_empty() {
+        return Err(bad("pattern is empty".into()));
+    }
+    let remote = remote.ok_or_else(|| bad("remote is missing".into()))?;
+    if remote == "go-get" {
+        return Err(bad("remote = \"go-get\" (discovery from go-import tags) is not implemented yet".into()));
+    }
+    if !remote.contains("{repo}") {
+        return Err(bad(format!("remote {remote:?} has no {{repo}} (the repository root without its host)")));
+    }
+    let depth = depth.ok_or_else(|| bad("depth is missing (path elements of the repository root, host included)".into()))?;
+    let depth =
+        usize::try_from(depth).ok().filter(|d| (2..=64).contains(d)).ok_or_else(|| bad(format!("depth {depth}: between 2 and 64")))?;
+    Ok(GitSource { pattern: compiled, remote, depth, public })
 }
 
 fn bad(path: &Path, reason: String) -> ConfigError {
     ConfigError::ConfigFile { path: path.to_path_buf(), reason }
 }
 
-fn parse(path: &Path, text: &str) -> Result<Vec<Setting>, ConfigError> {
+fn parse(path: &Path, text: &str) -> Result<FileContents, ConfigError> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| bad(path, e.message().to_string()))?;
-    let mut settings = Vec::with_capacity(table.len());
+    let mut contents = FileContents::default();
     for (key, value) in table {
         if key == "git" {
-            return Err(bad(
-                path,
-                "[[git]] sources: fetching modules from Git is not implemented yet; modules come from --upstream".into(),
-            ));
+            let toml::Value::Array(sources) = value else { return Err(bad(path, "git: write sources as [[git]] tables".into())) };
+            for (i, source) in sources.into_iter().enumerate() {
+                contents.git.push(git_source(path, i, source)?);
+            }
+            continue;
         }
         let flag = key.replace('_', "-");
         let value = match value {
@@ -54,9 +102,9 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Setting>, ConfigError> {
                 return Err(bad(path, format!("{key}: not a setting (a string, number, boolean or list of strings)")))
             }
         };
-        settings.push(Setting { flag, value });
+        contents.settings.push(Setting { flag, value });
     }
-    Ok(settings)
+    Ok(contents)
 }
 
 #[cfg(test)]
@@ -64,7 +112,7 @@ mod tests {
     use super::*;
 
     fn settings(text: &str) -> Result<Vec<(String, String)>, ConfigError> {
-        parse(Path::new("test.toml"), text).map(|s| s.into_iter().map(|s| (s.flag, s.value)).collect())
+        parse(Path::new("test.toml"), text).map(|c| c.settings.into_iter().map(|s| (s.flag, s.value)).collect())
     }
 
     #[test]
@@ -87,12 +135,28 @@ mod tests {
     }
 
     #[test]
+    fn git_sources_are_read_in_order() {
+        let c = parse(
+            Path::new("t.toml"),
+            "[[git]]\npattern = \"git.corp.example/*\"\nremote = \"ssh://git@git.corp.example/{repo}.git\"\ndepth = 3\n\n[[git]]\npattern = \"example.com/open\"\nremote = \"https://example.com/{repo}\"\ndepth = 2\npublic = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.git.len(), 2);
+        assert!(c.git[0].pattern.matches("git.corp.example/team/repo") && !c.git[0].public && c.git[0].depth == 3);
+        assert!(c.git[1].public);
+    }
+
+    #[test]
     fn shapes_that_are_no_setting_are_refused_with_the_key() {
         for (text, key) in [
             ("[server]\nlisten = \"x\"\n", "server"),
             ("private = [1, 2]\n", "private"),
             ("when = 1979-05-27\n", "when"),
-            ("[[git]]\npattern = \"x/*\"\n", "not implemented"),
+            ("[[git]]\npattern = \"x/*\"\n", "remote is missing"),
+            ("[[git]]\npattern = \"x/*\"\nremote = \"go-get\"\n", "not implemented"),
+            ("[[git]]\npattern = \"x/*\"\nremote = \"file:///srv\"\ndepth = 3\n", "{repo}"),
+            ("[[git]]\npattern = \"x/*\"\nremote = \"file:///srv/{repo}\"\ndepth = 1\n", "depth"),
+            ("[[git]]\npattern = \"x/*\"\nremote = \"file:///srv/{repo}\"\ndepth = 3\nbranch = \"main\"\n", "unknown key"),
         ] {
             let e = settings(text).unwrap_err().to_string();
             assert!(e.contains(key) && e.contains("test.toml"), "{e}");

@@ -50,6 +50,10 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_CONFIG")]
     config: Option<PathBuf>,
 
+    /// The `[[git]]` sources of `--config` (no flag of their own).
+    #[arg(skip)]
+    git: Vec<crate::upstream::git::GitSource>,
+
     /// Address to listen on (every core accepts on it, with SO_REUSEPORT).
     #[arg(long, env = "GOMODPROXY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -285,7 +289,8 @@ pub fn parse_cli() -> Result<Cli, ConfigError> {
     let flags = command.find_subcommand(sub).map(|c| c.get_arguments().cloned().collect::<Vec<_>>()).unwrap_or_default();
     let bad = |reason: String| ConfigError::ConfigFile { path: path.clone(), reason };
     let mut extended = argv.clone();
-    for setting in super::file::read(&path)? {
+    let contents = super::file::read(&path)?;
+    for setting in contents.settings {
         let arg = flags.iter().find(|a| a.get_long() == Some(setting.flag.as_str()) && setting.flag != "config").ok_or_else(|| {
             bad(format!("unknown setting {:?} (a key is a flag's long name, as in `gomodproxy {sub} --help`)", setting.flag))
         })?;
@@ -296,7 +301,10 @@ pub fn parse_cli() -> Result<Cli, ConfigError> {
             extended.push(format!("{long}={}", setting.value).into());
         }
     }
-    Cli::try_parse_from(&extended).map_err(|e| bad(e.to_string().lines().next().unwrap_or_default().to_string()))
+    let mut cli = Cli::try_parse_from(&extended).map_err(|e| bad(e.to_string().lines().next().unwrap_or_default().to_string()))?;
+    let (Command::Serve(args) | Command::Verify(args)) = &mut cli.command;
+    args.git = contents.git;
+    Ok(cli)
 }
 
 impl ServeArgs {
@@ -312,7 +320,14 @@ impl ServeArgs {
         for w in warnings {
             log::warn!("{w}");
         }
-        let private = super::parse_private(&args.private.unwrap_or_else(super::inherited_private))?;
+        // A Git source's modules are private unless it says `public = true`.
+        let mut private_list = args.private.unwrap_or_else(super::inherited_private);
+        for source in args.git.iter().filter(|s| !s.public) {
+            for p in source.pattern.sources() {
+                private_list = if private_list.trim().is_empty() { p.to_string() } else { format!("{private_list},{p}") };
+            }
+        }
+        let private = super::parse_private(&private_list)?;
         let private_upstream = match args.private_upstream.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(list) => Some(UpstreamList::parse(list, UpstreamSource::Flag)?.0),
@@ -323,7 +338,10 @@ impl ServeArgs {
                     format!("--private-upstream {}", l.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" "))
                 }
                 (None, Some(l)) => {
-                    format!("the file:// upstreams {}", l.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" "))
+                    format!(
+                        "the file:// and direct upstreams {}",
+                        l.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" ")
+                    )
                 }
                 (None, None) => "nowhere (no private upstream configured: they are not found)".to_string(),
             };
@@ -390,6 +408,7 @@ impl ServeArgs {
             breaker_failures: args.breaker_failures,
             breaker_cooldown: args.breaker_cooldown,
             drain_timeout: args.drain_timeout,
+            git: args.git,
         })
     }
 }

@@ -68,6 +68,8 @@ pub struct Config {
     pub breaker_cooldown: Duration,
     /// How long SIGTERM waits for open connections before exiting.
     pub drain_timeout: Duration,
+    /// The `[[git]]` sources of `--config`, which answer `direct`.
+    pub git: Vec<crate::upstream::git::GitSource>,
 }
 
 #[derive(Debug)]

@@ -298,6 +298,48 @@ fn is_go_version(v: &str) -> bool {
     strict.is_some() || lax.is_some()
 }
 
+/// The module path the `module` directive of `body` declares, if the file
+/// parses and has one (quoted paths unquoted; escapes other than `\\` and
+/// `\"` make it unknown).
+pub fn module_path(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let tokens = lex(text).ok()?;
+    let mut found = None;
+    let _ = statements(&tokens, |s| {
+        if let ("module", [p]) = (s.verb, s.args) {
+            found = match p.kind {
+                Kind::Ident => Some(p.text.to_string()),
+                Kind::Str if p.text.len() >= 2 => {
+                    let inner = &p.text[1..p.text.len() - 1];
+                    if p.text.starts_with('`') {
+                        Some(inner.to_string())
+                    } else {
+                        let unescaped = inner.replace("\\\\", "\u{0}").replace("\\\"", "\"").replace('\u{0}', "\\");
+                        (!unescaped.contains('\\')).then_some(unescaped)
+                    }
+                }
+                _ => None,
+            };
+        }
+        Ok(())
+    });
+    found
+}
+
+/// A module path as a go.mod spells it (x/mod's `AutoQuote`): bare when
+/// it lexes as one token, quoted otherwise.
+pub fn auto_quote(path: &str) -> String {
+    let bare = !path.is_empty()
+        && !path.contains("//")
+        && !path.contains("/*")
+        && path.chars().all(|c| is_ident(c) && c != '"' && c != '\'' && c != '`');
+    if bare {
+        path.to_string()
+    } else {
+        format!("{path:?}")
+    }
+}
+
 /// The version the `go` directive of `body` names (`1.24`, `1.21.3`,
 /// `1.23rc1`), if the file parses and has one.
 pub fn go_version(body: &[u8]) -> Option<String> {

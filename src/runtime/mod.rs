@@ -37,6 +37,7 @@ use crate::metrics::Metrics;
 use crate::resolve::fill::FillSources;
 use crate::resolve::{route, CacheSettings, CoreResolver, Shard};
 use crate::store::{RecoveryStats, Store, StoreError};
+use crate::upstream::git::GitSources;
 use crate::upstream::private::PrivacyGuard;
 use crate::upstream::sumdb_check::ChecksumCheck;
 use crate::upstream::{FetchOptions, Fetcher, UpstreamChain};
@@ -249,6 +250,12 @@ pub fn fill_sources(config: &Config) -> FillSources {
         breaker_failures: config.breaker_failures,
         breaker_cooldown: config.breaker_cooldown,
         http: config.upstream_http.clone(),
+        git: Some(Arc::new(GitSources::new(
+            config.git.clone(),
+            config.data_dir.join("git"),
+            config.list_ttl,
+            config.upstream_timeout.max(std::time::Duration::from_secs(60)),
+        ))),
     };
     // Private modules get their own chain, and only the guard decides who hears of them.
     let private_list = config.private_upstream.clone().or_else(|| config.upstream.local_only());

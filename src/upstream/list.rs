@@ -23,6 +23,8 @@ pub enum UpstreamSpec {
     File(PathBuf),
     /// `http://` or `https://` base URL, without a trailing slash.
     Http(String),
+    /// `direct`: the module's own repository, through the `[[git]]` sources.
+    Direct,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,8 +44,7 @@ pub struct UpstreamList {
 pub enum UpstreamSource {
     /// Given explicitly (`--upstream`, `GOMODPROXY_UPSTREAM`): every entry must work.
     Flag,
-    /// Inherited from `GOPROXY` or `go env GOPROXY`: entries we cannot serve
-    /// yet (`direct`) are skipped with a warning rather than refusing to start.
+    /// Inherited from `GOPROXY` or `go env GOPROXY`.
     Inherited,
 }
 
@@ -73,7 +74,9 @@ impl UpstreamList {
     /// Parses a GOPROXY-style list: entries separated by `,` or `|`.
     pub fn parse(list: &str, source: UpstreamSource) -> Result<(UpstreamList, Warnings), ListError> {
         let mut entries = Vec::new();
-        let mut warnings = Vec::new();
+        // Every entry is served now, inherited or given; warnings stay for entries to come.
+        let _ = source;
+        let warnings = Vec::new();
         let mut rest = list.trim();
         while !rest.is_empty() {
             let (raw, fallback, tail) = match rest.find([',', '|']) {
@@ -92,14 +95,7 @@ impl UpstreamList {
                 Ok(Some(spec)) => entries.push(UpstreamEntry { spec, fallback }),
                 // `off` ends the list: the go command stops there too.
                 Ok(None) => break,
-                Err(e) => match (source, raw) {
-                    (UpstreamSource::Inherited, "direct") => warnings.push(
-                        "skipping upstream entry \"direct\" inherited from GOPROXY: fetching \
-                         from version control is not implemented yet"
-                            .to_string(),
-                    ),
-                    _ => return Err(e),
-                },
+                Err(e) => return Err(e),
             }
         }
         if entries.is_empty() {
@@ -110,11 +106,12 @@ impl UpstreamList {
 }
 
 impl UpstreamList {
-    /// The `file://` entries alone (with their fallbacks): the upstreams
-    /// private modules may use when no `--private-upstream` is given.
-    /// `None` when there are none.
+    /// The `file://` and `direct` entries alone (with their fallbacks): the
+    /// upstreams private modules may use when no `--private-upstream` is
+    /// given (neither tells a third party of a path). `None` when there are none.
     pub fn local_only(&self) -> Option<UpstreamList> {
-        let entries: Vec<UpstreamEntry> = self.entries.iter().filter(|e| matches!(e.spec, UpstreamSpec::File(_))).cloned().collect();
+        let entries: Vec<UpstreamEntry> =
+            self.entries.iter().filter(|e| matches!(e.spec, UpstreamSpec::File(_) | UpstreamSpec::Direct)).cloned().collect();
         (!entries.is_empty()).then_some(UpstreamList { entries })
     }
 }
@@ -123,12 +120,7 @@ fn parse_entry(raw: &str) -> Result<Option<UpstreamSpec>, ListError> {
     let bad = |reason| ListError::BadUpstream { entry: raw.to_string(), reason };
     match raw {
         "off" => return Ok(None),
-        "direct" => {
-            return Err(ListError::UnsupportedUpstream {
-                entry: raw.to_string(),
-                reason: "fetching straight from version control (\"direct\") is not implemented yet",
-            })
-        }
+        "direct" => return Ok(Some(UpstreamSpec::Direct)),
         _ => {}
     }
     if let Some(path) = raw.strip_prefix("file://") {
@@ -191,13 +183,14 @@ mod tests {
     }
 
     #[test]
-    fn direct_is_an_error_when_asked_for_and_a_warning_when_inherited() {
-        let err = UpstreamList::parse("direct", UpstreamSource::Flag).unwrap_err();
-        assert!(matches!(err, ListError::UnsupportedUpstream { .. }));
+    fn direct_is_an_entry_of_its_own() {
         let (l, w) = UpstreamList::parse("https://mirror.test,direct", UpstreamSource::Inherited).unwrap();
-        assert_eq!(l.entries.len(), 1);
-        assert_eq!(w.len(), 1);
-        assert!(UpstreamList::parse("direct", UpstreamSource::Inherited).is_err());
+        assert_eq!(
+            l.entries.iter().map(|e| e.spec.clone()).collect::<Vec<_>>(),
+            [UpstreamSpec::Http("https://mirror.test".into()), UpstreamSpec::Direct]
+        );
+        assert!(w.is_empty());
+        assert_eq!(l.local_only().unwrap().entries[0].spec, UpstreamSpec::Direct, "trusted with private modules");
     }
 
     #[test]

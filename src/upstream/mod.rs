@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod breaker;
 pub mod file;
+pub mod git;
 pub mod http;
 pub mod list;
 pub mod private;
@@ -78,6 +79,19 @@ pub trait Fetcher: Send + Sync {
     fn name(&self) -> &str;
 }
 
+/// A shared fetcher (the one set of `[[git]]` sources every `direct` entry uses).
+impl<F: Fetcher + ?Sized> Fetcher for std::sync::Arc<F> {
+    fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
+        (**self).fetch(req)
+    }
+    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &Progress) -> Result<bytes::Bytes, FetchError> {
+        (**self).fetch_streaming(req, progress)
+    }
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+}
+
 /// What every `http(s)` upstream shares: the TLS client set-up and the
 /// `--upstream-auth` rules. `None` in `FetchOptions` means ureq's defaults
 /// and no credentials.
@@ -107,6 +121,8 @@ pub struct FetchOptions {
     /// How long an open circuit skips its upstream before one probe may try it.
     pub breaker_cooldown: Duration,
     pub http: Option<HttpSetup>,
+    /// What answers `direct` entries: the `[[git]]` sources.
+    pub git: Option<std::sync::Arc<git::GitSources>>,
 }
 
 impl FetchOptions {
@@ -121,6 +137,7 @@ impl FetchOptions {
             breaker_failures: 0,
             breaker_cooldown: Duration::ZERO,
             http: None,
+            git: None,
         }
     }
 }
@@ -145,6 +162,10 @@ impl UpstreamChain {
                         opts.breaker_cooldown,
                     )),
                     UpstreamSpec::Http(base) => Box::new(http::HttpFetcher::new(base.clone(), &opts)),
+                    UpstreamSpec::Direct => match &opts.git {
+                        Some(git) => Box::new(git.clone()),
+                        None => Box::new(std::sync::Arc::new(git::GitSources::none())),
+                    },
                 };
                 (f, e.fallback)
             })

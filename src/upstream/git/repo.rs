@@ -1,0 +1,207 @@
+//! One Git repository's bare mirror under `DATA/git/`, and every `git`
+//! command run on it: the host's `git` (so its ssh keys, `insteadOf`
+//! rewrites and credential helpers apply, exactly as the host's git is
+//! configured), never interactive, every command bounded in time.
+//!
+//! Owns the mirror's layout (as the go command keeps its own: `git init
+//! --bare`, remote `origin`, heads and tags fetched with `-f`, export
+//! attributes off) and the one-fetch-at-a-time rule per repository. It
+//! knows no Go rule: revisions in, bytes out.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// Why a git command gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitError {
+    /// `git` could not be started at all.
+    Spawn(String),
+    /// It ran past its time and was killed.
+    Timeout { what: String, after: Duration },
+    /// It failed; `stderr` says why (auth refused, no such repository...).
+    Failed { what: String, stderr: String },
+}
+
+impl std::fmt::Display for GitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GitError::Spawn(e) => write!(f, "running git: {e}"),
+            GitError::Timeout { what, after } => write!(f, "{what}: no answer within {after:?}"),
+            GitError::Failed { what, stderr } => write!(f, "{what}: {}", stderr.trim()),
+        }
+    }
+}
+
+/// One object a revision names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    /// The tag's name below `refs/tags/`.
+    pub name: String,
+    /// The commit it points at (peeled through an annotated tag).
+    pub commit: String,
+}
+
+/// A bare mirror of one remote.
+pub struct Mirror {
+    dir: PathBuf,
+    remote: String,
+    /// Most a single command may take (a fetch of a large repository included).
+    timeout: Duration,
+    /// When the refs were last fetched; held while fetching, so one fetch
+    /// per repository runs at a time however many requests need it.
+    fetched_at: Mutex<Option<Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Mirror {
+    /// The mirror of `remote` below `root`, created (empty) if new.
+    pub fn open(root: &Path, remote: &str, timeout: Duration) -> Result<Mirror, GitError> {
+        let name: String = Sha256::digest(remote.as_bytes()).iter().take(12).map(|b| format!("{b:02x}")).collect();
+        let dir = root.join(format!("{name}.git"));
+        let mirror = Mirror { dir, remote: remote.to_string(), timeout, fetched_at: Mutex::new(None) };
+        if !mirror.dir.join("HEAD").exists() {
+            std::fs::create_dir_all(&mirror.dir).map_err(|e| GitError::Spawn(format!("creating {}: {e}", mirror.dir.display())))?;
+            mirror.git("creating the mirror", &["init", "--bare", "--quiet"])?;
+            mirror.git("naming the remote", &["remote", "add", "origin", "--", remote])?;
+        }
+        // As the go command does: archives must not depend on the
+        // repository's own export-subst/export-ignore attributes.
+        let info = mirror.dir.join("info");
+        let attributes = info.join("attributes");
+        let wanted = "\n* -export-subst -export-ignore\n";
+        if !std::fs::read_to_string(&attributes).is_ok_and(|a| a.ends_with(wanted)) {
+            let written = std::fs::create_dir_all(&info).and_then(|()| {
+                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&attributes)?;
+                std::io::Write::write_all(&mut f, wanted.as_bytes())
+            });
+            written.map_err(|e| GitError::Spawn(format!("writing {}: {e}", attributes.display())))?;
+        }
+        Ok(mirror)
+    }
+
+    pub fn remote(&self) -> &str {
+        &self.remote
+    }
+
+    /// Fetches every branch and tag unless they were fetched less than
+    /// `max_age` ago (`Duration::ZERO`: always).
+    pub fn refresh(&self, max_age: Duration) -> Result<(), GitError> {
+        let mut fetched_at = lock(&self.fetched_at);
+        if fetched_at.is_some_and(|at| at.elapsed() < max_age) {
+            return Ok(());
+        }
+        let what = format!("fetching {}", self.remote);
+        self.git(&what, &["fetch", "-f", "--quiet", "--end-of-options", "origin", "refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"])?;
+        *fetched_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Every tag, with the commit it names.
+    pub fn tags(&self) -> Result<Vec<Tag>, GitError> {
+        let out = self.git("listing tags", &["for-each-ref", "--format=%(refname:lstrip=2) %(objectname) %(*objectname)", "refs/tags"])?;
+        let text = String::from_utf8_lossy(&out);
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split(' ');
+                let (name, object, peeled) = (f.next()?, f.next()?, f.next().unwrap_or(""));
+                let commit = if peeled.is_empty() { object } else { peeled };
+                Some(Tag { name: name.to_string(), commit: commit.to_string() })
+            })
+            .collect())
+    }
+
+    /// The commit time (seconds since the epoch) of `commit`.
+    pub fn commit_time(&self, commit: &str) -> Result<i64, GitError> {
+        let out = self.git("reading a commit", &["log", "-n1", "--format=%ct", "--end-of-options", commit])?;
+        String::from_utf8_lossy(&out)
+            .trim()
+            .parse()
+            .map_err(|_| GitError::Failed { what: format!("reading commit {commit}"), stderr: "no commit time".into() })
+    }
+
+    /// The file at `path` in `commit`; `None` when there is none.
+    pub fn read_file(&self, commit: &str, path: &str) -> Result<Option<Vec<u8>>, GitError> {
+        match self.git("reading a file", &["cat-file", "blob", &format!("{commit}:{path}")]) {
+            Ok(data) => Ok(Some(data)),
+            Err(GitError::Failed { stderr, .. }) if stderr.contains("does not exist") || stderr.contains("Not a valid object") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `git archive` of `commit` as a zip, every path under `prefix/`,
+    /// with the line-ending settings the go command uses.
+    pub fn archive(&self, commit: &str) -> Result<Vec<u8>, GitError> {
+        self.git(
+            "archiving a revision",
+            &["-c", "core.autocrlf=input", "-c", "core.eol=lf", "archive", "--format=zip", "--prefix=prefix/", "--end-of-options", commit],
+        )
+    }
+
+    /// Runs `git ARGS` on the mirror: no terminal, no prompt, ssh in batch
+    /// mode, killed past the timeout.
+    fn git(&self, what: &str, args: &[&str]) -> Result<Vec<u8>, GitError> {
+        let mut cmd = Command::new("git");
+        cmd.args(args)
+            .env("GIT_DIR", &self.dir)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GCM_INTERACTIVE", "never")
+            .env("GIT_ASKPASS", "")
+            .env("SSH_ASKPASS", "")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if std::env::var_os("GIT_SSH_COMMAND").is_none() && std::env::var_os("GIT_SSH").is_none() {
+            cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=10");
+        }
+        run_bounded(cmd, what, self.timeout)
+    }
+}
+
+/// Runs `cmd` to its end or kills it at `timeout`; its output on success.
+fn run_bounded(mut cmd: Command, what: &str, timeout: Duration) -> Result<Vec<u8>, GitError> {
+    let mut child = cmd.spawn().map_err(|e| GitError::Spawn(e.to_string()))?;
+    let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        let _ = child.kill();
+        return Err(GitError::Spawn("no pipes".into()));
+    };
+    // Both pipes drain on their own threads, so a full pipe never stalls git.
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(GitError::Spawn(e.to_string())),
+        }
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+    match status {
+        None => Err(GitError::Timeout { what: what.to_string(), after: timeout }),
+        Some(s) if s.success() => Ok(stdout),
+        Some(_) => Err(GitError::Failed { what: what.to_string(), stderr }),
+    }
+}

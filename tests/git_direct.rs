@@ -1,0 +1,263 @@
+//! `direct` from Git, byte-compatible with the go command: for repositories
+//! the test creates, gomodproxy's `.info`, `.mod`, zip `h1:` and version
+//! list equal what the go command produces itself in `GOPROXY=direct` mode,
+//! and a client's go.sum through gomodproxy equals the direct one.
+//! gomodproxy runs with no `go` on its PATH.
+//!
+//! How the two reach the same repositories: module paths are
+//! `git.corp.example/team/NAME`; the go command discovers the repository
+//! from a `go-import` tag (a tiny local server, reached as its HTTP proxy,
+//! with `GOINSECURE`), which names `https://git.corp.example/team/NAME`;
+//! gomodproxy's `[[git]]` remote says the same; a git config shared by both
+//! rewrites that URL to the local `file://` repository (`insteadOf`), as a
+//! host's git config would to a mirror.
+//!
+//! Covered so far: modules at a repository root, semver tags (annotated or
+//! not, pre-releases, non-canonical tags ignored), `+incompatible`,
+//! synthesized go.mod, nested modules, vendor directories, symlinks,
+//! `.gitattributes` eol conversion. Not yet: subdirectory modules, major
+//! suffixes, queries and pseudo-versions (the Git source answers those 404).
+
+mod common;
+
+use common::*;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::Command;
+
+const HOST: &str = "git.corp.example";
+
+fn git(dir: &Path, args: &[&str], when: &str) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_AUTHOR_DATE", when)
+        .env("GIT_COMMITTER_DATE", when)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn write(dir: &Path, rel: &str, data: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+}
+
+fn commit(dir: &Path, when: &str, tags: &[&str]) {
+    git(dir, &["add", "-A"], when);
+    git(dir, &["commit", "-q", "-m", when], when);
+    for t in tags {
+        match t.strip_prefix("annotated:") {
+            Some(t) => git(dir, &["tag", "-a", "-m", t, t], when),
+            None => git(dir, &["tag", t], when),
+        }
+    }
+}
+
+/// The corpus: `plain` (go.mod, several tags, nested module, vendor,
+/// symlink, eol attributes) and `nomod` (no go.mod: v2+ is +incompatible).
+fn corpus(root: &Path) {
+    let plain = root.join("team/plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    git(&plain, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
+    write(&plain, "go.mod", &format!("module {HOST}/team/plain\n\ngo 1.21\n"));
+    write(&plain, "plain.go", "package plain\n");
+    commit(&plain, "2024-01-02T03:04:05Z", &["v0.1.0"]);
+    write(&plain, "plain.go", "package plain\n\n// V1 is the first release.\nconst V1 = 1\n");
+    write(&plain, "sub/go.mod", &format!("module {HOST}/team/plain/sub\n"));
+    write(&plain, "sub/sub.go", "package sub\n");
+    write(&plain, "vendor/modules.txt", "# example.com/dep v1.0.0\n");
+    write(&plain, "vendor/example.com/dep/dep.go", "package dep\n");
+    write(&plain, "odd name+(1).txt", "legal but unusual\n");
+    std::os::unix::fs::symlink("plain.go", plain.join("link.go")).unwrap();
+    commit(&plain, "2024-02-03T04:05:06Z", &["annotated:v1.0.0", "v1.2", "release-1"]);
+    write(&plain, ".gitattributes", "*.txt eol=crlf\n");
+    write(&plain, "notes.txt", "line one\nline two\n");
+    commit(&plain, "2024-03-04T05:06:07Z", &["v1.1.0-rc.1", "v1.1.0"]);
+    write(&plain, "go.mod", &format!("module {HOST}/team/plain\n\ngo 1.24\n"));
+    commit(&plain, "2024-04-05T06:07:08Z", &["v1.2.0", "v2.0.0"]);
+
+    let nomod = root.join("team/nomod");
+    std::fs::create_dir_all(&nomod).unwrap();
+    git(&nomod, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
+    write(&nomod, "nomod.go", "package nomod\n");
+    commit(&nomod, "2023-05-06T07:08:09Z", &["v1.0.0"]);
+    write(&nomod, "nomod.go", "package nomod\n\nconst Two = 2\n");
+    commit(&nomod, "2023-06-07T08:09:10Z", &["v2.0.0", "v2.1.0"]);
+    write(&nomod, "nomod.go", "package nomod\n\nconst Three = 3\n");
+    commit(&nomod, "2023-07-08T09:10:11Z", &["annotated:v3.0.0"]);
+}
+
+/// Answers `?go-get=1` for every path below HOST with the go-import tag
+/// the go command reads; refuses CONNECT, so https fails over to http.
+fn go_import_server() -> ScriptedServer {
+    ScriptedServer::start(|stream| {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() {
+            return;
+        }
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
+                break;
+            }
+        }
+        let mut s = stream;
+        let target = line.split_whitespace().nth(1).unwrap_or("");
+        if line.starts_with("CONNECT") {
+            let _ = s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            return;
+        }
+        let path = target.split("://").nth(1).unwrap_or(target);
+        let repo: Vec<&str> = path.split('?').next().unwrap_or("").split('/').take(3).collect();
+        let root = repo.join("/");
+        let body = format!(
+            "<!DOCTYPE html><html><head><meta name=\"go-import\" content=\"{root} git https://{root}\"></head><body></body></html>\n"
+        );
+        let _ =
+            write!(s, "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    })
+}
+
+struct Setup {
+    _repos: tempfile::TempDir,
+    gitconfig: std::path::PathBuf,
+    meta: ScriptedServer,
+    server: Server,
+    _config: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let repos = tempfile::tempdir().unwrap();
+    corpus(repos.path());
+    let gitconfig = repos.path().join("gitconfig");
+    std::fs::write(
+        &gitconfig,
+        format!("[url \"file://{}/\"]\n\tinsteadOf = https://{HOST}/\n[protocol \"file\"]\n\tallow = always\n", repos.path().display()),
+    )
+    .unwrap();
+    let meta = go_import_server();
+    let config = tempfile::tempdir().unwrap();
+    let file = config.path().join("gomodproxy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "upstream = \"direct\"\nsumdb = \"off\"\n\n[[git]]\npattern = \"{HOST}/*\"\nremote = \"https://{HOST}/{{repo}}\"\ndepth = 3\n"
+        ),
+    )
+    .unwrap();
+    let mut o = ServerOpts::new("");
+    o.extra_args = vec!["--config".into(), file.display().to_string()];
+    o.env.push(("GIT_CONFIG_GLOBAL".into(), gitconfig.display().to_string()));
+    // No go command on the server's PATH: git only.
+    o.env.push(("PATH".into(), "/usr/bin:/bin".into()));
+    let server = Server::start_with(o);
+    Setup { _repos: repos, gitconfig, meta, server, _config: config }
+}
+
+/// The go command in `direct` mode against the corpus.
+fn direct_env(s: &Setup) -> GoEnv {
+    let mut env = GoEnv::new("direct");
+    env.env("GIT_CONFIG_GLOBAL", &s.gitconfig.display().to_string());
+    env.env("GOPRIVATE", HOST);
+    env.env("GOINSECURE", HOST);
+    env.env("HTTP_PROXY", &s.meta.url());
+    env.env("HTTPS_PROXY", &s.meta.url());
+    env
+}
+
+/// The go command through gomodproxy (checksums of these private modules off).
+fn proxy_env(s: &Setup) -> GoEnv {
+    let mut env = GoEnv::new(s.server.url());
+    env.env("GONOSUMDB", HOST);
+    env
+}
+
+const VERSIONS: &[(&str, &str)] = &[
+    ("plain", "v0.1.0"),
+    ("plain", "v1.0.0"),
+    ("plain", "v1.1.0-rc.1"),
+    ("plain", "v1.1.0"),
+    ("plain", "v1.2.0"),
+    ("nomod", "v1.0.0"),
+    ("nomod", "v2.0.0+incompatible"),
+    ("nomod", "v2.1.0+incompatible"),
+    ("nomod", "v3.0.0+incompatible"),
+];
+
+#[test]
+fn every_version_is_what_the_go_command_makes_of_the_repository() {
+    assert!(!Path::new("/usr/bin/go").exists() && !Path::new("/bin/go").exists(), "the server's PATH must hold no go command");
+    let s = setup();
+    let direct = direct_env(&s);
+    let proxied = proxy_env(&s);
+    for (name, version) in VERSIONS {
+        let module = format!("{HOST}/team/{name}");
+        let target = format!("{module}@{version}");
+        let d = &direct.mod_download_json(&[&target])[0];
+        let p = &proxied.mod_download_json(&[&target])[0];
+        assert_eq!(p["Sum"], d["Sum"], "{target}: zip h1:");
+        assert_eq!(p["GoModSum"], d["GoModSum"], "{target}: go.mod h1:");
+        for ext in ["info", "mod"] {
+            let ours = http_get(s.server.addr(), &format!("/{}", artifact_path(&module, version, ext)));
+            assert_eq!(ours.status, 200, "{target}.{ext}: {}", ours.body_str());
+            let theirs = direct.downloaded(&module, version, ext);
+            assert_eq!(ours.body_str(), String::from_utf8_lossy(&theirs), "{target}.{ext}");
+        }
+    }
+    for name in ["plain", "nomod"] {
+        let module = format!("{HOST}/team/{name}");
+        let versions = |env: &GoEnv| env.run(&["list", "-m", "-versions", &module]);
+        assert_eq!(versions(&proxied), versions(&direct), "{module} versions");
+        let latest = |env: &GoEnv| env.run(&["list", "-m", "-json", &format!("{module}@latest")]);
+        let (ours, theirs) = (latest(&proxied), latest(&direct));
+        let field = |j: &str, k: &str| serde_json::from_str::<serde_json::Value>(j).unwrap()[k].clone();
+        assert_eq!(field(&ours, "Version"), field(&theirs, "Version"), "{module}@latest");
+        assert_eq!(field(&ours, "Time"), field(&theirs, "Time"), "{module}@latest");
+    }
+    let list = http_get(s.server.addr(), &format!("/{}", list_path(&format!("{HOST}/team/nomod"))));
+    assert_eq!(list.body_str(), "v1.0.0\nv2.0.0+incompatible\nv2.1.0+incompatible\nv3.0.0+incompatible\n");
+}
+
+#[test]
+fn a_build_through_gomodproxy_records_the_direct_go_sum() {
+    let s = setup();
+    let main = "package main\n\nimport (\n\t_ \"git.corp.example/team/nomod\"\n\t_ \"git.corp.example/team/plain\"\n)\n\nfunc main() {}\n";
+    let build = |env: &GoEnv| {
+        env.write_file("go.mod", "module example.com/main\n\ngo 1.21\n");
+        env.write_file("main.go", main);
+        env.run(&["get", &format!("{HOST}/team/plain@v1.1.0"), &format!("{HOST}/team/nomod@v3.0.0+incompatible")]);
+        env.run(&["build", "./..."]);
+        env.go_sum_lines()
+    };
+    let theirs = build(&direct_env(&s));
+    let ours = build(&proxy_env(&s));
+    assert_eq!(ours, theirs);
+    assert!(ours.iter().any(|l| l.starts_with(&format!("{HOST}/team/plain v1.1.0 h1:"))), "{ours:#?}");
+}
+
+#[test]
+fn what_the_git_source_does_not_resolve_yet_is_a_404_that_says_so() {
+    let s = setup();
+    let addr = s.server.addr();
+    let cases = [
+        (format!("/{HOST}/team/plain/@v/main.info"), "queries"),
+        (format!("/{HOST}/team/plain/sub/@v/v1.0.0.info"), "below a repository root"),
+        (format!("/{HOST}/team/plain/@v/v1.9.9.info"), "unknown revision"),
+        (format!("/{HOST}/team/plain/@v/v2.0.0+incompatible.info"), "+incompatible"),
+        ("/example.com/elsewhere/@v/v1.0.0.info".to_string(), "no [[git]] source"),
+    ];
+    for (path, why) in cases {
+        let r = http_get(addr, &path);
+        assert_eq!(r.status, 404, "{path}: {}", r.body_str());
+        assert!(r.body_str().contains(why), "{path}: {}", r.body_str());
+    }
+}
