@@ -261,3 +261,61 @@ fn what_the_git_source_does_not_resolve_yet_is_a_404_that_says_so() {
         assert!(r.body_str().contains(why), "{path}: {}", r.body_str());
     }
 }
+
+#[test]
+fn a_version_once_served_keeps_its_bytes_when_its_tag_moves() {
+    let s = setup();
+    let module = format!("{HOST}/team/plain");
+    let info = format!("/{}", artifact_path(&module, "v1.1.0", "info"));
+    let zip = format!("/{}", artifact_path(&module, "v1.1.0", "zip"));
+    let (first_info, first_zip) = (http_get(s.server.addr(), &info), http_get(s.server.addr(), &zip));
+    assert_eq!((first_info.status, first_zip.status), (200, 200));
+    // The tag moves to the latest commit.
+    git(&s._repos.path().join("team/plain"), &["tag", "-f", "v1.1.0", "main"], "2024-05-01T00:00:00Z");
+    let mut server = s.server;
+    server.restart();
+    assert_eq!(http_get(server.addr(), &info).body, first_info.body);
+    assert_eq!(http_get(server.addr(), &zip).body, first_zip.body);
+}
+
+/// A server whose only Git remote is `remote` for modules below `host/`.
+fn server_for(host: &str, remote: &str) -> (Server, tempfile::TempDir) {
+    let config = tempfile::tempdir().unwrap();
+    let file = config.path().join("gomodproxy.toml");
+    std::fs::write(
+        &file,
+        format!("upstream = \"direct\"\nsumdb = \"off\"\ngit_timeout = \"2s\"\n\n[[git]]\npattern = \"{host}/*\"\nremote = \"{remote}\"\ndepth = 3\n"),
+    )
+    .unwrap();
+    let mut o = ServerOpts::new("");
+    o.extra_args = vec!["--config".into(), file.display().to_string()];
+    (Server::start_with(o), config)
+}
+
+#[test]
+fn a_remote_that_refuses_or_hangs_is_a_clear_and_timely_error() {
+    use std::time::{Duration, Instant};
+    let refusing = ScriptedServer::start(|mut stream| {
+        let mut buf = [0u8; 4096];
+        let _ = std::io::Read::read(&mut stream, &mut buf);
+        let _ = stream.write_all(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"corp\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    });
+    let (server, _c) = server_for("refusing.example", &format!("{}/{{repo}}", refusing.url()));
+    let r = http_get(server.addr(), "/refusing.example/team/repo/@v/list");
+    assert_eq!(r.status, 502, "{}", r.body_str());
+    let body = r.body_str();
+    assert!(body.contains(&refusing.url()) && (body.contains("Username") || body.contains("Authentication")), "{body}");
+
+    let hanging = ScriptedServer::start(|stream| {
+        std::thread::sleep(Duration::from_secs(20));
+        drop(stream);
+    });
+    let (server, _c) = server_for("hanging.example", &format!("{}/{{repo}}", hanging.url()));
+    let started = Instant::now();
+    let r = http_get(server.addr(), "/hanging.example/team/repo/@v/list");
+    assert_eq!(r.status, 504, "{}", r.body_str());
+    assert!(r.body_str().contains(&hanging.url()), "{}", r.body_str());
+    assert!(started.elapsed() < Duration::from_secs(15), "bounded by --git-timeout");
+    // The server stays up and answers.
+    assert_eq!(http_get(server.addr(), "/healthz").status, 200);
+}

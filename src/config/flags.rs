@@ -219,6 +219,11 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT: stop accepting, then wait this long for open connections to finish.
     #[arg(long, env = "GOMODPROXY_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     drain_timeout: Duration,
+
+    /// Most one git command of a `direct` fetch may take (a clone, a fetch, an archive);
+    /// past it git is killed and the request fails with 504.
+    #[arg(long, env = "GOMODPROXY_GIT_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    git_timeout: Duration,
 }
 
 /// `--hit-routing local|owner` (the resolve layer's type knows no command line).
@@ -409,6 +414,7 @@ impl ServeArgs {
             breaker_cooldown: args.breaker_cooldown,
             drain_timeout: args.drain_timeout,
             git: args.git,
+            git_timeout: args.git_timeout,
         })
     }
 }

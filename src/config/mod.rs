@@ -70,6 +70,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// The `[[git]]` sources of `--config`, which answer `direct`.
     pub git: Vec<crate::upstream::git::GitSource>,
+    /// Most one git command may take.
+    pub git_timeout: Duration,
 }
 
 #[derive(Debug)]

@@ -254,7 +254,7 @@ pub fn fill_sources(config: &Config) -> FillSources {
             config.git.clone(),
             config.data_dir.join("git"),
             config.list_ttl,
-            config.upstream_timeout.max(std::time::Duration::from_secs(60)),
+            config.git_timeout,
         ))),
     };
     // Private modules get their own chain, and only the guard decides who hears of them.

@@ -167,10 +167,20 @@ impl Mirror {
 }
 
 /// Runs `cmd` to its end or kills it at `timeout`; its output on success.
+/// git runs in a process group of its own, so a timeout kills its helpers
+/// too (`git-remote-https`, `ssh`), which would otherwise hold the pipes open.
 fn run_bounded(mut cmd: Command, what: &str, timeout: Duration) -> Result<Vec<u8>, GitError> {
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().map_err(|e| GitError::Spawn(e.to_string()))?;
+    let kill_group = |child: &mut std::process::Child| {
+        // SAFETY: kill(2) on the process group we created for this child.
+        unsafe {
+            libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+        }
+        let _ = child.wait();
+    };
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        let _ = child.kill();
+        kill_group(&mut child);
         return Err(GitError::Spawn("no pipes".into()));
     };
     // Both pipes drain on their own threads, so a full pipe never stalls git.
@@ -189,8 +199,7 @@ fn run_bounded(mut cmd: Command, what: &str, timeout: Duration) -> Result<Vec<u8
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
             Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 break None;
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(5)),
