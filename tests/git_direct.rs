@@ -84,6 +84,134 @@ fn corpus(root: &Path) {
     write(&plain, "go.mod", &format!("module {HOST}/team/plain\n\ngo 1.24\n"));
     commit(&plain, "2024-04-05T06:07:08Z", &["v1.2.0", "v2.0.0"]);
 
+    // A module at the root and one in tools/ (prefixed tags; the root's
+    // LICENSE goes into its zip).
+    let multi = root.join("team/multi");
+    std::fs::create_dir_all(&multi).unwrap();
+    git(&multi, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
+    write(
+        &multi,
+        "go.mod",
+        &format!(
+            "module {HOST}/team/multi
+
+go 1.22
+"
+        ),
+    );
+    write(
+        &multi,
+        "multi.go",
+        "package multi
+",
+    );
+    write(
+        &multi,
+        "LICENSE",
+        "Copyright the corp.
+",
+    );
+    write(
+        &multi,
+        "tools/go.mod",
+        &format!(
+            "module {HOST}/team/multi/tools
+
+go 1.22
+"
+        ),
+    );
+    write(
+        &multi,
+        "tools/tools.go",
+        "package tools
+",
+    );
+    commit(&multi, "2024-02-01T10:00:00Z", &["v1.0.0", "tools/v0.2.0"]);
+    write(
+        &multi,
+        "tools/tools.go",
+        "package tools
+
+const Ready = true
+",
+    );
+    commit(&multi, "2024-02-02T10:00:00Z", &["annotated:tools/v1.0.0"]);
+
+    // v2 in a v2/ directory beside v1 at the root.
+    let major = root.join("team/major");
+    std::fs::create_dir_all(&major).unwrap();
+    git(&major, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
+    write(
+        &major,
+        "go.mod",
+        &format!(
+            "module {HOST}/team/major
+
+go 1.21
+"
+        ),
+    );
+    write(
+        &major,
+        "major.go",
+        "package major
+",
+    );
+    commit(&major, "2024-03-01T10:00:00Z", &["v1.0.0"]);
+    write(
+        &major,
+        "v2/go.mod",
+        &format!(
+            "module {HOST}/team/major/v2
+
+go 1.21
+"
+        ),
+    );
+    write(
+        &major,
+        "v2/major.go",
+        "package major
+
+const V = 2
+",
+    );
+    commit(&major, "2024-03-02T10:00:00Z", &["v1.0.1", "v2.0.0"]);
+
+    // v2 by a major branch: the root go.mod says /v2.
+    let branchy = root.join("team/branchy");
+    std::fs::create_dir_all(&branchy).unwrap();
+    git(&branchy, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
+    write(
+        &branchy,
+        "go.mod",
+        &format!(
+            "module {HOST}/team/branchy
+
+go 1.21
+"
+        ),
+    );
+    write(
+        &branchy,
+        "branchy.go",
+        "package branchy
+",
+    );
+    commit(&branchy, "2024-04-01T10:00:00Z", &["v1.5.0"]);
+    write(
+        &branchy,
+        "go.mod",
+        &format!(
+            "module {HOST}/team/branchy/v2
+
+go 1.21
+"
+        ),
+    );
+    commit(&branchy, "2024-04-02T10:00:00Z", &["v2.0.0", "v2.1.0"]);
+
     let nomod = root.join("team/nomod");
     std::fs::create_dir_all(&nomod).unwrap();
     git(&nomod, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
@@ -191,7 +319,17 @@ const VERSIONS: &[(&str, &str)] = &[
     ("nomod", "v2.0.0+incompatible"),
     ("nomod", "v2.1.0+incompatible"),
     ("nomod", "v3.0.0+incompatible"),
+    ("multi", "v1.0.0"),
+    ("multi/tools", "v0.2.0"),
+    ("multi/tools", "v1.0.0"),
+    ("major", "v1.0.1"),
+    ("major/v2", "v2.0.0"),
+    ("branchy", "v1.5.0"),
+    ("branchy/v2", "v2.1.0"),
 ];
+
+/// Modules whose version lists and `@latest` are compared.
+const MODULES: &[&str] = &["plain", "nomod", "multi", "multi/tools", "major", "major/v2", "branchy", "branchy/v2"];
 
 #[test]
 fn every_version_is_what_the_go_command_makes_of_the_repository() {
@@ -213,7 +351,7 @@ fn every_version_is_what_the_go_command_makes_of_the_repository() {
             assert_eq!(ours.body_str(), String::from_utf8_lossy(&theirs), "{target}.{ext}");
         }
     }
-    for name in ["plain", "nomod"] {
+    for name in MODULES {
         let module = format!("{HOST}/team/{name}");
         let versions = |env: &GoEnv| env.run(&["list", "-m", "-versions", &module]);
         assert_eq!(versions(&proxied), versions(&direct), "{module} versions");
@@ -250,7 +388,7 @@ fn what_the_git_source_does_not_resolve_yet_is_a_404_that_says_so() {
     let addr = s.server.addr();
     let cases = [
         (format!("/{HOST}/team/plain/@v/main.info"), "queries"),
-        (format!("/{HOST}/team/plain/sub/@v/v1.0.0.info"), "below a repository root"),
+        (format!("/{HOST}/team/plain/v2/@v/v2.0.0.info"), "module path"),
         (format!("/{HOST}/team/plain/@v/v1.9.9.info"), "unknown revision"),
         (format!("/{HOST}/team/plain/@v/v2.0.0+incompatible.info"), "+incompatible"),
         ("/example.com/elsewhere/@v/v1.0.0.info".to_string(), "no [[git]] source"),
@@ -298,7 +436,9 @@ fn a_remote_that_refuses_or_hangs_is_a_clear_and_timely_error() {
     let refusing = ScriptedServer::start(|mut stream| {
         let mut buf = [0u8; 4096];
         let _ = std::io::Read::read(&mut stream, &mut buf);
-        let _ = stream.write_all(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"corp\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = stream.write_all(
+            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"corp\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
     });
     let (server, _c) = server_for("refusing.example", &format!("{}/{{repo}}", refusing.url()));
     let r = http_get(server.addr(), "/refusing.example/team/repo/@v/list");

@@ -9,9 +9,10 @@
 //! semver tags (`+incompatible` for v2+ tags without a go.mod, listed as
 //! cmd/go lists them), `.info` with the commit time and its `Origin`, the
 //! go.mod at the tag (or one synthesized), and the zip of the tag's tree by
-//! the module zip rules. Modules in subdirectories, major-version suffixes,
-//! branch and commit queries and pseudo-versions are not resolved yet (404
-//! with a reason). It never reaches a repository but through
+//! the module zip rules; modules in subdirectories (prefixed tags) and
+//! major versions (`/vN` directories or a go.mod saying `/vN`). Branch and
+//! commit queries and pseudo-versions are not resolved yet (404 with a
+//! reason). It never reaches a repository but through
 //! [`repo::Mirror`], never answers a checksum-database request, and never
 //! decides privacy: the caller's guard routes private paths here.
 
@@ -107,10 +108,25 @@ impl GitSources {
     }
 }
 
-/// A module of a repository: where it is and what it is called.
+/// A module of a repository: where it is and what it is called (cmd/go's
+/// codeRepo): `module` = the repository root, then `code_dir`, then
+/// `path_major` (`/v2`...).
 struct Located<'a> {
     module: &'a str,
     mirror: Arc<Mirror>,
+    /// The module's directory in the repository ("" at the root); its tags
+    /// are prefixed `code_dir/`.
+    code_dir: String,
+    path_major: &'a str,
+}
+
+/// Whether go.mod's `declared` path has the major suffix `path_major`
+/// (cmd/go's `isMajor`: only the major counts, so a fork's go.mod serves).
+fn is_major(declared: &str, path_major: &str) -> bool {
+    match module::split_path_version(declared) {
+        Some((_, major)) => major == path_major,
+        None => false,
+    }
 }
 
 impl Located<'_> {
@@ -119,41 +135,57 @@ impl Located<'_> {
         self.mirror.tags().map_err(|e| git_failure(self.mirror.remote(), e))
     }
 
+    fn read(&self, commit: &str, path: &str) -> Result<Option<Vec<u8>>, FetchError> {
+        self.mirror.read_file(commit, path).map_err(|e| git_failure(self.mirror.remote(), e))
+    }
+
+    /// The go.mod in the module's directory at `commit`.
     fn go_mod(&self, commit: &str) -> Result<Option<Vec<u8>>, FetchError> {
-        self.mirror.read_file(commit, "go.mod").map_err(|e| git_failure(self.mirror.remote(), e))
+        self.read(commit, &join(&self.code_dir, "go.mod"))
+    }
+
+    fn tag_prefix(&self) -> String {
+        if self.code_dir.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.code_dir)
+        }
     }
 
     /// The versions cmd/go lists: canonical semver tags (not pseudo-versions)
     /// of this major, then v2+ tags as `+incompatible`, unless the latest
     /// compatible version (or the latest at that major) has a go.mod.
     fn versions(&self, tags: &[Tag]) -> Result<Vec<String>, FetchError> {
-        let mut list: Vec<&Tag> = Vec::new();
-        let mut incompatible: Vec<&Tag> = Vec::new();
+        // (version, commit) of every tag of this module's directory.
+        let prefix = self.tag_prefix();
+        let mut list: Vec<(&str, &str)> = Vec::new();
+        let mut incompatible: Vec<(&str, &str)> = Vec::new();
         for t in tags {
-            if module::canonical_version(&t.name).is_none_or(|c| c != t.name) || semver::is_pseudo_version(&t.name) {
+            let Some(v) = t.name.strip_prefix(prefix.as_str()) else { continue };
+            if module::canonical_version(v).is_none_or(|c| c != v) || semver::is_pseudo_version(v) {
                 continue;
             }
-            if module::check_path_major(&t.name, "").is_ok() {
-                list.push(t);
-            } else {
-                incompatible.push(t);
+            if module::check_path_major(v, self.path_major).is_ok() {
+                list.push((v, &t.commit));
+            } else if self.code_dir.is_empty() && self.path_major.is_empty() && semver::major(v) > Some("v1") {
+                incompatible.push((v, &t.commit));
             }
         }
-        let by_version = |a: &&Tag, b: &&Tag| semver::compare(&a.name, &b.name);
+        let by_version = |a: &(&str, &str), b: &(&str, &str)| semver::compare(a.0, b.0);
         list.sort_by(by_version);
         incompatible.sort_by(by_version);
-        let mut out: Vec<String> = list.iter().map(|t| t.name.clone()).collect();
-        if let Some(latest) = list.last() {
-            if self.go_mod(&latest.commit)?.is_some() {
+        let mut out: Vec<String> = list.iter().map(|(v, _)| v.to_string()).collect();
+        if let Some((_, latest)) = list.last() {
+            if self.go_mod(latest)?.is_some() {
                 return Ok(out);
             }
         }
         let mut i = 0;
         while i < incompatible.len() {
-            let major = semver::major(&incompatible[i].name);
-            let end = i + incompatible[i..].iter().take_while(|t| semver::major(&t.name) == major).count();
-            if self.go_mod(&incompatible[end - 1].commit)?.is_none() {
-                out.extend(incompatible[i..end].iter().map(|t| format!("{}+incompatible", t.name)));
+            let major = semver::major(incompatible[i].0);
+            let end = i + incompatible[i..].iter().take_while(|(v, _)| semver::major(v) == major).count();
+            if self.go_mod(incompatible[end - 1].1)?.is_none() {
+                out.extend(incompatible[i..end].iter().map(|(v, _)| format!("{v}+incompatible")));
             }
             i = end;
         }
@@ -162,7 +194,8 @@ impl Located<'_> {
 
     /// The tag `version` names, fetching once more if it is not known yet.
     fn tag_of(&self, version: &str) -> Result<Tag, FetchError> {
-        let name = version.strip_suffix("+incompatible").unwrap_or(version);
+        let name = format!("{}{}", self.tag_prefix(), version.strip_suffix("+incompatible").unwrap_or(version));
+        let name = name.as_str();
         let find = |tags: Vec<Tag>| tags.into_iter().find(|t| t.name == name);
         if let Some(t) = find(self.tags(Duration::MAX)?) {
             return Ok(t);
@@ -171,38 +204,83 @@ impl Located<'_> {
             .ok_or_else(|| not_found(format!("{}@{version}: invalid version: unknown revision {name}", self.module)))
     }
 
-    /// The tag of `version`, checked as cmd/go checks a version: a v2+
-    /// version of a path without a major suffix is `+incompatible` exactly
-    /// when its tree has no go.mod; a go.mod must name this module.
-    fn checked(&self, version: &str) -> Result<(Tag, Option<Vec<u8>>), FetchError> {
+    /// The tag of `version`, the directory its module is in at that
+    /// revision and its go.mod, found as cmd/go's `findDir` finds them: a
+    /// `/vN` module may live in the `vN/` subdirectory or, with a go.mod
+    /// saying `/vN`, in the module's own; v0/v1 at the repository root may
+    /// have no go.mod; a v2+ version of a path without a major suffix is
+    /// `+incompatible` exactly when its tree has no go.mod.
+    fn checked(&self, version: &str) -> Result<(Tag, String, Option<Vec<u8>>), FetchError> {
         if semver::is_pseudo_version(version) {
             return Err(not_found(format!("{}@{version}: pseudo-versions are not resolved from Git yet", self.module)));
         }
         let tag = self.tag_of(version)?;
-        let go_mod = self.go_mod(&tag.commit)?;
-        let incompatible = version.ends_with("+incompatible");
-        if incompatible && go_mod.is_some() {
-            return Err(not_found(format!(
-                "{}@{version}: invalid version: +incompatible suffix not allowed: module contains a go.mod file, so module path must match major version",
-                self.module
-            )));
+        let invalid = |why: String| not_found(format!("{}@{version}: invalid version: {why}", self.module));
+        let file1 = join(&self.code_dir, "go.mod");
+        let gomod1 = self.read(&tag.commit, &file1)?;
+        let mpath1 = gomod1.as_deref().and_then(crate::gomod::modfile::module_path);
+        let found1 = mpath1.as_deref().is_some_and(|m| is_major(m, self.path_major));
+        if version.ends_with("+incompatible") {
+            if !self.code_dir.is_empty() || !self.path_major.is_empty() {
+                return Err(invalid("+incompatible suffix not allowed: module path has a major version or is in a subdirectory".into()));
+            }
+            if gomod1.is_some() {
+                return Err(invalid(
+                    "+incompatible suffix not allowed: module contains a go.mod file, so module path must match major version".into(),
+                ));
+            }
+            return Ok((tag, String::new(), None));
         }
-        if let Some(body) = &go_mod {
-            let declared = crate::gomod::modfile::module_path(body);
-            if declared.as_deref() != Some(self.module) {
-                return Err(not_found(format!(
-                    "{}@{version}: go.mod has non-{} module path {:?}",
-                    self.module,
-                    self.module,
-                    declared.unwrap_or_default()
-                )));
+        let root = self.module.strip_suffix(self.path_major).unwrap_or(self.module);
+        let root = root.strip_suffix(&self.code_dir).map(|r| r.trim_end_matches('/')).unwrap_or(root);
+        if let Some(major) = self.path_major.strip_prefix('/') {
+            let dir2 = join(&self.code_dir, major);
+            let file2 = join(&dir2, "go.mod");
+            if let Some(gomod2) = self.read(&tag.commit, &file2)? {
+                let mpath2 = crate::gomod::modfile::module_path(&gomod2);
+                return match mpath2 {
+                    Some(m) if is_major(&m, self.path_major) && found1 => Err(invalid(format!(
+                        "{file1} and ...{}/go.mod both have ...{} module paths at revision {}",
+                        self.path_major, self.path_major, tag.name
+                    ))),
+                    Some(m) if is_major(&m, self.path_major) => Ok((tag, dir2, Some(gomod2))),
+                    Some(m) => {
+                        Err(invalid(format!("{root}/{file2} has non-...{} module path {m:?} at revision {}", self.path_major, tag.name)))
+                    }
+                    None => Err(invalid(format!("{root}/{file2} is missing module path at revision {}", tag.name))),
+                };
             }
         }
-        Ok((tag, go_mod))
+        if found1 {
+            return Ok((tag, self.code_dir.clone(), gomod1));
+        }
+        if let Some(m) = mpath1 {
+            let why = if self.path_major.is_empty() {
+                format!("{file1} has post-{} module path {m:?} at revision {}", semver::major(version).unwrap_or("v1"), tag.name)
+            } else {
+                format!("{file1} has non-...{} module path {m:?} at revision {}", self.path_major, tag.name)
+            };
+            return Err(invalid(why));
+        }
+        if gomod1.is_some() {
+            return Err(invalid(format!("{file1} is missing module path at revision {}", tag.name)));
+        }
+        if self.code_dir.is_empty() && self.path_major.is_empty() {
+            // No go.mod at the root: fine for v0/v1.
+            if module::check_path_major(version, "").is_err() {
+                return Err(invalid(format!("should be v0 or v1, not {}", semver::major(version).unwrap_or("?"))));
+            }
+            return Ok((tag, String::new(), None));
+        }
+        Err(invalid(format!(
+            "missing {}/go.mod at revision {}",
+            self.module.strip_suffix(self.path_major).unwrap_or(self.module),
+            tag.name
+        )))
     }
 
     fn info(&self, version: &str) -> Result<Vec<u8>, FetchError> {
-        let (tag, _) = self.checked(version)?;
+        let (tag, _, _) = self.checked(version)?;
         let time = self.mirror.commit_time(&tag.commit).map_err(|e| git_failure(self.mirror.remote(), e))?;
         #[derive(serde::Serialize)]
         #[serde(rename_all = "PascalCase")]
@@ -211,6 +289,8 @@ impl Located<'_> {
             vcs: &'a str,
             #[serde(rename = "URL")]
             url: &'a str,
+            #[serde(skip_serializing_if = "str::is_empty")]
+            subdir: &'a str,
             hash: &'a str,
             #[serde(rename = "Ref")]
             reference: String,
@@ -225,36 +305,59 @@ impl Located<'_> {
         let info = Info {
             version,
             time: rfc3339_utc(time),
-            origin: Origin { vcs: "git", url: self.mirror.remote(), hash: &tag.commit, reference: format!("refs/tags/{}", tag.name) },
+            origin: Origin {
+                vcs: "git",
+                url: self.mirror.remote(),
+                subdir: &self.code_dir,
+                hash: &tag.commit,
+                reference: format!("refs/tags/{}", tag.name),
+            },
         };
         serde_json::to_vec(&info).map_err(|e| FetchError::Invalid(e.to_string()))
     }
 
     fn go_mod_file(&self, version: &str) -> Result<Vec<u8>, FetchError> {
-        let (_, go_mod) = self.checked(version)?;
+        let (_, _, go_mod) = self.checked(version)?;
         // No go.mod: the one the go command synthesizes.
         Ok(go_mod.unwrap_or_else(|| format!("module {}\n", crate::gomod::modfile::auto_quote(self.module)).into_bytes()))
     }
 
     fn zip(&self, version: &str) -> Result<Vec<u8>, FetchError> {
-        let (tag, _) = self.checked(version)?;
-        let archive = self.mirror.archive(&tag.commit).map_err(|e| git_failure(self.mirror.remote(), e))?;
-        let files = archive_files(&archive).map_err(|e| FetchError::Invalid(format!("git archive of {}: {e}", tag.name)))?;
+        let (tag, dir, _) = self.checked(version)?;
+        let archive = self.mirror.archive(&tag.commit, &dir).map_err(|e| git_failure(self.mirror.remote(), e))?;
+        let mut files = archive_files(&archive, &dir).map_err(|e| FetchError::Invalid(format!("git archive of {}: {e}", tag.name)))?;
+        // A module in a subdirectory gets the repository's LICENSE, as cmd/go gives it.
+        if !dir.is_empty() && !files.iter().any(|f| f.path == "LICENSE") {
+            if let Some(data) = self.read(&tag.commit, "LICENSE")? {
+                files.push(SourceFile { path: "LICENSE".into(), mode: FileMode::Regular, data });
+            }
+        }
         modzip::create(self.module, version, &files)
             .map_err(|e| FetchError::NotFound { gone: true, message: format!("{}@{version}: {e}", self.module) })
     }
 }
 
-/// The files of a `git archive --format=zip --prefix=prefix/` output,
-/// relative to its root, directories dropped (as cmd/go's coderepo does).
-fn archive_files(archive: &[u8]) -> Result<Vec<SourceFile>, String> {
+/// `dir/name`, or `name` at the root.
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// The files below `dir` of a `git archive --format=zip --prefix=prefix/`
+/// output, relative to `dir`, directories dropped (as cmd/go's coderepo does).
+fn archive_files(archive: &[u8], dir: &str) -> Result<Vec<SourceFile>, String> {
+    let strip = if dir.is_empty() { "prefix/".to_string() } else { format!("prefix/{dir}/") };
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive)).map_err(|e| e.to_string())?;
     let mut files = Vec::with_capacity(zip.len());
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| e.to_string())?;
-        let Some(name) = entry.name().strip_prefix("prefix/").map(str::to_string) else {
+        if !entry.name().starts_with("prefix/") {
             return Err(format!("entry {:?} outside the archive's prefix", entry.name()));
-        };
+        }
+        let Some(name) = entry.name().strip_prefix(strip.as_str()).map(str::to_string) else { continue };
         if name.is_empty() || name.ends_with('/') {
             continue;
         }
@@ -302,14 +405,22 @@ impl Fetcher for GitSources {
             )));
         };
         let elements: Vec<&str> = req.module.split('/').collect();
-        if elements.len() != source.depth {
-            return Err(not_found(format!(
-                "{}: modules below a repository root (depth {}) are not resolved from Git yet",
-                req.module, source.depth
-            )));
+        if elements.len() < source.depth {
+            return Err(not_found(format!("{}: shorter than its repository root (depth {})", req.module, source.depth)));
         }
-        let remote = source.remote.replace("{repo}", &elements[1..].join("/"));
-        let here = Located { module: req.module, mirror: self.mirror(&remote)? };
+        let Some((path_prefix, path_major)) = module::split_path_version(req.module) else {
+            return Err(not_found(format!("{}: malformed major version suffix", req.module)));
+        };
+        let code_root = elements[..source.depth].join("/");
+        let code_dir = if code_root == req.module {
+            String::new()
+        } else if path_prefix == code_root || path_prefix.starts_with(&format!("{code_root}/")) {
+            path_prefix[code_root.len()..].trim_matches('/').to_string()
+        } else {
+            return Err(not_found(format!("repository rooted at {code_root} cannot contain module {}", req.module)));
+        };
+        let remote = source.remote.replace("{repo}", &elements[1..source.depth].join("/"));
+        let here = Located { module: req.module, mirror: self.mirror(&remote)?, code_dir, path_major };
         match req.kind {
             Kind::List => Ok(here.versions(&here.tags(self.refs_ttl)?)?.iter().map(|v| format!("{v}\n")).collect::<String>().into_bytes()),
             // The fill derives `@latest` from `list`, as for a file tree.

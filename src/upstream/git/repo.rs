@@ -137,13 +137,25 @@ impl Mirror {
         }
     }
 
-    /// `git archive` of `commit` as a zip, every path under `prefix/`,
-    /// with the line-ending settings the go command uses.
-    pub fn archive(&self, commit: &str) -> Result<Vec<u8>, GitError> {
-        self.git(
-            "archiving a revision",
-            &["-c", "core.autocrlf=input", "-c", "core.eol=lf", "archive", "--format=zip", "--prefix=prefix/", "--end-of-options", commit],
-        )
+    /// `git archive` of `commit` (of its `subdir` only, unless empty) as a
+    /// zip, every path under `prefix/`, with the line-ending settings the go
+    /// command uses.
+    pub fn archive(&self, commit: &str, subdir: &str) -> Result<Vec<u8>, GitError> {
+        let mut args = vec![
+            "-c",
+            "core.autocrlf=input",
+            "-c",
+            "core.eol=lf",
+            "archive",
+            "--format=zip",
+            "--prefix=prefix/",
+            "--end-of-options",
+            commit,
+        ];
+        if !subdir.is_empty() {
+            args.push(subdir);
+        }
+        self.git("archiving a revision", &args)
     }
 
     /// Runs `git ARGS` on the mirror: no terminal, no prompt, ssh in batch
