@@ -212,6 +212,43 @@ go 1.21
     );
     commit(&branchy, "2024-04-02T10:00:00Z", &["v2.0.0", "v2.1.0"]);
 
+    // Untagged commits: each pseudo-version form, a retracted tag that
+    // must never be a base, branches.
+    let pseudo = root.join("team/pseudo");
+    std::fs::create_dir_all(&pseudo).unwrap();
+    git(&pseudo, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
+    write(&pseudo, "go.mod", &format!("module {HOST}/team/pseudo\n\ngo 1.21\n"));
+    for (i, (when, tags)) in [
+        ("2024-06-01T01:00:00Z", &["v1.0.0"][..]),
+        ("2024-06-02T01:00:00Z", &["v1.1.0-rc.1"][..]),
+        ("2024-06-03T01:00:00Z", &[][..]),
+        ("2024-06-04T01:00:00Z", &["annotated:v1.2.0"][..]),
+        ("2024-06-05T01:00:00Z", &[][..]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        write(&pseudo, "pseudo.go", &format!("package pseudo\n\nconst N = {i}\n"));
+        commit(&pseudo, when, tags);
+        if i == 2 {
+            git(&pseudo, &["branch", "feature"], when);
+        }
+    }
+    git(&pseudo, &["branch", "old"], "2024-06-05T01:00:00Z");
+    write(&pseudo, "go.mod", &format!("module {HOST}/team/pseudo\n\ngo 1.21\n\nretract v1.2.0 // broken\n"));
+    commit(&pseudo, "2024-06-06T01:00:00Z", &["v1.3.0"]);
+    write(&pseudo, "pseudo.go", "package pseudo\n\nconst N = 7\n");
+    commit(&pseudo, "2024-06-07T01:00:00Z", &[]);
+
+    // No tags at all: @latest is the default branch's tip.
+    let untagged = root.join("team/untagged");
+    std::fs::create_dir_all(&untagged).unwrap();
+    git(&untagged, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
+    write(&untagged, "go.mod", &format!("module {HOST}/team/untagged\n\ngo 1.21\n"));
+    commit(&untagged, "2024-07-01T01:00:00Z", &[]);
+    write(&untagged, "u.go", "package untagged\n");
+    commit(&untagged, "2024-07-02T01:00:00Z", &[]);
+
     let nomod = root.join("team/nomod");
     std::fs::create_dir_all(&nomod).unwrap();
     git(&nomod, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
@@ -387,7 +424,7 @@ fn what_the_git_source_does_not_resolve_yet_is_a_404_that_says_so() {
     let s = setup();
     let addr = s.server.addr();
     let cases = [
-        (format!("/{HOST}/team/plain/@v/main.info"), "queries"),
+        (format!("/{HOST}/team/plain/@v/nosuchbranch.info"), "unknown revision"),
         (format!("/{HOST}/team/plain/v2/@v/v2.0.0.info"), "module path"),
         (format!("/{HOST}/team/plain/@v/v1.9.9.info"), "unknown revision"),
         (format!("/{HOST}/team/plain/@v/v2.0.0+incompatible.info"), "+incompatible"),
@@ -458,4 +495,75 @@ fn a_remote_that_refuses_or_hangs_is_a_clear_and_timely_error() {
     assert!(started.elapsed() < Duration::from_secs(15), "bounded by --git-timeout");
     // The server stays up and answers.
     assert_eq!(http_get(server.addr(), "/healthz").status, 200);
+}
+
+/// A commit of `repo` by its subject (commit() uses the date as subject).
+fn commit_of(repo: &Path, subject: &str) -> String {
+    let out = Command::new("git")
+        .args(["log", "--all", "--format=%H %s"])
+        .current_dir(repo)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_suffix(&format!(" {subject}")).map(str::to_string)).unwrap()
+}
+
+#[test]
+fn queries_and_pseudo_versions_are_what_the_go_command_makes_of_them() {
+    let s = setup();
+    let direct = direct_env(&s);
+    let proxied = proxy_env(&s);
+    let pseudo_repo = s._repos.path().join("team/pseudo");
+    let c3 = commit_of(&pseudo_repo, "2024-06-03T01:00:00Z");
+    let c1 = commit_of(&pseudo_repo, "2024-06-01T01:00:00Z");
+    let queries: Vec<(String, String)> = [
+        ("pseudo", "main".to_string()),
+        ("pseudo", "feature".to_string()),
+        ("pseudo", "old".to_string()),
+        ("pseudo", c3[..10].to_string()),
+        ("pseudo", c1.clone()),
+        ("pseudo", "latest".to_string()),
+        ("untagged", "latest".to_string()),
+        ("untagged", "main".to_string()),
+        ("plain", "main".to_string()),
+        ("multi/tools", "main".to_string()),
+        ("nomod", "main".to_string()),
+    ]
+    .into_iter()
+    .map(|(m, q)| (format!("{HOST}/team/{m}"), q))
+    .collect();
+    let mut expected_forms = Vec::new();
+    for (module, query) in &queries {
+        let target = format!("{module}@{query}");
+        let d = &direct.mod_download_json(&[&target])[0];
+        let p = &proxied.mod_download_json(&[&target])[0];
+        for field in ["Version", "Sum", "GoModSum"] {
+            assert_eq!(p[field], d[field], "{target}: {field}");
+        }
+        let version = d["Version"].as_str().unwrap().to_string();
+        expected_forms.push(version.clone());
+        // The .info of the resolved version, byte for byte, against a go
+        // command that asks for that version by name (its cache keeps the
+        // Origin of however it first resolved a version: by name is the
+        // one a proxy can answer for everyone).
+        let by_name = direct_env(&s);
+        by_name.mod_download_json(&[&format!("{module}@{version}")]);
+        let ours = http_get(s.server.addr(), &format!("/{}", artifact_path(module, &version, "info")));
+        assert_eq!(ours.status, 200, "{module}@{version}: {}", ours.body_str());
+        assert_eq!(ours.body_str(), String::from_utf8_lossy(&by_name.downloaded(module, &version, "info")), "{module}@{version}.info");
+        // And the query's own answer carries the Origin the go command records for it.
+        if query != "latest" {
+            let q = http_get(s.server.addr(), &format!("/{}/@v/{query}.info", escape(module)));
+            let ours: serde_json::Value = serde_json::from_slice(&q.body).unwrap_or_else(|_| panic!("{target}: {}", q.body_str()));
+            assert_eq!(ours["Version"], d["Version"], "{target}");
+            assert_eq!(ours["Origin"], d["Origin"], "{target}: Origin");
+        }
+    }
+    // Each pseudo-version form and the retracted v1.2.0 skipped as a base.
+    let forms: Vec<&str> = expected_forms.iter().map(String::as_str).collect();
+    assert!(forms[0].starts_with("v1.3.1-0.20240607010000-"), "{forms:?}");
+    assert!(forms[1].starts_with("v1.1.0-rc.1.0.20240603010000-"), "{forms:?}");
+    assert!(forms[2].starts_with("v1.1.0-rc.1.0.20240605010000-"), "retracted v1.2.0 is no base: {forms:?}");
+    assert_eq!(forms[4], "v1.0.0", "a tagged commit is its tag");
+    assert!(forms[6].starts_with("v0.0.0-20240702010000-"), "{forms:?}");
 }

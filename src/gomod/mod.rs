@@ -11,6 +11,7 @@ pub mod module;
 pub mod modzip;
 pub mod note;
 pub mod pattern;
+pub mod pseudo;
 pub mod semver;
 pub mod tlog;
 pub mod zip;

@@ -340,6 +340,33 @@ pub fn auto_quote(path: &str) -> String {
     }
 }
 
+/// The version intervals the `retract` directives of `body` withdraw,
+/// each `(low, high)` inclusive (a single version is `(v, v)`).
+pub fn retractions(body: &[u8]) -> Vec<(String, String)> {
+    let Ok(text) = std::str::from_utf8(body) else { return Vec::new() };
+    let Ok(tokens) = lex(text) else { return Vec::new() };
+    let mut found = Vec::new();
+    let _ = statements(&tokens, |s| {
+        if s.verb == "retract" {
+            match s.args {
+                [v] if is_version(v) => found.push((unquoted(v).to_string(), unquoted(v).to_string())),
+                [open, lo, comma, hi, close]
+                    if open.kind == Kind::Punct('[')
+                        && comma.kind == Kind::Punct(',')
+                        && close.kind == Kind::Punct(']')
+                        && is_version(lo)
+                        && is_version(hi) =>
+                {
+                    found.push((unquoted(lo).to_string(), unquoted(hi).to_string()))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    });
+    found
+}
+
 /// The version the `go` directive of `body` names (`1.24`, `1.21.3`,
 /// `1.23rc1`), if the file parses and has one.
 pub fn go_version(body: &[u8]) -> Option<String> {
@@ -415,6 +442,15 @@ pub fn check(body: &[u8]) -> Result<(), ModFileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retractions_single_ranges_and_blocks() {
+        let got = retractions(
+            b"module example.com/a\n\nretract v1.0.0 // bad\nretract [v1.1.0, v1.1.5]\nretract (\n\tv1.2.0\n\t[v1.3.0, v1.3.9]\n)\n",
+        );
+        let want = [("v1.0.0", "v1.0.0"), ("v1.1.0", "v1.1.5"), ("v1.2.0", "v1.2.0"), ("v1.3.0", "v1.3.9")];
+        assert_eq!(got, want.map(|(a, b)| (a.to_string(), b.to_string())));
+    }
 
     fn ok(s: &str) {
         assert_eq!(check(s.as_bytes()), Ok(()), "{s:?}");

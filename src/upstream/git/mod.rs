@@ -10,9 +10,10 @@
 //! cmd/go lists them), `.info` with the commit time and its `Origin`, the
 //! go.mod at the tag (or one synthesized), and the zip of the tag's tree by
 //! the module zip rules; modules in subdirectories (prefixed tags) and
-//! major versions (`/vN` directories or a go.mod saying `/vN`). Branch and
-//! commit queries and pseudo-versions are not resolved yet (404 with a
-//! reason). It never reaches a repository but through
+//! major versions (`/vN` directories or a go.mod saying `/vN`); queries
+//! (branches, tags, `HEAD`, commit hashes and prefixes) resolved to the
+//! version cmd/go would give them, pseudo-versions in their three forms
+//! (retracted tags never a base) with the tag digest cmd/go records. It never reaches a repository but through
 //! [`repo::Mirror`], never answers a checksum-database request, and never
 //! decides privacy: the caller's guard routes private paths here.
 
@@ -211,10 +212,7 @@ impl Located<'_> {
     /// have no go.mod; a v2+ version of a path without a major suffix is
     /// `+incompatible` exactly when its tree has no go.mod.
     fn checked(&self, version: &str) -> Result<(Tag, String, Option<Vec<u8>>), FetchError> {
-        if semver::is_pseudo_version(version) {
-            return Err(not_found(format!("{}@{version}: pseudo-versions are not resolved from Git yet", self.module)));
-        }
-        let tag = self.tag_of(version)?;
+        let tag = if semver::is_pseudo_version(version) { self.pseudo_commit(version)? } else { self.tag_of(version)? };
         let invalid = |why: String| not_found(format!("{}@{version}: invalid version: {why}", self.module));
         let file1 = join(&self.code_dir, "go.mod");
         let gomod1 = self.read(&tag.commit, &file1)?;
@@ -279,9 +277,23 @@ impl Located<'_> {
         )))
     }
 
+    /// A version's `.info` as the go command keeps it on disk (and so as
+    /// proxies serve it): Origin without the tag digest (it never matters
+    /// once a version is named), and without a ref for a pseudo-version.
     fn info(&self, version: &str) -> Result<Vec<u8>, FetchError> {
         let (tag, _, _) = self.checked(version)?;
-        let time = self.mirror.commit_time(&tag.commit).map_err(|e| git_failure(self.mirror.remote(), e))?;
+        let time = self.commit_time(&tag.commit)?;
+        let reference = if semver::is_pseudo_version(version) { None } else { Some(format!("refs/tags/{}", tag.name)) };
+        self.info_json(version, time, &tag.commit, reference, false)
+    }
+
+    fn commit_time(&self, commit: &str) -> Result<i64, FetchError> {
+        self.mirror.commit_time(commit).map_err(|e| git_failure(self.mirror.remote(), e))
+    }
+
+    /// The `.info` cmd/go writes: Version, Time, and the Origin that says
+    /// where it came from (with the tag set that decided a pseudo-version).
+    fn info_json(&self, version: &str, time: i64, hash: &str, reference: Option<String>, with_tags: bool) -> Result<Vec<u8>, FetchError> {
         #[derive(serde::Serialize)]
         #[serde(rename_all = "PascalCase")]
         struct Origin<'a> {
@@ -292,8 +304,12 @@ impl Located<'_> {
             #[serde(skip_serializing_if = "str::is_empty")]
             subdir: &'a str,
             hash: &'a str,
-            #[serde(rename = "Ref")]
-            reference: String,
+            #[serde(skip_serializing_if = "String::is_empty")]
+            tag_prefix: String,
+            #[serde(skip_serializing_if = "String::is_empty")]
+            tag_sum: String,
+            #[serde(rename = "Ref", skip_serializing_if = "Option::is_none")]
+            reference: Option<String>,
         }
         #[derive(serde::Serialize)]
         #[serde(rename_all = "PascalCase")]
@@ -302,18 +318,182 @@ impl Located<'_> {
             time: String,
             origin: Origin<'a>,
         }
+        let (tag_prefix, tag_sum) = if with_tags { self.tag_sum()? } else { (String::new(), String::new()) };
         let info = Info {
             version,
             time: rfc3339_utc(time),
-            origin: Origin {
-                vcs: "git",
-                url: self.mirror.remote(),
-                subdir: &self.code_dir,
-                hash: &tag.commit,
-                reference: format!("refs/tags/{}", tag.name),
-            },
+            origin: Origin { vcs: "git", url: self.mirror.remote(), subdir: &self.code_dir, hash, tag_prefix, tag_sum, reference },
         };
         serde_json::to_vec(&info).map_err(|e| FetchError::Invalid(e.to_string()))
+    }
+
+    /// cmd/go's `Tags(prefix)` digest of the tags that could be a
+    /// pseudo-version's base: `(prefix, "t1:" + base64(sha256 of each
+    /// `"name" hash` line))`, names sorted, hashes of the commits.
+    fn tag_sum(&self) -> Result<(String, String), FetchError> {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let mut prefix = self.tag_prefix();
+        if let Some(major) = self.path_major.strip_prefix('/') {
+            prefix.push_str(major);
+            prefix.push('.');
+        }
+        let dir = &prefix[..prefix.rfind('/').map_or(0, |i| i + 1)];
+        let mut tags: Vec<Tag> = self.tags(Duration::MAX)?.into_iter().filter(|t| t.name.starts_with(&prefix)).collect();
+        tags.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut h = sha2::Sha256::new();
+        for t in &tags {
+            let name = t.name.strip_prefix(dir).unwrap_or(&t.name);
+            let canonical = semver::canonical(name);
+            if canonical.is_some_and(|c| name.starts_with(&*c)) && !semver::is_pseudo_version(name) {
+                h.update(format!("{} {}\n", go_quote(&t.name), t.commit).as_bytes());
+            }
+        }
+        Ok((prefix, format!("t1:{}", base64::engine::general_purpose::STANDARD.encode(h.finalize()))))
+    }
+
+    /// The commit a pseudo-version names, checked as cmd/go checks one:
+    /// its revision prefix resolves, its time stamp is the commit's, and
+    /// its base (if any) is a tag of this module below the commit.
+    fn pseudo_commit(&self, version: &str) -> Result<Tag, FetchError> {
+        let invalid = |why: String| not_found(format!("{}@{version}: invalid pseudo-version: {why}", self.module));
+        let rev = semver::pseudo_version_rev(version).ok_or_else(|| invalid("no revision".into()))?;
+        let stamp = semver::pseudo_version_time(version).ok_or_else(|| invalid("no time stamp".into()))?;
+        let lookup = || self.mirror.commit_of(rev).map_err(|e| git_failure(self.mirror.remote(), e));
+        let commit = match lookup()? {
+            Some(c) => c,
+            None => {
+                self.tags(Duration::ZERO)?;
+                lookup()?.ok_or_else(|| not_found(format!("{}@{version}: invalid version: unknown revision {rev}", self.module)))?
+            }
+        };
+        let time = self.commit_time(&commit)?;
+        if crate::gomod::pseudo::timestamp(time) != stamp {
+            return Err(invalid(format!("does not match version-control timestamp (expected {})", crate::gomod::pseudo::timestamp(time))));
+        }
+        let base = crate::gomod::pseudo::base(version).unwrap_or_default();
+        if !base.is_empty() {
+            let merged = self.mirror.tags_merged_into(&commit).map_err(|e| git_failure(self.mirror.remote(), e))?;
+            if !merged.iter().any(|t| self.tag_version(t).is_some_and(|(v, _)| v == base)) {
+                return Err(invalid(format!("revision {rev} is not a descendent of preceding tag ({base})")));
+            }
+        }
+        Ok(Tag { name: rev.to_string(), commit })
+    }
+
+    /// cmd/go's `tagToVersion`: the canonical version a tag of this module
+    /// stands for, and whether the tag is exactly that.
+    fn tag_version(&self, tag: &str) -> Option<(String, bool)> {
+        let trimmed = tag.strip_prefix(&self.tag_prefix())?;
+        if semver::is_pseudo_version(tag) {
+            return None;
+        }
+        let v = semver::canonical(trimmed)?.into_owned();
+        if !trimmed.starts_with(&v) {
+            return None;
+        }
+        let exact = v == trimmed;
+        Some((v, exact))
+    }
+
+    /// The version intervals the module's latest release retracts.
+    fn retracted(&self) -> Result<Vec<(String, String)>, FetchError> {
+        let versions = self.versions(&self.tags(Duration::MAX)?)?;
+        let compatible: Vec<&String> = versions.iter().take_while(|v| !v.ends_with("+incompatible")).collect();
+        let Some(highest) = compatible.iter().rev().find(|v| !semver::is_prerelease(v)).or(compatible.last()) else {
+            return Ok(Vec::new());
+        };
+        let go_mod = self.checked(highest).map(|(_, _, m)| m).unwrap_or_default();
+        Ok(go_mod.map(|m| crate::gomod::modfile::retractions(&m)).unwrap_or_default())
+    }
+
+    /// Whether a v2+ version may be `+incompatible` at `commit` (cmd/go's
+    /// `canUseIncompatible`): only at the root of a path without a major
+    /// suffix, and only without a go.mod there or in `vN/`.
+    fn can_use_incompatible(&self, commit: &str, v: &str) -> Result<bool, FetchError> {
+        if !self.code_dir.is_empty() || !self.path_major.is_empty() || self.read(commit, "go.mod")?.is_some() {
+            return Ok(false);
+        }
+        match semver::major(v) {
+            Some(major) => Ok(self.read(commit, &format!("{major}/go.mod"))?.is_none()),
+            None => Ok(true),
+        }
+    }
+
+    /// The version cmd/go gives `commit` when a query names it: the
+    /// highest canonical tag on it (retracted ones aside), else a
+    /// pseudo-version above the highest allowed tag below it.
+    fn version_of(&self, commit: &str, time: i64) -> Result<String, FetchError> {
+        let retracted = self.retracted()?;
+        let is_retracted = |v: &str| retracted.iter().any(|(lo, hi)| semver::compare(lo, v).is_le() && semver::compare(v, hi).is_le());
+        let tags = self.tags(Duration::MAX)?;
+        let mut highest: Option<String> = None;
+        for t in tags.iter().filter(|t| t.commit == commit) {
+            let Some((v, true)) = self.tag_version(&t.name) else { continue };
+            if highest.as_deref().is_none_or(|h| semver::compare(h, &v).is_lt())
+                && !is_retracted(&v)
+                && (module::match_path_major(&v, self.path_major) || self.can_use_incompatible(commit, &v)?)
+            {
+                highest = Some(v);
+            }
+        }
+        let with_incompatible = |v: String| -> Result<String, FetchError> {
+            if !module::match_path_major(&v, self.path_major) && self.can_use_incompatible(commit, &v)? {
+                Ok(format!("{v}+incompatible"))
+            } else {
+                Ok(v)
+            }
+        };
+        if let Some(v) = highest {
+            return with_incompatible(v);
+        }
+        let mut base: Option<String> = None;
+        for t in self.mirror.tags_merged_into(commit).map_err(|e| git_failure(self.mirror.remote(), e))? {
+            let Some((v, _)) = self.tag_version(&t) else { continue };
+            if is_retracted(&v) || !(module::match_path_major(&v, self.path_major) || self.can_use_incompatible(commit, &v)?) {
+                continue;
+            }
+            if base.as_deref().is_none_or(|b| semver::compare(b, &v).is_lt()) {
+                base = Some(v);
+            }
+        }
+        let major = self.path_major.strip_prefix('/').unwrap_or("");
+        let short = &commit[..commit.len().min(12)];
+        with_incompatible(crate::gomod::pseudo::pseudo_version(major, base.as_deref().unwrap_or(""), time, short))
+    }
+
+    /// A query (`@v/QUERY.info`: a branch, a tag, `HEAD`, a commit hash or
+    /// prefix) resolved as cmd/go's `Stat` resolves it, with its `.info`.
+    fn query(&self, query: &str, refs_ttl: Duration) -> Result<Vec<u8>, FetchError> {
+        self.tags(refs_ttl)?;
+        let refs = self.mirror.refs().map_err(|e| git_failure(self.mirror.remote(), e))?;
+        let named = |name: String| refs.iter().find(|(n, _)| *n == name).map(|(n, h)| (h.clone(), Some(n.clone())));
+        let unknown = || not_found(format!("{}@{query}: invalid version: unknown revision {query}", self.module));
+        let tag_name = if semver::is_valid(query) { format!("{}{query}", self.tag_prefix()) } else { query.to_string() };
+        let (commit, reference) = if let Some(found) = named(format!("refs/tags/{tag_name}")) {
+            found
+        } else if let Some(found) = named(format!("refs/heads/{query}")) {
+            found
+        } else if query == "HEAD" {
+            (self.mirror.head().ok_or_else(unknown)?, Some("HEAD".to_string()))
+        } else if (7..=40).contains(&query.len()) && query.bytes().all(|b| b.is_ascii_hexdigit()) {
+            // A hash the mirror has names no ref, as for cmd/go with the
+            // commit already in its own clone.
+            let tips: Vec<&(String, String)> = refs.iter().filter(|(_, h)| h.starts_with(query)).collect();
+            if tips.iter().any(|(_, h)| *h != tips[0].1) {
+                return Err(not_found(format!("{}@{query}: ambiguous revision {query}", self.module)));
+            }
+            let commit = self.mirror.commit_of(query).map_err(|e| git_failure(self.mirror.remote(), e))?;
+            (commit.ok_or_else(unknown)?, None)
+        } else {
+            return Err(unknown());
+        };
+        let time = self.commit_time(&commit)?;
+        let version = self.version_of(&commit, time)?;
+        // The version must be one this module can have at that commit.
+        self.checked(&version)?;
+        let pseudo = semver::is_pseudo_version(&version);
+        self.info_json(&version, time, &commit, reference.filter(|r| *r != commit), pseudo)
     }
 
     fn go_mod_file(&self, version: &str) -> Result<Vec<u8>, FetchError> {
@@ -378,19 +558,26 @@ fn archive_files(archive: &[u8], dir: &str) -> Result<Vec<SourceFile>, String> {
 
 /// `seconds` since the epoch as Go's JSON writes a UTC time.
 fn rfc3339_utc(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let rest = seconds.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+    let (year, month, day, hour, minute, second) = crate::gomod::pseudo::civil(seconds);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+}
+
+/// `s` as Go's `%q` writes it (tag names are printable ASCII in practice;
+/// anything else is escaped as Go would escape its bytes).
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (' '..='~').contains(&c) => out.push(c),
+            c if !c.is_control() && c as u32 > 0x7f => out.push(c),
+            c => out.push_str(&format!("\\u{:04x}", c as u32)),
+        }
+    }
+    out.push('"');
+    out
 }
 
 impl Fetcher for GitSources {
@@ -423,11 +610,13 @@ impl Fetcher for GitSources {
         let here = Located { module: req.module, mirror: self.mirror(&remote)?, code_dir, path_major };
         match req.kind {
             Kind::List => Ok(here.versions(&here.tags(self.refs_ttl)?)?.iter().map(|v| format!("{v}\n")).collect::<String>().into_bytes()),
-            // The fill derives `@latest` from `list`, as for a file tree.
-            Kind::Latest => Err(not_found(format!("{}: @latest comes from the version list", req.module))),
-            Kind::Info if module::canonical_version(req.version).is_none_or(|c| c != req.version) => {
-                Err(not_found(format!("{}@{}: branch and commit queries are not resolved from Git yet", req.module, req.version)))
-            }
+            // With tags, the fill derives `@latest` from `list`, as the go
+            // command would; without, it is the default branch's tip.
+            Kind::Latest => match here.versions(&here.tags(self.refs_ttl)?)?.is_empty() {
+                true => here.query("HEAD", self.refs_ttl),
+                false => Err(not_found(format!("{}: @latest comes from the version list", req.module))),
+            },
+            Kind::Info if module::canonical_version(req.version).is_none_or(|c| c != req.version) => here.query(req.version, self.refs_ttl),
             Kind::Info => here.info(req.version),
             Kind::Mod => here.go_mod_file(req.version),
             Kind::Zip => here.zip(req.version),

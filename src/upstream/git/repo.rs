@@ -55,6 +55,8 @@ pub struct Mirror {
     /// When the refs were last fetched; held while fetching, so one fetch
     /// per repository runs at a time however many requests need it.
     fetched_at: Mutex<Option<Instant>>,
+    /// The remote's HEAD as of the last fetch (its default branch's tip).
+    head: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -66,7 +68,7 @@ impl Mirror {
     pub fn open(root: &Path, remote: &str, timeout: Duration) -> Result<Mirror, GitError> {
         let name: String = Sha256::digest(remote.as_bytes()).iter().take(12).map(|b| format!("{b:02x}")).collect();
         let dir = root.join(format!("{name}.git"));
-        let mirror = Mirror { dir, remote: remote.to_string(), timeout, fetched_at: Mutex::new(None) };
+        let mirror = Mirror { dir, remote: remote.to_string(), timeout, fetched_at: Mutex::new(None), head: Mutex::new(None) };
         if !mirror.dir.join("HEAD").exists() {
             std::fs::create_dir_all(&mirror.dir).map_err(|e| GitError::Spawn(format!("creating {}: {e}", mirror.dir.display())))?;
             mirror.git("creating the mirror", &["init", "--bare", "--quiet"])?;
@@ -100,8 +102,57 @@ impl Mirror {
         }
         let what = format!("fetching {}", self.remote);
         self.git(&what, &["fetch", "-f", "--quiet", "--end-of-options", "origin", "refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"])?;
+        let head = self.git(&format!("reading HEAD of {}", self.remote), &["ls-remote", "-q", "--end-of-options", "origin", "HEAD"])?;
+        *lock(&self.head) = String::from_utf8_lossy(&head).split_whitespace().next().map(str::to_string);
         *fetched_at = Some(Instant::now());
         Ok(())
+    }
+
+    /// The remote's HEAD commit as of the last refresh.
+    pub fn head(&self) -> Option<String> {
+        lock(&self.head).clone()
+    }
+
+    /// Every branch and tag with the commit it names (tags peeled), sorted
+    /// by name: `refs/heads/...`, `refs/tags/...`.
+    pub fn refs(&self) -> Result<Vec<(String, String)>, GitError> {
+        let out =
+            self.git("listing refs", &["for-each-ref", "--format=%(refname) %(objectname) %(*objectname)", "refs/heads", "refs/tags"])?;
+        let mut refs: Vec<(String, String)> = String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split(' ');
+                let (name, object, peeled) = (f.next()?, f.next()?, f.next().unwrap_or(""));
+                Some((name.to_string(), if peeled.is_empty() { object } else { peeled }.to_string()))
+            })
+            .collect();
+        refs.sort();
+        Ok(refs)
+    }
+
+    /// The full hash of the commit `rev` (a hash or an unambiguous prefix)
+    /// names, if the mirror has it.
+    pub fn commit_of(&self, rev: &str) -> Result<Option<String>, GitError> {
+        match self.git("resolving a revision", &["rev-parse", "--verify", "--quiet", "--end-of-options", &format!("{rev}^{{commit}}")]) {
+            Ok(out) => Ok(Some(String::from_utf8_lossy(&out).trim().to_string())),
+            Err(GitError::Failed { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The tags whose commits are `commit` or its ancestors.
+    pub fn tags_merged_into(&self, commit: &str) -> Result<Vec<String>, GitError> {
+        let out = self.git("listing tags below a commit", &["tag", "--merged", commit])?;
+        Ok(String::from_utf8_lossy(&out).lines().map(str::to_string).collect())
+    }
+
+    /// Whether `ancestor` is `commit` or one of its ancestors.
+    pub fn is_ancestor(&self, ancestor: &str, commit: &str) -> Result<bool, GitError> {
+        match self.git("comparing commits", &["merge-base", "--is-ancestor", ancestor, commit]) {
+            Ok(_) => Ok(true),
+            Err(GitError::Failed { stderr, .. }) if stderr.trim().is_empty() => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every tag, with the commit it names.
