@@ -240,6 +240,14 @@ go 1.21
     write(&pseudo, "pseudo.go", "package pseudo\n\nconst N = 7\n");
     commit(&pseudo, "2024-06-07T01:00:00Z", &[]);
 
+    // A file name the module zip rules forbid: no zip, but .info and .mod.
+    let badname = root.join("team/badname");
+    std::fs::create_dir_all(&badname).unwrap();
+    git(&badname, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
+    write(&badname, "go.mod", &format!("module {HOST}/team/badname\n\ngo 1.21\n"));
+    write(&badname, "bad:name.go", "package badname\n");
+    commit(&badname, "2024-08-01T01:00:00Z", &["v1.0.0"]);
+
     // No tags at all: @latest is the default branch's tip.
     let untagged = root.join("team/untagged");
     std::fs::create_dir_all(&untagged).unwrap();
@@ -566,4 +574,19 @@ fn queries_and_pseudo_versions_are_what_the_go_command_makes_of_them() {
     assert!(forms[2].starts_with("v1.1.0-rc.1.0.20240605010000-"), "retracted v1.2.0 is no base: {forms:?}");
     assert_eq!(forms[4], "v1.0.0", "a tagged commit is its tag");
     assert!(forms[6].starts_with("v0.0.0-20240702010000-"), "{forms:?}");
+}
+
+#[test]
+fn a_zip_the_go_command_would_refuse_is_refused_while_info_and_mod_are_served() {
+    let s = setup();
+    let module = format!("{HOST}/team/badname");
+    let out = direct_env(&s).try_run(&["mod", "download", &format!("{module}@v1.0.0")]);
+    let theirs = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success() && theirs.contains("bad:name.go"), "{theirs}");
+    let zip = http_get(s.server.addr(), &format!("/{}", artifact_path(&module, "v1.0.0", "zip")));
+    assert_eq!(zip.status, 410, "{}", zip.body_str());
+    assert!(zip.body_str().contains("bad:name.go") && zip.body_str().contains("create zip"), "{}", zip.body_str());
+    for ext in ["info", "mod"] {
+        assert_eq!(http_get(s.server.addr(), &format!("/{}", artifact_path(&module, "v1.0.0", ext))).status, 200, "{ext}");
+    }
 }
