@@ -292,8 +292,9 @@ fn go_import_server() -> ScriptedServer {
         let path = target.split("://").nth(1).unwrap_or(target);
         let repo: Vec<&str> = path.split('?').next().unwrap_or("").split('/').take(3).collect();
         let root = repo.join("/");
+        let vcs = if root.ends_with("/hgrepo") { "hg" } else { "git" };
         let body = format!(
-            "<!DOCTYPE html><html><head><meta name=\"go-import\" content=\"{root} git https://{root}\"></head><body></body></html>\n"
+            "<!DOCTYPE html><html><head><meta name=\"go-import\" content=\"{root} {vcs} https://{root}\"></head><body></body></html>\n"
         );
         let _ =
             write!(s, "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
@@ -589,4 +590,38 @@ fn a_zip_the_go_command_would_refuse_is_refused_while_info_and_mod_are_served() 
     for ext in ["info", "mod"] {
         assert_eq!(http_get(s.server.addr(), &format!("/{}", artifact_path(&module, "v1.0.0", ext))).status, 200, "{ext}");
     }
+}
+
+#[test]
+fn go_get_sources_find_repositories_as_the_go_command_does() {
+    let s = setup();
+    let config = tempfile::tempdir().unwrap();
+    let file = config.path().join("gomodproxy.toml");
+    std::fs::write(
+        &file,
+        format!("upstream = \"direct\"\nsumdb = \"off\"\n\n[[git]]\npattern = \"{HOST}/*\"\nremote = \"go-get\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    let mut o = ServerOpts::new("");
+    o.extra_args = vec!["--config".into(), file.display().to_string()];
+    o.env.push(("GIT_CONFIG_GLOBAL".into(), s.gitconfig.display().to_string()));
+    o.env.push(("PATH".into(), "/usr/bin:/bin".into()));
+    // The go-import tags are reached as the go command reaches them here: through an HTTP proxy.
+    o.env.push(("HTTP_PROXY".into(), s.meta.url()));
+    o.env.push(("HTTPS_PROXY".into(), s.meta.url()));
+    let server = Server::start_with(o);
+    let direct = direct_env(&s);
+    let mut proxied = GoEnv::new(server.url());
+    proxied.env("GONOSUMDB", HOST);
+    for target in ["plain@v1.1.0", "multi/tools@v1.0.0", "pseudo@main"] {
+        let target = format!("{HOST}/team/{target}");
+        let d = &direct.mod_download_json(&[&target])[0];
+        let p = &proxied.mod_download_json(&[&target])[0];
+        for field in ["Version", "Sum", "GoModSum"] {
+            assert_eq!(p[field], d[field], "{target}: {field}");
+        }
+    }
+    let hg = http_get(server.addr(), &format!("/{HOST}/team/hgrepo/@v/list"));
+    assert_eq!(hg.status, 404, "{}", hg.body_str());
+    assert!(hg.body_str().contains("is hg; only git"), "{}", hg.body_str());
 }

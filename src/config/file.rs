@@ -15,7 +15,7 @@ use std::path::Path;
 
 use super::ConfigError;
 use crate::gomod::pattern::PrefixPatterns;
-use crate::upstream::git::GitSource;
+use crate::upstream::git::{GitRemote, GitSource};
 
 /// One setting: the flag's long name (dashes) and its value as typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,15 +44,16 @@ pub fn read(path: &Path) -> Result<FileContents, ConfigError> {
 fn git_source(path: &Path, i: usize, value: toml::Value) -> Result<GitSource, ConfigError> {
     let bad = |why: String| bad(path, format!("[[git]] #{}: {why}", i + 1));
     let toml::Value::Table(table) = value else { return Err(bad("not a table".into())) };
-    let (mut pattern, mut remote, mut depth, mut public) = (None, None, None, false);
+    let (mut pattern, mut remote, mut depth, mut public, mut insecure) = (None, None, None, false, false);
     for (key, value) in table {
         match (key.as_str(), value) {
             ("pattern", toml::Value::String(s)) => pattern = Some(s),
             ("remote", toml::Value::String(s)) => remote = Some(s),
             ("depth", toml::Value::Integer(n)) => depth = Some(n),
             ("public", toml::Value::Boolean(b)) => public = b,
-            (key @ ("pattern" | "remote" | "depth" | "public"), _) => return Err(bad(format!("{key}: wrong type"))),
-            (key, _) => return Err(bad(format!("unknown key {key:?} (pattern, remote, depth, public)"))),
+            ("insecure", toml::Value::Boolean(b)) => insecure = b,
+            (key @ ("pattern" | "remote" | "depth" | "public" | "insecure"), _) => return Err(bad(format!("{key}: wrong type"))),
+            (key, _) => return Err(bad(format!("unknown key {key:?} (pattern, remote, depth, public, insecure)"))),
         }
     }
     let pattern = pattern.ok_or_else(|| bad("pattern is missing".into()))?;
@@ -62,7 +63,13 @@ fn git_source(path: &Path, i: usize, value: toml::Value) -> Result<GitSource, Co
     }
     let remote = remote.ok_or_else(|| bad("remote is missing".into()))?;
     if remote == "go-get" {
-        return Err(bad("remote = \"go-get\" (discovery from go-import tags) is not implemented yet".into()));
+        if depth.is_some() {
+            return Err(bad("depth: a go-get source finds each repository's root itself".into()));
+        }
+        return Ok(GitSource { pattern: compiled, remote: GitRemote::GoGet { insecure }, public });
+    }
+    if insecure {
+        return Err(bad("insecure applies to go-get discovery only".into()));
     }
     if !remote.contains("{repo}") {
         return Err(bad(format!("remote {remote:?} has no {{repo}} (the repository root without its host)")));
@@ -70,7 +77,7 @@ fn git_source(path: &Path, i: usize, value: toml::Value) -> Result<GitSource, Co
     let depth = depth.ok_or_else(|| bad("depth is missing (path elements of the repository root, host included)".into()))?;
     let depth =
         usize::try_from(depth).ok().filter(|d| (2..=64).contains(d)).ok_or_else(|| bad(format!("depth {depth}: between 2 and 64")))?;
-    Ok(GitSource { pattern: compiled, remote, depth, public })
+    Ok(GitSource { pattern: compiled, remote: GitRemote::Template { url: remote, depth }, public })
 }
 
 fn bad(path: &Path, reason: String) -> ConfigError {
@@ -142,7 +149,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.git.len(), 2);
-        assert!(c.git[0].pattern.matches("git.corp.example/team/repo") && !c.git[0].public && c.git[0].depth == 3);
+        assert!(c.git[0].pattern.matches("git.corp.example/team/repo") && !c.git[0].public);
+        assert!(matches!(&c.git[0].remote, GitRemote::Template { depth: 3, url } if url.contains("{repo}")));
         assert!(c.git[1].public);
     }
 
@@ -153,7 +161,8 @@ mod tests {
             ("private = [1, 2]\n", "private"),
             ("when = 1979-05-27\n", "when"),
             ("[[git]]\npattern = \"x/*\"\n", "remote is missing"),
-            ("[[git]]\npattern = \"x/*\"\nremote = \"go-get\"\n", "not implemented"),
+            ("[[git]]\npattern = \"x/*\"\nremote = \"go-get\"\ndepth = 3\n", "finds each repository"),
+            ("[[git]]\npattern = \"x/*\"\nremote = \"file:///srv/{repo}\"\ndepth = 3\ninsecure = true\n", "go-get discovery only"),
             ("[[git]]\npattern = \"x/*\"\nremote = \"file:///srv\"\ndepth = 3\n", "{repo}"),
             ("[[git]]\npattern = \"x/*\"\nremote = \"file:///srv/{repo}\"\ndepth = 1\n", "depth"),
             ("[[git]]\npattern = \"x/*\"\nremote = \"file:///srv/{repo}\"\ndepth = 3\nbranch = \"main\"\n", "unknown key"),

@@ -17,6 +17,7 @@
 //! [`repo::Mirror`], never answers a checksum-database request, and never
 //! decides privacy: the caller's guard routes private paths here.
 
+pub mod discover;
 pub mod repo;
 
 use std::collections::HashMap;
@@ -32,15 +33,23 @@ use crate::gomod::modzip::{self, FileMode, SourceFile};
 use crate::gomod::pattern::PrefixPatterns;
 use crate::gomod::{module, semver};
 
+/// Where a source's repositories are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitRemote {
+    /// A URL in which `{repo}` stands for the repository root without its
+    /// host; the root is the module path's first `depth` elements.
+    Template { url: String, depth: usize },
+    /// Found as the go command finds it, from go-import tags (`insecure`:
+    /// plain `http` after `https`, like `GOINSECURE`).
+    GoGet { insecure: bool },
+}
+
 /// One `[[git]]` source.
 #[derive(Debug, Clone)]
 pub struct GitSource {
     /// Module paths it serves (GOPRIVATE syntax).
     pub pattern: PrefixPatterns,
-    /// The remote, `{repo}` standing for the repository root without its host.
-    pub remote: String,
-    /// Path elements of the repository root, host included.
-    pub depth: usize,
+    pub remote: GitRemote,
     /// Whether its modules may go to public upstreams and checksum
     /// databases (by default a Git source's modules are private).
     pub public: bool,
@@ -56,6 +65,9 @@ pub struct GitSources {
     /// Most one git command may take.
     timeout: Duration,
     mirrors: Mutex<HashMap<String, Arc<Mirror>>>,
+    /// go-get discoveries by module path, with when they were made (kept
+    /// for `refs_ttl`).
+    discovered: Mutex<HashMap<String, (discover::GoImport, std::time::Instant)>>,
 }
 
 impl std::fmt::Debug for GitSources {
@@ -78,7 +90,7 @@ fn git_failure(remote: &str, e: GitError) -> FetchError {
 
 impl GitSources {
     pub fn new(sources: Vec<GitSource>, root: PathBuf, refs_ttl: Duration, timeout: Duration) -> GitSources {
-        GitSources { sources, root, refs_ttl, timeout, mirrors: Mutex::default() }
+        GitSources { sources, root, refs_ttl, timeout, mirrors: Mutex::default(), discovered: Mutex::default() }
     }
 
     /// No sources: every `direct` request is a 404 naming what to configure.
@@ -94,6 +106,33 @@ impl GitSources {
     /// The patterns of the sources whose modules are private.
     pub fn private_patterns(&self) -> impl Iterator<Item = &str> {
         self.sources.iter().filter(|s| !s.public).flat_map(|s| s.pattern.sources())
+    }
+
+    /// The repository root and remote URL of `module` under `source`.
+    fn locate(&self, source: &GitSource, module: &str) -> Result<(String, String), FetchError> {
+        match &source.remote {
+            GitRemote::Template { url, depth } => {
+                let elements: Vec<&str> = module.split('/').collect();
+                if elements.len() < *depth {
+                    return Err(not_found(format!("{module}: shorter than its repository root (depth {depth})")));
+                }
+                Ok((elements[..*depth].join("/"), url.replace("{repo}", &elements[1..*depth].join("/"))))
+            }
+            GitRemote::GoGet { insecure } => {
+                let mut discovered = self.discovered.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((im, at)) = discovered.get(module) {
+                    if at.elapsed() < self.refs_ttl {
+                        return Ok((im.prefix.clone(), im.repo.clone()));
+                    }
+                }
+                let im = discover::discover(module, *insecure, self.timeout)?;
+                if discovered.len() >= 10_000 {
+                    discovered.clear();
+                }
+                discovered.insert(module.to_string(), (im.clone(), std::time::Instant::now()));
+                Ok((im.prefix, im.repo))
+            }
+        }
     }
 
     fn mirror(&self, remote: &str) -> Result<Arc<Mirror>, FetchError> {
@@ -591,14 +630,10 @@ impl Fetcher for GitSources {
                 req.module
             )));
         };
-        let elements: Vec<&str> = req.module.split('/').collect();
-        if elements.len() < source.depth {
-            return Err(not_found(format!("{}: shorter than its repository root (depth {})", req.module, source.depth)));
-        }
         let Some((path_prefix, path_major)) = module::split_path_version(req.module) else {
             return Err(not_found(format!("{}: malformed major version suffix", req.module)));
         };
-        let code_root = elements[..source.depth].join("/");
+        let (code_root, remote) = self.locate(source, req.module)?;
         let code_dir = if code_root == req.module {
             String::new()
         } else if path_prefix == code_root || path_prefix.starts_with(&format!("{code_root}/")) {
@@ -606,7 +641,6 @@ impl Fetcher for GitSources {
         } else {
             return Err(not_found(format!("repository rooted at {code_root} cannot contain module {}", req.module)));
         };
-        let remote = source.remote.replace("{repo}", &elements[1..source.depth].join("/"));
         let here = Located { module: req.module, mirror: self.mirror(&remote)?, code_dir, path_major };
         match req.kind {
             Kind::List => Ok(here.versions(&here.tags(self.refs_ttl)?)?.iter().map(|v| format!("{v}\n")).collect::<String>().into_bytes()),
