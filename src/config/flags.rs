@@ -224,6 +224,10 @@ pub struct ServeArgs {
     /// past it git is killed and the request fails with 504.
     #[arg(long, env = "GOMODPROXY_GIT_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
     git_timeout: Duration,
+
+    /// Most git fetches at a time against one Git host (each repository fetches one at a time anyway).
+    #[arg(long, env = "GOMODPROXY_GIT_HOST_CONCURRENCY", default_value_t = 4)]
+    git_host_concurrency: usize,
 }
 
 /// `--hit-routing local|owner` (the resolve layer's type knows no command line).
@@ -415,6 +419,7 @@ impl ServeArgs {
             drain_timeout: args.drain_timeout,
             git: args.git,
             git_timeout: args.git_timeout,
+            git_host_concurrency: args.git_host_concurrency.max(1),
         })
     }
 }

@@ -72,6 +72,8 @@ pub struct Config {
     pub git: Vec<crate::upstream::git::GitSource>,
     /// Most one git command may take.
     pub git_timeout: Duration,
+    /// Most fetches at a time per Git host.
+    pub git_host_concurrency: usize,
 }
 
 #[derive(Debug)]

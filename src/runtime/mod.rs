@@ -250,7 +250,13 @@ pub fn fill_sources(config: &Config) -> FillSources {
         breaker_failures: config.breaker_failures,
         breaker_cooldown: config.breaker_cooldown,
         http: config.upstream_http.clone(),
-        git: Some(Arc::new(GitSources::new(config.git.clone(), config.data_dir.join("git"), config.list_ttl, config.git_timeout))),
+        git: Some(Arc::new(GitSources::new(
+            config.git.clone(),
+            config.data_dir.join("git"),
+            config.list_ttl,
+            config.git_timeout,
+            config.git_host_concurrency,
+        ))),
     };
     // Private modules get their own chain, and only the guard decides who hears of them.
     let private_list = config.private_upstream.clone().or_else(|| config.upstream.local_only());

@@ -68,6 +68,9 @@ pub struct GitSources {
     /// go-get discoveries by module path, with when they were made (kept
     /// for `refs_ttl`).
     discovered: Mutex<HashMap<String, (discover::GoImport, std::time::Instant)>>,
+    /// Most fetches at a time per Git host.
+    per_host: usize,
+    hosts: Mutex<HashMap<String, Arc<repo::HostSlots>>>,
 }
 
 impl std::fmt::Debug for GitSources {
@@ -89,13 +92,22 @@ fn git_failure(remote: &str, e: GitError) -> FetchError {
 }
 
 impl GitSources {
-    pub fn new(sources: Vec<GitSource>, root: PathBuf, refs_ttl: Duration, timeout: Duration) -> GitSources {
-        GitSources { sources, root, refs_ttl, timeout, mirrors: Mutex::default(), discovered: Mutex::default() }
+    pub fn new(sources: Vec<GitSource>, root: PathBuf, refs_ttl: Duration, timeout: Duration, per_host: usize) -> GitSources {
+        GitSources {
+            sources,
+            root,
+            refs_ttl,
+            timeout,
+            mirrors: Mutex::default(),
+            discovered: Mutex::default(),
+            per_host,
+            hosts: Mutex::default(),
+        }
     }
 
     /// No sources: every `direct` request is a 404 naming what to configure.
     pub fn none() -> GitSources {
-        GitSources::new(Vec::new(), PathBuf::new(), Duration::ZERO, Duration::ZERO)
+        GitSources::new(Vec::new(), PathBuf::new(), Duration::ZERO, Duration::ZERO, 1)
     }
 
     /// The source serving `module`, if any.
@@ -142,7 +154,11 @@ impl GitSources {
         }
         std::fs::create_dir_all(&self.root)
             .map_err(|e| FetchError::Unavailable { upstream: "git".into(), message: format!("{}: {e}", self.root.display()) })?;
-        let m = Arc::new(Mirror::open(&self.root, remote, self.timeout).map_err(|e| git_failure(remote, e))?);
+        let slots = {
+            let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+            hosts.entry(repo::host_of(remote).to_string()).or_insert_with(|| Arc::new(repo::HostSlots::new(self.per_host))).clone()
+        };
+        let m = Arc::new(Mirror::open(&self.root, remote, self.timeout, slots).map_err(|e| git_failure(remote, e))?);
         mirrors.insert(remote.to_string(), m.clone());
         Ok(m)
     }

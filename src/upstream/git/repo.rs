@@ -46,6 +46,52 @@ pub struct Tag {
     pub commit: String,
 }
 
+/// The network slots of one Git host: at most `limit` fetches at a time,
+/// whatever the number of its repositories being filled.
+pub struct HostSlots {
+    limit: usize,
+    busy: Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl HostSlots {
+    pub fn new(limit: usize) -> HostSlots {
+        HostSlots { limit: limit.max(1), busy: Mutex::new(0), freed: std::sync::Condvar::new() }
+    }
+
+    /// Waits for a slot; it is given back when the guard drops.
+    fn take(&self) -> SlotGuard<'_> {
+        let mut busy = lock(&self.busy);
+        while *busy >= self.limit {
+            busy = self.freed.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy += 1;
+        SlotGuard(self)
+    }
+}
+
+struct SlotGuard<'a>(&'a HostSlots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.busy) -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// The host a remote URL names (`ssh://git@host:22/x`, `https://host/x`,
+/// `git@host:x`); "" for a local path or `file://`.
+pub fn host_of(remote: &str) -> &str {
+    let rest = match remote.split_once("://") {
+        Some(("file", _)) => return "",
+        Some((_, rest)) => rest.split('/').next().unwrap_or(""),
+        None if remote.starts_with('/') => return "",
+        None => remote.split(':').next().unwrap_or(""),
+    };
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    rest.split(':').next().unwrap_or(rest)
+}
+
 /// A bare mirror of one remote.
 pub struct Mirror {
     dir: PathBuf,
@@ -57,6 +103,8 @@ pub struct Mirror {
     fetched_at: Mutex<Option<Instant>>,
     /// The remote's HEAD as of the last fetch (its default branch's tip).
     head: Mutex<Option<String>>,
+    /// Its host's network slots.
+    slots: std::sync::Arc<HostSlots>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -65,10 +113,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Mirror {
     /// The mirror of `remote` below `root`, created (empty) if new.
-    pub fn open(root: &Path, remote: &str, timeout: Duration) -> Result<Mirror, GitError> {
+    pub fn open(root: &Path, remote: &str, timeout: Duration, slots: std::sync::Arc<HostSlots>) -> Result<Mirror, GitError> {
         let name: String = Sha256::digest(remote.as_bytes()).iter().take(12).map(|b| format!("{b:02x}")).collect();
         let dir = root.join(format!("{name}.git"));
-        let mirror = Mirror { dir, remote: remote.to_string(), timeout, fetched_at: Mutex::new(None), head: Mutex::new(None) };
+        let mirror = Mirror { dir, remote: remote.to_string(), timeout, fetched_at: Mutex::new(None), head: Mutex::new(None), slots };
         if !mirror.dir.join("HEAD").exists() {
             std::fs::create_dir_all(&mirror.dir).map_err(|e| GitError::Spawn(format!("creating {}: {e}", mirror.dir.display())))?;
             mirror.git("creating the mirror", &["init", "--bare", "--quiet"])?;
@@ -101,6 +149,7 @@ impl Mirror {
             return Ok(());
         }
         let what = format!("fetching {}", self.remote);
+        let _slot = self.slots.take();
         self.git(&what, &["fetch", "-f", "--quiet", "--end-of-options", "origin", "refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"])?;
         let head = self.git(&format!("reading HEAD of {}", self.remote), &["ls-remote", "-q", "--end-of-options", "origin", "HEAD"])?;
         *lock(&self.head) = String::from_utf8_lossy(&head).split_whitespace().next().map(str::to_string);
@@ -226,6 +275,44 @@ impl Mirror {
             cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=10");
         }
         run_bounded(cmd, what, self.timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_of_every_remote_spelling() {
+        assert_eq!(host_of("ssh://git@git.corp.example:2222/team/repo.git"), "git.corp.example");
+        assert_eq!(host_of("https://git.corp.example/team/repo"), "git.corp.example");
+        assert_eq!(host_of("https://user:token@git.corp.example/x"), "git.corp.example");
+        assert_eq!(host_of("git@git.corp.example:team/repo.git"), "git.corp.example");
+        assert_eq!(host_of("file:///srv/git/repo"), "");
+        assert_eq!(host_of("/srv/git/repo"), "");
+    }
+
+    #[test]
+    fn a_host_never_has_more_fetches_than_its_slots() {
+        let slots = std::sync::Arc::new(HostSlots::new(2));
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let now = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (slots, peak, now) = (slots.clone(), peak.clone(), now.clone());
+                std::thread::spawn(move || {
+                    let _g = slots.take();
+                    let n = now.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    peak.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }
 
