@@ -115,6 +115,40 @@ pub fn base(v: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A pseudo-version is one, names its revision and time, sorts above
+        /// its base and below the next release, and gives its base back.
+        #[test]
+        fn pseudo_versions_round_trip_and_sort_between_their_neighbours(
+            major in 0u32..4,
+            minor in 0u32..30,
+            patch in 0u32..30,
+            pre in proptest::option::of("[a-z]{1,6}(\\.[0-9]{1,2})?"),
+            based in any::<bool>(),
+            t in 0i64..4_102_444_800,
+            rev in "[0-9a-f]{12}",
+        ) {
+            let m = if major == 0 { String::new() } else { format!("v{}", major + 1) };
+            let major_v = if major == 0 { 0 } else { major + 1 };
+            let older = match (based, &pre) {
+                (false, _) => String::new(),
+                (true, None) => format!("v{major_v}.{minor}.{patch}"),
+                (true, Some(p)) => format!("v{major_v}.{minor}.{patch}-{p}"),
+            };
+            let v = pseudo_version(&m, &older, t, &rev);
+            prop_assert!(semver::is_pseudo_version(&v), "{}", v);
+            prop_assert_eq!(semver::pseudo_version_rev(&v), Some(rev.as_str()));
+            prop_assert_eq!(semver::pseudo_version_time(&v).map(str::to_string), Some(timestamp(t)));
+            prop_assert_eq!(base(&v), Some(older.clone()));
+            if !older.is_empty() {
+                prop_assert!(semver::compare(&v, &older).is_gt(), "{} > {}", v, older);
+                let next = format!("v{major_v}.{minor}.{}", patch + 1);
+                prop_assert!(semver::compare(&v, &next).is_lt(), "{} < {}", v, next);
+            }
+        }
+    }
 
     #[test]
     fn the_three_forms_and_their_bases() {
