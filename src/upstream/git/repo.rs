@@ -278,44 +278,6 @@ impl Mirror {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_of_every_remote_spelling() {
-        assert_eq!(host_of("ssh://git@git.corp.example:2222/team/repo.git"), "git.corp.example");
-        assert_eq!(host_of("https://git.corp.example/team/repo"), "git.corp.example");
-        assert_eq!(host_of("https://user:token@git.corp.example/x"), "git.corp.example");
-        assert_eq!(host_of("git@git.corp.example:team/repo.git"), "git.corp.example");
-        assert_eq!(host_of("file:///srv/git/repo"), "");
-        assert_eq!(host_of("/srv/git/repo"), "");
-    }
-
-    #[test]
-    fn a_host_never_has_more_fetches_than_its_slots() {
-        let slots = std::sync::Arc::new(HostSlots::new(2));
-        let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let now = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let (slots, peak, now) = (slots.clone(), peak.clone(), now.clone());
-                std::thread::spawn(move || {
-                    let _g = slots.take();
-                    let n = now.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                    peak.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(20));
-                    now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 2);
-    }
-}
-
 /// Runs `cmd` to its end or kills it at `timeout`; its output on success.
 /// git runs in a process group of its own, so a timeout kills its helpers
 /// too (`git-remote-https`, `ssh`), which would otherwise hold the pipes open.
@@ -362,5 +324,43 @@ fn run_bounded(mut cmd: Command, what: &str, timeout: Duration) -> Result<Vec<u8
         None => Err(GitError::Timeout { what: what.to_string(), after: timeout }),
         Some(s) if s.success() => Ok(stdout),
         Some(_) => Err(GitError::Failed { what: what.to_string(), stderr }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_of_every_remote_spelling() {
+        assert_eq!(host_of("ssh://git@git.corp.example:2222/team/repo.git"), "git.corp.example");
+        assert_eq!(host_of("https://git.corp.example/team/repo"), "git.corp.example");
+        assert_eq!(host_of("https://user:token@git.corp.example/x"), "git.corp.example");
+        assert_eq!(host_of("git@git.corp.example:team/repo.git"), "git.corp.example");
+        assert_eq!(host_of("file:///srv/git/repo"), "");
+        assert_eq!(host_of("/srv/git/repo"), "");
+    }
+
+    #[test]
+    fn a_host_never_has_more_fetches_than_its_slots() {
+        let slots = std::sync::Arc::new(HostSlots::new(2));
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let now = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (slots, peak, now) = (slots.clone(), peak.clone(), now.clone());
+                std::thread::spawn(move || {
+                    let _g = slots.take();
+                    let n = now.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    peak.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }
