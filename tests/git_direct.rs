@@ -625,3 +625,20 @@ fn go_get_sources_find_repositories_as_the_go_command_does() {
     assert_eq!(hg.status, 404, "{}", hg.body_str());
     assert!(hg.body_str().contains("is hg; only git"), "{}", hg.body_str());
 }
+
+#[test]
+fn a_version_asked_for_by_name_fetches_just_its_tag() {
+    let s = setup();
+    let module = format!("{HOST}/team/plain");
+    assert_eq!(http_get(s.server.addr(), &format!("/{}", artifact_path(&module, "v1.0.0", "info"))).status, 200);
+    let mirrors: Vec<_> = std::fs::read_dir(s.server.data_dir().join("git")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(mirrors.len(), 1);
+    let tags = || {
+        let out = Command::new("git").args(["tag"]).env("GIT_DIR", &mirrors[0]).env("GIT_CONFIG_GLOBAL", "/dev/null").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(tags(), ["v1.0.0"], "only the tag asked for");
+    // A list needs them all.
+    assert!(http_get(s.server.addr(), &format!("/{}", list_path(&module))).body_str().contains("v1.2.0"));
+    assert!(tags().len() > 5, "{:?}", tags());
+}

@@ -253,8 +253,16 @@ impl Located<'_> {
         let name = format!("{}{}", self.tag_prefix(), version.strip_suffix("+incompatible").unwrap_or(version));
         let name = name.as_str();
         let find = |tags: Vec<Tag>| tags.into_iter().find(|t| t.name == name);
-        if let Some(t) = find(self.tags(Duration::MAX)?) {
+        let local = self.mirror.tags().map_err(|e| git_failure(self.mirror.remote(), e))?;
+        if let Some(t) = find(local) {
             return Ok(t);
+        }
+        // A mirror never refreshed fetches just this tag (and its history):
+        // a version asked for by name needs nothing else.
+        if !self.mirror.was_refreshed() && self.mirror.fetch_tag(name).is_ok() {
+            if let Some(t) = find(self.mirror.tags().map_err(|e| git_failure(self.mirror.remote(), e))?) {
+                return Ok(t);
+            }
         }
         find(self.tags(Duration::ZERO)?)
             .ok_or_else(|| not_found(format!("{}@{version}: invalid version: unknown revision {name}", self.module)))
@@ -413,6 +421,9 @@ impl Located<'_> {
     fn pseudo_commit(&self, version: &str) -> Result<Tag, FetchError> {
         let invalid = |why: String| not_found(format!("{}@{version}: invalid pseudo-version: {why}", self.module));
         let rev = semver::pseudo_version_rev(version).ok_or_else(|| invalid("no revision".into()))?;
+        // Its base is checked against every tag: a mirror holding one tag
+        // (fetched for a version asked by name) is brought up to date first.
+        self.tags(Duration::MAX)?;
         let stamp = semver::pseudo_version_time(version).ok_or_else(|| invalid("no time stamp".into()))?;
         let lookup = || self.mirror.commit_of(rev).map_err(|e| git_failure(self.mirror.remote(), e));
         let commit = match lookup()? {

@@ -157,6 +157,23 @@ impl Mirror {
         Ok(())
     }
 
+    /// Whether every branch and tag was fetched at least once.
+    pub fn was_refreshed(&self) -> bool {
+        lock(&self.fetched_at).is_some()
+    }
+
+    /// Fetches the one tag `name` (with its history), and nothing else.
+    pub fn fetch_tag(&self, name: &str) -> Result<(), GitError> {
+        let _fetching = lock(&self.fetched_at);
+        let _slot = self.slots.take();
+        let refspec = format!("refs/tags/{name}:refs/tags/{name}");
+        self.git(
+            &format!("fetching tag {name} of {}", self.remote),
+            &["fetch", "-f", "--quiet", "--no-tags", "--end-of-options", "origin", &refspec],
+        )
+        .map(|_| ())
+    }
+
     /// The remote's HEAD commit as of the last refresh.
     pub fn head(&self) -> Option<String> {
         lock(&self.head).clone()
