@@ -83,6 +83,15 @@ pub fn matching(imports: &[GoImport], path: &str) -> Result<GoImport, String> {
     found.cloned().ok_or_else(|| format!("no go-import meta tag for {path:?} (found {})", imports.len()))
 }
 
+/// Whether a discovered repository URL may be handed to git: a page on
+/// the network must not choose git's transport (`ext::`, `file://`, a
+/// local path), as the go command checks the scheme too.
+fn safe_repo_url(url: &str, insecure: bool) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else { return false };
+    let allowed = matches!(scheme, "https" | "ssh" | "git+ssh") || (insecure && matches!(scheme, "http" | "git"));
+    allowed && !rest.is_empty() && !rest.starts_with('-') && !url.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
 /// The repository of `path`, discovered over the network.
 pub fn discover(path: &str, insecure: bool, timeout: Duration) -> Result<GoImport, FetchError> {
     let agent = ureq::AgentBuilder::new().timeout(timeout).try_proxy_from_env(true).build();
@@ -103,6 +112,13 @@ pub fn discover(path: &str, insecure: bool, timeout: Duration) -> Result<GoImpor
                     message: format!("{path}: discovering its repository at {url}: {why}"),
                 })?;
                 return match im.vcs.as_str() {
+                    "git" if !safe_repo_url(&im.repo, insecure) => Err(FetchError::NotFound {
+                        gone: false,
+                        message: format!(
+                            "{path}: its go-import tag names repository {:?}: only https:// and ssh:// (http:// when insecure) are followed",
+                            im.repo
+                        ),
+                    }),
                     "git" => Ok(im),
                     "mod" => Err(FetchError::NotFound {
                         gone: false,
@@ -143,5 +159,10 @@ mod tests {
             GoImport { prefix: "x.example".into(), vcs: "git".into(), repo: "r2".into() },
         ];
         assert!(matching(&two, "x.example/a/b").unwrap_err().contains("multiple"));
+        for bad in ["ext::sh -c touch% /tmp/x", "file:///etc", "/srv/repo", "https://-oProxyCommand=x/", "http://insecure.example/r"] {
+            assert!(!safe_repo_url(bad, false), "{bad}");
+        }
+        assert!(safe_repo_url("http://insecure.example/r", true));
+        assert!(safe_repo_url("https://git.example/a.git", false) && safe_repo_url("ssh://git@git.example/a.git", false));
     }
 }
