@@ -594,12 +594,26 @@ fn a_zip_the_go_command_would_refuse_is_refused_while_info_and_mod_are_served() 
 
 #[test]
 fn go_get_sources_find_repositories_as_the_go_command_does() {
+    go_get_source(&format!("pattern = \"{HOST}/*\""));
+}
+
+/// `pattern = "*"`, `public = true`: `direct` for any module, as the go
+/// command's own; its modules are public (the server logs no private patterns).
+#[test]
+fn a_public_catch_all_source_resolves_any_module_from_its_repository() {
+    let server = go_get_source("pattern = \"*\"\npublic = true");
+    assert!(!server.log_lines().iter().any(|l| l.contains("private modules (")), "{:?}", server.log_lines());
+}
+
+/// A server whose one Git source (`source`: its pattern, maybe `public`)
+/// finds repositories by go-get, checked against the go command.
+fn go_get_source(source: &str) -> Server {
     let s = setup();
     let config = tempfile::tempdir().unwrap();
     let file = config.path().join("gomodproxy.toml");
     std::fs::write(
         &file,
-        format!("upstream = \"direct\"\nsumdb = \"off\"\n\n[[git]]\npattern = \"{HOST}/*\"\nremote = \"go-get\"\ninsecure = true\n"),
+        format!("upstream = \"direct\"\nsumdb = \"off\"\nprivate = \"\"\n\n[[git]]\n{source}\nremote = \"go-get\"\ninsecure = true\n"),
     )
     .unwrap();
     let mut o = ServerOpts::new("");
@@ -624,6 +638,7 @@ fn go_get_sources_find_repositories_as_the_go_command_does() {
     let hg = http_get(server.addr(), &format!("/{HOST}/team/hgrepo/@v/list"));
     assert_eq!(hg.status, 404, "{}", hg.body_str());
     assert!(hg.body_str().contains("is hg; only git"), "{}", hg.body_str());
+    server
 }
 
 #[test]
