@@ -125,7 +125,8 @@ mod tests {
             major in 0u32..4,
             minor in 0u32..30,
             patch in 0u32..30,
-            pre in proptest::option::of("[a-z]{1,6}(\\.[0-9]{1,2})?"),
+            // Valid pre-releases only: a numeric identifier has no leading zero.
+            pre in proptest::option::of("[a-z]{1,6}(\\.(0|[1-9][0-9]?))?"),
             based in any::<bool>(),
             t in 0i64..4_102_444_800,
             rev in "[0-9a-f]{12}",
@@ -168,6 +169,8 @@ mod tests {
             assert_eq!(base(v).as_deref(), Some(b), "{v}");
         }
         assert_eq!(base("v1.2.3"), None);
+        // Not a valid version (a numeric identifier with a leading zero): no base, as in Go.
+        assert_eq!(pseudo_version("", "v0.0.0-a.00", t, "0123456789ab"), "v0.0.0-20240102030405-0123456789ab");
         assert_eq!(timestamp(951_782_400), "20000229000000");
     }
 }
