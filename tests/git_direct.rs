@@ -438,7 +438,19 @@ fn what_the_git_source_does_not_resolve_yet_is_a_404_that_says_so() {
         (format!("/{HOST}/team/plain/@v/v1.9.9.info"), "unknown revision"),
         (format!("/{HOST}/team/plain/@v/v2.0.0+incompatible.info"), "+incompatible"),
         ("/example.com/elsewhere/@v/v1.0.0.info".to_string(), "no [[git]] source"),
+        (format!("/{HOST}/team/plain/@v/v1.0.0+incompatible.info"), "is compatible"),
     ];
+    // Pseudo-versions are checked as cmd/go checks them.
+    let tip = commit_of(&s._repos.path().join("team/untagged"), "2024-07-02T01:00:00Z");
+    let untagged = format!("/{HOST}/team/untagged/@v");
+    let cases: Vec<(String, &str)> = cases
+        .into_iter()
+        .chain([
+            (format!("{untagged}/v1.0.0-20240702010000-{}.info", &tip[..12]), "must be v0, not v1"),
+            (format!("{untagged}/v0.0.0-20240702010000-{}.info", &tip[..10]), "12-character"),
+            (format!("{untagged}/v0.0.0-20240702010001-{}.info", &tip[..12]), "timestamp"),
+        ])
+        .collect();
     for (path, why) in cases {
         let r = http_get(addr, &path);
         assert_eq!(r.status, 404, "{path}: {}", r.body_str());

@@ -131,13 +131,15 @@ impl GitSources {
                 Ok((elements[..*depth].join("/"), url.replace("{repo}", &elements[1..*depth].join("/"))))
             }
             GitRemote::GoGet { insecure } => {
-                let mut discovered = self.discovered.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some((im, at)) = discovered.get(module) {
-                    if at.elapsed() < self.refs_ttl {
-                        return Ok((im.prefix.clone(), im.repo.clone()));
-                    }
+                let known = |d: &HashMap<String, (discover::GoImport, std::time::Instant)>| {
+                    d.get(module).filter(|(_, at)| at.elapsed() < self.refs_ttl).map(|(im, _)| (im.prefix.clone(), im.repo.clone()))
+                };
+                if let Some(found) = known(&self.discovered.lock().unwrap_or_else(|e| e.into_inner())) {
+                    return Ok(found);
                 }
+                // Not under the lock: one slow host must not hold up the rest.
                 let im = discover::discover(module, *insecure, self.timeout)?;
+                let mut discovered = self.discovered.lock().unwrap_or_else(|e| e.into_inner());
                 if discovered.len() >= 10_000 {
                     discovered.clear();
                 }
@@ -218,7 +220,9 @@ impl Located<'_> {
         let mut incompatible: Vec<(&str, &str)> = Vec::new();
         for t in tags {
             let Some(v) = t.name.strip_prefix(prefix.as_str()) else { continue };
-            if module::canonical_version(v).is_none_or(|c| c != v) || semver::is_pseudo_version(v) {
+            // semver's canonical form drops build metadata, so a tag
+            // spelled `v2.0.0+incompatible` is ignored, as cmd/go ignores it.
+            if semver::canonical(v).is_none_or(|c| c != v) || semver::is_pseudo_version(v) {
                 continue;
             }
             if module::check_path_major(v, self.path_major).is_ok() {
@@ -282,6 +286,12 @@ impl Located<'_> {
         let mpath1 = gomod1.as_deref().and_then(crate::gomod::modfile::module_path);
         let found1 = mpath1.as_deref().is_some_and(|m| is_major(m, self.path_major));
         if version.ends_with("+incompatible") {
+            if module::match_path_major(version.trim_end_matches("+incompatible"), "") {
+                return Err(invalid(format!(
+                    "+incompatible suffix not allowed: major version {} is compatible",
+                    semver::major(version).unwrap_or("v0")
+                )));
+            }
             if !self.code_dir.is_empty() || !self.path_major.is_empty() {
                 return Err(invalid("+incompatible suffix not allowed: module path has a major version or is in a subdirectory".into()));
             }
@@ -433,11 +443,29 @@ impl Located<'_> {
                 lookup()?.ok_or_else(|| not_found(format!("{}@{version}: invalid version: unknown revision {rev}", self.module)))?
             }
         };
+        if rev.len() != 12 || !commit.starts_with(rev) {
+            return Err(invalid(format!(
+                "revision {rev} is not the 12-character short hash of its commit ({})",
+                &commit[..commit.len().min(12)]
+            )));
+        }
         let time = self.commit_time(&commit)?;
         if crate::gomod::pseudo::timestamp(time) != stamp {
             return Err(invalid(format!("does not match version-control timestamp (expected {})", crate::gomod::pseudo::timestamp(time))));
         }
         let base = crate::gomod::pseudo::base(version).unwrap_or_default();
+        if base.is_empty() && self.path_major.is_empty() && semver::major(version) == Some("v1") {
+            return Err(invalid("major version without preceding tag must be v0, not v1".into()));
+        }
+        let prefix = self.tag_prefix();
+        if let Some(t) =
+            self.tags(Duration::MAX)?.iter().find(|t| t.commit == commit && !base.is_empty() && t.name == format!("{prefix}{base}"))
+        {
+            return Err(invalid(format!(
+                "tag ({}) found on revision {rev} is already canonical, so should not be replaced with a pseudo-version derived from that tag",
+                t.name
+            )));
+        }
         if !base.is_empty() {
             let merged = self.mirror.tags_merged_into(&commit).map_err(|e| git_failure(self.mirror.remote(), e))?;
             if !merged.iter().any(|t| self.tag_version(t).is_some_and(|(v, _)| v == base)) {

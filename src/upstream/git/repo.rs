@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+/// The least time between two fetches of a repository's refs, even when
+/// a request names something the mirror does not know.
+pub const FORCED_REFRESH_FLOOR: Duration = Duration::from_secs(5);
+
 /// Why a git command gave no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GitError {
@@ -120,6 +124,9 @@ impl Mirror {
         if !mirror.dir.join("HEAD").exists() {
             std::fs::create_dir_all(&mirror.dir).map_err(|e| GitError::Spawn(format!("creating {}: {e}", mirror.dir.display())))?;
             mirror.git("creating the mirror", &["init", "--bare", "--quiet"])?;
+        }
+        // Also after a crash between `init` and naming the remote.
+        if mirror.git("reading the remote", &["remote", "get-url", "origin"]).is_err() {
             mirror.git("naming the remote", &["remote", "add", "origin", "--", remote])?;
         }
         // As the go command does: archives must not depend on the
@@ -143,18 +150,52 @@ impl Mirror {
 
     /// Fetches every branch and tag unless they were fetched less than
     /// `max_age` ago (`Duration::ZERO`: always).
+    /// Fetches every branch and tag (deleted ones pruned, as cmd/go reads
+    /// the remote's own list) unless they were fetched less than `max_age`
+    /// ago. A forced refresh (`Duration::ZERO`, for a name not known yet) is
+    /// still at most one per [`FORCED_REFRESH_FLOOR`]: asking for made-up
+    /// versions must not make a fetch each.
     pub fn refresh(&self, max_age: Duration) -> Result<(), GitError> {
         let mut fetched_at = lock(&self.fetched_at);
-        if fetched_at.is_some_and(|at| at.elapsed() < max_age) {
+        if fetched_at.is_some_and(|at| at.elapsed() < max_age.max(FORCED_REFRESH_FLOOR)) {
             return Ok(());
         }
-        let what = format!("fetching {}", self.remote);
         let _slot = self.slots.take();
-        self.git(&what, &["fetch", "-f", "--quiet", "--end-of-options", "origin", "refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"])?;
+        // HEAD first: the fetch then brings the commit it names.
         let head = self.git(&format!("reading HEAD of {}", self.remote), &["ls-remote", "-q", "--end-of-options", "origin", "HEAD"])?;
+        let what = format!("fetching {}", self.remote);
+        let fetched = self.git(
+            &what,
+            &[
+                "fetch",
+                "-f",
+                "--prune",
+                "--prune-tags",
+                "--quiet",
+                "--end-of-options",
+                "origin",
+                "refs/heads/*:refs/heads/*",
+                "refs/tags/*:refs/tags/*",
+            ],
+        );
+        if let Err(e @ GitError::Timeout { .. }) = &fetched {
+            self.drop_partial_packs();
+            return Err(e.clone());
+        }
+        fetched?;
         *lock(&self.head) = String::from_utf8_lossy(&head).split_whitespace().next().map(str::to_string);
         *fetched_at = Some(Instant::now());
         Ok(())
+    }
+
+    /// Removes what a killed fetch left half-written (`objects/pack/tmp_*`).
+    fn drop_partial_packs(&self) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("objects/pack")) else { return };
+        for e in entries.flatten() {
+            if e.file_name().to_str().is_some_and(|n| n.starts_with("tmp_")) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 
     /// Whether every branch and tag was fetched at least once.
@@ -208,7 +249,8 @@ impl Mirror {
 
     /// The tags whose commits are `commit` or its ancestors.
     pub fn tags_merged_into(&self, commit: &str) -> Result<Vec<String>, GitError> {
-        let out = self.git("listing tags below a commit", &["tag", "--merged", commit])?;
+        let out =
+            self.git("listing tags below a commit", &["for-each-ref", "--format=%(refname:lstrip=2)", "--merged", commit, "refs/tags"])?;
         Ok(String::from_utf8_lossy(&out).lines().map(str::to_string).collect())
     }
 
