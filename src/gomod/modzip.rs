@@ -92,7 +92,22 @@ fn is_vendored_package(name: &str, go_1_24: bool) -> bool {
     } else {
         return false;
     };
-    name.get(start..).is_some_and(|rest| rest.contains('/'))
+    // Bytes, as x/mod slices them: the offset may fall inside a character.
+    name.as_bytes().get(start..).is_some_and(|rest| rest.contains(&b'/'))
+}
+
+/// A character's representative under Unicode simple case folding (the
+/// least of the characters it folds with, as Go's `strToFold` picks), so
+/// `σ`, `ς` and `Σ` are one, and the Kelvin sign is `K`.
+pub(crate) fn fold_char(c: char) -> char {
+    fn single(mut it: impl Iterator<Item = char>) -> Option<char> {
+        let first = it.next()?;
+        it.next().is_none().then_some(first)
+    }
+    let lower = single(c.to_lowercase());
+    let upper = single(c.to_uppercase());
+    let round_trips = [lower.and_then(|l| single(l.to_uppercase())), upper.and_then(|u| single(u.to_lowercase()))];
+    [Some(c), lower, upper].into_iter().chain(round_trips).flatten().min().unwrap_or(c)
 }
 
 /// Whether a go directive's version is 1.24 or later.
@@ -115,7 +130,7 @@ struct Collisions(HashMap<String, (String, bool)>);
 
 impl Collisions {
     fn check(&mut self, p: &str, is_dir: bool) -> Result<(), String> {
-        let fold = p.to_lowercase();
+        let fold: String = p.chars().map(fold_char).collect();
         match self.0.get(&fold) {
             Some((other, other_dir)) => {
                 if p != other {
@@ -308,6 +323,17 @@ mod tests {
         new[0] = file("go.mod", "module example.com/m\n\ngo 1.24\n");
         let zip = create("example.com/m", "v1.0.0", &new).unwrap();
         assert_eq!(names(&zip), ["example.com/m@v1.0.0/go.mod", "example.com/m@v1.0.0/a.go", "example.com/m@v1.0.0/pkg/vendor/v.go"]);
+    }
+
+    #[test]
+    fn non_ascii_names_fold_and_vendor_as_in_go() {
+        assert_eq!(fold_char('ς'), fold_char('σ'));
+        assert_eq!(fold_char('Σ'), fold_char('σ'));
+        assert_eq!(fold_char('\u{212A}'), fold_char('k'), "Kelvin sign");
+        let e = create("example.com/m", "v1.0.0", &[file("σ.go", ""), file("ς.go", "")]).unwrap_err().to_string();
+        assert!(e.contains("case-insensitive"), "{e}");
+        // Byte 8 of "doc/日本/vendor/x/y.go" is inside a character: x/mod counts bytes.
+        assert!(is_vendored_package("doc/日本/vendor/x/y.go", false));
     }
 
     #[test]

@@ -156,7 +156,7 @@ pub fn check(zip: &[u8], module_path: &str, version: &str) -> Result<(), ZipErro
             return Err(bad(full, "file path is not clean"));
         }
         module::check_file_path(name).map_err(|e| bad(full, &e.to_string()))?;
-        if !folded.insert(name.to_lowercase()) {
+        if !folded.insert(name.chars().map(super::modzip::fold_char).collect::<String>()) {
             return Err(bad(full, "case-insensitive file name collision"));
         }
         if is_dir {
