@@ -141,3 +141,33 @@ fn verify_checks_public_modules_against_the_checksum_database() {
     assert!(!report.contains("(.mod)"), "the go.mod matches its record: {report}");
     assert!(report.contains("2 against the checksum database"), "{report}");
 }
+
+/// A zip stored while no database was checked, from a poisoned upstream:
+/// the audit against the database quarantines it together with the hash
+/// its bad first download left, so that once the upstream is fixed the
+/// database-verified bytes are stored.
+#[test]
+fn a_quarantine_by_the_database_lets_the_verified_bytes_in_afterwards() {
+    let fx = Fixture::builder().module(Module::new(PUBLIC.0, PUBLIC.1)).build();
+    let db = SignedDb::write(fx.root(), &[&format!("{}@{}", PUBLIC.0, PUBLIC.1)]);
+    let zip_file = fx.root().join(artifact_path(PUBLIC.0, PUBLIC.1, "zip"));
+    let good = std::fs::read(&zip_file).unwrap();
+    let poisoned = Fixture::builder().module(Module::new(PUBLIC.0, PUBLIC.1).file("evil.go", "package pub\n")).build();
+    std::fs::write(&zip_file, poisoned.artifact(PUBLIC.0, PUBLIC.1, "zip")).unwrap();
+
+    let upstream = CountingUpstream::serve(fx.root());
+    let mut server = Server::start(&upstream.url());
+    let zip_path = format!("/{}", artifact_path(PUBLIC.0, PUBLIC.1, "zip"));
+    assert_eq!(http_get(server.addr(), &zip_path).status, 200, "stored unchecked: no database");
+    server.stop();
+    std::fs::write(&zip_file, &good).unwrap();
+
+    let out = verify(server.data_dir(), &["--upstream", &upstream.url(), "--sumdb", &db.key]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains(&format!("checksum database {SUMDB_NAME} records")), "{}", stdout(&out));
+
+    server.restart_with(|o| o.extra_args.extend(["--sumdb".to_string(), db.key.clone()]));
+    let r = http_get(server.addr(), &zip_path);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert!(r.body == good, "the verified bytes");
+}

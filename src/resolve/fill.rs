@@ -83,11 +83,12 @@ impl Filler {
         let p = progress.cloned().unwrap_or_default();
         // The hash this version's file had when it was first stored, if it
         // was (and is fetched again now: evicted, purged or quarantined).
+        // (A record whose bytes fail their own checksum counts as none.)
         let first_hash = go_sum_key(&key.version, key.kind).and_then(|v| {
             let entry = self.indexes[self.own].get(&key.module, &v, RecordKind::GoSum)?;
-            Some(String::from_utf8_lossy(entry.blob.bytes()).into_owned())
+            let bytes = entry.blob.bytes();
+            (store::record::payload_sha256(bytes) == *entry.blob.sha256()).then(|| String::from_utf8_lossy(bytes).into_owned())
         });
-        let had_hash = first_hash.is_some();
         // Hash (and verify) on the blocking thread too: a 500 MiB zip must
         // not stall the reactor. A streamed zip's readers wait for the last
         // byte until this is done.
@@ -113,6 +114,7 @@ impl Filler {
                 Kind::Mod => Some(dirhash::hash_go_mod(&body)),
                 _ => None,
             };
+            let mut vouched = false;
             if let (Some((check, thread)), Some(got)) = (lookup, &h1) {
                 let record = match thread {
                     // A panic in the lookup is our own failure: re-raised
@@ -121,9 +123,26 @@ impl Filler {
                     None => check.record(&k.module, &k.version)?,
                 };
                 check.verdict(&k.module, &k.version, k.kind, got, &record)?;
+                vouched = true;
             }
-            // A version's files never change: later bytes must hash as the first did.
-            if let (Some(got), Some(expected)) = (&h1, first_hash) {
+            // A version's files never change: later bytes must hash as the
+            // first did, unless the checksum database vouched for them (it
+            // outranks a first download nobody checked: the kept hash is
+            // replaced).
+            let replace_hash = match (&h1, &first_hash) {
+                (Some(got), Some(first)) if got != first && vouched => {
+                    log::warn!(
+                        "{}@{} ({}): the checksum database vouches for {got}; replacing the kept first-download hash {first}",
+                        k.module,
+                        k.version,
+                        k.kind.label()
+                    );
+                    true
+                }
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if let (Some(got), Some(expected), false) = (&h1, first_hash, vouched) {
                 if *got != expected {
                     let what = format!("{}@{} ({})", k.module, k.version, k.kind.label());
                     log::error!("SECURITY: {what}: the upstream's bytes hash to {got}, its first download to {expected}; refused");
@@ -136,7 +155,7 @@ impl Filler {
                 }
             }
             let sha = record_kind.map(|_| store::record::payload_sha256(&body));
-            Ok((body, sha, h1))
+            Ok((body, sha, h1.filter(|_| replace_hash)))
         });
         let mut job = std::pin::pin!(job);
         let fetched = match progress {
@@ -161,6 +180,7 @@ impl Filler {
             }
         };
         self.count_upstream_error(&fetched);
+        // `h1`: the go.sum hash to keep beside the file (new, or replacing one).
         let (bytes, sha, h1) = fetched?;
         let Some(kind) = record_kind else { return Ok(Filled::Mutable(bytes)) };
         let sha = sha.unwrap_or_else(|| store::record::payload_sha256(&bytes));
@@ -168,7 +188,7 @@ impl Filler {
         // kept with it (one write, so neither is kept without the other).
         let sum_version = go_sum_key(&key.version, key.kind);
         let mut records = Vec::with_capacity(2);
-        if let (Some(h1), Some(v), false) = (&h1, &sum_version, had_hash) {
+        if let (Some(h1), Some(v)) = (&h1, &sum_version) {
             let payload = Bytes::from(h1.clone().into_bytes());
             let sha256 = store::record::payload_sha256(&payload);
             records.push(Append { kind: RecordKind::GoSum, module: &key.module, version: v, payload, sha256 });

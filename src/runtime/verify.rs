@@ -56,6 +56,8 @@ pub fn verify(config: &Config, out: &mut impl Write) -> Result<Report, StoreErro
     let database = super::fill_sources(config).checksums;
     let mut report = Report::default();
     let mut database_failures = 0;
+    // Kept first-download hashes the database contradicts: (module, go.sum version).
+    let mut also_withdrawn: Vec<(String, String)> = Vec::new();
     let recovery = store.stats();
     if recovery.bytes_cut > 0 || recovery.segments_skipped > 0 {
         // Start-up recovery's findings: lost, not served, fetched again when asked for.
@@ -80,7 +82,7 @@ pub fn verify(config: &Config, out: &mut impl Write) -> Result<Report, StoreErro
                 _ => None,
             };
             kind.and_then(|kind| {
-                check_module_file(
+                let found = check_module_file(
                     index,
                     database.as_ref(),
                     entry.module(),
@@ -89,7 +91,15 @@ pub fn verify(config: &Config, out: &mut impl Write) -> Result<Report, StoreErro
                     bytes,
                     &mut report,
                     &mut database_failures,
-                )
+                )?;
+                // The database outranks a first download nobody checked:
+                // its kept hash goes with the file, so a refill can pass.
+                if found.against_database {
+                    if let Some(v) = go_sum_key(entry.version(), kind) {
+                        also_withdrawn.push((entry.module().to_string(), v));
+                    }
+                }
+                Some(found.why)
             })
         };
         if let Some(problem) = problem {
@@ -98,8 +108,9 @@ pub fn verify(config: &Config, out: &mut impl Write) -> Result<Report, StoreErro
             report.findings.push(f);
         }
     }
-    let withdrawn: Vec<(&str, &str, RecordKind)> =
+    let mut withdrawn: Vec<(&str, &str, RecordKind)> =
         report.findings.iter().map(|f| (f.module.as_str(), f.version.as_str(), f.kind)).collect();
+    withdrawn.extend(also_withdrawn.iter().map(|(m, v)| (m.as_str(), v.as_str(), RecordKind::GoSum)));
     store.withdraw(&withdrawn, |_, _, _| 0)?;
     if !report.findings.is_empty() {
         let _ = writeln!(
@@ -122,6 +133,13 @@ pub fn verify(config: &Config, out: &mut impl Write) -> Result<Report, StoreErro
     Ok(report)
 }
 
+/// What is wrong with a stored module file.
+struct Problem {
+    why: String,
+    /// The checksum database disagrees (rather than the kept first hash).
+    against_database: bool,
+}
+
 /// The problem with a stored `.zip`/`.mod`, if any: not hashable, not
 /// hashing as its first download did, or not as the database records.
 #[allow(clippy::too_many_arguments)]
@@ -134,20 +152,24 @@ fn check_module_file(
     bytes: &[u8],
     report: &mut Report,
     database_failures: &mut usize,
-) -> Option<String> {
+) -> Option<Problem> {
+    let plain = |why: String| Some(Problem { why, against_database: false });
     let got = match kind {
         Kind::Zip => match dirhash::hash_zip(bytes) {
             Ok(h) => h,
-            Err(e) => return Some(format!("not a valid module zip: {e}")),
+            Err(e) => return plain(format!("not a valid module zip: {e}")),
         },
         _ => dirhash::hash_go_mod(bytes),
     };
-    let first = go_sum_key(version, kind).and_then(|v| index.get(module, &v, RecordKind::GoSum));
+    // A kept hash whose own bytes are damaged is reported as itself, not held against the file.
+    let first = go_sum_key(version, kind)
+        .and_then(|v| index.get(module, &v, RecordKind::GoSum))
+        .filter(|e| record::payload_sha256(e.blob.bytes()) == *e.blob.sha256());
     if let Some(first) = first {
         report.by_first_hash += 1;
         let expected = String::from_utf8_lossy(first.blob.bytes());
         if got != expected {
-            return Some(format!("the stored bytes hash to {got}; its first download hashed to {expected}"));
+            return plain(format!("the stored bytes hash to {got}; its first download hashed to {expected}"));
         }
     }
     let db = database.filter(|db| db.applies(module, kind))?;
@@ -159,10 +181,11 @@ fn check_module_file(
             *database_failures = 0;
             report.by_database += 1;
             match db.verdict(module, version, kind, &got, &record) {
-                Err(FetchError::ChecksumMismatch { recorded_by, expected, got, .. }) => {
-                    Some(format!("the stored bytes hash to {got}; {recorded_by} records {expected}"))
-                }
-                Err(e) => Some(e.to_string()),
+                Err(FetchError::ChecksumMismatch { recorded_by, expected, got, .. }) => Some(Problem {
+                    why: format!("the stored bytes hash to {got}; {recorded_by} records {expected}"),
+                    against_database: true,
+                }),
+                Err(e) => plain(e.to_string()),
                 Ok(()) => None,
             }
         }
@@ -181,7 +204,7 @@ fn label(kind: RecordKind) -> &'static str {
         RecordKind::Info => ".info",
         RecordKind::Mod => ".mod",
         RecordKind::Zip => ".zip",
-        RecordKind::SumTile => "checksum-database tile",
+        RecordKind::SumTile | RecordKind::UnverifiedSumTile => "checksum-database tile",
         RecordKind::SumAnswer => "checksum-database answer",
         RecordKind::GoSum => "recorded go.sum hash",
         RecordKind::Tombstone | RecordKind::Seal => "marker",

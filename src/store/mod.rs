@@ -115,6 +115,9 @@ impl Store {
         let mut tombstones: HashMap<(String, String, RecordKind), u64> = HashMap::new();
         for &id in &ids {
             let publish = |module: &str, version: &str, kind: RecordKind, blob: StoredBlob| {
+                if kind == RecordKind::UnverifiedSumTile {
+                    return;
+                }
                 if kind == RecordKind::Tombstone {
                     if let Some(withdrawn) = blob.bytes().first().copied().and_then(RecordKind::from_byte) {
                         let at = tombstones.entry((module.to_string(), version.to_string(), withdrawn)).or_insert(0);

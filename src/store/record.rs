@@ -31,8 +31,10 @@ pub enum RecordKind {
     Info = 1,
     Mod = 2,
     Zip = 3,
-    /// A complete checksum-database tile; key `sumdb/<name>@tile/H/L/NNN`.
-    SumTile = 4,
+    /// A complete checksum-database tile stored by a build that relayed
+    /// tiles unverified: never read (recovery leaves it out of the index),
+    /// so only authenticated tiles are ever served.
+    UnverifiedSumTile = 4,
     /// The latest verified copy of a checksum-database answer that the log's
     /// growth supersedes (`latest`, a lookup, a partial tile); key
     /// `sumdb/<name>@<path>`. A newer record of the same key replaces it;
@@ -47,6 +49,9 @@ pub enum RecordKind {
     /// `module@version`, payload one byte, the [`RecordKind`] withdrawn.
     /// It hides every record of that key stored before it.
     Tombstone = 7,
+    /// A complete checksum-database tile, authenticated against a signed
+    /// tree head before it was stored; key `sumdb/<name>@tile/H/L/NNN`.
+    SumTile = 8,
     /// Marks a segment as closed and fully verified; carries no key or payload.
     Seal = 0xFF,
 }
@@ -57,10 +62,11 @@ impl RecordKind {
             1 => Some(RecordKind::Info),
             2 => Some(RecordKind::Mod),
             3 => Some(RecordKind::Zip),
-            4 => Some(RecordKind::SumTile),
+            4 => Some(RecordKind::UnverifiedSumTile),
             5 => Some(RecordKind::SumAnswer),
             6 => Some(RecordKind::GoSum),
             7 => Some(RecordKind::Tombstone),
+            8 => Some(RecordKind::SumTile),
             0xFF => Some(RecordKind::Seal),
             _ => None,
         }

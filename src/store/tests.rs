@@ -211,3 +211,19 @@ fn a_tombstone_hides_what_was_stored_before_it_across_restarts_but_not_a_refill(
 fn store_now() -> u64 {
     unix_ms() + 1
 }
+
+#[test]
+fn tiles_an_older_build_relayed_unverified_are_never_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_timed(
+        dir.path(),
+        1,
+        &[
+            ("sumdb/sum.example", "tile/8/0/000", RecordKind::UnverifiedSumTile, b"unchecked", 10),
+            ("sumdb/sum.example", "tile/8/0/001", RecordKind::SumTile, b"authenticated", 10),
+        ],
+    );
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    assert_eq!(get(&store, "sumdb/sum.example", "tile/8/0/000", RecordKind::UnverifiedSumTile), None);
+    assert!(get(&store, "sumdb/sum.example", "tile/8/0/001", RecordKind::SumTile).is_some());
+}
