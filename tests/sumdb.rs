@@ -292,3 +292,31 @@ fn a_file_tree_in_the_module_cache_layout_serves_the_database() {
     assert_eq!(tile.status, 200, "{}", tile.body_str());
     assert_eq!(tile.body, upstream_bytes(&fx, "tile/8/0/000"));
 }
+
+/// Records in the store's segment files (each starts with the magic
+/// `GMPR`; the files grow by writes, so their sizes would say the same).
+fn store_records(data: &std::path::Path) -> usize {
+    std::fs::read_dir(data.join("segments"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap().windows(4).filter(|w| w == b"GMPR").count())
+        .sum()
+}
+
+#[test]
+fn an_answer_refreshed_to_the_same_bytes_is_not_stored_again() {
+    let (fx, db) = tree();
+    let upstream = CountingUpstream::serve(fx.root());
+    let server = Server::start_with(opts(upstream.url(), &db, &["--sumdb-ttl", "1s"]));
+    assert_eq!(http_get(server.addr(), &db.url("latest")).status, 200);
+    let before = store_records(server.data_dir());
+    for round in 2..=3 {
+        // Let the TTL pass (decides when we ask, not what we assert).
+        std::thread::sleep(Duration::from_millis(1200));
+        assert_eq!(http_get(server.addr(), &db.url("latest")).body, upstream_bytes(&fx, "latest"));
+        assert_eq!(upstream.hits(&db.url("latest")), round, "refreshed past its TTL");
+        // Within the TTL again: answered without asking.
+        assert_eq!(http_get(server.addr(), &db.url("latest")).status, 200);
+        assert_eq!(upstream.hits(&db.url("latest")), round);
+    }
+    assert_eq!(store_records(server.data_dir()), before, "the same tree head is not appended again");
+}

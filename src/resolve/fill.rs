@@ -47,6 +47,9 @@ pub enum Filled {
     /// An answer that changes and is not stored (`list`, `@latest`): for
     /// the shard's memory only.
     Mutable(Bytes),
+    /// A stored answer that changes, fetched again with the same bytes: the
+    /// stored copy, now fresh again (the shard keeps when, in memory).
+    Unchanged(StoredBlob),
 }
 
 /// One core's means of filling: its sources, its segment writer and the
@@ -184,6 +187,13 @@ impl Filler {
         let (bytes, sha, h1) = fetched?;
         let Some(kind) = record_kind else { return Ok(Filled::Mutable(bytes)) };
         let sha = sha.unwrap_or_else(|| store::record::payload_sha256(&bytes));
+        // An answer that changes, refreshed to the same bytes, is not
+        // written again: the store would only grow. The caller marks it fresh.
+        if !key.kind.is_immutable() {
+            if let Some(same) = self.indexes[self.own].get(&key.module, &key.version, kind).filter(|e| *e.blob.sha256() == sha) {
+                return Ok(Filled::Unchanged(same.blob.clone()));
+            }
+        }
         // The first time a version's file is stored, its go.sum hash is
         // kept with it (one write, so neither is kept without the other).
         let sum_version = go_sum_key(&key.version, key.kind);

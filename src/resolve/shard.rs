@@ -152,9 +152,12 @@ impl Shard {
         let hit = match key.kind.record_kind() {
             Some(kind) => {
                 let ttl = policy::ttl(&self.settings, key.kind);
+                // A stored answer that changes is fresh when written within
+                // its TTL, or re-confirmed since (same bytes, not rewritten).
+                let confirmed = || self.recent.borrow().get(key).is_some_and(|r| policy::is_fresh(r.fetched_at, ttl));
                 self.indexes[self.id]
                     .get(&key.module, &key.version, kind)
-                    .filter(|e| key.kind.is_immutable() || policy::is_fresh_at(e.blob.stored_at_ms(), store::unix_ms(), ttl))
+                    .filter(|e| key.kind.is_immutable() || policy::is_fresh_at(e.blob.stored_at_ms(), store::unix_ms(), ttl) || confirmed())
                     .map(|e| Artifact { body: Body::Stored(e.blob.clone()), stale: false })
             }
             None => self.recent.borrow().get(key).and_then(|r| {
@@ -229,6 +232,14 @@ impl Shard {
         }
         match filled {
             Ok(Filled::Stored(blob)) => Ok(Artifact { body: Body::Stored(blob), stale: false }),
+            Ok(Filled::Unchanged(blob)) => {
+                // Remembered as confirmed now; the bytes are the stored blob's.
+                let recent = Recent { bytes: Bytes::from_owner(blob.clone()), fetched_at: Instant::now() };
+                self.recent
+                    .borrow_mut()
+                    .insert(key.clone(), recent, |k, r| !policy::is_fresh(r.fetched_at, policy::ttl(&self.settings, k.kind)));
+                Ok(Artifact { body: Body::Stored(blob), stale: false })
+            }
             Ok(Filled::PassedThrough { bytes, sha256 }) => {
                 Ok(Artifact { body: Body::Memory { bytes, sha256: Some(sha256) }, stale: false })
             }
