@@ -27,6 +27,10 @@ use crate::gomod::tlog::Tile;
 
 /// Most authenticated tiles kept in memory (8 KiB each at height 8).
 const KEPT_TILES: usize = 4096;
+/// The least time between two fetches of `latest` that a tile past the
+/// accepted head causes.
+const CATCH_UP_FLOOR: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Most proved lookups kept in memory (a record and a signed note each,
 /// well under 1 KiB).
 const KEPT_LOOKUPS: usize = 20_000;
@@ -92,6 +96,8 @@ pub struct ChecksumCheck {
     /// never changes, so a version's `.mod`, `.zip` and the client's own
     /// lookup need one between them.
     proved: Mutex<HashMap<String, Proved>>,
+    /// When a tile past the accepted head last made us fetch `latest`.
+    caught_up_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl ChecksumCheck {
@@ -124,6 +130,7 @@ impl ChecksumCheck {
             head_file,
             known: Mutex::new(known),
             proved: Mutex::default(),
+            caught_up_at: Mutex::default(),
         }
     }
 
@@ -220,8 +227,20 @@ impl ChecksumCheck {
                 };
                 match tried {
                     Err(SumDbError::NotInTree) => {
-                        // The client has seen a newer tree (from another replica): catch up once.
-                        self.answer("latest", Kind::SumLatest)?;
+                        // The client has seen a newer tree (from another
+                        // replica): catch up, at most once per few seconds
+                        // however many such tiles are asked for.
+                        let due = {
+                            let mut last = lock(&self.caught_up_at);
+                            let due = last.is_none_or(|at| at.elapsed() >= CATCH_UP_FLOOR);
+                            if due {
+                                *last = Some(std::time::Instant::now());
+                            }
+                            due
+                        };
+                        if due {
+                            self.answer("latest", Kind::SumLatest)?;
+                        }
                         let head = (*self.known()).ok_or_else(|| refused("no tree head accepted"))?;
                         self.client.tile(&tile, &head).map_err(|e| self.failure(e))
                     }

@@ -294,10 +294,20 @@ impl<S: SumDbSource> SumDbClient<S> {
 
     /// A data tile: `w` records as a lookup formats them (`<id>\n<text>\n`),
     /// ids in order from the tile's first, each hashing to its leaf.
+    /// (A partial data tile the log has since completed is cut from the
+    /// complete one, as partial hash tiles are.)
     fn data_tile(&self, tile: &Tile, known: &TreeHead) -> Result<Vec<u8>, SumDbError> {
         let leaves = self.tile(&Tile { level: Some(0), ..*tile }, known)?;
         let kind = if tile.is_complete() { Kind::SumTile } else { Kind::SumPartialTile };
-        let data = self.source.get(&tile.to_string(), kind).map_err(SumDbError::Fetch)?;
+        let data = match self.source.get(&tile.to_string(), kind) {
+            Ok(data) => data,
+            Err(e) if tile.is_complete() => return Err(SumDbError::Fetch(e)),
+            Err(e) => {
+                let full =
+                    self.source.get(&Tile { w: 1 << tile.h, ..*tile }.to_string(), Kind::SumTile).map_err(|_| SumDbError::Fetch(e))?;
+                first_records(&full, tile.w as usize).to_vec()
+            }
+        };
         let mut rest = &data[..];
         for (i, leaf) in leaves.chunks_exact(merkle::HASH_SIZE).enumerate() {
             let (id, text, after) = parse_lookup_record(rest)?;
@@ -311,6 +321,19 @@ impl<S: SumDbSource> SumDbClient<S> {
         }
         Ok(data)
     }
+}
+
+/// The bytes of the first `n` records of a data tile (all of it when it
+/// holds fewer; the caller's checks then fail).
+fn first_records(data: &[u8], n: usize) -> &[u8] {
+    let mut rest = data;
+    for _ in 0..n {
+        match parse_lookup_record(rest) {
+            Ok((_, _, after)) => rest = after,
+            Err(_) => return data,
+        }
+    }
+    &data[..data.len() - rest.len()]
 }
 
 #[cfg(test)]
