@@ -61,13 +61,33 @@ fn commit(dir: &Path, when: &str, tags: &[&str]) {
     }
 }
 
-/// The corpus: `plain` (go.mod, several tags, nested module, vendor,
-/// symlink, eol attributes) and `nomod` (no go.mod: v2+ is +incompatible).
+/// A new repository `team/NAME` below `root`, on branch main.
+fn repo(root: &Path, name: &str) -> std::path::PathBuf {
+    let dir = root.join("team").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    git(&dir, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
+    dir
+}
+
+/// `go.mod` of `HOST/team/PATH` with a go directive.
+fn go_mod(path: &str, go: &str) -> String {
+    format!("module {HOST}/team/{path}\n\ngo {go}\n")
+}
+
+/// The corpus, one repository per case:
+/// - `plain`: go.mod, several tags (annotated or not, a pre-release, two
+///   non-canonical), a nested module, vendor under go 1.21 then 1.24, a
+///   symlink, an unusual but legal name, eol attributes;
+/// - `multi`: a root module and one in `tools/` (prefixed tags; the root's
+///   LICENSE), ident attributes;
+/// - `major`: v2 in a `v2/` directory; `branchy`: v2 by a go.mod saying /v2;
+/// - `pseudo`: untagged commits (every pseudo-version form), a retracted
+///   tag, branches; `untagged`: no tags at all;
+/// - `badname`: a file name the zip rules forbid;
+/// - `nomod`: no go.mod, so v2+ is +incompatible.
 fn corpus(root: &Path) {
-    let plain = root.join("team/plain");
-    std::fs::create_dir_all(&plain).unwrap();
-    git(&plain, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
-    write(&plain, "go.mod", &format!("module {HOST}/team/plain\n\ngo 1.21\n"));
+    let plain = repo(root, "plain");
+    write(&plain, "go.mod", &go_mod("plain", "1.21"));
     write(&plain, "plain.go", "package plain\n");
     commit(&plain, "2024-01-02T03:04:05Z", &["v0.1.0"]);
     write(&plain, "plain.go", "package plain\n\n// V1 is the first release.\nconst V1 = 1\n");
@@ -81,153 +101,45 @@ fn corpus(root: &Path) {
     write(&plain, ".gitattributes", "*.txt eol=crlf\n");
     write(&plain, "notes.txt", "line one\nline two\n");
     commit(&plain, "2024-03-04T05:06:07Z", &["v1.1.0-rc.1", "v1.1.0"]);
-    write(&plain, "go.mod", &format!("module {HOST}/team/plain\n\ngo 1.24\n"));
+    write(&plain, "go.mod", &go_mod("plain", "1.24"));
     commit(&plain, "2024-04-05T06:07:08Z", &["v1.2.0", "v2.0.0"]);
 
-    // A module at the root and one in tools/ (prefixed tags; the root's
-    // LICENSE goes into its zip).
-    let multi = root.join("team/multi");
-    std::fs::create_dir_all(&multi).unwrap();
-    git(&multi, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
-    write(
-        &multi,
-        "go.mod",
-        &format!(
-            "module {HOST}/team/multi
-
-go 1.22
-"
-        ),
-    );
-    write(
-        &multi,
-        "multi.go",
-        "package multi
-",
-    );
-    write(
-        &multi,
-        "LICENSE",
-        "Copyright the corp.
-",
-    );
-    write(
-        &multi,
-        "tools/go.mod",
-        &format!(
-            "module {HOST}/team/multi/tools
-
-go 1.22
-"
-        ),
-    );
-    write(
-        &multi,
-        "tools/tools.go",
-        "package tools
-",
-    );
+    let multi = repo(root, "multi");
+    write(&multi, "go.mod", &go_mod("multi", "1.22"));
+    write(&multi, "multi.go", "package multi\n\n// $Id$\n");
+    write(&multi, ".gitattributes", "*.go ident\n");
+    write(&multi, "LICENSE", "Copyright the corp.\n");
+    write(&multi, "tools/go.mod", &go_mod("multi/tools", "1.22"));
+    write(&multi, "tools/tools.go", "package tools\n");
     commit(&multi, "2024-02-01T10:00:00Z", &["v1.0.0", "tools/v0.2.0"]);
-    write(
-        &multi,
-        "tools/tools.go",
-        "package tools
-
-const Ready = true
-",
-    );
+    write(&multi, "tools/tools.go", "package tools\n\nconst Ready = true\n");
     commit(&multi, "2024-02-02T10:00:00Z", &["annotated:tools/v1.0.0"]);
 
-    // v2 in a v2/ directory beside v1 at the root.
-    let major = root.join("team/major");
-    std::fs::create_dir_all(&major).unwrap();
-    git(&major, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
-    write(
-        &major,
-        "go.mod",
-        &format!(
-            "module {HOST}/team/major
-
-go 1.21
-"
-        ),
-    );
-    write(
-        &major,
-        "major.go",
-        "package major
-",
-    );
+    let major = repo(root, "major");
+    write(&major, "go.mod", &go_mod("major", "1.21"));
+    write(&major, "major.go", "package major\n");
     commit(&major, "2024-03-01T10:00:00Z", &["v1.0.0"]);
-    write(
-        &major,
-        "v2/go.mod",
-        &format!(
-            "module {HOST}/team/major/v2
-
-go 1.21
-"
-        ),
-    );
-    write(
-        &major,
-        "v2/major.go",
-        "package major
-
-const V = 2
-",
-    );
+    write(&major, "v2/go.mod", &go_mod("major/v2", "1.21"));
+    write(&major, "v2/major.go", "package major\n\nconst V = 2\n");
     commit(&major, "2024-03-02T10:00:00Z", &["v1.0.1", "v2.0.0"]);
 
-    // v2 by a major branch: the root go.mod says /v2.
-    let branchy = root.join("team/branchy");
-    std::fs::create_dir_all(&branchy).unwrap();
-    git(&branchy, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
-    write(
-        &branchy,
-        "go.mod",
-        &format!(
-            "module {HOST}/team/branchy
-
-go 1.21
-"
-        ),
-    );
-    write(
-        &branchy,
-        "branchy.go",
-        "package branchy
-",
-    );
+    let branchy = repo(root, "branchy");
+    write(&branchy, "go.mod", &go_mod("branchy", "1.21"));
+    write(&branchy, "branchy.go", "package branchy\n");
     commit(&branchy, "2024-04-01T10:00:00Z", &["v1.5.0"]);
-    write(
-        &branchy,
-        "go.mod",
-        &format!(
-            "module {HOST}/team/branchy/v2
-
-go 1.21
-"
-        ),
-    );
+    write(&branchy, "go.mod", &go_mod("branchy/v2", "1.21"));
     commit(&branchy, "2024-04-02T10:00:00Z", &["v2.0.0", "v2.1.0"]);
 
-    // Untagged commits: each pseudo-version form, a retracted tag that
-    // must never be a base, branches.
-    let pseudo = root.join("team/pseudo");
-    std::fs::create_dir_all(&pseudo).unwrap();
-    git(&pseudo, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
-    write(&pseudo, "go.mod", &format!("module {HOST}/team/pseudo\n\ngo 1.21\n"));
-    for (i, (when, tags)) in [
-        ("2024-06-01T01:00:00Z", &["v1.0.0"][..]),
-        ("2024-06-02T01:00:00Z", &["v1.1.0-rc.1"][..]),
-        ("2024-06-03T01:00:00Z", &[][..]),
-        ("2024-06-04T01:00:00Z", &["annotated:v1.2.0"][..]),
-        ("2024-06-05T01:00:00Z", &[][..]),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    let pseudo = repo(root, "pseudo");
+    write(&pseudo, "go.mod", &go_mod("pseudo", "1.21"));
+    let steps: [(&str, &[&str]); 5] = [
+        ("2024-06-01T01:00:00Z", &["v1.0.0"]),
+        ("2024-06-02T01:00:00Z", &["v1.1.0-rc.1"]),
+        ("2024-06-03T01:00:00Z", &[]),
+        ("2024-06-04T01:00:00Z", &["annotated:v1.2.0"]),
+        ("2024-06-05T01:00:00Z", &[]),
+    ];
+    for (i, (when, tags)) in steps.into_iter().enumerate() {
         write(&pseudo, "pseudo.go", &format!("package pseudo\n\nconst N = {i}\n"));
         commit(&pseudo, when, tags);
         if i == 2 {
@@ -235,31 +147,23 @@ go 1.21
         }
     }
     git(&pseudo, &["branch", "old"], "2024-06-05T01:00:00Z");
-    write(&pseudo, "go.mod", &format!("module {HOST}/team/pseudo\n\ngo 1.21\n\nretract v1.2.0 // broken\n"));
+    write(&pseudo, "go.mod", &format!("{}\nretract v1.2.0 // broken\n", go_mod("pseudo", "1.21")));
     commit(&pseudo, "2024-06-06T01:00:00Z", &["v1.3.0"]);
     write(&pseudo, "pseudo.go", "package pseudo\n\nconst N = 7\n");
     commit(&pseudo, "2024-06-07T01:00:00Z", &[]);
 
-    // A file name the module zip rules forbid: no zip, but .info and .mod.
-    let badname = root.join("team/badname");
-    std::fs::create_dir_all(&badname).unwrap();
-    git(&badname, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
-    write(&badname, "go.mod", &format!("module {HOST}/team/badname\n\ngo 1.21\n"));
+    let badname = repo(root, "badname");
+    write(&badname, "go.mod", &go_mod("badname", "1.21"));
     write(&badname, "bad:name.go", "package badname\n");
     commit(&badname, "2024-08-01T01:00:00Z", &["v1.0.0"]);
 
-    // No tags at all: @latest is the default branch's tip.
-    let untagged = root.join("team/untagged");
-    std::fs::create_dir_all(&untagged).unwrap();
-    git(&untagged, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
-    write(&untagged, "go.mod", &format!("module {HOST}/team/untagged\n\ngo 1.21\n"));
+    let untagged = repo(root, "untagged");
+    write(&untagged, "go.mod", &go_mod("untagged", "1.21"));
     commit(&untagged, "2024-07-01T01:00:00Z", &[]);
     write(&untagged, "u.go", "package untagged\n");
     commit(&untagged, "2024-07-02T01:00:00Z", &[]);
 
-    let nomod = root.join("team/nomod");
-    std::fs::create_dir_all(&nomod).unwrap();
-    git(&nomod, &["init", "-q", "-b", "main"], "2024-01-01T00:00:00Z");
+    let nomod = repo(root, "nomod");
     write(&nomod, "nomod.go", "package nomod\n");
     commit(&nomod, "2023-05-06T07:08:09Z", &["v1.0.0"]);
     write(&nomod, "nomod.go", "package nomod\n\nconst Two = 2\n");

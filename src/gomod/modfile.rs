@@ -298,14 +298,23 @@ fn is_go_version(v: &str) -> bool {
     strict.is_some() || lax.is_some()
 }
 
+/// Calls `each` on every statement of `body`, if it lexes (the readers
+/// below want what they find, not why a file is malformed).
+fn each_statement(body: &[u8], mut each: impl FnMut(Stmt<'_, '_>)) {
+    let Ok(text) = std::str::from_utf8(body) else { return };
+    let Ok(tokens) = lex(text) else { return };
+    let _ = statements(&tokens, |s| {
+        each(s);
+        Ok(())
+    });
+}
+
 /// The module path the `module` directive of `body` declares, if the file
 /// parses and has one (quoted paths unquoted; escapes other than `\\` and
 /// `\"` make it unknown).
 pub fn module_path(body: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    let tokens = lex(text).ok()?;
     let mut found = None;
-    let _ = statements(&tokens, |s| {
+    each_statement(body, |s| {
         if let ("module", [p]) = (s.verb, s.args) {
             found = match p.kind {
                 Kind::Ident => Some(p.text.to_string()),
@@ -321,7 +330,6 @@ pub fn module_path(body: &[u8]) -> Option<String> {
                 _ => None,
             };
         }
-        Ok(())
     });
     found
 }
@@ -343,10 +351,8 @@ pub fn auto_quote(path: &str) -> String {
 /// The version intervals the `retract` directives of `body` withdraw,
 /// each `(low, high)` inclusive (a single version is `(v, v)`).
 pub fn retractions(body: &[u8]) -> Vec<(String, String)> {
-    let Ok(text) = std::str::from_utf8(body) else { return Vec::new() };
-    let Ok(tokens) = lex(text) else { return Vec::new() };
     let mut found = Vec::new();
-    let _ = statements(&tokens, |s| {
+    each_statement(body, |s| {
         if s.verb == "retract" {
             match s.args {
                 [v] if is_version(v) => found.push((unquoted(v).to_string(), unquoted(v).to_string())),
@@ -362,7 +368,6 @@ pub fn retractions(body: &[u8]) -> Vec<(String, String)> {
                 _ => {}
             }
         }
-        Ok(())
     });
     found
 }
@@ -370,16 +375,13 @@ pub fn retractions(body: &[u8]) -> Vec<(String, String)> {
 /// The version the `go` directive of `body` names (`1.24`, `1.21.3`,
 /// `1.23rc1`), if the file parses and has one.
 pub fn go_version(body: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    let tokens = lex(text).ok()?;
     let mut found = None;
-    let _ = statements(&tokens, |s| {
+    each_statement(body, |s| {
         if let ("go", [v]) = (s.verb, s.args) {
             if v.kind == Kind::Ident && is_go_version(v.text) {
                 found = Some(v.text.to_string());
             }
         }
-        Ok(())
     });
     found
 }
