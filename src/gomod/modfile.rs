@@ -298,6 +298,23 @@ fn is_go_version(v: &str) -> bool {
     strict.is_some() || lax.is_some()
 }
 
+/// A `retract` directive's interval: `v` alone (as `(v, v)`) or `[lo, hi]`.
+fn retract_interval<'a>(args: &[Token<'a>]) -> Option<(&'a str, &'a str)> {
+    match args {
+        [v] if is_version(v) => Some((unquoted(v), unquoted(v))),
+        [open, lo, comma, hi, close]
+            if open.kind == Kind::Punct('[')
+                && comma.kind == Kind::Punct(',')
+                && close.kind == Kind::Punct(']')
+                && is_version(lo)
+                && is_version(hi) =>
+        {
+            Some((unquoted(lo), unquoted(hi)))
+        }
+        _ => None,
+    }
+}
+
 /// Calls `each` on every statement of `body`, if it lexes (the readers
 /// below want what they find, not why a file is malformed).
 fn each_statement(body: &[u8], mut each: impl FnMut(Stmt<'_, '_>)) {
@@ -354,18 +371,8 @@ pub fn retractions(body: &[u8]) -> Vec<(String, String)> {
     let mut found = Vec::new();
     each_statement(body, |s| {
         if s.verb == "retract" {
-            match s.args {
-                [v] if is_version(v) => found.push((unquoted(v).to_string(), unquoted(v).to_string())),
-                [open, lo, comma, hi, close]
-                    if open.kind == Kind::Punct('[')
-                        && comma.kind == Kind::Punct(',')
-                        && close.kind == Kind::Punct(']')
-                        && is_version(lo)
-                        && is_version(hi) =>
-                {
-                    found.push((unquoted(lo).to_string(), unquoted(hi).to_string()))
-                }
-                _ => {}
+            if let Some((lo, hi)) = retract_interval(s.args) {
+                found.push((lo.to_string(), hi.to_string()));
             }
         }
     });
@@ -416,17 +423,8 @@ pub fn check(body: &[u8]) -> Result<(), ModFileError> {
                 [path, v] if is_string_arg(path) && is_version(v) => Ok(()),
                 _ => bad("require", "usage: require module/path v1.2.3"),
             },
-            "retract" => match s.args {
-                [v] if is_version(v) => Ok(()),
-                [open, lo, comma, hi, close]
-                    if open.kind == Kind::Punct('[')
-                        && comma.kind == Kind::Punct(',')
-                        && close.kind == Kind::Punct(']')
-                        && is_version(lo)
-                        && is_version(hi) =>
-                {
-                    Ok(())
-                }
+            "retract" => match retract_interval(s.args) {
+                Some(_) => Ok(()),
                 _ => bad("retract", "usage: retract v1.2.3 or retract [v1.2.3, v1.3.0]"),
             },
             // Lax parsing ignores every other directive (toolchain, godebug,
