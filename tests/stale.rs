@@ -61,3 +61,25 @@ fn an_expired_list_is_refreshed_from_the_upstream() {
     assert_eq!(http_get(server.addr(), &list).status, 200);
     assert_eq!(upstream.hits(&list), before + 1, "past the TTL the list is fetched again");
 }
+
+#[test]
+fn stale_list_and_latest_survive_a_restart_with_the_upstream_down() {
+    let fx = fixture();
+    let mut upstream = CountingUpstream::serve(fx.root());
+    let mut server = Server::start_with(ServerOpts { list_ttl: Some(1), ..ServerOpts::new(upstream.url()) });
+    let list = format!("/{}", list_path("example.com/stale"));
+    let latest = format!("/{}", latest_path("example.com/stale"));
+    let (fresh_list, fresh_latest) = (http_get(server.addr(), &list), http_get(server.addr(), &latest));
+    assert_eq!((fresh_list.status, fresh_latest.status), (200, 200));
+
+    upstream.shutdown();
+    server.restart();
+    // Let the TTL pass (this sleep decides *when* we ask, not what we assert).
+    std::thread::sleep(Duration::from_millis(1300));
+    let (stale_list, stale_latest) = (http_get(server.addr(), &list), http_get(server.addr(), &latest));
+    assert_eq!(stale_list.status, 200, "{}", stale_list.body_str());
+    assert_eq!(stale_list.body, fresh_list.body);
+    assert_eq!(stale_latest.status, 200, "{}", stale_latest.body_str());
+    assert_eq!(stale_latest.body, fresh_latest.body);
+    assert!(metric(server.addr(), "gomodproxy_stale_served") >= 2);
+}

@@ -72,9 +72,9 @@ impl Kind {
     }
 
     /// The record kind the store keeps this kind under: immutable blobs for
-    /// good, verified checksum-database answers as their latest copy (so
-    /// their stale-if-error reserve survives a restart). `None`: kept in
-    /// memory for their TTL only (`list`, `@latest`), or never
+    /// good; answers that change (`list`, `@latest`, verified
+    /// checksum-database answers) as their latest copy, so their
+    /// stale-if-error reserve survives a restart. `None`: never stored
     /// (`supported`, answered by this proxy itself).
     pub fn record_kind(self) -> Option<RecordKind> {
         match self {
@@ -83,7 +83,9 @@ impl Kind {
             Kind::Zip => Some(RecordKind::Zip),
             Kind::SumTile => Some(RecordKind::SumTile),
             Kind::SumLatest | Kind::SumLookup | Kind::SumPartialTile => Some(RecordKind::SumAnswer),
-            Kind::List | Kind::Latest | Kind::SumSupported => None,
+            Kind::List => Some(RecordKind::List),
+            Kind::Latest => Some(RecordKind::Latest),
+            Kind::SumSupported => None,
         }
     }
 
@@ -159,11 +161,14 @@ mod tests {
     ];
 
     #[test]
-    fn immutable_kinds_and_verified_database_answers_are_stored() {
+    fn everything_but_supported_is_stored() {
         for kind in ALL {
-            let stored = kind.is_immutable() || matches!(kind, Kind::SumLatest | Kind::SumLookup | Kind::SumPartialTile);
-            assert_eq!(kind.record_kind().is_some(), stored, "{kind:?}");
-            assert_eq!(kind.record_kind() == Some(RecordKind::SumAnswer), stored && !kind.is_immutable(), "{kind:?}");
+            assert_eq!(kind.record_kind().is_some(), kind != Kind::SumSupported, "{kind:?}");
+            assert_eq!(
+                kind.record_kind() == Some(RecordKind::SumAnswer),
+                kind.is_sumdb() && !kind.is_immutable() && kind != Kind::SumSupported,
+                "{kind:?}"
+            );
             assert_eq!(kind.cache_class() == CacheClass::SumDbTtl, kind.is_sumdb() && kind != Kind::SumTile, "{kind:?}");
         }
     }

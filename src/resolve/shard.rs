@@ -1,9 +1,10 @@
 //! One core's share of the modules: everything the owner of a module keeps
 //! and decides for it. For the modules it owns a [`Shard`] holds the
 //! single-flight table (one fill per missing artifact, however many ask),
-//! the recent `list`/`@latest` answers (checksum-database answers are
-//! stored, so theirs outlives a restart), fresh for their TTL and then the
-//! stale-if-error reserve, the remembered 404/410s,
+//! the answers that change (`list`, `@latest`, checksum-database answers:
+//! stored as their latest copy, fresh for their TTL, then the
+//! stale-if-error reserve, across restarts too) and when each was last
+//! confirmed unchanged, the remembered 404/410s,
 //! the zips whose last streamed fill failed (fetched whole next time), and
 //! the filler that appends to its segment and publishes into its index
 //! shard.
@@ -30,7 +31,10 @@ use crate::artifact::{ArtifactKey, Body, FetchError, Kind};
 use crate::metrics::CoreMetrics;
 use crate::store::{self, Index, SegmentWriter, StoredBlob};
 
-/// A recent answer that changes (`list`, `@latest`): fresh for its TTL, then kept as the stale-if-error reserve.
+/// An answer that changes, fetched at `fetched_at`: for a stored answer,
+/// when a refresh last found it unchanged (so it was not written again);
+/// for one the store could not take, the answer itself, fresh for its TTL
+/// and then the stale-if-error reserve.
 struct Recent {
     bytes: Bytes,
     fetched_at: Instant,

@@ -205,6 +205,8 @@ fn label(kind: RecordKind) -> &'static str {
         RecordKind::Mod => ".mod",
         RecordKind::Zip => ".zip",
         RecordKind::SumTile | RecordKind::UnverifiedSumTile => "checksum-database tile",
+        RecordKind::List => "version list",
+        RecordKind::Latest => "@latest",
         RecordKind::SumAnswer => "checksum-database answer",
         RecordKind::GoSum => "recorded go.sum hash",
         RecordKind::Tombstone | RecordKind::Seal => "marker",

@@ -52,6 +52,11 @@ pub enum RecordKind {
     /// A complete checksum-database tile, authenticated against a signed
     /// tree head before it was stored; key `sumdb/<name>@tile/H/L/NNN`.
     SumTile = 8,
+    /// The latest good `list` of a module (key `module@`), replaced as it
+    /// refreshes: the stale-if-error reserve, across restarts too.
+    List = 9,
+    /// The latest good `@latest` of a module (key `module@`), likewise.
+    Latest = 10,
     /// Marks a segment as closed and fully verified; carries no key or payload.
     Seal = 0xFF,
 }
@@ -67,6 +72,8 @@ impl RecordKind {
             6 => Some(RecordKind::GoSum),
             7 => Some(RecordKind::Tombstone),
             8 => Some(RecordKind::SumTile),
+            9 => Some(RecordKind::List),
+            10 => Some(RecordKind::Latest),
             0xFF => Some(RecordKind::Seal),
             _ => None,
         }
