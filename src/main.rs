@@ -47,6 +47,14 @@ fn main() -> anyhow::Result<()> {
             })
             .context("gomodproxy serve")?;
         }
+        Command::Purge(args) => {
+            let purged = gomodproxy::runtime::purge::purge(&args.data, &args.target).context("gomodproxy purge")?;
+            let mut out = std::io::stdout().lock();
+            for (module, version, kind) in &purged {
+                let _ = writeln!(out, "purged {module}@{version} ({kind:?})");
+            }
+            let _ = writeln!(out, "purged {} record(s) of {}; fetched afresh on their next request", purged.len(), args.target);
+        }
         Command::Verify(args) => {
             let config = args.into_config()?;
             let report = gomodproxy::runtime::verify::verify(&config, &mut std::io::stdout().lock()).context("gomodproxy verify")?;

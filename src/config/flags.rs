@@ -41,6 +41,20 @@ pub enum Command {
     /// serve's flags (--data, --sumdb, --upstream, --private...); `--sumdb off` checks
     /// only what the store itself recorded.
     Verify(ServeArgs),
+    /// Withdraw a module version (or a whole module) from a stopped store, for good:
+    /// `MODULE@VERSION` its .info, .mod, .zip and kept go.sum hashes, `MODULE` every
+    /// version and its list and @latest. It is fetched afresh on its next request.
+    Purge(PurgeArgs),
+}
+
+#[derive(Args)]
+pub struct PurgeArgs {
+    /// Directory of the segment store (the server must be stopped).
+    #[arg(long, env = "GOMODPROXY_DATA", default_value = "./data")]
+    pub data: PathBuf,
+
+    /// `MODULE` or `MODULE@VERSION` (decoded module path, canonical version).
+    pub target: String,
 }
 
 #[derive(Args)]
@@ -288,12 +302,12 @@ fn parse_stream_fills(s: &str) -> Result<StreamFills, String> {
 pub fn parse_cli() -> Result<Cli, ConfigError> {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = Cli::parse_from(&argv);
-    let (Command::Serve(args) | Command::Verify(args)) = &cli.command;
-    let Some(path) = args.config.clone() else { return Ok(cli) };
-    let sub = match &cli.command {
-        Command::Serve(_) => "serve",
-        Command::Verify(_) => "verify",
+    let (sub, args) = match &cli.command {
+        Command::Serve(args) => ("serve", args),
+        Command::Verify(args) => ("verify", args),
+        Command::Purge(_) => return Ok(cli),
     };
+    let Some(path) = args.config.clone() else { return Ok(cli) };
     let command = Cli::command();
     let flags = command.find_subcommand(sub).map(|c| c.get_arguments().cloned().collect::<Vec<_>>()).unwrap_or_default();
     let bad = |reason: String| ConfigError::ConfigFile { path: path.clone(), reason };
@@ -311,8 +325,9 @@ pub fn parse_cli() -> Result<Cli, ConfigError> {
         }
     }
     let mut cli = Cli::try_parse_from(&extended).map_err(|e| bad(e.to_string().lines().next().unwrap_or_default().to_string()))?;
-    let (Command::Serve(args) | Command::Verify(args)) = &mut cli.command;
-    args.git = contents.git;
+    if let Command::Serve(args) | Command::Verify(args) = &mut cli.command {
+        args.git = contents.git;
+    }
     Ok(cli)
 }
 

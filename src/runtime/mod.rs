@@ -17,6 +17,7 @@
 mod accept;
 pub mod listener;
 pub mod mesh;
+pub mod purge;
 pub mod verify;
 
 use std::net::SocketAddr;
