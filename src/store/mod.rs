@@ -55,6 +55,19 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+impl StoreError {
+    /// The same failure, for another of the appends a write served.
+    fn again(&self) -> StoreError {
+        match self {
+            StoreError::Io(e) => StoreError::Io(io::Error::new(e.kind(), e.to_string())),
+            StoreError::Locked(p) => StoreError::Locked(p.clone()),
+            StoreError::KeyTooLong => StoreError::KeyTooLong,
+            StoreError::Corrupt(what) => StoreError::Corrupt(what),
+            StoreError::Closed => StoreError::Closed,
+        }
+    }
+}
+
 impl From<io::Error> for StoreError {
     fn from(e: io::Error) -> Self {
         StoreError::Io(e)

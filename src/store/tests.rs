@@ -227,3 +227,36 @@ fn tiles_an_older_build_relayed_unverified_are_never_indexed() {
     assert_eq!(get(&store, "sumdb/sum.example", "tile/8/0/000", RecordKind::UnverifiedSumTile), None);
     assert!(get(&store, "sumdb/sum.example", "tile/8/0/001", RecordKind::SumTile).is_some());
 }
+
+#[test]
+fn appends_that_wait_together_are_written_together_and_each_gets_its_own_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    let writer = std::rc::Rc::new(store.writer(1 << 20));
+    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
+    let blobs = ex.run(async {
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let writer = writer.clone();
+                glommio::spawn_local(async move {
+                    let payload = bytes::Bytes::from(format!("module example.com/m{i}\n"));
+                    let sha = payload_sha256(&payload);
+                    writer.append(RecordKind::Mod, &format!("example.com/m{i}"), "v1.0.0", payload, sha).await.unwrap()
+                })
+            })
+            .collect();
+        let mut blobs = Vec::new();
+        for t in tasks {
+            blobs.push(t.await);
+        }
+        blobs
+    });
+    for (i, b) in blobs.iter().enumerate() {
+        assert_eq!(b.bytes(), format!("module example.com/m{i}\n").as_bytes());
+    }
+    assert!(writer.writes() <= 3, "64 appends waiting together took {} writes", writer.writes());
+    drop(writer);
+    drop(store);
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    assert_eq!(store.stats().records, 64);
+}

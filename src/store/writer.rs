@@ -1,6 +1,6 @@
 //! The per-core segment writer: appends records to this core's active
-//! segment, one write (of one record or a few kept together) at a time,
-//! and hands back the published blobs.
+//! segment, one write at a time (of every append waiting for it: group
+//! commit), and hands back the published blobs.
 //!
 //! Each core owns one writer, so appends need no lock shared between cores;
 //! a core-local semaphore keeps this core's appends in file order (a record
@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use glommio::channels::local_channel::{self, LocalSender};
 use glommio::sync::Semaphore;
 
 use super::record::{align_up, RecordKind, HEADER_LEN, MAX_KEY_LEN};
@@ -31,6 +32,28 @@ pub struct Append<'a> {
     pub sha256: [u8; 32],
 }
 
+/// A record waiting for its write, with its key.
+#[derive(Clone)]
+struct Owned {
+    kind: RecordKind,
+    key: String,
+    payload: bytes::Bytes,
+    sha256: [u8; 32],
+}
+
+impl Owned {
+    /// Bytes it takes in the segment.
+    fn len(&self) -> u64 {
+        align_up(HEADER_LEN as u64 + self.key.len() as u64 + self.payload.len() as u64)
+    }
+}
+
+/// One append's records, and where its result goes.
+struct Waiting {
+    records: Vec<Owned>,
+    done: LocalSender<Result<Vec<StoredBlob>, StoreError>>,
+}
+
 #[derive(Clone)]
 struct Active {
     segment: Arc<Segment>,
@@ -44,12 +67,30 @@ pub struct SegmentWriter {
     ids: Arc<AtomicU64>,
     segment_bytes: u64,
     active: RefCell<Option<Active>>,
+    /// Held by the append whose batch is being written.
     turn: Semaphore,
+    /// Appends waiting for the next write (group commit).
+    waiting: RefCell<Vec<Waiting>>,
+    /// Writes made (each one sync of payloads, one of headers).
+    writes: std::cell::Cell<u64>,
 }
 
 impl SegmentWriter {
     pub fn new(dir: PathBuf, ids: Arc<AtomicU64>, segment_bytes: u64) -> SegmentWriter {
-        SegmentWriter { dir, ids, segment_bytes, active: RefCell::new(None), turn: Semaphore::new(1) }
+        SegmentWriter {
+            dir,
+            ids,
+            segment_bytes,
+            active: RefCell::new(None),
+            turn: Semaphore::new(1),
+            waiting: RefCell::default(),
+            writes: Default::default(),
+        }
+    }
+
+    /// Writes made so far: fewer than appends when fills finish together.
+    pub fn writes(&self) -> u64 {
+        self.writes.get()
     }
 
     /// Durably appends one record. On any I/O error the active segment is
@@ -68,20 +109,58 @@ impl SegmentWriter {
     }
 
     /// Durably appends `records` together, next to each other in one
-    /// segment, for the syncs of one record: a module file and its go.sum
-    /// hash are kept together, or neither is.
+    /// segment: a module file and its go.sum hash are kept together, or
+    /// neither is.
+    ///
+    /// Group commit: appends that arrive while a write is under way wait
+    /// for their turn together, and whichever takes the turn first writes
+    /// them all at once, for the syncs of one record. Each append still
+    /// returns only once its own bytes and headers are durable.
     pub async fn append_all(&self, records: Vec<Append<'_>>) -> Result<Vec<StoredBlob>, StoreError> {
-        let _turn = self.turn.acquire_permit(1).await.map_err(|_| StoreError::Closed)?;
-        let mut keys = Vec::with_capacity(records.len());
-        let mut need = 0;
-        for r in &records {
+        let mut owned = Vec::with_capacity(records.len());
+        for r in records {
             let key = format!("{}@{}", r.module, r.version);
             if key.len() > MAX_KEY_LEN {
                 return Err(StoreError::KeyTooLong);
             }
-            need += align_up(HEADER_LEN as u64 + key.len() as u64 + r.payload.len() as u64);
-            keys.push(key);
+            owned.push(Owned { kind: r.kind, key, payload: r.payload, sha256: r.sha256 });
         }
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.waiting.borrow_mut().push(Waiting { records: owned, done: tx });
+        {
+            let _turn = self.turn.acquire_permit(1).await.map_err(|_| StoreError::Closed)?;
+            // Everything queued by now, ours included unless an earlier
+            // turn took it already.
+            let batch = std::mem::take(&mut *self.waiting.borrow_mut());
+            if !batch.is_empty() {
+                self.write_batch(batch).await;
+            }
+        }
+        rx.recv().await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Writes the records of every waiting append in one go and tells each
+    /// its blobs (or the error, to all of them).
+    async fn write_batch(&self, batch: Vec<Waiting>) {
+        let need: u64 = batch.iter().flat_map(|w| &w.records).map(Owned::len).sum();
+        self.writes.set(self.writes.get() + 1);
+        let written = self.write_all(&batch, need).await;
+        match written {
+            Ok(mut blobs) => {
+                for w in batch.into_iter().rev() {
+                    let mine = blobs.split_off(blobs.len() - w.records.len());
+                    let _ = w.done.try_send(Ok(mine));
+                }
+            }
+            Err(e) => {
+                for w in batch {
+                    let _ = w.done.try_send(Err(e.again()));
+                }
+            }
+        }
+    }
+
+    async fn write_all(&self, batch: &[Waiting], need: u64) -> Result<Vec<StoredBlob>, StoreError> {
         let current = self.active.borrow().clone();
         let active = match current {
             Some(a) if a.next + need <= a.capacity => a,
@@ -90,15 +169,12 @@ impl SegmentWriter {
         let offset = active.next;
         let file = active.file.clone();
         let stored_at = unix_ms();
-        let payloads: Vec<(RecordKind, bytes::Bytes, [u8; 32])> = records.iter().map(|r| (r.kind, r.payload.clone(), r.sha256)).collect();
-        let written_keys = keys.clone();
+        let records: Vec<Owned> = batch.iter().flat_map(|w| w.records.iter().cloned()).collect();
+        let for_disk = records.clone();
         let written = glommio::executor()
             .spawn_blocking(move || {
-                let new: Vec<NewRecord<'_>> = payloads
-                    .iter()
-                    .zip(&written_keys)
-                    .map(|((kind, payload, sha256), key)| NewRecord { kind: *kind, key, payload, sha256: *sha256 })
-                    .collect();
+                let new: Vec<NewRecord<'_>> =
+                    for_disk.iter().map(|r| NewRecord { kind: r.kind, key: &r.key, payload: &r.payload, sha256: r.sha256 }).collect();
                 segment::write_records(&file, offset, &new, stored_at)
             })
             .await;
@@ -109,12 +185,12 @@ impl SegmentWriter {
                 }
                 let mut at = offset;
                 let mut blobs = Vec::with_capacity(records.len());
-                for (r, key) in records.iter().zip(&keys) {
-                    let data_offset = at + HEADER_LEN as u64 + key.len() as u64;
+                for r in &records {
+                    let data_offset = at + HEADER_LEN as u64 + r.key.len() as u64;
                     let blob = StoredBlob::new(active.segment.clone(), data_offset, r.payload.len() as u64, r.sha256, stored_at)
                         .ok_or(StoreError::Corrupt("record outside its segment map"))?;
                     blobs.push(blob);
-                    at += align_up(HEADER_LEN as u64 + key.len() as u64 + r.payload.len() as u64);
+                    at += r.len();
                 }
                 Ok(blobs)
             }
