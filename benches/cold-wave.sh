@@ -6,7 +6,8 @@
 # the same run, alternating. Prints markdown for BENCHMARKS.md.
 #
 #   [BASELINE=bin] benches/cold-wave.sh [MODULES] [CONNS] [ROUNDS]
-# gomodproxy --cores 1 on CPU 1; the client (python threads) on CPU 0.
+# gomodproxy --cores 1 on CPU 1; the client (curl --parallel) on CPU 0.
+# Needs: python3, curl 7.66+, bc, `cargo build --release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 modules=${1:-1000}; conns=${2:-64}; rounds=${3:-3}
@@ -24,30 +25,26 @@ for i in range(n):
     open(os.path.join(d, "v1.0.0.info"), "w").write('{"Version":"v1.0.0","Time":"2024-01-01T00:00:00Z"}')
     open(os.path.join(d, "v1.0.0.mod"), "w").write(f"module {path}\n\ngo 1.21\n")
 PY
+# Every artifact once, for curl -K (-f: a failed fill fails the wave).
+for ((i = 0; i < modules; i++)); do
+    for ext in info mod; do
+        printf 'url = "http://127.0.0.1:18500/example.com/wave/m%d/@v/v1.0.0.%s"\noutput = "/dev/null"\nfail\n' "$i" "$ext"
+    done
+done >"$work/urls"
 # Seconds for one cold wave through the build at $1.
 wave() {
     rm -rf "$work/data"
+    : >"$work/out"
     taskset -c 1 "$1" serve --listen 127.0.0.1:18500 --data "$work/data" --cores 1 --upstream "file://$work/tree" --sumdb off >"$work/out" 2>"$work/err" &
     server=$!
-    for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.05; done
-    taskset -c 0 python3 - "$modules" "$conns" <<'PY'
-import http.client, sys, threading, time
-n, conns = int(sys.argv[1]), int(sys.argv[2])
-paths = [f"/example.com/wave/m{i}/@v/v1.0.0.{ext}" for i in range(n) for ext in ("info", "mod")]
-lock = threading.Lock(); bad = []
-def work(mine):
-    c = http.client.HTTPConnection("127.0.0.1", 18500, timeout=30)
-    for p in mine:
-        c.request("GET", p); r = c.getresponse(); r.read()
-        if r.status != 200:
-            with lock: bad.append((p, r.status))
-t0 = time.perf_counter()
-ts = [threading.Thread(target=work, args=(paths[k::conns],)) for k in range(conns)]
-for t in ts: t.start()
-for t in ts: t.join()
-print(f"{time.perf_counter() - t0:.3f}")
-if bad: sys.exit(f"{len(bad)} failed: {bad[:3]}")
-PY
+    # Ready when it answers (a lingering socket of the last run accepts too).
+    for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:18500/healthz && break; sleep 0.05; done
+    local t0 t1
+    t0=$(date +%s.%N)
+    # curl's parallel mode: one process, CONNS keep-alive connections.
+    taskset -c 0 curl --no-progress-meter -Z --parallel-max "$conns" -K "$work/urls" >/dev/null 2>"$work/curl.err" || { cat "$work/curl.err" >&2; return 1; }
+    t1=$(date +%s.%N)
+    echo "$t1 - $t0" | bc
     kill "$server"; wait "$server" 2>/dev/null || true
     server=""
 }
