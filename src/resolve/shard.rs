@@ -153,20 +153,18 @@ impl Shard {
     /// What this owner already knows about `key`: a stored or fresh
     /// answer, or a fresh "not found".
     fn cached(&self, key: &ArtifactKey) -> Option<Resolved> {
+        let ttl = policy::ttl(&self.settings, key.kind);
         let hit = match key.kind.record_kind() {
-            Some(kind) => {
-                let ttl = policy::ttl(&self.settings, key.kind);
-                // A stored answer that changes is fresh when written within
-                // its TTL, or re-confirmed since (same bytes, not rewritten).
-                let confirmed = || self.recent.borrow().get(key).is_some_and(|r| policy::is_fresh(r.fetched_at, ttl));
-                self.indexes[self.id]
-                    .get(&key.module, &key.version, kind)
-                    .filter(|e| key.kind.is_immutable() || policy::is_fresh_at(e.blob.stored_at_ms(), store::unix_ms(), ttl) || confirmed())
-                    .map(|e| Artifact { body: Body::Stored(e.blob.clone()), stale: false })
-            }
-            None => self.recent.borrow().get(key).and_then(|r| {
-                policy::is_fresh(r.fetched_at, policy::ttl(&self.settings, key.kind))
-                    .then(|| Artifact { body: Body::Memory { bytes: r.bytes.clone(), sha256: None }, stale: false })
+            Some(kind) if key.kind.is_immutable() => self.indexes[self.id]
+                .get(&key.module, &key.version, kind)
+                .map(|e| Artifact { body: Body::Stored(e.blob.clone()), stale: false }),
+            // An answer that changes: fresh when this shard confirmed it
+            // within its TTL (in memory), or when its stored copy was
+            // written within it (after a restart).
+            record_kind => self.fresh_recent(key, ttl).or_else(|| {
+                let entry = self.indexes[self.id].get(&key.module, &key.version, record_kind?)?;
+                policy::is_fresh_at(entry.blob.stored_at_ms(), store::unix_ms(), ttl)
+                    .then(|| Artifact { body: Body::Stored(entry.blob.clone()), stale: false })
             }),
         };
         if let Some(hit) = hit {
@@ -180,13 +178,29 @@ impl Shard {
         })
     }
 
-    /// The last copy of an answer that changes, whatever its age: from the
-    /// store (which survives a restart) or this shard's memory.
+    /// The answer this shard fetched or confirmed within `ttl`, if any.
+    fn fresh_recent(&self, key: &ArtifactKey, ttl: std::time::Duration) -> Option<Artifact> {
+        let recent = self.recent.borrow();
+        let r = recent.get(key).filter(|r| policy::is_fresh(r.fetched_at, ttl))?;
+        Some(Artifact { body: Body::Memory { bytes: r.bytes.clone(), sha256: None }, stale: false })
+    }
+
+    /// Keeps `bytes` as the answer to `key` fetched (or confirmed) now.
+    /// Past their TTL, entries are only a reserve for stale-if-error: the first to go.
+    fn keep_recent(&self, key: &ArtifactKey, bytes: Bytes) {
+        let recent = Recent { bytes, fetched_at: Instant::now() };
+        self.recent.borrow_mut().insert(key.clone(), recent, |k, r| !policy::is_fresh(r.fetched_at, policy::ttl(&self.settings, k.kind)));
+    }
+
+    /// The last copy of an answer that changes, whatever its age: this
+    /// shard's memory (the newest it has seen), else the store (which
+    /// survives a restart).
     fn stale_copy(&self, key: &ArtifactKey) -> Option<Body> {
-        match key.kind.record_kind() {
-            Some(kind) => self.indexes[self.id].get(&key.module, &key.version, kind).map(|e| Body::Stored(e.blob.clone())),
-            None => self.recent.borrow().get(key).map(|r| Body::Memory { bytes: r.bytes.clone(), sha256: None }),
+        if let Some(r) = self.recent.borrow().get(key) {
+            return Some(Body::Memory { bytes: r.bytes.clone(), sha256: None });
         }
+        let entry = self.indexes[self.id].get(&key.module, &key.version, key.kind.record_kind()?)?;
+        Some(Body::Stored(entry.blob.clone()))
     }
 
     /// Remembers a 404/410 for `--negative-ttl`; any answer forgets it.
@@ -235,24 +249,28 @@ impl Shard {
             self.unstreamable.borrow_mut().remove(key);
         }
         match filled {
-            Ok(Filled::Stored(blob)) => Ok(Artifact { body: Body::Stored(blob), stale: false }),
+            Ok(Filled::Stored(blob)) => {
+                // An answer that changes: memory holds the newest copy (the
+                // stale-if-error reserve prefers it to the store's).
+                if !key.kind.is_immutable() {
+                    self.keep_recent(key, Bytes::from_owner(blob.clone()));
+                }
+                Ok(Artifact { body: Body::Stored(blob), stale: false })
+            }
             Ok(Filled::Unchanged(blob)) => {
-                // Remembered as confirmed now; the bytes are the stored blob's.
-                let recent = Recent { bytes: Bytes::from_owner(blob.clone()), fetched_at: Instant::now() };
-                self.recent
-                    .borrow_mut()
-                    .insert(key.clone(), recent, |k, r| !policy::is_fresh(r.fetched_at, policy::ttl(&self.settings, k.kind)));
+                // Confirmed now; the bytes are the stored blob's, not copied.
+                self.keep_recent(key, Bytes::from_owner(blob.clone()));
                 Ok(Artifact { body: Body::Stored(blob), stale: false })
             }
             Ok(Filled::PassedThrough { bytes, sha256 }) => {
+                // An answer that changes, which the store could not take: kept in memory instead.
+                if !key.kind.is_immutable() {
+                    self.keep_recent(key, bytes.clone());
+                }
                 Ok(Artifact { body: Body::Memory { bytes, sha256: Some(sha256) }, stale: false })
             }
             Ok(Filled::Mutable(bytes)) => {
-                // Past their TTL, entries are only a reserve for stale-if-error: the first to go.
-                let recent = Recent { bytes: bytes.clone(), fetched_at: Instant::now() };
-                self.recent
-                    .borrow_mut()
-                    .insert(key.clone(), recent, |k, r| !policy::is_fresh(r.fetched_at, policy::ttl(&self.settings, k.kind)));
+                self.keep_recent(key, bytes.clone());
                 Ok(Artifact { body: Body::Memory { bytes, sha256: None }, stale: false })
             }
             Err(e) if !key.kind.is_immutable() && policy::serves_stale_after(&e) => match self.stale_copy(key) {
