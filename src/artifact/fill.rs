@@ -544,6 +544,9 @@ mod tests {
         let p = Arc::new(Progress::new(Some(0)));
         let n = 1 << 20;
         let mut w = p.start(n as u64).unwrap();
+        // Taken before the writer runs: once it has kept the bytes, the
+        // progress lets its fill buffer go.
+        let buffer = p.buffer().unwrap();
         let writer = {
             let p = p.clone();
             std::thread::spawn(move || {
@@ -556,7 +559,6 @@ mod tests {
                 body
             })
         };
-        let buffer = p.buffer().unwrap();
         let mut pos = 0;
         while pos < n {
             let upto = buffer.published().len();
