@@ -63,13 +63,13 @@ http {
 NGINX
 taskset -c 1 nginx -c "$work/nginx.conf"
 taskset -c 1 ./target/release/gomodproxy serve --listen 127.0.0.1:18080 --data "$work/data" \
-    --upstream "file://$work/tree" --cores 1 >"$work/gomodproxy.out" 2>"$work/gomodproxy.err" &
+    --upstream "file://$work/tree" --sumdb off --cores 1 >"$work/gomodproxy.out" 2>"$work/gomodproxy.err" &
 gmp_pid=$!
 for _ in $(seq 100); do grep -q listening "$work/gomodproxy.out" 2>/dev/null && break; sleep 0.1; done
 targets=(--target gomodproxy=http://127.0.0.1:18080 --target nginx=http://127.0.0.1:18081)
 if [[ -n "${BASELINE:-}" ]]; then
     taskset -c 1 "$BASELINE" serve --listen 127.0.0.1:18082 --data "$work/data-baseline" \
-        --upstream "file://$work/tree" --cores 1 >"$work/baseline.out" 2>"$work/baseline.err" &
+        --upstream "file://$work/tree" --sumdb off --cores 1 >"$work/baseline.out" 2>"$work/baseline.err" &
     base_pid=$!
     for _ in $(seq 100); do grep -q listening "$work/baseline.out" 2>/dev/null && break; sleep 0.1; done
     targets+=(--target baseline=http://127.0.0.1:18082)
