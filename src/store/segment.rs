@@ -95,11 +95,6 @@ impl StoredBlob {
         self.stored_at_ms
     }
 
-    /// The segment file this blob lives in (for reports).
-    pub fn segment_id(&self) -> u64 {
-        self.segment.id()
-    }
-
     pub fn bytes(&self) -> &[u8] {
         // The range was checked in `new` and maps never shrink.
         self.segment.get(self.offset, self.len).unwrap_or_default()

@@ -115,11 +115,6 @@ impl GitSources {
         self.sources.iter().find(|s| s.pattern.matches(module))
     }
 
-    /// The patterns of the sources whose modules are private.
-    pub fn private_patterns(&self) -> impl Iterator<Item = &str> {
-        self.sources.iter().filter(|s| !s.public).flat_map(|s| s.pattern.sources())
-    }
-
     /// The repository root and remote URL of `module` under `source`.
     fn locate(&self, source: &GitSource, module: &str) -> Result<(String, String), FetchError> {
         match &source.remote {

@@ -223,18 +223,25 @@ impl Mirror {
     /// Every branch and tag with the commit it names (tags peeled), sorted
     /// by name: `refs/heads/...`, `refs/tags/...`.
     pub fn refs(&self) -> Result<Vec<(String, String)>, GitError> {
-        let out =
-            self.git("listing refs", &["for-each-ref", "--format=%(refname) %(objectname) %(*objectname)", "refs/heads", "refs/tags"])?;
-        let mut refs: Vec<(String, String)> = String::from_utf8_lossy(&out)
+        let mut refs = self.peeled_refs("listing refs", &["refs/heads", "refs/tags"])?;
+        refs.sort();
+        Ok(refs)
+    }
+
+    /// (full ref name, commit) of the refs below `namespaces`, an annotated
+    /// tag peeled to the commit it names.
+    fn peeled_refs(&self, what: &str, namespaces: &[&str]) -> Result<Vec<(String, String)>, GitError> {
+        let mut args = vec!["for-each-ref", "--format=%(refname) %(objectname) %(*objectname)"];
+        args.extend_from_slice(namespaces);
+        let out = self.git(what, &args)?;
+        Ok(String::from_utf8_lossy(&out)
             .lines()
             .filter_map(|l| {
                 let mut f = l.split(' ');
                 let (name, object, peeled) = (f.next()?, f.next()?, f.next().unwrap_or(""));
                 Some((name.to_string(), if peeled.is_empty() { object } else { peeled }.to_string()))
             })
-            .collect();
-        refs.sort();
-        Ok(refs)
+            .collect())
     }
 
     /// The full hash of the commit `rev` (a hash or an unambiguous prefix)
@@ -254,28 +261,10 @@ impl Mirror {
         Ok(String::from_utf8_lossy(&out).lines().map(str::to_string).collect())
     }
 
-    /// Whether `ancestor` is `commit` or one of its ancestors.
-    pub fn is_ancestor(&self, ancestor: &str, commit: &str) -> Result<bool, GitError> {
-        match self.git("comparing commits", &["merge-base", "--is-ancestor", ancestor, commit]) {
-            Ok(_) => Ok(true),
-            Err(GitError::Failed { stderr, .. }) if stderr.trim().is_empty() => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Every tag, with the commit it names.
     pub fn tags(&self) -> Result<Vec<Tag>, GitError> {
-        let out = self.git("listing tags", &["for-each-ref", "--format=%(refname:lstrip=2) %(objectname) %(*objectname)", "refs/tags"])?;
-        let text = String::from_utf8_lossy(&out);
-        Ok(text
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split(' ');
-                let (name, object, peeled) = (f.next()?, f.next()?, f.next().unwrap_or(""));
-                let commit = if peeled.is_empty() { object } else { peeled };
-                Some(Tag { name: name.to_string(), commit: commit.to_string() })
-            })
-            .collect())
+        let refs = self.peeled_refs("listing tags", &["refs/tags"])?;
+        Ok(refs.into_iter().filter_map(|(name, commit)| Some(Tag { name: name.strip_prefix("refs/tags/")?.to_string(), commit })).collect())
     }
 
     /// The commit time (seconds since the epoch) of `commit`.
