@@ -42,13 +42,7 @@ fn the_go_command_verifies_modules_through_the_sumdb_proxy() {
     let server = Server::start_with(ServerOpts { extra_args: vec!["--sumdb".into(), key.clone()], ..ServerOpts::new(upstream.url()) });
 
     let mut env = GoEnv::new(server.url());
-    env.env("GOSUMDB", &key);
-    env.write_file("go.mod", "module example.com/main\n\ngo 1.21\n");
-
-    for (m, v) in [FIRST, UPPER] {
-        env.run(&["get", &format!("{m}@{v}")]);
-    }
-    let sum = env.go_sum_lines();
+    let sum = env.get_verified(&key, &[FIRST, UPPER]);
     for (m, v) in [FIRST, UPPER] {
         assert!(sum.iter().any(|l| l.starts_with(&format!("{m} {v} h1:"))), "{sum:#?}");
     }
@@ -75,10 +69,7 @@ fn the_go_command_verifies_modules_through_the_sumdb_proxy() {
 
     // A second, fresh client is answered from the proxy's caches.
     let before = upstream.hits_where(|p| p.starts_with(&prefix));
-    let mut again = GoEnv::new(server.url());
-    again.env("GOSUMDB", &key);
-    again.write_file("go.mod", "module example.com/main\n\ngo 1.21\n");
-    again.run(&["get", &format!("{}@{}", FIRST.0, FIRST.1)]);
+    GoEnv::new(server.url()).get_verified(&key, &[FIRST]);
     assert_eq!(upstream.hits_where(|p| p.starts_with(&prefix)), before, "{:?}", upstream.request_log());
 }
 

@@ -60,13 +60,7 @@ fn verified_modules_download_and_tampered_ones_are_refused_even_for_clients_that
     let Setup { fx, upstream, server, key } = setup();
 
     // A verifying client gets the good modules; go.sum holds gomodproxy's hashes.
-    let mut env = GoEnv::new(server.url());
-    env.env("GOSUMDB", &key);
-    env.write_file("go.mod", "module example.com/main\n\ngo 1.21\n");
-    for (m, v) in [FIRST, UPPER] {
-        env.run(&["get", &format!("{m}@{v}")]);
-    }
-    let sum = env.go_sum_lines();
+    let sum = GoEnv::new(server.url()).get_verified(&key, &[FIRST, UPPER]);
     for (m, v) in [FIRST, UPPER] {
         let h1 = gomodproxy::gomod::dirhash::hash_zip(&fx.artifact(m, v, "zip")).unwrap();
         assert!(sum.contains(&format!("{m} {v} {h1}")), "{sum:#?}");
@@ -166,21 +160,13 @@ fn notes_signed_by_another_key_verify_nothing_and_nothing_is_served() {
 #[test]
 fn a_fresh_client_verifies_everything_seen_before_with_the_upstream_and_database_gone() {
     let Setup { fx, mut upstream, mut server, key } = setup();
-    let get = |env: &mut GoEnv| {
-        env.env("GOSUMDB", &key);
-        env.write_file("go.mod", "module example.com/main\n\ngo 1.21\n");
-        for (m, v) in [FIRST, UPPER] {
-            env.run(&["get", &format!("{m}@{v}")]);
-        }
-        env.go_sum_lines()
-    };
-    let warm = get(&mut GoEnv::new(server.url()));
+    let warm = GoEnv::new(server.url()).get_verified(&key, &[FIRST, UPPER]);
 
     upstream.shutdown();
     // Restarted with every answer past its TTL: only stale copies can serve.
     server.restart_with(|o| o.extra_args.extend(["--sumdb-ttl".to_string(), "0".to_string()]));
     let mut fresh_env = GoEnv::new(server.url());
-    let fresh = get(&mut fresh_env);
+    let fresh = fresh_env.get_verified(&key, &[FIRST, UPPER]);
     assert_eq!(fresh, warm, "the same verified hashes");
     for (m, v) in [FIRST, UPPER] {
         let h1 = gomodproxy::gomod::dirhash::hash_zip(&fx.artifact(m, v, "zip")).unwrap();

@@ -214,6 +214,18 @@ impl GoEnv {
         parse_json_stream(&self.run(&a))
     }
 
+    /// A client verifying against checksum database `gosumdb` (its key, as
+    /// a `GOSUMDB` value): in a fresh main module, `go get` each of
+    /// `modules`; its go.sum lines.
+    pub fn get_verified(&mut self, gosumdb: &str, modules: &[(&str, &str)]) -> Vec<String> {
+        self.env("GOSUMDB", gosumdb);
+        self.write_file("go.mod", "module example.com/main\n\ngo 1.21\n");
+        for (m, v) in modules {
+            self.run(&["get", &format!("{m}@{v}")]);
+        }
+        self.go_sum_lines()
+    }
+
     /// go.sum lines, sorted, blank lines dropped (empty if there is none).
     pub fn go_sum_lines(&self) -> Vec<String> {
         let mut lines: Vec<String> = match fs::read_to_string(self.work_dir().join("go.sum")) {
