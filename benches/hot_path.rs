@@ -129,7 +129,7 @@ fn cross_core_hop(c: &mut Criterion) {
                     id,
                     2,
                     store.indexes(),
-                    FillSources { upstream: upstream.clone(), checksums: None, databases: Arc::from(Vec::new()) },
+                    FillSources { upstream: upstream.clone(), checksums: None, databases: Arc::from(Vec::new()), shared: None },
                     store.writer(1 << 20),
                     settings.clone(),
                     metrics.core(id),

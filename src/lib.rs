@@ -9,6 +9,8 @@
 //! - [`http`]: the wire (parsing, limits, keep-alive, zero-copy sending).
 //! - [`goproxy`]: the protocol: endpoints, replies and their statuses.
 //! - [`resolve`]: routing to the owner core, single-flight, cache policy, the fill.
+//! - [`shared`]: the tier many nodes share (an object store), its
+//!   cross-node lease; a source and a sink of the fill.
 //! - [`upstream`]: the sources a miss is filled from, and their validation.
 //! - [`artifact`]: the shared vocabulary: keys, kinds, bodies, fill primitives.
 //! - [`store`]: segment files and the lock-free index.
@@ -25,9 +27,11 @@ pub mod http;
 pub mod metrics;
 pub mod resolve;
 pub mod runtime;
+pub mod shared;
 pub mod store;
 pub mod upstream;
 
 /// The top-level modules from the top layer down. A module may use
 /// (`crate::…`) only modules listed after it.
-pub const LAYERS: &[&str] = &["runtime", "config", "http", "goproxy", "resolve", "upstream", "artifact", "store", "gomod", "metrics"];
+pub const LAYERS: &[&str] =
+    &["runtime", "config", "http", "goproxy", "resolve", "shared", "upstream", "artifact", "store", "gomod", "metrics"];

@@ -69,6 +69,16 @@ core_metrics! {
     sumdb_requests: "counter", "Requests for a proxied checksum database (/sumdb/NAME/...).";
     stale_served: "counter", "list/@latest answers served stale because the upstream failed.";
     negative_hits: "counter", "404/410 answers served from the negative cache without asking the upstream.";
+    shared_hits: "counter", "Fills answered from the shared tier (another node stored them).";
+    shared_misses: "counter", "Fills this node took the fleet's lease for and fetched from the upstream.";
+    shared_read_bytes: "counter", "Bytes read from the shared tier.";
+    shared_read_micros: "counter", "Time spent reading from the shared tier, in microseconds (divide by shared_hits for the mean).";
+    shared_writes: "counter", "Artifacts this node wrote to the shared tier.";
+    shared_write_bytes: "counter", "Bytes written to the shared tier.";
+    shared_lease_waits: "counter", "Fills that waited for another node's lease instead of fetching.";
+    shared_takeovers: "counter", "Expired leases of another node taken over.";
+    shared_errors: "counter", "Shared-tier requests that failed (the fill went on to the upstream).";
+    shared_skipped: "counter", "Fills that skipped the shared tier because its breaker was open.";
     store_errors: "counter", "Blobs that could not be stored and were passed through.";
     client_errors: "counter", "Responses with a 4xx status.";
     server_errors: "counter", "Responses with a 5xx status.";

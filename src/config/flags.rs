@@ -242,6 +242,24 @@ pub struct ServeArgs {
     /// Most git fetches at a time against one Git host (each repository fetches one at a time anyway).
     #[arg(long, env = "GOMODPROXY_GIT_HOST_CONCURRENCY", default_value_t = 4)]
     git_host_concurrency: usize,
+
+    /// An object store every node shares, below each node's own store: `s3://BUCKET/PREFIX`,
+    /// `gs://BUCKET/PREFIX`, `az://CONTAINER/PREFIX` or `file:///DIR`. Settings of the
+    /// store's client go in the query (`?endpoint=http://10.0.0.5:7070&region=us-east-1`);
+    /// credentials come from each cloud's usual environment variables or the instance's role.
+    /// Misses are read from it before the upstream; fills are written to it, one node per
+    /// artifact at a time (see --shared-lease).
+    #[arg(long, env = "GOMODPROXY_SHARED_STORE")]
+    shared_store: Option<String>,
+
+    /// How long a node's claim to fill an artifact for the whole fleet holds unless renewed
+    /// (it is renewed while the fill runs): how long others wait if that node dies mid-fill.
+    #[arg(long, env = "GOMODPROXY_SHARED_LEASE", default_value = "60s", value_parser = parse_duration)]
+    shared_lease: Duration,
+
+    /// This node's name in the shared store's leases (default: the host name).
+    #[arg(long, env = "GOMODPROXY_NODE_NAME")]
+    node_name: Option<String>,
 }
 
 /// `--hit-routing local|owner` (the resolve layer's type knows no command line).
@@ -435,6 +453,18 @@ impl ServeArgs {
             git: args.git,
             git_timeout: args.git_timeout,
             git_host_concurrency: args.git_host_concurrency.max(1),
+            shared: match args.shared_store {
+                None => None,
+                Some(url) => Some(super::shared_settings(
+                    &url,
+                    args.shared_lease,
+                    args.node_name,
+                    args.upstream_connect_timeout,
+                    args.upstream_timeout,
+                    args.breaker_failures,
+                    args.breaker_cooldown,
+                )?),
+            },
         })
     }
 }

@@ -20,9 +20,11 @@ use crate::artifact::fill::Progress;
 use crate::artifact::{ArtifactKey, FetchError, Kind};
 use crate::gomod::dirhash;
 use crate::metrics::CoreMetrics;
+use crate::shared::{Obtained, SharedTier};
 use crate::store::{self, Append, Index, RecordKind, SegmentWriter, StoredBlob};
 use crate::upstream::sumdb_check::ChecksumCheck;
-use crate::upstream::{Fetch, Fetcher};
+use crate::upstream::sumdb_client::Record;
+use crate::upstream::{validate, Fetch, Fetcher};
 
 /// Where fills come from, and what vouches for them.
 #[derive(Clone)]
@@ -35,6 +37,9 @@ pub struct FillSources {
     /// Every `--sumdb` database, which answer `/sumdb/<name>/` requests
     /// with what they verified.
     pub databases: Arc<[Arc<ChecksumCheck>]>,
+    /// The tier the fleet shares (`--shared-store`): read before the
+    /// upstream, written after it; `None`: this node alone.
+    pub shared: Option<Arc<SharedTier>>,
 }
 
 /// What a fill produced.
@@ -80,7 +85,7 @@ impl Filler {
         on_stream: impl FnOnce(),
     ) -> Result<Filled, ResolveError> {
         self.metrics.upstream_fetches.bump();
-        let FillSources { upstream, checksums, databases } = self.sources.clone();
+        let FillSources { upstream, checksums, databases, .. } = self.sources.clone();
         let k = key.clone();
         let record_kind = key.kind.record_kind();
         let p = progress.cloned().unwrap_or_default();
@@ -95,70 +100,66 @@ impl Filler {
         // Hash (and verify) on the blocking thread too: a 500 MiB zip must
         // not stall the reactor. A streamed zip's readers wait for the last
         // byte until this is done.
+        let shared = self.sources.shared.clone().filter(|_| SharedTier::keeps(key.kind));
+        let metrics = self.metrics;
         let job = spawn_fetch(move || {
             // Ask the checksum database while the module downloads: the
             // lookup and the download are each a round trip or more. If the
             // download fails, the lookup is left to finish on its own (its
             // proved record is kept for the next try).
-            let lookup = checksums.filter(|c| c.applies(&k.module, k.kind)).map(|check| {
+            let mut lookup = checksums.filter(|c| c.applies(&k.module, k.kind)).map(|check| {
                 let (module, version) = (k.module.clone(), k.version.clone());
                 let asked = check.clone();
                 // No thread to be had: look it up after the download instead.
                 let thread = std::thread::Builder::new().name("gomodproxy-sumdb".into()).spawn(move || asked.record(&module, &version));
-                (check, thread.ok())
+                Lookup { check, thread: thread.ok(), record: None }
             });
-            let body = match k.kind {
-                Kind::Latest => Bytes::from(fetch_latest(&*upstream, &k.module)?),
-                kind if kind.is_sumdb() => Bytes::from(database_answer(&databases, &k.module, &k.version, kind)?),
-                kind => upstream.fetch_streaming(&Fetch { module: &k.module, version: &k.version, kind }, &p)?,
+            let fetch = Fetch { module: &k.module, version: &k.version, kind: k.kind };
+            let from_upstream = |p: &Progress| -> Result<Bytes, FetchError> {
+                match k.kind {
+                    Kind::Latest => Ok(Bytes::from(fetch_latest(&*upstream, &k.module)?)),
+                    kind if kind.is_sumdb() => Ok(Bytes::from(database_answer(&databases, &k.module, &k.version, kind)?)),
+                    _ => upstream.fetch_streaming(&fetch, p),
+                }
             };
-            let h1 = match k.kind {
-                Kind::Zip => Some(dirhash::hash_zip(&body).map_err(|e| FetchError::Invalid(format!("module zip: {e}")))?),
-                Kind::Mod => Some(dirhash::hash_go_mod(&body)),
-                _ => None,
-            };
-            let mut vouched = false;
-            if let (Some((check, thread)), Some(got)) = (lookup, &h1) {
-                let record = match thread {
-                    // A panic in the lookup is our own failure: re-raised
-                    // here, where spawn_fetch turns it into one.
-                    Some(t) => t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
-                    None => check.record(&k.module, &k.version)?,
-                };
-                check.verdict(&k.module, &k.version, k.kind, got, &record)?;
-                vouched = true;
+            // Another node's copy first; else this node may hold the
+            // fleet's lease to fetch it.
+            let mut lease = None;
+            let mut shared_copy = None;
+            if let Some(tier) = &shared {
+                match tier.obtain(&k.module, &k.version, k.kind, &p, metrics) {
+                    Obtained::Read(body) => match validate::validate(&fetch, &body) {
+                        Ok(()) => shared_copy = Some(body),
+                        Err(e) => shared_refused(&k, &p, metrics, &e),
+                    },
+                    Obtained::Leased(l) => lease = Some(l),
+                    Obtained::Bypass => {}
+                }
             }
-            // A version's files never change: later bytes must hash as the
-            // first did, unless the checksum database vouched for them (it
-            // outranks a first download nobody checked: the kept hash is
-            // replaced).
-            let replace_hash = match (&h1, &first_hash) {
-                (Some(got), Some(first)) if got != first && vouched => {
-                    log::warn!(
-                        "{}@{} ({}): the checksum database vouches for {got}; replacing the kept first-download hash {first}",
-                        k.module,
-                        k.version,
-                        k.kind.label()
-                    );
-                    true
+            let (body, checked) = match shared_copy {
+                Some(body) => match check_body(&k, &body, lookup.as_mut(), first_hash.as_deref()) {
+                    Ok(checked) => (body, checked),
+                    // A shared copy that is not what the database or our
+                    // own first download say: never kept; the upstream's is.
+                    Err(e) => {
+                        shared_refused(&k, &p, metrics, &e);
+                        let body = from_upstream(&p)?;
+                        let checked = check_body(&k, &body, lookup.as_mut(), first_hash.as_deref())?;
+                        (body, checked)
+                    }
+                },
+                None => {
+                    let body = from_upstream(&p)?;
+                    let checked = check_body(&k, &body, lookup.as_mut(), first_hash.as_deref())?;
+                    (body, checked)
                 }
-                (Some(_), None) => true,
-                _ => false,
             };
-            if let (Some(got), Some(expected), false) = (&h1, first_hash, vouched) {
-                if *got != expected {
-                    let what = format!("{}@{} ({})", k.module, k.version, k.kind.label());
-                    log::error!("SECURITY: {what}: the upstream's bytes hash to {got}, its first download to {expected}; refused");
-                    return Err(FetchError::ChecksumMismatch {
-                        what,
-                        recorded_by: "gomodproxy's first download of it".into(),
-                        expected,
-                        got: got.clone(),
-                    });
-                }
+            // Only what passed every check reaches the fleet.
+            if let Some(lease) = lease {
+                lease.publish(body.clone());
             }
             let sha = record_kind.map(|_| store::record::payload_sha256(&body));
-            Ok((body, sha, h1.filter(|_| replace_hash)))
+            Ok((body, sha, checked))
         });
         let mut job = std::pin::pin!(job);
         let fetched = match progress {
@@ -264,6 +265,95 @@ fn spawn_fetch<T: Send + 'static>(
         Ok(fetched) => fetched.map_err(ResolveError::Fetch),
         Err(_) => Err(ResolveError::Internal("the upstream fetch panicked")),
     })
+}
+
+/// The checksum-database lookup a fill started beside its download.
+struct Lookup {
+    check: Arc<ChecksumCheck>,
+    /// `None`: no thread could be had; it is looked up when needed.
+    thread: Option<std::thread::JoinHandle<Result<Record, FetchError>>>,
+    /// The lookup's result once joined (a body refused and fetched again
+    /// is checked against the same record).
+    record: Option<Result<Record, FetchError>>,
+}
+
+impl Lookup {
+    fn record(&mut self, module: &str, version: &str) -> Result<&Record, FetchError> {
+        if self.record.is_none() {
+            let record = match self.thread.take() {
+                // A panic in the lookup is our own failure: re-raised
+                // here, where spawn_fetch turns it into one.
+                Some(t) => t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                None => self.check.record(module, version),
+            };
+            self.record = Some(record);
+        }
+        match self.record.as_ref() {
+            Some(Ok(record)) => Ok(record),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(FetchError::Invalid("no checksum record".into())),
+        }
+    }
+}
+
+/// The go.sum hash of a fetched `.zip`/`.mod` and whether to keep it:
+/// `Some(h1)` when it is the first kept for that file or replaces one the
+/// database outranks; `None` for other kinds and for a hash already kept.
+/// Fails when the database or the version's first download says otherwise.
+fn check_body(k: &ArtifactKey, body: &Bytes, lookup: Option<&mut Lookup>, first_hash: Option<&str>) -> Result<Option<String>, FetchError> {
+    let h1 = match k.kind {
+        Kind::Zip => Some(dirhash::hash_zip(body).map_err(|e| FetchError::Invalid(format!("module zip: {e}")))?),
+        Kind::Mod => Some(dirhash::hash_go_mod(body)),
+        _ => None,
+    };
+    let mut vouched = false;
+    if let (Some(lookup), Some(got)) = (lookup, &h1) {
+        let check = lookup.check.clone();
+        check.verdict(&k.module, &k.version, k.kind, got, lookup.record(&k.module, &k.version)?)?;
+        vouched = true;
+    }
+    // A version's files never change: later bytes must hash as the first
+    // did, unless the checksum database vouched for them (it outranks a
+    // first download nobody checked: the kept hash is replaced).
+    let keep = match (&h1, first_hash) {
+        (Some(got), Some(first)) if got != first && vouched => {
+            log::warn!(
+                "{}@{} ({}): the checksum database vouches for {got}; replacing the kept first-download hash {first}",
+                k.module,
+                k.version,
+                k.kind.label()
+            );
+            true
+        }
+        (Some(got), Some(expected)) if got != expected => {
+            let what = format!("{}@{} ({})", k.module, k.version, k.kind.label());
+            log::error!("SECURITY: {what}: the fetched bytes hash to {got}, its first download to {expected}; refused");
+            return Err(FetchError::ChecksumMismatch {
+                what,
+                recorded_by: "gomodproxy's first download of it".into(),
+                expected: expected.to_string(),
+                got: got.clone(),
+            });
+        }
+        (Some(_), None) => true,
+        _ => false,
+    };
+    Ok(h1.filter(|_| keep))
+}
+
+/// A shared-tier copy that failed validation or verification: logged,
+/// counted, its stream voided; the fill goes on to the upstream.
+fn shared_refused(k: &ArtifactKey, progress: &Progress, metrics: &CoreMetrics, e: &FetchError) {
+    log::error!(
+        "SECURITY: {}@{} ({}): the shared store's copy is refused: {e}; fetching it from the upstream",
+        k.module,
+        k.version,
+        k.kind.label()
+    );
+    metrics.shared_errors.bump();
+    if progress.is_streaming() {
+        progress.void_stream();
+    }
 }
 
 /// The version under which the go.sum hash of a `kind` file of `version`

@@ -37,6 +37,7 @@ use crate::http::Shutdown;
 use crate::metrics::Metrics;
 use crate::resolve::fill::FillSources;
 use crate::resolve::{route, CacheSettings, CoreResolver, Shard};
+use crate::shared::{SharedError, SharedTier};
 use crate::store::{RecoveryStats, Store, StoreError};
 use crate::upstream::git::GitSources;
 use crate::upstream::private::PrivacyGuard;
@@ -49,6 +50,7 @@ pub enum RuntimeError {
     Bind(SocketAddr, std::io::Error),
     Executors(String),
     Placement(String),
+    Shared(SharedError),
 }
 
 impl std::fmt::Display for RuntimeError {
@@ -58,6 +60,7 @@ impl std::fmt::Display for RuntimeError {
             RuntimeError::Bind(addr, e) => write!(f, "listening on {addr}: {e}"),
             RuntimeError::Executors(e) => write!(f, "starting executors: {e}"),
             RuntimeError::Placement(e) => f.write_str(e),
+            RuntimeError::Shared(e) => write!(f, "{e}"),
         }
     }
 }
@@ -149,7 +152,12 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let recovery = store.stats().clone();
     let (addr, sockets) = listener::bind_all(config.listen, config.backlog, cores).map_err(|e| RuntimeError::Bind(config.listen, e))?;
 
-    let sources = fill_sources(&config);
+    let mut sources = fill_sources(&config);
+    if let Some(settings) = &config.shared {
+        let tier = SharedTier::open(settings.clone()).map_err(RuntimeError::Shared)?;
+        log::info!("sharing fills with every node of {} (node {}, lease {:?})", tier.name(), settings.node, settings.lease);
+        sources.shared = Some(tier);
+    }
     if let Some(check) = &sources.checksums {
         log::info!("verifying every public module's .zip and .mod against checksum database {}", check.name());
     }
@@ -277,7 +285,7 @@ pub fn fill_sources(config: &Config) -> FillSources {
         })
         .collect();
     let checksums = databases.first().cloned();
-    FillSources { upstream, checksums, databases }
+    FillSources { upstream, checksums, databases, shared: None }
 }
 
 /// Connections the open-file limit leaves room for: each segment keeps a

@@ -12,10 +12,11 @@
 //! * [`CountingUpstream`]: an HTTP server (std threads) that serves a fixture
 //!   tree in GOPROXY layout, counts requests per path and can slow down or
 //!   hold back `.zip` bodies.
-//! * [`FakeSumDb`]: a made-up checksum database in the layout a proxy serves.
+//! * [`SignedDb`]: a real, signed checksum database (golang.org/x/mod/sumdb) of fixture modules.
+//! * [`S3Server`]: a real S3-compatible server (versitygw) over a temp directory.
 //!
 //! One submodule per concern: `fixture` (fixture trees, path helpers),
-//! `sumdb`, `server` (the process under test, `run_with_timeout`,
+//! `sumdb`, `s3`, `server` (the process under test, `run_with_timeout`,
 //! `wait_until`, metrics), `go`, `http_client` and `upstream`. Everything is
 //! re-exported here, so tests just `use common::*`.
 //!
@@ -28,6 +29,7 @@
 pub mod fixture;
 pub mod go;
 pub mod http_client;
+pub mod s3;
 pub mod server;
 pub mod sumdb;
 pub mod upstream;
@@ -35,4 +37,4 @@ pub mod upstream;
 // A test file that uses nothing from one of the modules must not warn
 // about its re-export either (the same reason as the dead-code allow).
 #[allow(unused_imports)]
-pub use self::{fixture::*, go::*, http_client::*, server::*, sumdb::*, upstream::*};
+pub use self::{fixture::*, go::*, http_client::*, s3::*, server::*, sumdb::*, upstream::*};

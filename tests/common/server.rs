@@ -26,7 +26,7 @@ use super::http_client::http_get;
 /// test binary killed by a timeout does not leave servers behind. (Linux
 /// ties this to the spawning *thread*: spawn servers from the test's own
 /// thread, which owns and drops them anyway.)
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork
     // and exec here.
