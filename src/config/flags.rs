@@ -350,9 +350,55 @@ pub fn parse_cli() -> Result<Cli, ConfigError> {
 }
 
 impl ServeArgs {
+    /// `--shared-store URL` and the settings the tier takes from other
+    /// flags: the URL's form is checked here (the client is built, without
+    /// touching the network, when the server starts).
+    fn shared_settings(&self) -> Result<Option<crate::shared::SharedSettings>, ConfigError> {
+        let Some(url) = self.shared_store.as_deref().map(str::trim) else { return Ok(None) };
+        let bad = |why: String| ConfigError::SharedStore(why);
+        let parsed = url::Url::parse(url).map_err(|e| bad(format!("{url}: {e}")))?;
+        match parsed.scheme() {
+            "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => {
+                if parsed.host_str().is_none_or(str::is_empty) {
+                    return Err(bad(format!("{url}: no bucket (want {}://BUCKET/PREFIX)", parsed.scheme())));
+                }
+            }
+            "file" => {
+                let dir = parsed.to_file_path().map_err(|()| bad(format!("{url}: not a local directory")))?;
+                if !dir.is_dir() {
+                    return Err(bad(format!("{}: no such directory", dir.display())));
+                }
+            }
+            other => return Err(bad(format!("{url}: unknown scheme {other}:// (want s3://, gs://, az:// or file://)"))),
+        }
+        if self.shared_lease < Duration::from_millis(300) {
+            return Err(ConfigError::Invalid("--shared-lease must be at least 300ms"));
+        }
+        let node = match self.node_name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+            Some(n) => n.to_string(),
+            None => super::host_name().unwrap_or_else(|| "gomodproxy".to_string()),
+        };
+        if node.len() > 200 || node.chars().any(char::is_control) {
+            return Err(ConfigError::Invalid("--node-name must be at most 200 printable characters"));
+        }
+        Ok(Some(crate::shared::SharedSettings {
+            url: url.to_string(),
+            lease: self.shared_lease,
+            // A node waits for another's fill as long as a fill may take.
+            wait_limit: self.upstream_timeout + self.shared_lease,
+            node,
+            connect_timeout: self.upstream_connect_timeout,
+            read_timeout: self.upstream_read_timeout,
+            request_timeout: self.upstream_timeout,
+            breaker_failures: self.breaker_failures.max(1),
+            breaker_cooldown: self.breaker_cooldown,
+        }))
+    }
+
     /// The validated settings, with every default filled in and every
     /// cross-flag rule checked.
     pub fn into_config(self) -> Result<Config, ConfigError> {
+        let shared = self.shared_settings()?;
         let args = self;
         let (list, source) = match args.upstream {
             Some(list) => (list, UpstreamSource::Flag),
@@ -453,18 +499,7 @@ impl ServeArgs {
             git: args.git,
             git_timeout: args.git_timeout,
             git_host_concurrency: args.git_host_concurrency.max(1),
-            shared: match args.shared_store {
-                None => None,
-                Some(url) => Some(super::shared_settings(
-                    &url,
-                    args.shared_lease,
-                    args.node_name,
-                    args.upstream_connect_timeout,
-                    args.upstream_timeout,
-                    args.breaker_failures,
-                    args.breaker_cooldown,
-                )?),
-            },
+            shared,
         })
     }
 }

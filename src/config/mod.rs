@@ -270,59 +270,8 @@ pub fn inherited_upstream() -> Option<String> {
     go_env("GOPROXY")
 }
 
-/// `--shared-store URL` and the settings the tier takes from other flags:
-/// the URL's form is checked here (the client is built, without touching
-/// the network, when the server starts).
-pub fn shared_settings(
-    url: &str,
-    lease: Duration,
-    node: Option<String>,
-    connect_timeout: Duration,
-    upstream_timeout: Duration,
-    breaker_failures: u32,
-    breaker_cooldown: Duration,
-) -> Result<crate::shared::SharedSettings, ConfigError> {
-    let bad = |why: String| ConfigError::SharedStore(why);
-    let parsed = url::Url::parse(url.trim()).map_err(|e| bad(format!("{url}: {e}")))?;
-    match parsed.scheme() {
-        "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => {
-            if parsed.host_str().is_none_or(str::is_empty) {
-                return Err(bad(format!("{url}: no bucket (want {}://BUCKET/PREFIX)", parsed.scheme())));
-            }
-        }
-        "file" => {
-            let dir = parsed.to_file_path().map_err(|()| bad(format!("{url}: not a local directory")))?;
-            if !dir.is_dir() {
-                return Err(bad(format!("{}: no such directory", dir.display())));
-            }
-        }
-        other => return Err(bad(format!("{url}: unknown scheme {other}:// (want s3://, gs://, az:// or file://)"))),
-    }
-    if lease < Duration::from_millis(300) {
-        return Err(ConfigError::Invalid("--shared-lease must be at least 300ms"));
-    }
-    let node = match node.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()) {
-        Some(n) => n,
-        None => host_name().unwrap_or_else(|| "gomodproxy".to_string()),
-    };
-    if node.len() > 200 || node.chars().any(|c| c.is_control()) {
-        return Err(ConfigError::Invalid("--node-name must be at most 200 printable characters"));
-    }
-    Ok(crate::shared::SharedSettings {
-        url: url.trim().to_string(),
-        lease,
-        // A node waits for another's fill as long as a fill may take.
-        wait_limit: upstream_timeout + lease,
-        node,
-        connect_timeout,
-        request_timeout: upstream_timeout,
-        breaker_failures: breaker_failures.max(1),
-        breaker_cooldown,
-    })
-}
-
 /// This machine's host name, if it has a printable one.
-fn host_name() -> Option<String> {
+pub(crate) fn host_name() -> Option<String> {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or fails.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };

@@ -101,6 +101,8 @@ impl Filler {
         // not stall the reactor. A streamed zip's readers wait for the last
         // byte until this is done.
         let shared = self.sources.shared.clone().filter(|_| SharedTier::keeps(key.kind));
+        // With a shared tier, the log says which tier answered each fill.
+        let shared_applies = shared.is_some();
         let metrics = self.metrics;
         let job = spawn_fetch(move || {
             // Ask the checksum database while the module downloads: the
@@ -136,22 +138,22 @@ impl Filler {
                     Obtained::Bypass => {}
                 }
             }
-            let (body, checked) = match shared_copy {
+            let (body, checked, answered_by) = match shared_copy {
                 Some(body) => match check_body(&k, &body, lookup.as_mut(), first_hash.as_deref()) {
-                    Ok(checked) => (body, checked),
+                    Ok(checked) => (body, checked, "the shared store"),
                     // A shared copy that is not what the database or our
                     // own first download say: never kept; the upstream's is.
                     Err(e) => {
                         shared_refused(&k, &p, metrics, &e);
                         let body = from_upstream(&p)?;
                         let checked = check_body(&k, &body, lookup.as_mut(), first_hash.as_deref())?;
-                        (body, checked)
+                        (body, checked, "the upstream")
                     }
                 },
                 None => {
                     let body = from_upstream(&p)?;
                     let checked = check_body(&k, &body, lookup.as_mut(), first_hash.as_deref())?;
-                    (body, checked)
+                    (body, checked, "the upstream")
                 }
             };
             // Only what passed every check reaches the fleet.
@@ -159,7 +161,7 @@ impl Filler {
                 lease.publish(body.clone());
             }
             let sha = record_kind.map(|_| store::record::payload_sha256(&body));
-            Ok((body, sha, checked))
+            Ok((body, sha, checked, answered_by))
         });
         let mut job = std::pin::pin!(job);
         let fetched = match progress {
@@ -185,7 +187,10 @@ impl Filler {
         };
         self.count_upstream_error(&fetched);
         // `h1`: the go.sum hash to keep beside the file (new, or replacing one).
-        let (bytes, sha, h1) = fetched?;
+        let (bytes, sha, h1, answered_by) = fetched?;
+        if shared_applies {
+            log::info!("{}@{} ({}): {} bytes from {answered_by}", key.module, key.version, key.kind.label(), bytes.len());
+        }
         let Some(kind) = record_kind else { return Ok(Filled::Mutable(bytes)) };
         let sha = sha.unwrap_or_else(|| store::record::payload_sha256(&bytes));
         // An answer that changes, refreshed to the same bytes, is not

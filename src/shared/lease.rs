@@ -50,8 +50,18 @@ fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-fn version_of(put: &PutResult) -> UpdateVersion {
-    UpdateVersion { e_tag: put.e_tag.clone(), version: put.version.clone() }
+/// The lock object as this node last wrote it.
+#[derive(Clone)]
+struct Held {
+    version: UpdateVersion,
+    /// The expiry written with it: until then nobody may take it over.
+    expires_unix_ms: u64,
+}
+
+impl Held {
+    fn new(put: &PutResult, claim: &Claim) -> Held {
+        Held { version: UpdateVersion { e_tag: put.e_tag.clone(), version: put.version.clone() }, expires_unix_ms: claim.expires_unix_ms }
+    }
 }
 
 /// This node's right to fill one artifact for the fleet, renewed until it
@@ -61,15 +71,15 @@ pub struct Lease {
     tier: Arc<SharedTier>,
     key: ObjectPath,
     lock: ObjectPath,
-    /// The lock object's current version: renewals replace it.
-    held: Arc<Mutex<UpdateVersion>>,
+    /// The lock object as last written: renewals replace it.
+    held: Arc<Mutex<Held>>,
     renewal: Option<tokio::task::JoinHandle<()>>,
     metrics: &'static CoreMetrics,
 }
 
 impl Lease {
-    fn start(tier: &Arc<SharedTier>, key: &ObjectPath, lock: ObjectPath, put: &PutResult, metrics: &'static CoreMetrics) -> Lease {
-        let held = Arc::new(Mutex::new(version_of(put)));
+    fn start(tier: &Arc<SharedTier>, key: &ObjectPath, lock: ObjectPath, held: Held, metrics: &'static CoreMetrics) -> Lease {
+        let held = Arc::new(Mutex::new(held));
         let renewal = tier.runtime.spawn(renew(tier.clone(), lock.clone(), held.clone()));
         Lease { tier: tier.clone(), key: key.clone(), lock, held, renewal: Some(renewal), metrics }
     }
@@ -114,13 +124,14 @@ impl Drop for Lease {
 }
 
 /// Renews the lease every third of its time until aborted or lost.
-async fn renew(tier: Arc<SharedTier>, lock: ObjectPath, held: Arc<Mutex<UpdateVersion>>) {
+async fn renew(tier: Arc<SharedTier>, lock: ObjectPath, held: Arc<Mutex<Held>>) {
     let every = (tier.settings.lease / 3).max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(every).await;
-        let version = held.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        match put_conditionally(&tier, &lock, version, Claim::fresh(&tier)).await {
-            Ok(Some(put)) => *held.lock().unwrap_or_else(|e| e.into_inner()) = version_of(&put),
+        let version = held.lock().unwrap_or_else(|e| e.into_inner()).version.clone();
+        let claim = Claim::fresh(&tier);
+        match put_conditionally(&tier, &lock, version, &claim).await {
+            Ok(Some(put)) => *held.lock().unwrap_or_else(|e| e.into_inner()) = Held::new(&put, &claim),
             Ok(None) => {
                 log::warn!("{lock}: lease lost to another node (it expired while this fill ran); its fill stands, ours too");
                 return;
@@ -132,15 +143,19 @@ async fn renew(tier: Arc<SharedTier>, lock: ObjectPath, held: Arc<Mutex<UpdateVe
 }
 
 /// Removes the lease if this node still holds it.
-async fn release(tier: &SharedTier, lock: &ObjectPath, held: &Mutex<UpdateVersion>) {
+async fn release(tier: &SharedTier, lock: &ObjectPath, held: &Mutex<Held>) {
     let ours = held.lock().unwrap_or_else(|e| e.into_inner()).clone();
     // Only our own version of it: a lease taken over meanwhile is another
-    // node's. (Object stores have no conditional delete; the window between
-    // this read and the delete is one round trip.)
-    let still_ours = match tier.store.head(lock).await {
-        Ok(meta) => ours.e_tag.is_none() || meta.e_tag == ours.e_tag,
-        Err(_) => false,
-    };
+    // node's. Before its expiry (less a margin for clocks and the request
+    // itself) nobody can have taken it; after, it is checked first. (Object
+    // stores have no conditional delete; the window between that check and
+    // the delete is one round trip.)
+    let margin = (tier.settings.lease / 4).as_millis() as u64;
+    let still_ours = unix_ms() + margin < ours.expires_unix_ms
+        || match tier.store.head(lock).await {
+            Ok(meta) => ours.version.e_tag.is_none() || meta.e_tag == ours.version.e_tag,
+            Err(_) => false,
+        };
     if still_ours {
         if let Err(e) = tier.store.delete(lock).await {
             log::warn!("{lock}: removing the lease failed (it expires on its own): {e}");
@@ -156,7 +171,7 @@ async fn put_conditionally(
     tier: &SharedTier,
     lock: &ObjectPath,
     version: UpdateVersion,
-    claim: Claim,
+    claim: &Claim,
 ) -> Result<Option<PutResult>, SharedError> {
     let opts = PutOptions { mode: PutMode::Update(version), ..Default::default() };
     match tier.store.put_opts(lock, claim.payload(), opts).await {
@@ -194,10 +209,11 @@ pub(super) fn obtain(
                 return Ok(Obtained::Read(body));
             }
             let create = PutOptions { mode: PutMode::Create, ..Default::default() };
-            match tier.store.put_opts(&lock, Claim::fresh(tier).payload(), create).await {
+            let claim = Claim::fresh(tier);
+            match tier.store.put_opts(&lock, claim.payload(), create).await {
                 Ok(put) => {
                     metrics.shared_misses.bump();
-                    return Ok(Obtained::Leased(Lease::start(tier, key, lock, &put, metrics)));
+                    return Ok(Obtained::Leased(Lease::start(tier, key, lock, Held::new(&put, &claim), metrics)));
                 }
                 Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {}
                 Err(e) => return Err(unavailable(e)),
@@ -216,11 +232,12 @@ pub(super) fn obtain(
                     };
                     if claim.as_ref().is_none_or(|c| c.expires_unix_ms <= unix_ms()) {
                         let holder = claim.map_or_else(|| "an unreadable lease".to_string(), |c| c.holder);
-                        if let Some(put) = put_conditionally(tier, &lock, version, Claim::fresh(tier)).await? {
+                        let claim = Claim::fresh(tier);
+                        if let Some(put) = put_conditionally(tier, &lock, version, &claim).await? {
                             log::warn!("{key}: taking over the expired lease of {holder}");
                             metrics.shared_takeovers.bump();
                             metrics.shared_misses.bump();
-                            return Ok(Obtained::Leased(Lease::start(tier, key, lock, &put, metrics)));
+                            return Ok(Obtained::Leased(Lease::start(tier, key, lock, Held::new(&put, &claim), metrics)));
                         }
                         continue;
                     }

@@ -44,6 +44,8 @@ pub struct SharedSettings {
     pub node: String,
     /// Longest wait for a connection to the object store.
     pub connect_timeout: Duration,
+    /// Longest pause in any one answer of the store (its first byte included).
+    pub read_timeout: Duration,
     /// Most one object-store request may take (a large zip's upload included).
     pub request_timeout: Duration,
     /// Consecutive failures that open the tier's breaker (at least 1) and
@@ -299,6 +301,7 @@ fn build_store(settings: &SharedSettings) -> Result<(Arc<dyn ObjectStore>, Strin
     let prefix = url.path().trim_matches('/').to_string();
     let client = object_store::ClientOptions::new()
         .with_connect_timeout(settings.connect_timeout)
+        .with_read_timeout(settings.read_timeout)
         .with_timeout(settings.request_timeout)
         // An endpoint given as http:// (an on-premises server on a trusted
         // network, or a test's) is meant to be used as given.
