@@ -63,3 +63,23 @@ fn an_unknown_key_or_a_bad_value_refuses_to_start_naming_the_file() {
     let stderr = refused_start(&["serve", "--listen", "127.0.0.1:0", "--config", "/nonexistent/gomodproxy.toml"]);
     assert!(stderr.contains("cannot be read"), "{stderr}");
 }
+
+#[test]
+fn a_file_upstream_that_is_no_directory_refuses_to_start() {
+    // A typo here used to start a server that answered 404 to everything.
+    let stderr = refused_start(&["serve", "--listen", "127.0.0.1:0", "--upstream", "file:///does/not/exist,http://127.0.0.1:9"]);
+    assert!(stderr.contains("--upstream") && stderr.contains("/does/not/exist") && stderr.contains("no such directory"), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = refused_start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &format!("file://{}", dir.path().display()),
+        "--private",
+        "corp.example",
+        "--private-upstream",
+        "file:///does/not/exist/either",
+    ]);
+    assert!(stderr.contains("--private-upstream") && stderr.contains("no such directory"), "{stderr}");
+}

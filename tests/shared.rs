@@ -250,15 +250,13 @@ fn a_directory_is_a_shared_store_for_nodes_of_one_host() {
     assert!(get(b.addr(), &path(SMALL, "v1.0.0", "zip")).body == want);
     assert_eq!(upstream.hits(&path(SMALL, "v1.0.0", "zip")), 1);
     assert_eq!(metric(b.addr(), "gomodproxy_shared_hits"), 1);
-    // A directory that does not exist is refused at start-up.
-    let refused = refused_start(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        "file:///nonexistent",
-        "--shared-store",
-        "file:///does/not/exist",
-    ]);
-    assert!(refused.contains("no such directory"), "{refused}");
+    // A directory that does not exist is refused at start-up, and so is a
+    // URL that names no store.
+    let upstream_dir = fx.file_url();
+    for (store, says) in
+        [("file:///does/not/exist", "/does/not/exist: no such directory"), ("ftp://x/y", "unknown scheme"), ("s3:///p", "no bucket")]
+    {
+        let refused = refused_start(&["serve", "--listen", "127.0.0.1:0", "--upstream", &upstream_dir, "--shared-store", store]);
+        assert!(refused.contains("--shared-store") && refused.contains(says), "{store}: {refused}");
+    }
 }

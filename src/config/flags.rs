@@ -462,6 +462,16 @@ impl ServeArgs {
         } else {
             None
         };
+        // A typo in a file:// path would otherwise answer 404 to everything.
+        for (flag, list) in [("--upstream", Some(&upstream)), ("--private-upstream", private_upstream.as_ref())] {
+            for entry in list.iter().flat_map(|l| l.entries.iter()) {
+                if let UpstreamSpec::File(dir) = &entry.spec {
+                    if !dir.is_dir() {
+                        return Err(ConfigError::UpstreamDir { flag, dir: dir.clone() });
+                    }
+                }
+            }
+        }
         Ok(Config {
             listen: args.listen,
             data_dir: args.data,

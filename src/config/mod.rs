@@ -103,6 +103,11 @@ pub enum ConfigError {
     },
     /// The TLS client (trusted roots, client certificate) could not be set up.
     UpstreamTls(crate::upstream::tls::TlsError),
+    /// A `file://` entry of an upstream list names no directory.
+    UpstreamDir {
+        flag: &'static str,
+        dir: PathBuf,
+    },
     /// `--shared-store` names no store we can use.
     SharedStore(String),
     /// `--config` could not be read, or holds what is no setting.
@@ -122,6 +127,9 @@ impl std::fmt::Display for ConfigError {
             ConfigError::UpstreamTls(e) => write!(f, "https upstream set-up: {e}"),
             ConfigError::ConfigFile { path, reason } => write!(f, "--config {}: {reason}", path.display()),
             ConfigError::SharedStore(reason) => write!(f, "--shared-store: {reason}"),
+            ConfigError::UpstreamDir { flag, dir } => {
+                write!(f, "{flag}: file://{}: no such directory (a file:// upstream is a GOPROXY tree: MODULE/@v/list, …)", dir.display())
+            }
             ConfigError::NoUpstream => write!(
                 f,
                 "no upstream configured: pass --upstream, or set GOPROXY, or install the go \

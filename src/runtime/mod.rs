@@ -259,6 +259,7 @@ pub fn fill_sources(config: &Config) -> FillSources {
         breaker_failures: config.breaker_failures,
         breaker_cooldown: config.breaker_cooldown,
         http: config.upstream_http.clone(),
+        concurrency: config.cores * config.fetch_threads.max(1),
         git: Some(Arc::new(GitSources::new(
             config.git.clone(),
             config.data_dir.join("git"),

@@ -97,8 +97,10 @@ pub struct SharedTier {
     /// Every key lives under this (the URL's path).
     prefix: String,
     /// object_store's clients are tokio's: a runtime of their own, with two
-    /// workers, so no executor ever runs (or waits on) tokio.
-    runtime: tokio::runtime::Runtime,
+    /// workers, so no executor ever runs (or waits on) tokio. It lives as
+    /// long as the process: a background upload may hold the last handle
+    /// on the tier, and a runtime must not be dropped on its own worker.
+    runtime: &'static tokio::runtime::Runtime,
     settings: SharedSettings,
     breaker: Breaker,
     /// Names this process's leases: node name, pid and a random part, so a
@@ -118,6 +120,7 @@ impl SharedTier {
             .enable_all()
             .build()
             .map_err(|e| SharedError::Config(format!("starting its client runtime: {e}")))?;
+        let runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(runtime));
         let token = format!("{}/{}/{:016x}", settings.node, std::process::id(), random_u64());
         let breaker = Breaker::new(settings.breaker_failures, settings.breaker_cooldown);
         Ok(Arc::new(SharedTier { store, prefix, runtime, settings, breaker, token, name }))

@@ -90,6 +90,11 @@ impl HttpFetcher {
             .timeout_read(opts.read_timeout.min(opts.timeout))
             .timeout_write(opts.read_timeout.min(opts.timeout))
             .redirects(3)
+            // ureq keeps one idle connection per host by default: every
+            // concurrent fetch beyond one would open a new TCP (and TLS)
+            // connection, with a fresh DNS lookup, and drop it after.
+            .max_idle_connections_per_host(opts.concurrency.max(1))
+            .max_idle_connections(opts.concurrency.max(1) * 4)
             .user_agent(concat!("gomodproxy/", env!("CARGO_PKG_VERSION")));
         let mut authorization = None;
         if let Some(setup) = &opts.http {

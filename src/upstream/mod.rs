@@ -123,6 +123,11 @@ pub struct FetchOptions {
     pub http: Option<HttpSetup>,
     /// What answers `direct` entries: the `[[git]]` sources.
     pub git: Option<std::sync::Arc<git::GitSources>>,
+    /// Most fetches that can run at once (every core's fetch threads): the
+    /// idle connections kept per upstream host, so a wave of concurrent
+    /// misses reuses warm connections instead of opening (and resolving)
+    /// new ones.
+    pub concurrency: usize,
 }
 
 impl FetchOptions {
@@ -138,6 +143,7 @@ impl FetchOptions {
             breaker_cooldown: Duration::ZERO,
             http: None,
             git: None,
+            concurrency: 4,
         }
     }
 }

@@ -211,6 +211,11 @@ impl CountingUpstream {
         CountingUpstream { server, state }
     }
 
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.server.connections()
+    }
+
     /// `http://127.0.0.1:PORT`, usable as `--upstream` or GOPROXY.
     pub fn url(&self) -> String {
         self.server.url()
