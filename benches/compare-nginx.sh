@@ -62,7 +62,7 @@ http {
 }
 NGINX
 taskset -c 1 nginx -c "$work/nginx.conf"
-taskset -c 1 ./target/release/gomodproxy serve --listen 127.0.0.1:18080 --data "$work/data" \
+taskset -c 1 ./target/release/gomodproxy serve --listen 127.0.0.1:18080 --admin-listen off --data "$work/data" \
     --upstream "file://$work/tree" --sumdb off --cores 1 >"$work/gomodproxy.out" 2>"$work/gomodproxy.err" &
 gmp_pid=$!
 for _ in $(seq 100); do grep -q listening "$work/gomodproxy.out" 2>/dev/null && break; sleep 0.1; done

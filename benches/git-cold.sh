@@ -60,7 +60,7 @@ printf 'upstream = "direct"\nsumdb = "off"\n[[git]]\npattern = "%s/*"\nremote = 
 now() { date +%s.%N; }
 start_proxy() {
     rm -rf "$work/data"
-    taskset -c 1 "$bin" serve --listen 127.0.0.1:18401 --data "$work/data" --cores 1 --config "$work/config.toml" >"$work/out" 2>"$work/err" &
+    taskset -c 1 "$bin" serve --listen 127.0.0.1:18401 --admin-listen off --data "$work/data" --cores 1 --config "$work/config.toml" >"$work/out" 2>"$work/err" &
     proxy=$!
     for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.05; done
 }

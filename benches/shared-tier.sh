@@ -85,7 +85,7 @@ node() { # ADDR PREFIX|- DATA
     # A server left on the port by an earlier run would answer for ours.
     if curl -s -o /dev/null "http://$1/"; then echo "something already listens on $1" >&2; exit 1; fi
     [[ $2 != - ]] && shared=(--shared-store "s3://bench/$2?endpoint=http://127.0.0.1:18500&region=us-east-1")
-    GOSUMDB=off taskset -c 1 "$bin" serve --listen "$1" --data "$3" --cores 1 --upstream http://127.0.0.1:18501 --sumdb off "${shared[@]}" >/dev/null 2>&1 &
+    GOSUMDB=off taskset -c 1 "$bin" serve --listen "$1" --admin-listen off --data "$3" --cores 1 --upstream http://127.0.0.1:18501 --sumdb off "${shared[@]}" >/dev/null 2>&1 &
     echo $! >>"$work/node-pids"
     ready "http://$1/metrics"
 }

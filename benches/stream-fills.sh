@@ -70,7 +70,7 @@ for mode in 1MiB off; do
   : > "$work/rounds"
   for _ in $(seq "$rounds"); do
     rm -rf "$work/data"
-    taskset -c 1 "$bin" serve --listen "127.0.0.1:$port" --data "$work/data" --cores 1 \
+    taskset -c 1 "$bin" serve --listen "127.0.0.1:$port" --admin-listen off --data "$work/data" --cores 1 \
       --upstream "$upstream" --sumdb off --stream-fills "$mode" > "$work/server.log" 2>&1 &
     gmp_pid=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" > /dev/null && break; sleep 0.05; done

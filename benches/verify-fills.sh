@@ -56,7 +56,7 @@ for _ in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:18300/ && break; s
 
 start() { # label port sumdb → pid
     rm -rf "$work/data-$1"
-    taskset -c 1 "$bin" serve --listen "127.0.0.1:$2" --data "$work/data-$1" --cores 1 \
+    taskset -c 1 "$bin" serve --listen "127.0.0.1:$2" --admin-listen off --data "$work/data-$1" --cores 1 \
         --upstream http://127.0.0.1:18300 --sumdb "$3" --breaker-failures 0 >"$work/$1.out" 2>"$work/$1.err" &
     pids+=($!)
     for _ in $(seq 100); do grep -q listening "$work/$1.out" 2>/dev/null && break; sleep 0.1; done

@@ -40,8 +40,11 @@ fn main() -> anyhow::Result<()> {
                     r.segments_skipped,
                     r.withdrawn
                 );
-                // The one line on stdout: scripts and tests wait for it.
+                // The lines on stdout, `listening on` last: scripts and tests wait for it.
                 let mut out = std::io::stdout().lock();
+                if let Some(admin) = started.admin {
+                    let _ = writeln!(out, "admin listening on http://{admin}");
+                }
                 let _ = writeln!(out, "listening on http://{}", started.addr);
                 let _ = out.flush();
             })

@@ -76,6 +76,12 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_DATA", default_value = "./data")]
     data: PathBuf,
 
+    /// The admin listener, loopback only: GET /metrics, GET /healthz, and
+    /// POST /purge?module=M[&version=V] (withdraws what the store holds of it,
+    /// for good; fetched afresh on its next request). `off`: none.
+    #[arg(long, env = "GOMODPROXY_ADMIN_LISTEN", value_name = "ADDR|off", default_value = "127.0.0.1:8081", value_parser = parse_admin_listen)]
+    admin_listen: AdminListen,
+
     /// Upstream list in GOPROXY syntax: file:///dir, http://host, https://host;
     /// entries separated by ',' (next on 404/410) or '|' (next on any error); 'off' ends the list.
     /// Default: the GOPROXY environment variable, else `go env GOPROXY`
@@ -301,6 +307,25 @@ fn parse_segment_size(s: &str) -> Result<u64, String> {
     Some(parse_bytes(s)?).filter(|&b| b >= 1 << 20).ok_or_else(|| format!("{s:?}: segments must be at least 1MiB"))
 }
 
+/// `--admin-listen`: a loopback address, or `off`. Until admin calls carry
+/// a token (the edge issue), anyone who reaches the listener may purge: it
+/// must not be reachable from another host.
+#[derive(Debug, Clone, Copy)]
+struct AdminListen(Option<SocketAddr>);
+
+fn parse_admin_listen(s: &str) -> Result<AdminListen, String> {
+    match s.trim() {
+        "off" => Ok(AdminListen(None)),
+        addr => {
+            let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr:?}: {e}; or `off`"))?;
+            if !addr.ip().is_loopback() {
+                return Err(format!("{addr}: the admin listener serves loopback only (127.0.0.0/8, ::1): it can purge the store"));
+            }
+            Ok(AdminListen(Some(addr)))
+        }
+    }
+}
+
 /// `--stream-fills`: the smallest zip streamed, or `off`.
 #[derive(Debug, Clone, Copy)]
 struct StreamFills(Option<u64>);
@@ -474,6 +499,7 @@ impl ServeArgs {
         }
         Ok(Config {
             listen: args.listen,
+            admin_listen: args.admin_listen.0,
             data_dir: args.data,
             upstream,
             private,

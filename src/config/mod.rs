@@ -23,6 +23,8 @@ use crate::upstream::list::{ListError, UpstreamList, UpstreamSource, UpstreamSpe
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The admin listener (`/metrics`, `/healthz`, `POST /purge`), loopback; `None`: off.
+    pub admin_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub upstream: UpstreamList,
     /// Module paths never sent to an `http(s)` entry of `upstream` (GOPRIVATE syntax).

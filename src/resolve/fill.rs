@@ -236,6 +236,43 @@ impl Filler {
         }
     }
 
+    /// Withdraws this core's records of `targets` for good: tombstones
+    /// written and synced (they survive restarts and hide the records),
+    /// then gone from the index, so the next request fills them afresh.
+    pub async fn withdraw(&self, targets: &[(String, String, RecordKind)]) -> Result<(), ResolveError> {
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let payloads: Vec<(Bytes, [u8; 32])> = targets
+            .iter()
+            .map(|(_, _, kind)| {
+                let payload = Bytes::from(vec![*kind as u8]);
+                let sha = store::record::payload_sha256(&payload);
+                (payload, sha)
+            })
+            .collect();
+        let records = targets
+            .iter()
+            .zip(&payloads)
+            .map(|((module, version, _), (payload, sha256))| Append {
+                kind: RecordKind::Tombstone,
+                module,
+                version,
+                payload: payload.clone(),
+                sha256: *sha256,
+            })
+            .collect();
+        self.writer.append_all(records).await.map_err(|e| {
+            self.metrics.store_errors.bump();
+            log::error!("writing {} tombstone(s) failed: {e}", targets.len());
+            ResolveError::Internal("the store could not write the purge's tombstones")
+        })?;
+        for (module, version, kind) in targets {
+            self.indexes[self.own].remove(module, version, *kind);
+        }
+        Ok(())
+    }
+
     /// Passes a query (a branch, a commit prefix) straight to the sources.
     /// Nothing is cached under the query: it can mean something else tomorrow.
     pub async fn pass_through(&self, module: &str, query: &str) -> Result<Bytes, ResolveError> {

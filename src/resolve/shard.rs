@@ -115,6 +115,23 @@ impl Shard {
         self.indexes[owner].get(module, version, record_kind).map(|e| e.blob.clone())
     }
 
+    /// Purges what this (owning) core stores of `module`, or of
+    /// `module@version`: see [`store::Index::module_records`]. Returns what
+    /// was withdrawn. The module's remembered `list`/`@latest` go too.
+    pub async fn purge_owned(&self, module: &str, version: Option<&str>) -> Result<Vec<(String, String, store::RecordKind)>, ResolveError> {
+        let targets = self.indexes[self.id].module_records(module, version);
+        self.filler.withdraw(&targets).await?;
+        let mut recent = self.recent.borrow_mut();
+        for kind in [Kind::List, Kind::Latest] {
+            recent.remove(&ArtifactKey { module: module.into(), version: "".into(), kind });
+        }
+        drop(recent);
+        for (m, v, k) in &targets {
+            log::info!("purged {m}@{v} ({k:?})");
+        }
+        Ok(targets)
+    }
+
     /// Passes a query (a branch, a commit prefix) straight to the sources, uncached.
     pub async fn pass_through(&self, module: &str, query: &str) -> Resolved {
         let bytes = self.filler.pass_through(module, query).await?;

@@ -18,6 +18,10 @@ use glommio::channels::local_channel::{self, LocalSender};
 
 use crate::artifact::ArtifactKey;
 use crate::resolve::{ResolveError, Resolved, Shard, ToOwner};
+use crate::store::RecordKind;
+
+/// What an owner's purge withdrew (module, version, kind), or why it could not.
+pub type Purged = Result<Vec<(String, String, RecordKind)>, ResolveError>;
 
 /// What crosses between cores.
 pub enum Msg {
@@ -25,6 +29,11 @@ pub enum Msg {
     Resolve { call: u64, from: usize, key: ArtifactKey },
     /// The answer to call `call`.
     Resolved { call: u64, result: Resolved },
+    /// Purge `module` (or `module@version`) from your shard (the admin
+    /// listener's `POST /purge`) and answer `from` under `call`.
+    Purge { call: u64, from: usize, module: String, version: Option<String> },
+    /// The answer to purge call `call`.
+    Purged { call: u64, result: Purged },
 }
 
 /// One core's end of the mesh.
@@ -34,12 +43,14 @@ pub struct Mesh {
     peers: Option<Senders<Msg>>,
     /// Calls this core sent that still wait for their answer.
     pending: RefCell<HashMap<u64, LocalSender<Resolved>>>,
+    /// Purges this core asked another for, waiting for their answer.
+    pending_purges: RefCell<HashMap<u64, LocalSender<Purged>>>,
     next_call: Cell<u64>,
 }
 
 impl Mesh {
     pub fn new(id: usize, peers: Option<Senders<Msg>>) -> Rc<Mesh> {
-        Rc::new(Mesh { id, peers, pending: RefCell::default(), next_call: Cell::new(0) })
+        Rc::new(Mesh { id, peers, pending: RefCell::default(), pending_purges: RefCell::default(), next_call: Cell::new(0) })
     }
 
     /// Serves messages from every peer for the life of the core: requests
@@ -75,7 +86,41 @@ impl Mesh {
                     let _ = tx.try_send(result);
                 }
             }
+            Msg::Purge { call, from, module, version } => {
+                let (mesh, shard) = (self.clone(), shard.clone());
+                glommio::spawn_local(async move {
+                    let result = shard.purge_owned(&module, version.as_deref()).await;
+                    if let Some(peers) = &mesh.peers {
+                        let _ = peers.send_to(from, Msg::Purged { call, result }).await;
+                    }
+                })
+                .detach();
+            }
+            Msg::Purged { call, result } => {
+                if let Some(tx) = self.pending_purges.borrow_mut().remove(&call) {
+                    let _ = tx.try_send(result);
+                }
+            }
         }
+    }
+
+    /// Purges `module` (or `module@version`) on its owner core `owner`
+    /// (this one, or another over the mesh), answering with what went.
+    pub async fn purge(&self, shard: &Shard, owner: usize, module: &str, version: Option<&str>) -> Purged {
+        if owner == self.id {
+            return shard.purge_owned(module, version).await;
+        }
+        let Some(peers) = &self.peers else { return Err(ResolveError::Internal("a module routed to another core with no mesh")) };
+        let call = self.next_call.get();
+        self.next_call.set(call.wrapping_add(1));
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.pending_purges.borrow_mut().insert(call, tx);
+        let msg = Msg::Purge { call, from: self.id, module: module.to_string(), version: version.map(str::to_string) };
+        if peers.send_to(owner, msg).await.is_err() {
+            self.pending_purges.borrow_mut().remove(&call);
+            return Err(ResolveError::Internal("the owner core is not accepting work"));
+        }
+        rx.recv().await.unwrap_or(Err(ResolveError::Internal("the owner core dropped the purge")))
     }
 }
 

@@ -15,6 +15,7 @@
 //! never parses HTTP or Go paths and decides nothing about caching.
 
 mod accept;
+mod admin;
 pub mod listener;
 pub mod mesh;
 pub mod purge;
@@ -70,6 +71,8 @@ impl std::error::Error for RuntimeError {}
 /// What the caller learns once every core is accepting.
 pub struct Started {
     pub addr: SocketAddr,
+    /// Where the admin listener listens, if it does.
+    pub admin: Option<SocketAddr>,
     pub recovery: RecoveryStats,
 }
 
@@ -151,6 +154,12 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let store = Store::open(&config.data_dir, cores, |m, v, k| route::owner_of_record(m, v, k, cores)).map_err(RuntimeError::Store)?;
     let recovery = store.stats().clone();
     let (addr, sockets) = listener::bind_all(config.listen, config.backlog, cores).map_err(|e| RuntimeError::Bind(config.listen, e))?;
+    // The admin listener, on core 0: bound now, so a taken port stops start-up.
+    let admin_socket = match config.admin_listen {
+        Some(at) => Some(std::net::TcpListener::bind(at).map_err(|e| RuntimeError::Bind(at, e))?),
+        None => None,
+    };
+    let admin_addr = admin_socket.as_ref().and_then(|l| l.local_addr().ok());
 
     let mut sources = fill_sources(&config);
     if let Some(settings) = &config.shared {
@@ -179,7 +188,8 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let store = Arc::new(store);
     // Start-up only: each core takes its own listener out by its mesh id.
     let signals = block_shutdown_signals();
-    let listener_fds: Vec<RawFd> = sockets.iter().map(|s| s.as_raw_fd()).collect();
+    let listener_fds: Vec<RawFd> = sockets.iter().map(|s| s.as_raw_fd()).chain(admin_socket.as_ref().map(|l| l.as_raw_fd())).collect();
+    let admin_socket = Arc::new(Mutex::new(admin_socket));
     let sockets: Arc<Mutex<Vec<Option<Socket>>>> = Arc::new(Mutex::new(sockets.into_iter().map(Some).collect()));
     let mesh = MeshBuilder::<Msg, _>::full(cores, MESH_CAPACITY);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
@@ -213,6 +223,12 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                 if let Some(r) = receivers.as_mut() {
                     mesh.listen(r, shard.clone());
                 }
+                if let Some(admin) = admin_socket.lock().ok().filter(|_| id == 0).and_then(|mut a| a.take()) {
+                    // SAFETY: the descriptor is a bound, listening TCP socket whose ownership moves here.
+                    let listener = unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(admin.into_raw_fd()) };
+                    let admin = Rc::new(admin::Admin { shard: shard.clone(), mesh: mesh.clone(), metrics, shutdown });
+                    glommio::spawn_local(admin.serve(listener)).detach();
+                }
                 let handler = ProxyHandler::new(CoreResolver::new(shard, mesh), proxy_settings.clone(), core_metrics, metrics);
                 Ok::<_, String>((id, handler, listener))
             }
@@ -237,7 +253,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         }
     }
     spawn_drain_thread(signals, listener_fds, shutdown, metrics, drain_timeout);
-    on_started(Started { addr, recovery });
+    on_started(Started { addr, admin: admin_addr, recovery });
     for r in handles.join_all() {
         if let Err(e) = r {
             return Err(RuntimeError::Executors(format!("{e:?}")));

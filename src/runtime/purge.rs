@@ -29,9 +29,16 @@ impl std::fmt::Display for PurgeError {
 
 impl std::error::Error for PurgeError {}
 
-/// The kinds a module's own records are stored as.
-fn module_kind(kind: RecordKind) -> bool {
-    matches!(kind, RecordKind::Info | RecordKind::Mod | RecordKind::Zip | RecordKind::GoSum | RecordKind::List | RecordKind::Latest)
+/// A purge's target must name a module (decoded path) and, if a version, a
+/// canonical one: the keys records are stored under.
+pub fn check_target(path: &str, version: Option<&str>) -> Result<(), PurgeError> {
+    module::check_path(path).map_err(|e| PurgeError::BadTarget(format!("{path:?}: {e}")))?;
+    match version {
+        Some(v) if module::canonical_version(v).is_none_or(|c| c != v) => {
+            Err(PurgeError::BadTarget(format!("{path}@{v}: {v:?} is not a canonical version")))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Purges `target` from the store under `data_dir`; returns the records withdrawn.
@@ -40,25 +47,9 @@ pub fn purge(data_dir: &std::path::Path, target: &str) -> Result<Vec<(String, St
         Some((p, v)) => (p, Some(v)),
         None => (target, None),
     };
-    module::check_path(path).map_err(|e| PurgeError::BadTarget(format!("{target:?}: {e}")))?;
-    if let Some(v) = version {
-        if module::canonical_version(v).is_none_or(|c| c != v) {
-            return Err(PurgeError::BadTarget(format!("{target:?}: {v:?} is not a canonical version")));
-        }
-    }
+    check_target(path, version)?;
     let store = Store::open(data_dir, 1, |_, _, _| 0).map_err(PurgeError::Store)?;
-    let index = &store.indexes()[0];
-    let mut chosen: Vec<(String, String, RecordKind)> = index
-        .entries()
-        .filter(|e| e.module() == path && module_kind(e.kind()))
-        .filter(|e| match version {
-            // The version's files and the hashes kept as `v` and `v/go.mod`.
-            Some(v) => e.version() == v || e.version().strip_suffix("/go.mod") == Some(v),
-            None => true,
-        })
-        .map(|e| (e.module().to_string(), e.version().to_string(), e.kind()))
-        .collect();
-    chosen.sort_by(|a, b| (&a.1, a.2 as u8).cmp(&(&b.1, b.2 as u8)));
+    let chosen = store.indexes()[0].module_records(path, version);
     let refs: Vec<(&str, &str, RecordKind)> = chosen.iter().map(|(m, v, k)| (m.as_str(), v.as_str(), *k)).collect();
     store.withdraw(&refs, |_, _, _| 0).map_err(PurgeError::Store)?;
     Ok(chosen)

@@ -171,6 +171,24 @@ impl Index {
         })
     }
 
+    /// What a purge of `module` (or of `module@version`) withdraws: a
+    /// version's `.info`, `.mod`, `.zip` and the go.sum hashes kept as
+    /// `version` and `version/go.mod`; for a whole module every version's,
+    /// and its `list` and `@latest`. Sorted by version and kind.
+    pub fn module_records(&self, module: &str, version: Option<&str>) -> Vec<(String, String, RecordKind)> {
+        let mut chosen: Vec<(String, String, RecordKind)> = self
+            .entries()
+            .filter(|e| e.module() == module && e.kind().is_module_file())
+            .filter(|e| match version {
+                Some(v) => e.version() == v || e.version().strip_suffix("/go.mod") == Some(v),
+                None => true,
+            })
+            .map(|e| (e.module().to_string(), e.version().to_string(), e.kind()))
+            .collect();
+        chosen.sort_by(|a, b| (&a.1, a.2 as u8).cmp(&(&b.1, b.2 as u8)));
+        chosen
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

@@ -42,8 +42,9 @@ pub enum RecordKind {
     SumAnswer = 5,
     /// The `h1:` hash a module file had when it was first stored, as a
     /// go.sum line names it: key `module@version` for the zip,
-    /// `module@version/go.mod` for the go.mod; payload `h1:…`. Never
-    /// tombstoned: later bytes for the same version must hash the same.
+    /// `module@version/go.mod` for the go.mod; payload `h1:…`. Later bytes
+    /// for the same version must hash the same; only a purge (an operator
+    /// accepting new bytes) tombstones it, never a quarantine.
     GoSum = 6,
     /// Withdraws a stored blob for good (quarantine, purge): key
     /// `module@version`, payload one byte, the [`RecordKind`] withdrawn.
@@ -62,6 +63,12 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
+    /// The records a module's purge withdraws: its versions' files and
+    /// kept hashes, its `list` and `@latest` (not checksum-database answers).
+    pub fn is_module_file(self) -> bool {
+        matches!(self, RecordKind::Info | RecordKind::Mod | RecordKind::Zip | RecordKind::GoSum | RecordKind::List | RecordKind::Latest)
+    }
+
     pub fn from_byte(b: u8) -> Option<RecordKind> {
         match b {
             1 => Some(RecordKind::Info),

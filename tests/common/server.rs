@@ -141,6 +141,8 @@ pub struct Server {
     data_dir: PathBuf,
     child: Option<Child>,
     addr: SocketAddr,
+    /// The admin listener's address, if it listens.
+    admin: Option<SocketAddr>,
     /// Incremented per (re)start so log lines say which process wrote them.
     generation: usize,
     /// Every stderr line of every process this Server started, in order.
@@ -170,6 +172,7 @@ impl Server {
             data_dir,
             child: None,
             addr: "127.0.0.1:0".parse().unwrap(),
+            admin: None,
             generation: SERVER_SEQ.fetch_add(1, Ordering::Relaxed),
             logs: Arc::new(Mutex::new(Vec::new())),
         };
@@ -189,6 +192,10 @@ impl Server {
             cmd.arg("--list-ttl").arg(ttl.to_string());
         }
         cmd.args(&o.extra_args);
+        // Many servers run at once: each its own admin port.
+        if !o.extra_args.iter().any(|a| a == "--admin-listen") {
+            cmd.args(["--admin-listen", "127.0.0.1:0"]);
+        }
         // The upstream always comes from --upstream; make sure nothing in
         // the developer's environment can add or redirect one.
         for k in [
@@ -250,6 +257,11 @@ impl Server {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(l) = line else { break };
+                if l.starts_with("admin listening on ") {
+                    if let Some(tx) = &tx {
+                        let _ = tx.send(l.clone());
+                    }
+                }
                 if l.starts_with("listening on ") {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(l.clone());
@@ -262,8 +274,10 @@ impl Server {
         // Bounded wait for the line; notice an early exit instead of waiting
         // out the whole timeout.
         let deadline = Instant::now() + self.opts.startup_timeout;
+        let mut admin = None;
         let line = loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(l) if l.starts_with("admin ") => admin = parse_listening_line(l.trim_start_matches("admin ")),
                 Ok(l) => break l,
                 Err(mpsc::RecvTimeoutError::Disconnected) | Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Some(st) = child.try_wait().expect("try_wait") {
@@ -278,12 +292,18 @@ impl Server {
             }
         };
         self.addr = parse_listening_line(&line).unwrap_or_else(|| panic!("{tag}: cannot parse listening line {line:?}"));
+        self.admin = admin;
         self.child = Some(child);
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash), usable as GOPROXY.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The admin listener's address (the harness gives every server one).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.expect("this server has no admin listener")
     }
 
     pub fn port(&self) -> u16 {
