@@ -4,8 +4,8 @@
 //! body (one syscall per response). Large bodies that lie in a segment file
 //! go out with `sendfile(2)`, which hands page-cache pages to the socket
 //! without the copy a `send` from the map would cost. When the socket is
-//! full we wait for it through glommio (whose write path sends from the map
-//! once the socket is writable), then go back to `sendfile`. Bodies are sent
+//! full we wait for room through glommio's write path with a single byte
+//! (the only copy), then go back to `sendfile`. Bodies are sent
 //! in bounded turns with a yield between them, so one client pulling a huge
 //! zip cannot starve the other connections on this core.
 //!
@@ -87,8 +87,11 @@ pub async fn send(stream: &mut TcpStream, head: &[u8], body: &[u8], file: Option
         let end = body.len().min(pos + FAIR_CHUNK);
         match file {
             Some((fd, offset)) if use_sendfile => match try_sendfile(sock, fd, offset + pos as u64, end - pos)? {
-                // Socket full: wait for room (glommio sends part of the turn from the map once writable).
-                0 => pos += stream.write(&body[pos..end]).await?,
+                // Socket full: wait for room. glommio has no bare "wait until
+                // writable", so one byte goes through its write path (which
+                // waits for room); sendfile carries the rest of the turn. A
+                // larger write here would copy the body through user space.
+                0 => pos += stream.write(&body[pos..pos + 1]).await?,
                 n => pos += n,
             },
             _ => {
