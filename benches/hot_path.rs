@@ -18,6 +18,7 @@ use gomodproxy::goproxy::{path, CacheControl, Reply};
 use gomodproxy::http::{request, response, HttpLimits};
 use gomodproxy::metrics::Metrics;
 use gomodproxy::resolve::fill::FillSources;
+use gomodproxy::resolve::live::Live;
 use gomodproxy::resolve::{route, CacheSettings, CoreResolver, Resolve, Shard};
 use gomodproxy::runtime::mesh::{Mesh, Msg};
 use gomodproxy::store::{record, RecordKind, Store};
@@ -129,9 +130,9 @@ fn cross_core_hop(c: &mut Criterion) {
                     id,
                     2,
                     store.indexes(),
-                    FillSources { upstream: upstream.clone(), checksums: None, databases: Arc::from(Vec::new()), shared: None },
+                    &Live::new(FillSources { upstream: upstream.clone(), checksums: None, databases: Arc::from(Vec::new()), shared: None }),
                     store.writer(1 << 20),
-                    settings.clone(),
+                    &Live::new((*settings).clone()),
                     metrics.core(id),
                 ));
                 let mesh = Mesh::new(id, Some(senders));

@@ -344,7 +344,25 @@ fn parse_stream_fills(s: &str) -> Result<StreamFills, String> {
 /// [`Cli::parse`] does; a bad file is an error naming it.
 pub fn parse_cli() -> Result<Cli, ConfigError> {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // At start-up a bad command line prints clap's usage and exits.
     let cli = Cli::parse_from(&argv);
+    with_config_file(argv, cli)
+}
+
+/// `gomodproxy serve`'s configuration read again, as at start-up (the same
+/// command line, `--config` and the files flags name, read afresh), for a
+/// reload: every error is returned, nothing exits.
+pub fn reread_serve_config() -> Result<Config, ConfigError> {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = Cli::try_parse_from(&argv).map_err(|e| ConfigError::Reload(e.to_string().lines().next().unwrap_or_default().to_string()))?;
+    match with_config_file(argv, cli)?.command {
+        Command::Serve(args) => args.into_config(),
+        _ => Err(ConfigError::Reload("not a `gomodproxy serve` command line".into())),
+    }
+}
+
+/// Adds the settings of `--config FILE` (if given) to `cli`.
+fn with_config_file(argv: Vec<std::ffi::OsString>, cli: Cli) -> Result<Cli, ConfigError> {
     let (sub, args) = match &cli.command {
         Command::Serve(args) => ("serve", args),
         Command::Verify(args) => ("verify", args),

@@ -112,6 +112,9 @@ pub enum ConfigError {
     },
     /// `--shared-store` names no store we can use.
     SharedStore(String),
+    /// The command line itself no longer parses on a reload (a changed
+    /// environment variable, say).
+    Reload(String),
     /// `--config` could not be read, or holds what is no setting.
     ConfigFile {
         path: PathBuf,
@@ -129,6 +132,7 @@ impl std::fmt::Display for ConfigError {
             ConfigError::UpstreamTls(e) => write!(f, "https upstream set-up: {e}"),
             ConfigError::ConfigFile { path, reason } => write!(f, "--config {}: {reason}", path.display()),
             ConfigError::SharedStore(reason) => write!(f, "--shared-store: {reason}"),
+            ConfigError::Reload(reason) => f.write_str(reason),
             ConfigError::UpstreamDir { flag, dir } => {
                 write!(f, "{flag}: file://{}: no such directory (a file:// upstream is a GOPROXY tree: MODULE/@v/list, …)", dir.display())
             }

@@ -43,7 +43,7 @@ impl std::error::Error for BadPattern {}
 
 /// One glob of the list: its tokens and how many `/` it holds (it is
 /// matched against that many plus one leading elements of a path).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Glob {
     source: String,
     toks: Vec<Tok>,
@@ -51,7 +51,7 @@ struct Glob {
 }
 
 /// A compiled, comma-separated pattern list.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PrefixPatterns {
     globs: Vec<Glob>,
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use crate::artifact::{ArtifactKey, Body, CacheClass, Kind};
 use crate::metrics::{CoreMetrics, Metrics};
+use crate::resolve::live::View;
 use crate::resolve::{policy, CacheSettings, Resolve};
 use path::{Endpoint, SumDbRequest};
 pub use reply::{CacheControl, Reply};
@@ -54,7 +55,8 @@ impl ProxySettings {
 /// One core's protocol handler.
 pub struct ProxyHandler<R> {
     resolver: R,
-    settings: Arc<ProxySettings>,
+    /// As the last reload left them.
+    settings: View<ProxySettings>,
     /// This core's counters.
     metrics: &'static CoreMetrics,
     /// Every core's, for `/metrics`.
@@ -62,7 +64,7 @@ pub struct ProxyHandler<R> {
 }
 
 impl<R: Resolve> ProxyHandler<R> {
-    pub fn new(resolver: R, settings: Arc<ProxySettings>, metrics: &'static CoreMetrics, all_metrics: &'static Metrics) -> Self {
+    pub fn new(resolver: R, settings: View<ProxySettings>, metrics: &'static CoreMetrics, all_metrics: &'static Metrics) -> Self {
         ProxyHandler { resolver, settings, metrics, all_metrics }
     }
 
@@ -72,13 +74,13 @@ impl<R: Resolve> ProxyHandler<R> {
     /// module zip; everything else is resolved on its owner, fresh for
     /// `--sumdb-ttl`.
     async fn sumdb(&self, name: &str, sreq: SumDbRequest<'_>, if_none_match: Option<&[u8]>) -> Reply {
-        if !self.settings.proxies_sumdb(name) {
+        if !self.settings.with(|s| s.proxies_sumdb(name)) {
             return reply::sumdb_not_proxied(name);
         }
         self.metrics.sumdb_requests.bump();
         let kind = sreq.kind();
         if kind == Kind::SumSupported {
-            return reply::sumdb_supported(self.settings.cache_control(kind));
+            return reply::sumdb_supported(self.settings.with(|s| s.cache_control(kind)));
         }
         let rest = match sreq.upstream_path() {
             Ok(p) => p,
@@ -93,7 +95,7 @@ impl<R: Resolve> ProxyHandler<R> {
         let result = self.resolver.resolve(ArtifactKey { module: module.into(), version: rest.into(), kind }).await;
         match (kind, result) {
             (Kind::SumTile, Ok(a)) => reply::immutable(kind, a.body, if_none_match),
-            (_, Ok(a)) => reply::mutable(kind, a.body, self.settings.cache_control(kind)),
+            (_, Ok(a)) => reply::mutable(kind, a.body, self.settings.with(|s| s.cache_control(kind))),
             (_, Err(e)) => reply::resolve_error(&e),
         }
     }
@@ -127,7 +129,7 @@ impl<R: Resolve> Handler for ProxyHandler<R> {
                 self.metrics.misses.bump();
                 let key = ArtifactKey { module: module.into(), version: "".into(), kind };
                 match Box::pin(self.resolver.resolve(key)).await {
-                    Ok(a) => reply::mutable(kind, a.body, self.settings.cache_control(kind)),
+                    Ok(a) => reply::mutable(kind, a.body, self.settings.with(|s| s.cache_control(kind))),
                     Err(e) => reply::resolve_error(&e),
                 }
             }
@@ -193,7 +195,7 @@ mod tests {
         let settings = ProxySettings { sumdb_names: vec!["sum.example".into()].into(), cache: Arc::new(cache) };
         let metrics = Metrics::leak(1);
         let resolver = Scripted { answer, asked: RefCell::default(), queries: RefCell::default() };
-        ProxyHandler::new(resolver, Arc::new(settings), metrics.core(0), metrics)
+        ProxyHandler::new(resolver, crate::resolve::live::Live::new(settings).view(), metrics.core(0), metrics)
     }
 
     #[test]

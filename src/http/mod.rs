@@ -27,7 +27,7 @@ pub use request::{HttpError, Method, Parsed, Request};
 pub use shutdown::Shutdown;
 
 /// Limits on what one client may make the server hold or wait for.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
     /// Longest request target accepted (414 beyond).
     pub max_uri_bytes: usize,

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::live::View;
 use super::ResolveError;
 use crate::artifact::fill::Progress;
 use crate::artifact::{ArtifactKey, FetchError, Kind};
@@ -60,7 +61,8 @@ pub enum Filled {
 /// One core's means of filling: its sources, its segment writer and the
 /// index shard it publishes into.
 pub struct Filler {
-    sources: FillSources,
+    /// The sources as the last reload left them (a fill keeps those it started with).
+    sources: View<FillSources>,
     writer: SegmentWriter,
     /// Every core's index shard (hits read any of them in place)...
     indexes: Arc<[Index]>,
@@ -70,7 +72,13 @@ pub struct Filler {
 }
 
 impl Filler {
-    pub fn new(sources: FillSources, writer: SegmentWriter, indexes: Arc<[Index]>, own: usize, metrics: &'static CoreMetrics) -> Filler {
+    pub fn new(
+        sources: View<FillSources>,
+        writer: SegmentWriter,
+        indexes: Arc<[Index]>,
+        own: usize,
+        metrics: &'static CoreMetrics,
+    ) -> Filler {
         Filler { sources, writer, indexes, own, metrics }
     }
 
@@ -85,7 +93,8 @@ impl Filler {
         on_stream: impl FnOnce(),
     ) -> Result<Filled, ResolveError> {
         self.metrics.upstream_fetches.bump();
-        let FillSources { upstream, checksums, databases, .. } = self.sources.clone();
+        let sources = self.sources.get();
+        let FillSources { upstream, checksums, databases, .. } = (*sources).clone();
         let k = key.clone();
         let record_kind = key.kind.record_kind();
         let p = progress.cloned().unwrap_or_default();
@@ -100,7 +109,7 @@ impl Filler {
         // Hash (and verify) on the blocking thread too: a 500 MiB zip must
         // not stall the reactor. A streamed zip's readers wait for the last
         // byte until this is done.
-        let shared = self.sources.shared.clone().filter(|_| SharedTier::keeps(key.kind));
+        let shared = sources.shared.clone().filter(|_| SharedTier::keeps(key.kind));
         // With a shared tier, the log says which tier answered each fill.
         let shared_applies = shared.is_some();
         let metrics = self.metrics;
@@ -277,7 +286,7 @@ impl Filler {
     /// Nothing is cached under the query: it can mean something else tomorrow.
     pub async fn pass_through(&self, module: &str, query: &str) -> Result<Bytes, ResolveError> {
         self.metrics.upstream_fetches.bump();
-        let upstream = self.sources.upstream.clone();
+        let upstream = self.sources.get().upstream.clone();
         let (module, query) = (module.to_string(), query.to_string());
         let fetched = spawn_fetch(move || upstream.fetch(&Fetch { module: &module, version: &query, kind: Kind::Info })).await;
         self.count_upstream_error(&fetched);

@@ -14,6 +14,7 @@
 
 pub mod fill;
 pub mod flight;
+pub mod live;
 pub mod memory;
 pub mod policy;
 pub mod route;

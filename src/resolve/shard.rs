@@ -22,6 +22,7 @@ use bytes::Bytes;
 
 use super::fill::{FillSources, Filled, Filler};
 use super::flight::{Joined, SingleFlight};
+use super::live::{Live, View};
 use super::memory::BoundedMap;
 use super::policy::{self, CacheSettings, HitRouting, NegativeUpdate};
 use super::route;
@@ -52,7 +53,10 @@ pub struct Shard {
     cores: usize,
     /// Every core's index shard: hits read any of them in place.
     indexes: Arc<[Index]>,
-    settings: Arc<CacheSettings>,
+    /// The TTLs and streaming bounds, as the last reload left them.
+    settings: View<CacheSettings>,
+    /// Where hits are answered: fixed for the life of the process.
+    hit_routing: HitRouting,
     metrics: &'static CoreMetrics,
     filler: Filler,
     flights: SingleFlight,
@@ -67,17 +71,19 @@ impl Shard {
         id: usize,
         cores: usize,
         indexes: Arc<[Index]>,
-        sources: FillSources,
+        sources: &Arc<Live<FillSources>>,
         writer: SegmentWriter,
-        settings: Arc<CacheSettings>,
+        settings: &Arc<Live<CacheSettings>>,
         metrics: &'static CoreMetrics,
     ) -> Shard {
+        let hit_routing = settings.load().hit_routing;
         Shard {
             id,
             cores,
-            filler: Filler::new(sources, writer, indexes.clone(), id, metrics),
+            filler: Filler::new(sources.view(), writer, indexes.clone(), id, metrics),
             indexes,
-            settings,
+            settings: settings.view(),
+            hit_routing,
             metrics,
             flights: SingleFlight::default(),
             recent: RefCell::default(),
@@ -109,7 +115,7 @@ impl Shard {
         }
         let record_kind = kind.record_kind()?;
         let owner = route::owner_of(module, self.cores);
-        if self.settings.hit_routing == HitRouting::Owner && owner != self.id {
+        if self.hit_routing == HitRouting::Owner && owner != self.id {
             return None;
         }
         self.indexes[owner].get(module, version, record_kind).map(|e| e.blob.clone())
@@ -170,7 +176,7 @@ impl Shard {
     /// What this owner already knows about `key`: a stored or fresh
     /// answer, or a fresh "not found".
     fn cached(&self, key: &ArtifactKey) -> Option<Resolved> {
-        let ttl = policy::ttl(&self.settings, key.kind);
+        let ttl = policy::ttl(&self.settings.get(), key.kind);
         let hit = match key.kind.record_kind() {
             Some(kind) if key.kind.is_immutable() => self.indexes[self.id]
                 .get(&key.module, &key.version, kind)
@@ -189,7 +195,7 @@ impl Shard {
         }
         let negative = self.negative.borrow();
         let n = negative.get(key)?;
-        policy::is_fresh(n.fetched_at, self.settings.negative_ttl).then(|| {
+        policy::is_fresh(n.fetched_at, self.settings.with(|s| s.negative_ttl)).then(|| {
             self.metrics.negative_hits.bump();
             Err(ResolveError::Fetch(n.error.clone()))
         })
@@ -206,7 +212,8 @@ impl Shard {
     /// Past their TTL, entries are only a reserve for stale-if-error: the first to go.
     fn keep_recent(&self, key: &ArtifactKey, bytes: Bytes) {
         let recent = Recent { bytes, fetched_at: Instant::now() };
-        self.recent.borrow_mut().insert(key.clone(), recent, |k, r| !policy::is_fresh(r.fetched_at, policy::ttl(&self.settings, k.kind)));
+        let settings = self.settings.get();
+        self.recent.borrow_mut().insert(key.clone(), recent, |k, r| !policy::is_fresh(r.fetched_at, policy::ttl(&settings, k.kind)));
     }
 
     /// The last copy of an answer that changes, whatever its age: this
@@ -222,7 +229,7 @@ impl Shard {
 
     /// Remembers a 404/410 for `--negative-ttl`; any answer forgets it.
     fn remember(&self, key: &ArtifactKey, result: &Resolved) {
-        let ttl = self.settings.negative_ttl;
+        let ttl = self.settings.with(|s| s.negative_ttl);
         match policy::negative_update(result, ttl) {
             NegativeUpdate::Remember(error) => {
                 let negative = Negative { error: error.clone(), fetched_at: Instant::now() };
@@ -237,7 +244,8 @@ impl Shard {
     /// keeps what the fill produced where its kind belongs.
     async fn fill(&self, key: &ArtifactKey) -> Resolved {
         let last_stream_failed = self.unstreamable.borrow().contains(key);
-        let progress = policy::stream_from(&self.settings, key.kind, last_stream_failed).map(|min| Arc::new(Progress::new(Some(min))));
+        let progress =
+            policy::stream_from(&self.settings.get(), key.kind, last_stream_failed).map(|min| Arc::new(Progress::new(Some(min))));
         let on_stream = || {
             if let Some(p) = &progress {
                 if self.flights.announce(key, p) {

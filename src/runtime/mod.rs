@@ -19,6 +19,7 @@ mod admin;
 pub mod listener;
 pub mod mesh;
 pub mod purge;
+pub mod reload;
 pub mod verify;
 
 use std::net::SocketAddr;
@@ -33,12 +34,13 @@ use socket2::Socket;
 
 use self::mesh::{Mesh, Msg};
 use crate::config::Config;
-use crate::goproxy::{ProxyHandler, ProxySettings};
+use crate::goproxy::ProxyHandler;
 use crate::http::Shutdown;
 use crate::metrics::Metrics;
 use crate::resolve::fill::FillSources;
-use crate::resolve::{route, CacheSettings, CoreResolver, Shard};
-use crate::shared::{SharedError, SharedTier};
+use crate::resolve::live::Live;
+use crate::resolve::{route, CoreResolver, Shard};
+use crate::shared::SharedError;
 use crate::store::{RecoveryStats, Store, StoreError};
 use crate::upstream::git::GitSources;
 use crate::upstream::private::PrivacyGuard;
@@ -85,23 +87,39 @@ fn block_shutdown_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
 }
 
-/// On SIGTERM/SIGINT: stop accepting (the balancer's health checks fail over
-/// and the backlog drains to other hosts), let open connections finish what
-/// they are sending for up to `grace`, then exit. A second signal exits at
-/// once. Nothing needs flushing: every published record is already durable.
-fn spawn_drain_thread(signals: libc::sigset_t, listeners: Vec<RawFd>, shutdown: Shutdown, metrics: &'static Metrics, grace: Duration) {
+/// On SIGHUP: reload the configuration (see [`reload`]). On SIGTERM/SIGINT:
+/// stop accepting (the balancer's health checks fail over and the backlog
+/// drains to other hosts), let open connections finish what they are
+/// sending for up to `grace`, then exit. A second signal exits at once.
+/// Nothing needs flushing: every published record is already durable.
+fn spawn_signal_thread(
+    signals: libc::sigset_t,
+    listeners: Vec<RawFd>,
+    shutdown: Shutdown,
+    metrics: &'static Metrics,
+    grace: Duration,
+    reloader: Arc<reload::Reloader>,
+) {
     std::thread::Builder::new()
         .name("gomodproxy-signals".into())
         .spawn(move || {
             let mut sig: libc::c_int = 0;
-            // SAFETY: sigwait on a set of blocked signals, writing into a local.
-            if unsafe { libc::sigwait(&signals, &mut sig) } != 0 {
-                return;
+            loop {
+                // SAFETY: sigwait on a set of blocked signals, writing into a local.
+                if unsafe { libc::sigwait(&signals, &mut sig) } != 0 {
+                    return;
+                }
+                if sig != libc::SIGHUP {
+                    break;
+                }
+                log::info!("SIGHUP: reading the configuration again");
+                reloader.reload();
             }
             log::info!("signal {sig}: no longer accepting; draining connections for up to {grace:?}");
             shutdown.begin_drain();
@@ -161,27 +179,15 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     };
     let admin_addr = admin_socket.as_ref().and_then(|l| l.local_addr().ok());
 
-    let mut sources = fill_sources(&config);
-    if let Some(settings) = &config.shared {
-        let tier = SharedTier::open(settings.clone()).map_err(RuntimeError::Shared)?;
-        log::info!("sharing fills with every node of {} (node {}, lease {:?})", tier.name(), settings.node, settings.lease);
-        sources.shared = Some(tier);
-    }
-    if let Some(check) = &sources.checksums {
-        log::info!("verifying every public module's .zip and .mod against checksum database {}", check.name());
-    }
+    let reload::Settings { sources, cache, proxy } = reload::settings(&config, None)?;
     let metrics = Metrics::leak(cores);
-    let cache_settings = Arc::new(CacheSettings {
-        list_ttl: config.list_ttl,
-        sumdb_ttl: config.sumdb_ttl,
-        negative_ttl: config.negative_ttl,
-        stream_fills: config.stream_fills,
-        hit_routing: config.hit_routing,
+    let reloader = Arc::new(reload::Reloader {
+        sources: Live::new(sources),
+        cache: Live::new((*cache).clone()),
+        proxy: Live::new(proxy),
+        running: Mutex::new(config.clone()),
     });
-    let proxy_settings = Arc::new(ProxySettings {
-        sumdb_names: config.sumdbs.iter().map(|db| db.name.as_str().into()).collect(),
-        cache: cache_settings.clone(),
-    });
+    let live = reloader.clone();
     let indexes = store.indexes();
     let shutdown = Shutdown::leak();
     let drain_timeout = config.drain_timeout;
@@ -218,7 +224,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                 let listener = unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(socket.into_raw_fd()) };
                 let writer = store.writer(config.segment_bytes);
                 let core_metrics = metrics.core(id);
-                let shard = Rc::new(Shard::new(id, cores, indexes.clone(), sources.clone(), writer, cache_settings.clone(), core_metrics));
+                let shard = Rc::new(Shard::new(id, cores, indexes.clone(), &live.sources, writer, &live.cache, core_metrics));
                 let mesh = Mesh::new(id, peers);
                 if let Some(r) = receivers.as_mut() {
                     mesh.listen(r, shard.clone());
@@ -229,7 +235,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                     let admin = Rc::new(admin::Admin { shard: shard.clone(), mesh: mesh.clone(), metrics, shutdown });
                     glommio::spawn_local(admin.serve(listener)).detach();
                 }
-                let handler = ProxyHandler::new(CoreResolver::new(shard, mesh), proxy_settings.clone(), core_metrics, metrics);
+                let handler = ProxyHandler::new(CoreResolver::new(shard, mesh), live.proxy.view(), core_metrics, metrics);
                 Ok::<_, String>((id, handler, listener))
             }
             .await;
@@ -252,7 +258,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
             Err(_) => return Err(RuntimeError::Executors("an executor exited during start-up".into())),
         }
     }
-    spawn_drain_thread(signals, listener_fds, shutdown, metrics, drain_timeout);
+    spawn_signal_thread(signals, listener_fds, shutdown, metrics, drain_timeout, reloader);
     on_started(Started { addr, admin: admin_addr, recovery });
     for r in handles.join_all() {
         if let Err(e) = r {

@@ -31,7 +31,7 @@ use crate::metrics::CoreMetrics;
 use crate::upstream::breaker::{Admission, Breaker};
 
 /// `--shared-store` and the settings that go with it, checked by `config`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedSettings {
     /// `s3://BUCKET/PREFIX`, `gs://…`, `az://…` or `file:///DIR`, with
     /// builder settings (`endpoint`, `region`, …) as query parameters.

@@ -45,7 +45,7 @@ pub enum GitRemote {
 }
 
 /// One `[[git]]` source.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitSource {
     /// Module paths it serves (GOPRIVATE syntax).
     pub pattern: PrefixPatterns,

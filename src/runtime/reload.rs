@@ -1,0 +1,121 @@
+//! SIGHUP: the configuration read again (the command line, `--config` and
+//! the files its flags name) and, if it is valid, put in place while the
+//! server runs: upstream lists, private patterns, TTLs, Git sources,
+//! checksum databases, the shared tier. Connections and fills in flight
+//! keep what they started with; the next request sees the new settings.
+//!
+//! Owns building those settings from a [`Config`] (the same code at start-up
+//! and on reload, so both validate alike) and the hand-over through the
+//! resolve layer's [`Live`] cells. An invalid configuration is refused with
+//! a log line naming the error and changes nothing. Settings that shape
+//! the process itself (addresses, data directory, cores, segment size, fetch
+//! threads, connection limits) need a restart: a change to them is named in
+//! the log and left alone.
+
+use std::sync::{Arc, Mutex};
+
+use super::{fill_sources, RuntimeError};
+use crate::config::Config;
+use crate::goproxy::ProxySettings;
+use crate::resolve::fill::FillSources;
+use crate::resolve::live::Live;
+use crate::resolve::CacheSettings;
+use crate::shared::SharedTier;
+
+/// Everything a reload may replace, built from one configuration.
+pub struct Settings {
+    pub sources: FillSources,
+    pub cache: Arc<CacheSettings>,
+    pub proxy: ProxySettings,
+}
+
+/// Builds the settings of `config`. `running`: the settings now in use, whose
+/// shared-tier client is kept when its configuration did not change.
+pub fn settings(config: &Config, running: Option<(&Config, &FillSources)>) -> Result<Settings, RuntimeError> {
+    let mut sources = fill_sources(config);
+    sources.shared = match (&config.shared, running) {
+        (Some(wanted), Some((old, old_sources))) if old.shared.as_ref() == Some(wanted) => old_sources.shared.clone(),
+        (Some(wanted), _) => {
+            let tier = SharedTier::open(wanted.clone()).map_err(RuntimeError::Shared)?;
+            log::info!("sharing fills with every node of {} (node {}, lease {:?})", tier.name(), wanted.node, wanted.lease);
+            Some(tier)
+        }
+        (None, _) => None,
+    };
+    if let Some(check) = &sources.checksums {
+        log::info!("verifying every public module's .zip and .mod against checksum database {}", check.name());
+    }
+    let cache = Arc::new(CacheSettings {
+        list_ttl: config.list_ttl,
+        sumdb_ttl: config.sumdb_ttl,
+        negative_ttl: config.negative_ttl,
+        stream_fills: config.stream_fills,
+        hit_routing: config.hit_routing,
+    });
+    let proxy = ProxySettings { sumdb_names: config.sumdbs.iter().map(|db| db.name.as_str().into()).collect(), cache: cache.clone() };
+    Ok(Settings { sources, cache, proxy })
+}
+
+/// What SIGHUP replaces, and the configuration it replaced last.
+pub struct Reloader {
+    pub sources: Arc<Live<FillSources>>,
+    pub cache: Arc<Live<CacheSettings>>,
+    pub proxy: Arc<Live<ProxySettings>>,
+    pub running: Mutex<Config>,
+}
+
+impl Reloader {
+    /// Reads the configuration again and puts it in place, or logs why not.
+    pub fn reload(&self) {
+        let config = match crate::config::flags::reread_serve_config() {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("SIGHUP: the new configuration is refused, the running one stays: {e}");
+                return;
+            }
+        };
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let fixed = restart_only_changes(&running, &config);
+        let current = self.sources.load();
+        let built = match settings(&config, Some((&running, &current))) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("SIGHUP: the new configuration is refused, the running one stays: {e}");
+                return;
+            }
+        };
+        self.sources.replace(built.sources);
+        self.cache.replace((*built.cache).clone());
+        self.proxy.replace(built.proxy);
+        if !fixed.is_empty() {
+            log::warn!("SIGHUP: {} changed but take effect only after a restart", fixed.join(", "));
+        }
+        log::info!(
+            "SIGHUP: configuration reloaded: upstream {}",
+            config.upstream.entries.iter().map(|e| format!("{:?}", e.spec)).collect::<Vec<_>>().join(" ")
+        );
+        *running = config;
+    }
+}
+
+/// The settings that differ between `old` and `new` but need a restart.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut check = |name, differs: bool| {
+        if differs {
+            changed.push(name);
+        }
+    };
+    check("--listen", old.listen != new.listen);
+    check("--admin-listen", old.admin_listen != new.admin_listen);
+    check("--data", old.data_dir != new.data_dir);
+    check("--cores", old.cores != new.cores);
+    check("--segment-size", old.segment_bytes != new.segment_bytes);
+    check("--fetch-threads", old.fetch_threads != new.fetch_threads);
+    check("--hit-routing", old.hit_routing != new.hit_routing);
+    check("--max-connections", old.max_connections != new.max_connections);
+    check("--backlog", old.backlog != new.backlog);
+    check("the HTTP limits", old.limits != new.limits);
+    check("--drain-timeout", old.drain_timeout != new.drain_timeout);
+    changed
+}
