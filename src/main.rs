@@ -2,9 +2,38 @@
 //! `anyhow` lives here and nowhere else.
 
 use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use gomodproxy::config::flags::Command;
+
+/// `--log-format json`, set once the configuration is read (lines before
+/// that are text).
+static LOG_JSON: AtomicBool = AtomicBool::new(false);
+
+/// Collects a log record's key-value fields (module, version, kind…).
+struct Fields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl<'kvs> log::kv::VisitSource<'kvs> for Fields<'_> {
+    fn visit_pair(&mut self, key: log::kv::Key<'kvs>, value: log::kv::Value<'kvs>) -> Result<(), log::kv::Error> {
+        self.0.insert(key.to_string(), serde_json::Value::String(value.to_string()));
+        Ok(())
+    }
+}
+
+fn format_log(buf: &mut env_logger::fmt::Formatter, record: &log::Record<'_>) -> std::io::Result<()> {
+    if !LOG_JSON.load(Ordering::Relaxed) {
+        let ts = buf.timestamp_millis();
+        return writeln!(buf, "[{ts} {:<5} {}] {}", record.level(), record.target(), record.args());
+    }
+    let mut line = serde_json::Map::new();
+    line.insert("ts".into(), buf.timestamp_millis().to_string().into());
+    line.insert("level".into(), record.level().as_str().into());
+    line.insert("target".into(), record.target().into());
+    line.insert("msg".into(), record.args().to_string().into());
+    let _ = record.key_values().visit(&mut Fields(&mut line));
+    writeln!(buf, "{}", serde_json::Value::Object(line))
+}
 
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -12,11 +41,13 @@ fn main() -> anyhow::Result<()> {
         // included: credentials must never reach a log, whatever RUST_LOG says.
         .filter_module("ureq::unit", log::LevelFilter::Info)
         .target(env_logger::Target::Stderr)
+        .format(format_log)
         .init();
     let cli = gomodproxy::config::flags::parse_cli()?;
     match cli.command {
         Command::Serve(args) => {
             let config = args.into_config()?;
+            LOG_JSON.store(config.log_json, Ordering::Relaxed);
             log::info!(
                 "starting: {} cores, data {}, upstream {}, checksum databases: {}",
                 config.cores,
@@ -54,7 +85,7 @@ fn main() -> anyhow::Result<()> {
             let purged = gomodproxy::runtime::purge::purge(&args.data, &args.target).context("gomodproxy purge")?;
             let mut out = std::io::stdout().lock();
             for (module, version, kind) in &purged {
-                let _ = writeln!(out, "purged {module}@{version} ({kind:?})");
+                let _ = writeln!(out, "purged {module}@{version} ({})", kind.label());
             }
             let _ = writeln!(out, "purged {} record(s) of {}; fetched afresh on their next request", purged.len(), args.target);
         }

@@ -43,7 +43,7 @@ fn an_online_purge_is_fetched_afresh_and_stays_purged_across_restarts() {
     let purged: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let kinds: Vec<&str> = purged["purged"].as_array().unwrap().iter().map(|p| p["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds.len(), 5, "info, mod, zip and two kept hashes: {purged}");
-    for kind in ["Info", "Mod", "Zip", "GoSum"] {
+    for kind in [".info", ".mod", ".zip", "go.sum hash"] {
         assert!(kinds.contains(&kind), "{kind} in {purged}");
     }
     // Fetched afresh at once, on any core; the other version and module untouched.

@@ -76,6 +76,11 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_DATA", default_value = "./data")]
     data: PathBuf,
 
+    /// Log lines as `text` (human-readable) or `json` (one object a line: ts, level,
+    /// target, msg, and module, version and kind for lines about a request).
+    #[arg(long, env = "GOMODPROXY_LOG_FORMAT", value_name = "text|json", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+
     /// The admin listener, loopback only: GET /metrics, GET /healthz, and
     /// POST /purge?module=M[&version=V] (withdraws what the store holds of it,
     /// for good; fetched afresh on its next request). `off`: none.
@@ -518,6 +523,7 @@ impl ServeArgs {
         Ok(Config {
             listen: args.listen,
             admin_listen: args.admin_listen.0,
+            log_json: args.log_format == "json",
             data_dir: args.data,
             upstream,
             private,

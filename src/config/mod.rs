@@ -25,6 +25,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The admin listener (`/metrics`, `/healthz`, `POST /purge`), loopback; `None`: off.
     pub admin_listen: Option<SocketAddr>,
+    /// `--log-format json`: log lines as JSON objects.
+    pub log_json: bool,
     pub data_dir: PathBuf,
     pub upstream: UpstreamList,
     /// Module paths never sent to an `http(s)` entry of `upstream` (GOPRIVATE syntax).

@@ -198,7 +198,10 @@ impl Filler {
         // `h1`: the go.sum hash to keep beside the file (new, or replacing one).
         let (bytes, sha, h1, answered_by) = fetched?;
         if shared_applies {
-            log::info!("{}@{} ({}): {} bytes from {answered_by}", key.module, key.version, key.kind.label(), bytes.len());
+            log::info!(
+                module = &*key.module, version = &*key.version, kind = key.kind.label(), tier = answered_by;
+                "{}@{} ({}): {} bytes from {answered_by}", key.module, key.version, key.kind.label(), bytes.len()
+            );
         }
         let Some(kind) = record_kind else { return Ok(Filled::Mutable(bytes)) };
         let sha = sha.unwrap_or_else(|| store::record::payload_sha256(&bytes));
@@ -236,7 +239,10 @@ impl Filler {
             Ok((None, _)) => Err(ResolveError::Internal("the store wrote no record")),
             Err(e) => {
                 self.metrics.store_errors.bump();
-                log::error!("storing {}@{} ({kind:?}) failed, serving from memory: {e}", key.module, key.version);
+                log::error!(
+                    module = &*key.module, version = &*key.version, kind = key.kind.label();
+                    "storing {}@{} ({kind:?}) failed, serving from memory: {e}", key.module, key.version
+                );
                 if let Some(p) = progress {
                     p.mark_kept(&bytes, bytes.clone());
                 }
@@ -369,7 +375,7 @@ fn check_body(k: &ArtifactKey, body: &Bytes, lookup: Option<&mut Lookup>, first_
     let keep = match (&h1, first_hash) {
         (Some(got), Some(first)) if got != first && vouched => {
             log::warn!(
-                "{}@{} ({}): the checksum database vouches for {got}; replacing the kept first-download hash {first}",
+                module = &*k.module, version = &*k.version, kind = k.kind.label(); "{}@{} ({}): the checksum database vouches for {got}; replacing the kept first-download hash {first}",
                 k.module,
                 k.version,
                 k.kind.label()
@@ -378,7 +384,7 @@ fn check_body(k: &ArtifactKey, body: &Bytes, lookup: Option<&mut Lookup>, first_
         }
         (Some(got), Some(expected)) if got != expected => {
             let what = format!("{}@{} ({})", k.module, k.version, k.kind.label());
-            log::error!("SECURITY: {what}: the fetched bytes hash to {got}, its first download to {expected}; refused");
+            log::error!(module = &*k.module, version = &*k.version, kind = k.kind.label(); "SECURITY: {what}: the fetched bytes hash to {got}, its first download to {expected}; refused");
             return Err(FetchError::ChecksumMismatch {
                 what,
                 recorded_by: "gomodproxy's first download of it".into(),
@@ -396,7 +402,7 @@ fn check_body(k: &ArtifactKey, body: &Bytes, lookup: Option<&mut Lookup>, first_
 /// counted, its stream voided; the fill goes on to the upstream.
 fn shared_refused(k: &ArtifactKey, progress: &Progress, metrics: &CoreMetrics, e: &FetchError) {
     log::error!(
-        "SECURITY: {}@{} ({}): the shared store's copy is refused: {e}; fetching it from the upstream",
+        module = &*k.module, version = &*k.version, kind = k.kind.label(); "SECURITY: {}@{} ({}): the shared store's copy is refused: {e}; fetching it from the upstream",
         k.module,
         k.version,
         k.kind.label()

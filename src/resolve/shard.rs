@@ -133,7 +133,7 @@ impl Shard {
         }
         drop(recent);
         for (m, v, k) in &targets {
-            log::info!("purged {m}@{v} ({k:?})");
+            log::info!(module = m.as_str(), version = v.as_str(), kind = k.label(); "purged {m}@{v} ({})", k.label());
         }
         Ok(targets)
     }

@@ -152,7 +152,7 @@ impl Admin {
             }
             Ok(purged) => {
                 let records: Vec<serde_json::Value> =
-                    purged.iter().map(|(m, v, k)| serde_json::json!({ "module": m, "version": v, "kind": format!("{k:?}") })).collect();
+                    purged.iter().map(|(m, v, k)| serde_json::json!({ "module": m, "version": v, "kind": k.label() })).collect();
                 let body = serde_json::json!({ "purged": records }).to_string() + "\n";
                 Answer { status: 200, content_type: "application/json", body }
             }

@@ -33,6 +33,14 @@ struct Claim {
     expires_unix_ms: u64,
 }
 
+/// Which artifact a lease is for: its log lines name it.
+#[derive(Clone)]
+pub(super) struct Subject {
+    pub module: String,
+    pub version: String,
+    pub kind: Kind,
+}
+
 /// Larger than any claim we write; a larger lock object is not read.
 const MAX_CLAIM_BYTES: u64 = 4096;
 
@@ -75,13 +83,21 @@ pub struct Lease {
     held: Arc<Mutex<Held>>,
     renewal: Option<tokio::task::JoinHandle<()>>,
     metrics: &'static CoreMetrics,
+    subject: Subject,
 }
 
 impl Lease {
-    fn start(tier: &Arc<SharedTier>, key: &ObjectPath, lock: ObjectPath, held: Held, metrics: &'static CoreMetrics) -> Lease {
+    fn start(
+        tier: &Arc<SharedTier>,
+        key: &ObjectPath,
+        lock: ObjectPath,
+        held: Held,
+        metrics: &'static CoreMetrics,
+        subject: &Subject,
+    ) -> Lease {
         let held = Arc::new(Mutex::new(held));
-        let renewal = tier.runtime.spawn(renew(tier.clone(), lock.clone(), held.clone()));
-        Lease { tier: tier.clone(), key: key.clone(), lock, held, renewal: Some(renewal), metrics }
+        let renewal = tier.runtime.spawn(renew(tier.clone(), lock.clone(), held.clone(), subject.clone()));
+        Lease { tier: tier.clone(), key: key.clone(), lock, held, renewal: Some(renewal), metrics, subject: subject.clone() }
     }
 
     /// Writes the fill's (validated, verified) bytes for the fleet, in the
@@ -90,6 +106,7 @@ impl Lease {
     pub fn publish(mut self, body: Bytes) {
         let renewal = self.renewal.take();
         let (tier, key, lock, held, metrics) = (self.tier.clone(), self.key.clone(), self.lock.clone(), self.held.clone(), self.metrics);
+        let s = self.subject.clone();
         let len = body.len() as u64;
         self.tier.runtime.spawn(async move {
             match tier.put_new(&key, body).await {
@@ -99,16 +116,16 @@ impl Lease {
                 }
                 // Another node wrote it (it took the lease over from us): its
                 // bytes stand; they passed the same checks.
-                Ok(false) => log::info!("{key}: already in the shared store"),
+                Ok(false) => log::info!(module = &*s.module, version = &*s.version, kind = s.kind.label(); "{key}: already in the shared store"),
                 Err(e) => {
                     metrics.shared_errors.bump();
-                    log::warn!("{key}: not written to the shared store: {e}");
+                    log::warn!(module = &*s.module, version = &*s.version, kind = s.kind.label(); "{key}: not written to the shared store: {e}");
                 }
             }
             if let Some(r) = renewal {
                 r.abort();
             }
-            release(&tier, &lock, &held).await;
+            release(&tier, &lock, &held, &s).await;
         });
     }
 }
@@ -118,13 +135,13 @@ impl Drop for Lease {
         // Published: the upload task releases it.
         let Some(renewal) = self.renewal.take() else { return };
         renewal.abort();
-        let (tier, lock, held) = (self.tier.clone(), self.lock.clone(), self.held.clone());
-        self.tier.runtime.spawn(async move { release(&tier, &lock, &held).await });
+        let (tier, lock, held, s) = (self.tier.clone(), self.lock.clone(), self.held.clone(), self.subject.clone());
+        self.tier.runtime.spawn(async move { release(&tier, &lock, &held, &s).await });
     }
 }
 
 /// Renews the lease every third of its time until aborted or lost.
-async fn renew(tier: Arc<SharedTier>, lock: ObjectPath, held: Arc<Mutex<Held>>) {
+async fn renew(tier: Arc<SharedTier>, lock: ObjectPath, held: Arc<Mutex<Held>>, s: Subject) {
     let every = (tier.settings.lease / 3).max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(every).await;
@@ -133,17 +150,22 @@ async fn renew(tier: Arc<SharedTier>, lock: ObjectPath, held: Arc<Mutex<Held>>) 
         match put_conditionally(&tier, &lock, version, &claim).await {
             Ok(Some(put)) => *held.lock().unwrap_or_else(|e| e.into_inner()) = Held::new(&put, &claim),
             Ok(None) => {
-                log::warn!("{lock}: lease lost to another node (it expired while this fill ran); its fill stands, ours too");
+                log::warn!(
+                    module = &*s.module, version = &*s.version, kind = s.kind.label();
+                    "{lock}: lease lost to another node (it expired while this fill ran); its fill stands, ours too"
+                );
                 return;
             }
             // The next round tries again; meanwhile the lease may expire.
-            Err(e) => log::warn!("{lock}: renewing the lease failed: {e}"),
+            Err(e) => {
+                log::warn!(module = &*s.module, version = &*s.version, kind = s.kind.label(); "{lock}: renewing the lease failed: {e}")
+            }
         }
     }
 }
 
 /// Removes the lease if this node still holds it.
-async fn release(tier: &SharedTier, lock: &ObjectPath, held: &Mutex<Held>) {
+async fn release(tier: &SharedTier, lock: &ObjectPath, held: &Mutex<Held>, s: &Subject) {
     let ours = held.lock().unwrap_or_else(|e| e.into_inner()).clone();
     // Only our own version of it: a lease taken over meanwhile is another
     // node's. Before its expiry (less a margin for clocks and the request
@@ -158,7 +180,10 @@ async fn release(tier: &SharedTier, lock: &ObjectPath, held: &Mutex<Held>) {
         };
     if still_ours {
         if let Err(e) = tier.store.delete(lock).await {
-            log::warn!("{lock}: removing the lease failed (it expires on its own): {e}");
+            log::warn!(
+                module = &*s.module, version = &*s.version, kind = s.kind.label();
+                "{lock}: removing the lease failed (it expires on its own): {e}"
+            );
         }
     }
 }
@@ -192,17 +217,21 @@ pub(super) fn obtain(
     tier: &Arc<SharedTier>,
     key: &ObjectPath,
     lock: ObjectPath,
-    kind: Kind,
+    s: &Subject,
     progress: &Progress,
     metrics: &'static CoreMetrics,
 ) -> Result<Obtained, SharedError> {
+    let kind = s.kind;
     tier.runtime.block_on(async {
         let deadline = Instant::now() + tier.settings.wait_limit;
         let mut pause = Duration::from_millis(25);
         let mut waited = false;
         loop {
             if Instant::now() >= deadline {
-                log::warn!("{key}: another node's fill took longer than {:?}; fetching it here too", tier.settings.wait_limit);
+                log::warn!(
+                    module = &*s.module, version = &*s.version, kind = kind.label();
+                    "{key}: another node's fill took longer than {:?}; fetching it here too", tier.settings.wait_limit
+                );
                 return Ok(Obtained::Bypass);
             }
             if let Some(body) = tier.read(key, kind, progress, metrics).await? {
@@ -213,7 +242,7 @@ pub(super) fn obtain(
             match tier.store.put_opts(&lock, claim.payload(), create).await {
                 Ok(put) => {
                     metrics.shared_misses.bump();
-                    return Ok(Obtained::Leased(Lease::start(tier, key, lock, Held::new(&put, &claim), metrics)));
+                    return Ok(Obtained::Leased(Lease::start(tier, key, lock, Held::new(&put, &claim), metrics, s)));
                 }
                 Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {}
                 Err(e) => return Err(unavailable(e)),
@@ -234,10 +263,10 @@ pub(super) fn obtain(
                         let holder = claim.map_or_else(|| "an unreadable lease".to_string(), |c| c.holder);
                         let claim = Claim::fresh(tier);
                         if let Some(put) = put_conditionally(tier, &lock, version, &claim).await? {
-                            log::warn!("{key}: taking over the expired lease of {holder}");
+                            log::warn!(module = &*s.module, version = &*s.version, kind = kind.label(); "{key}: taking over the expired lease of {holder}");
                             metrics.shared_takeovers.bump();
                             metrics.shared_misses.bump();
-                            return Ok(Obtained::Leased(Lease::start(tier, key, lock, Held::new(&put, &claim), metrics)));
+                            return Ok(Obtained::Leased(Lease::start(tier, key, lock, Held::new(&put, &claim), metrics, s)));
                         }
                         continue;
                     }

@@ -171,11 +171,12 @@ impl SharedTier {
         let key = match SharedTier::key(module, version, kind) {
             Ok(k) => k,
             Err(e) => {
-                log::warn!("{module}@{version} ({}): {e}", kind.label());
+                log::warn!(module = module, version = version, kind = kind.label(); "{module}@{version} ({}): {e}", kind.label());
                 return Obtained::Bypass;
             }
         };
-        let outcome = lease::obtain(self, &self.path(&key), self.path(&format!("_leases/{key}")), kind, progress, metrics);
+        let subject = lease::Subject { module: module.to_string(), version: version.to_string(), kind };
+        let outcome = lease::obtain(self, &self.path(&key), self.path(&format!("_leases/{key}")), &subject, progress, metrics);
         match &outcome {
             Err(SharedError::Unavailable(_)) => self.note(true),
             Err(_) | Ok(_) => self.note(false),
@@ -184,7 +185,10 @@ impl SharedTier {
             Ok(obtained) => obtained,
             Err(e) => {
                 metrics.shared_errors.bump();
-                log::warn!("{module}@{version} ({}): {e}; filling from the upstream alone", kind.label());
+                log::warn!(
+                    module = module, version = version, kind = kind.label();
+                    "{module}@{version} ({}): {e}; filling from the upstream alone", kind.label()
+                );
                 if progress.is_streaming() {
                     progress.void_stream();
                 }

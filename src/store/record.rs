@@ -63,6 +63,21 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
+    /// A name for logs and answers, in the words `Kind::label` uses.
+    pub fn label(self) -> &'static str {
+        match self {
+            RecordKind::Info => ".info",
+            RecordKind::Mod => ".mod",
+            RecordKind::Zip => ".zip",
+            RecordKind::GoSum => "go.sum hash",
+            RecordKind::List => "list",
+            RecordKind::Latest => "@latest",
+            RecordKind::SumAnswer | RecordKind::SumTile | RecordKind::UnverifiedSumTile => "checksum database answer",
+            RecordKind::Tombstone => "tombstone",
+            RecordKind::Seal => "seal",
+        }
+    }
+
     /// The records a module's purge withdraws: its versions' files and
     /// kept hashes, its `list` and `@latest` (not checksum-database answers).
     pub fn is_module_file(self) -> bool {

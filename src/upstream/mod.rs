@@ -204,7 +204,10 @@ impl Fetcher for UpstreamChain {
                     let fall_through = matches!(e, FetchError::NotFound { .. }) || *fallback == Fallback::OnAnyError;
                     // Not found is an answer; an open circuit was logged when it opened.
                     if !matches!(e, FetchError::NotFound { .. } | FetchError::CircuitOpen { .. }) {
-                        log::warn!("{} {}: {e}", fetcher.name(), req.protocol_path().unwrap_or_default());
+                        log::warn!(
+                            module = req.module, version = req.version, kind = req.kind.label();
+                            "{} {}: {e}", fetcher.name(), req.protocol_path().unwrap_or_default()
+                        );
                     }
                     last = e;
                     if !fall_through {

@@ -259,7 +259,10 @@ impl ChecksumCheck {
             return Ok(());
         }
         let what = format!("{module}@{version} ({})", kind.label());
-        log::error!("SECURITY: {what}: the upstream's bytes hash to {got}, checksum database {} records {expected}; refused", self.name);
+        log::error!(
+            module = module, version = version, kind = kind.label();
+            "SECURITY: {what}: the upstream's bytes hash to {got}, checksum database {} records {expected}; refused", self.name
+        );
         Err(FetchError::ChecksumMismatch {
             what,
             recorded_by: format!("checksum database {}", self.name),
