@@ -109,3 +109,27 @@ fn the_admin_listener_is_loopback_only_and_can_be_turned_off() {
     let server = Server::start_with(opts);
     assert_eq!(http_get(server.addr(), "/healthz").status, 200);
 }
+
+#[test]
+fn a_kill_9_right_after_an_online_purge_answers_keeps_it_purged() {
+    let fx = Fixture::builder().module(Module::new(M, "v1.0.0")).module(Module::new(OTHER, "v1.0.0")).build();
+    let upstream = CountingUpstream::serve(fx.root());
+    let mut opts = ServerOpts::new(upstream.url());
+    opts.cores = 2;
+    let mut server = Server::start_with(opts);
+    let path = |m: &str, ext: &str| format!("/{}", artifact_path(m, "v1.0.0", ext));
+    for m in [M, OTHER] {
+        assert_eq!(http_get(server.addr(), &path(m, "zip")).status, 200);
+    }
+    // The tombstones are synced before the purge answers: no clean stop needed.
+    let r = RawConn::connect(server.admin_addr()).request("POST", &format!("/purge?module={M}&version=v1.0.0"));
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    server.kill9();
+    server.start_again();
+    for m in [M, OTHER] {
+        let r = http_get(server.addr(), &path(m, "zip"));
+        assert_eq!((r.status, &r.body), (200, &fx.artifact(m, "v1.0.0", "zip")), "{m}: whole and correct");
+    }
+    assert_eq!(upstream.hits(&path(M, "zip")), 2, "purged for good");
+    assert_eq!(upstream.hits(&path(OTHER, "zip")), 1, "the other module kept");
+}
