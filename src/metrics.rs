@@ -63,6 +63,8 @@ core_metrics! {
     streamed_fills: "counter", "Zip fills served to their requesters while still arriving from the upstream.";
     streams_cut: "counter", "Responses cut short because the fill they were streaming from failed.";
     upstream_fetches: "counter", "Fetches sent to the upstream list.";
+    fetch_queue_micros: "counter", "Time fills waited for a blocking fetch thread, in microseconds (divide by upstream_fetches for the mean).";
+    fetch_micros: "counter", "Time fills spent on the blocking pool (shared tier, upstream, hashing and verification), in microseconds.";
     upstream_errors: "counter", "Upstream fetches that failed (not counting 404/410).";
     checksum_mismatches: "counter", "Fetched .zip/.mod files refused because their h1: hash differs from the checksum database's record.";
     upstream_skipped: "counter", "Upstream fetches answered at once because the upstream's circuit breaker was open.";

@@ -250,6 +250,12 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_GIT_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
     git_timeout: Duration,
 
+    /// How long a DNS answer for an http(s) upstream's host is reused; past it the answer is
+    /// still used while a refresh runs in the background (and kept if the refresh fails), so a
+    /// lost DNS query never stalls a fetch. 0: resolve on every new connection.
+    #[arg(long, env = "GOMODPROXY_DNS_CACHE_TTL", default_value = "30s", value_parser = parse_duration)]
+    dns_cache_ttl: Duration,
+
     /// Most git fetches at a time against one Git host (each repository fetches one at a time anyway).
     #[arg(long, env = "GOMODPROXY_GIT_HOST_CONCURRENCY", default_value_t = 4)]
     git_host_concurrency: usize,
@@ -559,6 +565,7 @@ impl ServeArgs {
             git: args.git,
             git_timeout: args.git_timeout,
             git_host_concurrency: args.git_host_concurrency.max(1),
+            dns_cache_ttl: args.dns_cache_ttl,
             shared,
         })
     }

@@ -78,6 +78,9 @@ pub struct Config {
     pub git_timeout: Duration,
     /// Most fetches at a time per Git host.
     pub git_host_concurrency: usize,
+    /// How long a DNS answer for an upstream host is reused before it is
+    /// refreshed in the background; zero: no cache.
+    pub dns_cache_ttl: Duration,
     /// `--shared-store`: the tier every node shares; `None`: this node alone.
     pub shared: Option<crate::shared::SharedSettings>,
 }

@@ -113,7 +113,9 @@ impl Filler {
         // With a shared tier, the log says which tier answered each fill.
         let shared_applies = shared.is_some();
         let metrics = self.metrics;
+        let queued_at = std::time::Instant::now();
         let job = spawn_fetch(move || {
+            metrics.fetch_queue_micros.add(queued_at.elapsed().as_micros() as u64);
             // Ask the checksum database while the module downloads: the
             // lookup and the download are each a round trip or more. If the
             // download fails, the lookup is left to finish on its own (its
@@ -194,6 +196,7 @@ impl Filler {
                 }
             }
         };
+        self.metrics.fetch_micros.add(queued_at.elapsed().as_micros() as u64);
         self.count_upstream_error(&fetched);
         // `h1`: the go.sum hash to keep beside the file (new, or replacing one).
         let (bytes, sha, h1, answered_by) = fetched?;

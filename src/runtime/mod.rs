@@ -42,6 +42,7 @@ use crate::resolve::live::Live;
 use crate::resolve::{route, CoreResolver, Shard};
 use crate::shared::SharedError;
 use crate::store::{RecoveryStats, Store, StoreError};
+use crate::upstream::dns::DnsCache;
 use crate::upstream::git::GitSources;
 use crate::upstream::private::PrivacyGuard;
 use crate::upstream::sumdb_check::ChecksumCheck;
@@ -282,6 +283,7 @@ pub fn fill_sources(config: &Config) -> FillSources {
         breaker_cooldown: config.breaker_cooldown,
         http: config.upstream_http.clone(),
         concurrency: config.cores * config.fetch_threads.max(1),
+        dns: (!config.dns_cache_ttl.is_zero()).then(|| DnsCache::new(config.dns_cache_ttl)),
         git: Some(Arc::new(GitSources::new(
             config.git.clone(),
             config.data_dir.join("git"),

@@ -96,6 +96,9 @@ impl HttpFetcher {
             .max_idle_connections_per_host(opts.concurrency.max(1))
             .max_idle_connections(opts.concurrency.max(1) * 4)
             .user_agent(concat!("gomodproxy/", env!("CARGO_PKG_VERSION")));
+        if let Some(dns) = &opts.dns {
+            builder = builder.resolver(dns.clone());
+        }
         let mut authorization = None;
         if let Some(setup) = &opts.http {
             builder = builder.tls_config(setup.tls.clone());

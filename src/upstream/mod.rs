@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod breaker;
+pub mod dns;
 pub mod file;
 pub mod git;
 pub mod http;
@@ -128,6 +129,9 @@ pub struct FetchOptions {
     /// misses reuses warm connections instead of opening (and resolving)
     /// new ones.
     pub concurrency: usize,
+    /// The DNS cache every `http(s)` upstream resolves through; `None`:
+    /// the system resolver on every new connection.
+    pub dns: Option<dns::DnsCache>,
 }
 
 impl FetchOptions {
@@ -144,6 +148,7 @@ impl FetchOptions {
             http: None,
             git: None,
             concurrency: 4,
+            dns: None,
         }
     }
 }
