@@ -64,7 +64,7 @@ core_metrics! {
     streams_cut: "counter", "Responses cut short because the fill they were streaming from failed.";
     upstream_fetches: "counter", "Fetches sent to the upstream list.";
     fetch_queue_micros: "counter", "Time fills waited for a blocking fetch thread, in microseconds (divide by upstream_fetches for the mean).";
-    fetch_micros: "counter", "Time fills spent on the blocking pool (shared tier, upstream, hashing and verification), in microseconds.";
+    fetch_micros: "counter", "Time from a fill's start to the end of its fetch (waiting for a thread, then the shared tier, upstream, hashing and verification), in microseconds.";
     upstream_errors: "counter", "Upstream fetches that failed (not counting 404/410).";
     checksum_mismatches: "counter", "Fetched .zip/.mod files refused because their h1: hash differs from the checksum database's record.";
     upstream_skipped: "counter", "Upstream fetches answered at once because the upstream's circuit breaker was open.";

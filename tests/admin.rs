@@ -14,7 +14,7 @@ const M: &str = "example.com/admin/Withdrawn";
 const OTHER: &str = "example.com/admin/kept";
 
 fn admin(addr: SocketAddr, method: &str, target: &str) -> HttpResponse {
-    RawConn::connect(addr).request(method, target)
+    admin_request(addr, method, target)
 }
 
 #[test]
@@ -94,8 +94,15 @@ fn the_admin_listener_serves_metrics_and_health_and_refuses_what_it_does_not_kno
         assert_eq!(r.status, status, "{method} {target}: {}", r.body_str());
         assert!(r.body_str().contains(says), "{method} {target}: {}", r.body_str());
     }
+    // What a page in a browser could send: refused.
+    let r = RawConn::connect(a).request("POST", "/purge?module=example.com/a");
+    assert_eq!(r.status, 403, "a POST without the admin header: {}", r.body_str());
+    let mut c = RawConn::connect(a);
+    c.send(b"POST /purge?module=example.com/a HTTP/1.1\r\nHost: evil.example:8081\r\nX-Gomodproxy-Admin: 1\r\n\r\n").unwrap();
+    let r = c.read_response(false).unwrap();
+    assert_eq!(r.status, 403, "a request for another host name (DNS rebinding): {}", r.body_str());
     // The proxy's own listener still refuses POST.
-    assert_eq!(RawConn::connect(server.addr()).request("POST", "/purge?module=example.com/a").status, 405);
+    assert_eq!(admin_request(server.addr(), "POST", "/purge?module=example.com/a").status, 405);
 }
 
 #[test]
@@ -122,7 +129,7 @@ fn a_kill_9_right_after_an_online_purge_answers_keeps_it_purged() {
         assert_eq!(http_get(server.addr(), &path(m, "zip")).status, 200);
     }
     // The tombstones are synced before the purge answers: no clean stop needed.
-    let r = RawConn::connect(server.admin_addr()).request("POST", &format!("/purge?module={M}&version=v1.0.0"));
+    let r = admin_request(server.admin_addr(), "POST", &format!("/purge?module={M}&version=v1.0.0"));
     assert_eq!(r.status, 200, "{}", r.body_str());
     server.kill9();
     server.start_again();

@@ -22,7 +22,7 @@ fn json_lines_carry_module_version_and_kind() {
     let server = Server::start_with(opts);
     assert_eq!(http_get(server.addr(), &failing).status, 502);
     assert_eq!(http_get(server.addr(), &format!("/{}", artifact_path(M, "v1.0.0", "zip"))).status, 200);
-    let r = RawConn::connect(server.admin_addr()).request("POST", &format!("/purge?module={M}&version=v1.0.0"));
+    let r = admin_request(server.admin_addr(), "POST", &format!("/purge?module={M}&version=v1.0.0"));
     assert_eq!(r.status, 200, "{}", r.body_str());
 
     let has = |pred: &dyn Fn(&serde_json::Value) -> bool| {

@@ -79,3 +79,32 @@ fn sighup_switches_upstreams_for_the_next_miss_and_a_broken_config_changes_nothi
     assert_eq!(new.hits(&path(SMALL, "v1.2.0", "info")), 1, "still the new upstream");
     assert_eq!(old.hits(&path(SMALL, "v1.2.0", "info")), 0);
 }
+
+#[test]
+fn sighup_reloads_a_node_with_a_shared_store_and_its_threads_never_take_the_signal() {
+    // The shared tier's client threads start before the executors: the
+    // signal must still reach only the signal thread (a HUP delivered to one
+    // of them would end the process).
+    let fx = Fixture::builder().module(Module::new(SMALL, "v1.0.0")).build();
+    let bucket = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gomodproxy.toml");
+    std::fs::write(
+        &config,
+        format!("upstream = \"{}\"\nsumdb = \"off\"\nshared_store = \"file://{}\"\n", fx.file_url(), bucket.path().display()),
+    )
+    .unwrap();
+    let mut opts = ServerOpts::new("");
+    opts.extra_args = vec!["--config".into(), config.display().to_string()];
+    let mut server = Server::start_with(opts);
+    for round in 1..=3 {
+        hup(&server);
+        assert!(
+            wait_until(Duration::from_secs(10), || server.log_lines().iter().filter(|l| l.contains("configuration reloaded")).count()
+                == round),
+            "reload {round} not logged"
+        );
+        assert!(server.is_running(), "the HUP ended the process");
+    }
+    assert_eq!(http_get(server.addr(), &format!("/{}", artifact_path(SMALL, "v1.0.0", "mod"))).status, 200);
+}

@@ -229,6 +229,37 @@ fn a_damaged_object_in_the_bucket_is_never_served_nor_kept() {
     }
     assert_eq!(metric(reader.addr(), "gomodproxy_shared_errors"), 2, "both copies refused");
     assert!(reader.log_lines().iter().any(|l| l.contains("shared store's copy is refused")));
+    // ...and replaced in the bucket by the checked bytes, for every node.
+    for ext in ["info", "zip"] {
+        let object = s3.object_file(&format!("p/{}", artifact_path(SMALL, "v1.0.0", ext)));
+        let want = fx.artifact(SMALL, "v1.0.0", ext);
+        assert!(wait_until(Duration::from_secs(10), || std::fs::read(&object).is_ok_and(|b| b == want)), "{ext}: not repaired");
+    }
+}
+
+#[test]
+fn an_online_purge_deletes_the_fleets_copies_too() {
+    let fx = fixture();
+    let s3 = S3Server::start();
+    let upstream = CountingUpstream::serve(fx.root());
+    let n = node("127.0.0.2", &upstream.url(), &s3, "p", &[]);
+    for ext in ["info", "mod", "zip"] {
+        assert_eq!(get(n.addr(), &path(SMALL, "v1.0.0", ext)).status, 200);
+        assert_eq!(get(n.addr(), &path(SMALL, "v1.1.0", ext)).status, 200);
+    }
+    assert!(wait_until(Duration::from_secs(10), || metric(n.addr(), "gomodproxy_shared_writes") == 6));
+    let r = admin_request(n.admin_addr(), "POST", &format!("/purge?module={SMALL}&version=v1.0.0"));
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    for ext in ["info", "mod", "zip"] {
+        assert!(!s3.object_file(&format!("p/{}", artifact_path(SMALL, "v1.0.0", ext))).exists(), "{ext} left in the bucket");
+        assert!(s3.object_file(&format!("p/{}", artifact_path(SMALL, "v1.1.0", ext))).exists(), "{ext} of the other version kept");
+    }
+    assert_eq!(get(n.addr(), &path(SMALL, "v1.0.0", "zip")).status, 200);
+    assert_eq!(upstream.hits(&path(SMALL, "v1.0.0", "zip")), 2, "fetched afresh from the upstream, not read back");
+    // The whole module: every version's objects.
+    let r = admin_request(n.admin_addr(), "POST", &format!("/purge?module={SMALL}"));
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert!(wait_until(Duration::from_secs(10), || s3.keys(&format!("p/{SMALL}")).is_empty()), "{:?}", s3.keys("p"));
 }
 
 #[test]

@@ -41,6 +41,9 @@ pub struct FillSources {
     /// The tier the fleet shares (`--shared-store`): read before the
     /// upstream, written after it; `None`: this node alone.
     pub shared: Option<Arc<SharedTier>>,
+    /// The `[[git]]` sources the upstream chain's `direct` entries use
+    /// (kept here so a reload that leaves them alone keeps their mirrors).
+    pub git: Option<Arc<crate::upstream::git::GitSources>>,
 }
 
 /// What a fill produced.
@@ -139,26 +142,41 @@ impl Filler {
             // fleet's lease to fetch it.
             let mut lease = None;
             let mut shared_copy = None;
+            // A copy refused as damaged or not what its checks say: replaced
+            // by the upstream's once that passes them.
+            let mut refused = None;
             if let Some(tier) = &shared {
                 match tier.obtain(&k.module, &k.version, k.kind, &p, metrics) {
-                    Obtained::Read(body) => match validate::validate(&fetch, &body) {
-                        Ok(()) => shared_copy = Some(body),
-                        Err(e) => shared_refused(&k, &p, metrics, &e),
+                    Obtained::Read(body, copy) => match validate::validate(&fetch, &body) {
+                        Ok(()) => shared_copy = Some((body, copy)),
+                        Err(e) => {
+                            shared_refused(&k, &p, metrics, &e);
+                            refused = Some(copy);
+                        }
                     },
                     Obtained::Leased(l) => lease = Some(l),
                     Obtained::Bypass => {}
                 }
             }
             let (body, checked, answered_by) = match shared_copy {
-                Some(body) => match check_body(&k, &body, lookup.as_mut(), first_hash.as_deref()) {
+                Some((body, copy)) => match check_body(&k, &body, lookup.as_mut(), first_hash.as_deref()) {
                     Ok(checked) => (body, checked, "the shared store"),
-                    // A shared copy that is not what the database or our
-                    // own first download say: never kept; the upstream's is.
-                    Err(e) => {
+                    // Not what the database or our own first download say:
+                    // never kept; the upstream's is.
+                    Err(e @ (FetchError::ChecksumMismatch { .. } | FetchError::Invalid(_))) => {
                         shared_refused(&k, &p, metrics, &e);
+                        refused = Some(copy);
                         let body = from_upstream(&p)?;
                         let checked = check_body(&k, &body, lookup.as_mut(), first_hash.as_deref())?;
                         (body, checked, "the upstream")
+                    }
+                    // The check itself could not be made (the database is
+                    // down): no verdict on the copy; the fill fails as any would.
+                    Err(e) => {
+                        if p.is_streaming() {
+                            p.void_stream();
+                        }
+                        return Err(e);
                     }
                 },
                 None => {
@@ -170,6 +188,9 @@ impl Filler {
             // Only what passed every check reaches the fleet.
             if let Some(lease) = lease {
                 lease.publish(body.clone());
+            }
+            if let (Some(tier), Some(copy)) = (&shared, refused) {
+                tier.replace(copy, body.clone(), metrics);
             }
             let sha = record_kind.map(|_| store::record::payload_sha256(&body));
             Ok((body, sha, checked, answered_by))
@@ -289,6 +310,18 @@ impl Filler {
             self.indexes[self.own].remove(module, version, *kind);
         }
         Ok(())
+    }
+
+    /// Deletes the shared tier's copies of what a purge withdrew (if there
+    /// is a tier), so no node reads them back. Returns how many went.
+    pub async fn withdraw_shared(&self, module: &str, version: Option<&str>) -> Result<usize, ResolveError> {
+        let Some(tier) = self.sources.get().shared.clone() else { return Ok(0) };
+        let (module, version) = (module.to_string(), version.map(str::to_string));
+        spawn_fetch(move || {
+            tier.purge(&module, version.as_deref())
+                .map_err(|e| FetchError::Unavailable { upstream: tier.name().to_string(), message: e.to_string() })
+        })
+        .await
     }
 
     /// Passes a query (a branch, a commit prefix) straight to the sources.

@@ -127,6 +127,12 @@ impl Shard {
     pub async fn purge_owned(&self, module: &str, version: Option<&str>) -> Result<Vec<(String, String, store::RecordKind)>, ResolveError> {
         let targets = self.indexes[self.id].module_records(module, version);
         self.filler.withdraw(&targets).await?;
+        // The fleet's copies too, or the next fill reads them back.
+        match self.filler.withdraw_shared(module, version).await {
+            Ok(0) => {}
+            Ok(n) => log::info!(module = module; "purged {n} object(s) of {module} from the shared store"),
+            Err(e) => log::error!(module = module; "purging {module} from the shared store failed (its copies may be read back): {e}"),
+        }
         let mut recent = self.recent.borrow_mut();
         for kind in [Kind::List, Kind::Latest] {
             recent.remove(&ArtifactKey { module: module.into(), version: "".into(), kind });

@@ -91,6 +91,7 @@ impl Admin {
         let status_line = match answer.status {
             200 => "200 OK",
             400 => "400 Bad Request",
+            403 => "403 Forbidden",
             404 => "404 Not Found",
             405 => "405 Method Not Allowed",
             413 => "413 Content Too Large",
@@ -116,6 +117,20 @@ impl Admin {
         });
         if has_body {
             return Answer::text(413, "admin requests take no body: pass parameters in the query");
+        }
+        // Only loopback names: a page in a browser on this host must not
+        // reach the listener through a name it controls (DNS rebinding).
+        let host = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")).and_then(|h| std::str::from_utf8(h.value).ok());
+        if !host.is_some_and(is_loopback_host) {
+            return Answer::text(
+                403,
+                "the admin listener answers only requests addressed to a loopback name (Host: 127.0.0.1:PORT, localhost, [::1])",
+            );
+        }
+        // A browser's cross-site form can POST, but cannot add a header: a
+        // purge must say it is one.
+        if method == "POST" && !req.headers.iter().any(|h| h.name.eq_ignore_ascii_case("x-gomodproxy-admin")) {
+            return Answer::text(403, "admin POSTs need the header `X-Gomodproxy-Admin: 1` (curl -H 'X-Gomodproxy-Admin: 1' -X POST ...)");
         }
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         match (method, path) {
@@ -161,6 +176,16 @@ impl Admin {
     }
 }
 
+/// `127.x.x.x[:port]`, `[::1][:port]` or `localhost[:port]`.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim();
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host }),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// `%XX`-decoding of a query value (`+` stays `+`: versions hold it).
 fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
@@ -181,7 +206,17 @@ fn percent_decode(s: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{is_loopback_host, percent_decode};
+
+    #[test]
+    fn only_loopback_host_names_are_admitted() {
+        for ok in ["127.0.0.1:8081", "127.0.0.1", "localhost:8081", "LOCALHOST", "[::1]:8081", "[::1]", "127.1.2.3:1"] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in ["evil.example:8081", "10.0.0.1:8081", "[2001:db8::1]:80", "", "127.0.0.1.evil.example"] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn query_values_are_percent_decoded_and_plus_is_kept() {

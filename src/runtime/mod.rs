@@ -128,10 +128,14 @@ fn spawn_signal_thread(
                 // SAFETY: shutdown on a listening socket we own wakes its accept with an error.
                 unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
             }
-            std::thread::spawn(move || {
+            std::thread::spawn(move || loop {
                 let mut again: libc::c_int = 0;
                 // SAFETY: as above.
-                if unsafe { libc::sigwait(&signals, &mut again) } == 0 {
+                if unsafe { libc::sigwait(&signals, &mut again) } != 0 {
+                    return;
+                }
+                // A reload (a log rotation's HUP) means nothing while draining.
+                if again != libc::SIGHUP {
                     log::warn!("second signal {again}: exiting now");
                     std::process::exit(1);
                 }
@@ -153,6 +157,10 @@ const MESH_CAPACITY: usize = 1024;
 /// Runs the server until every executor stops. `on_started` is called once,
 /// when all cores are accepting connections.
 pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), RuntimeError> {
+    // First, before any thread exists (the shared tier's runtime, the
+    // executors, their pools): every thread inherits the mask, so only the
+    // signal thread ever receives SIGTERM, SIGINT and SIGHUP.
+    let signals = block_shutdown_signals();
     let cores = config.cores.max(1);
     // Thread-per-core: more executors than CPUs would share CPUs, defeat
     // the pinning, and (glommio joins its channel mesh pair by pair) start
@@ -194,7 +202,6 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let drain_timeout = config.drain_timeout;
     let store = Arc::new(store);
     // Start-up only: each core takes its own listener out by its mesh id.
-    let signals = block_shutdown_signals();
     let listener_fds: Vec<RawFd> = sockets.iter().map(|s| s.as_raw_fd()).chain(admin_socket.as_ref().map(|l| l.as_raw_fd())).collect();
     let admin_socket = Arc::new(Mutex::new(admin_socket));
     let sockets: Arc<Mutex<Vec<Option<Socket>>>> = Arc::new(Mutex::new(sockets.into_iter().map(Some).collect()));
@@ -273,6 +280,18 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
 /// its privacy guard, and every `--sumdb` database's verifying client
 /// (the first vouches for every public module).
 pub fn fill_sources(config: &Config) -> FillSources {
+    fill_sources_with(config, Arc::new(git_sources(config)))
+}
+
+/// The `[[git]]` sources of `config`, over the mirrors in `DATA/git`.
+fn git_sources(config: &Config) -> GitSources {
+    GitSources::new(config.git.clone(), config.data_dir.join("git"), config.list_ttl, config.git_timeout, config.git_host_concurrency)
+}
+
+/// [`fill_sources`] around given Git sources (a reload keeps the running
+/// ones when their settings did not change: one set of mirrors, one fetch
+/// at a time per repository).
+pub fn fill_sources_with(config: &Config, git: Arc<GitSources>) -> FillSources {
     let opts = FetchOptions {
         timeout: config.upstream_timeout,
         connect_timeout: config.upstream_connect_timeout,
@@ -284,13 +303,7 @@ pub fn fill_sources(config: &Config) -> FillSources {
         http: config.upstream_http.clone(),
         concurrency: config.cores * config.fetch_threads.max(1),
         dns: (!config.dns_cache_ttl.is_zero()).then(|| DnsCache::new(config.dns_cache_ttl)),
-        git: Some(Arc::new(GitSources::new(
-            config.git.clone(),
-            config.data_dir.join("git"),
-            config.list_ttl,
-            config.git_timeout,
-            config.git_host_concurrency,
-        ))),
+        git: Some(git.clone()),
     };
     // Private modules get their own chain, and only the guard decides who hears of them.
     let private_list = config.private_upstream.clone().or_else(|| config.upstream.local_only());
@@ -310,7 +323,7 @@ pub fn fill_sources(config: &Config) -> FillSources {
         })
         .collect();
     let checksums = databases.first().cloned();
-    FillSources { upstream, checksums, databases, shared: None }
+    FillSources { upstream, checksums, databases, shared: None, git: Some(git) }
 }
 
 /// Connections the open-file limit leaves room for: each segment keeps a

@@ -14,7 +14,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{fill_sources, RuntimeError};
+use super::{fill_sources, fill_sources_with, RuntimeError};
 use crate::config::Config;
 use crate::goproxy::ProxySettings;
 use crate::resolve::fill::FillSources;
@@ -30,9 +30,20 @@ pub struct Settings {
 }
 
 /// Builds the settings of `config`. `running`: the settings now in use, whose
-/// shared-tier client is kept when its configuration did not change.
+/// shared-tier client and Git sources (their mirrors, their one fetch at a
+/// time per repository) are kept when their configuration did not change.
 pub fn settings(config: &Config, running: Option<(&Config, &FillSources)>) -> Result<Settings, RuntimeError> {
-    let mut sources = fill_sources(config);
+    let git_unchanged = |old: &Config| {
+        (&old.git, old.data_dir.as_path(), old.list_ttl, old.git_timeout, old.git_host_concurrency)
+            == (&config.git, config.data_dir.as_path(), config.list_ttl, config.git_timeout, config.git_host_concurrency)
+    };
+    let mut sources = match running {
+        Some((old, old_sources)) if git_unchanged(old) => match &old_sources.git {
+            Some(git) => fill_sources_with(config, git.clone()),
+            None => fill_sources(config),
+        },
+        _ => fill_sources(config),
+    };
     sources.shared = match (&config.shared, running) {
         (Some(wanted), Some((old, old_sources))) if old.shared.as_ref() == Some(wanted) => old_sources.shared.clone(),
         (Some(wanted), _) => {

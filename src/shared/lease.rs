@@ -123,7 +123,10 @@ impl Lease {
                 }
             }
             if let Some(r) = renewal {
+                // Abort, and wait for it: a renewal already in flight must
+                // land before the release reads what it wrote.
                 r.abort();
+                let _ = r.await;
             }
             release(&tier, &lock, &held, &s).await;
         });
@@ -136,7 +139,10 @@ impl Drop for Lease {
         let Some(renewal) = self.renewal.take() else { return };
         renewal.abort();
         let (tier, lock, held, s) = (self.tier.clone(), self.lock.clone(), self.held.clone(), self.subject.clone());
-        self.tier.runtime.spawn(async move { release(&tier, &lock, &held, &s).await });
+        self.tier.runtime.spawn(async move {
+            let _ = renewal.await;
+            release(&tier, &lock, &held, &s).await
+        });
     }
 }
 
@@ -234,8 +240,8 @@ pub(super) fn obtain(
                 );
                 return Ok(Obtained::Bypass);
             }
-            if let Some(body) = tier.read(key, kind, progress, metrics).await? {
-                return Ok(Obtained::Read(body));
+            if let Some((body, copy)) = tier.read(key, kind, progress, metrics).await? {
+                return Ok(Obtained::Read(body, copy));
             }
             let create = PutOptions { mode: PutMode::Create, ..Default::default() };
             let claim = Claim::fresh(tier);
@@ -254,8 +260,11 @@ pub(super) fn obtain(
                 Err(e) => return Err(unavailable(e)),
                 Ok(got) => {
                     let version = UpdateVersion { e_tag: got.meta.e_tag.clone(), version: got.meta.version.clone() };
+                    // A lease that cannot be read is the store failing, not an
+                    // expired lease (taking it over would make two fills);
+                    // one that reads as no claim is foreign or damaged: expired.
                     let claim = if got.meta.size <= MAX_CLAIM_BYTES {
-                        got.bytes().await.ok().and_then(|b| serde_json::from_slice::<Claim>(&b).ok())
+                        serde_json::from_slice::<Claim>(&got.bytes().await.map_err(unavailable)?).ok()
                     } else {
                         None
                     };

@@ -81,14 +81,21 @@ impl std::error::Error for SharedError {}
 /// What the tier says about an artifact a fill needs.
 pub enum Obtained {
     /// Another node stored it: its bytes (streamed to `progress` as they
-    /// came, for a zip), for the fill to validate and keep.
-    Read(Bytes),
+    /// came, for a zip), for the fill to validate and keep, and which copy
+    /// it was (for [`SharedTier::replace`], should it be refused).
+    Read(Bytes, SharedCopy),
     /// Nobody has it and this node holds the fleet's lease to fetch it:
     /// fill from the upstream, then [`lease::Lease::publish`].
     Leased(lease::Lease),
     /// The tier cannot help now (down, breaker open, a wait too long):
     /// fill from the upstream alone.
     Bypass,
+}
+
+/// One version of one object of the tier, as it was read.
+pub struct SharedCopy {
+    key: ObjectPath,
+    version: object_store::UpdateVersion,
 }
 
 /// The shared tier of one process: the client, its runtime and its breaker.
@@ -114,13 +121,7 @@ impl SharedTier {
     /// Builds the client; it touches the network only on the first request.
     pub fn open(settings: SharedSettings) -> Result<Arc<SharedTier>, SharedError> {
         let (store, prefix, name) = build_store(&settings)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("gomodproxy-shared")
-            .enable_all()
-            .build()
-            .map_err(|e| SharedError::Config(format!("starting its client runtime: {e}")))?;
-        let runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(runtime));
+        let runtime = client_runtime()?;
         let token = format!("{}/{}/{:016x}", settings.node, std::process::id(), random_u64());
         let breaker = Breaker::new(settings.breaker_failures, settings.breaker_cooldown);
         Ok(Arc::new(SharedTier { store, prefix, runtime, settings, breaker, token, name }))
@@ -171,6 +172,8 @@ impl SharedTier {
         let key = match SharedTier::key(module, version, kind) {
             Ok(k) => k,
             Err(e) => {
+                // Not the store's failure, but this may be the breaker's probe: settle it.
+                self.note(false);
                 log::warn!(module = module, version = version, kind = kind.label(); "{module}@{version} ({}): {e}", kind.label());
                 return Obtained::Bypass;
             }
@@ -212,7 +215,13 @@ impl SharedTier {
     /// Reads `key` whole, or `None` if it does not exist. A zip (of an
     /// announced size within the streaming bounds) is published to
     /// `progress` as it arrives.
-    async fn read(&self, key: &ObjectPath, kind: Kind, progress: &Progress, metrics: &CoreMetrics) -> Result<Option<Bytes>, SharedError> {
+    async fn read(
+        &self,
+        key: &ObjectPath,
+        kind: Kind,
+        progress: &Progress,
+        metrics: &CoreMetrics,
+    ) -> Result<Option<(Bytes, SharedCopy)>, SharedError> {
         let started = Instant::now();
         let got = match self.store.get(key).await {
             Ok(got) => got,
@@ -220,6 +229,10 @@ impl SharedTier {
             Err(e) => return Err(unavailable(e)),
         };
         let size = got.meta.size;
+        let copy = SharedCopy {
+            key: key.clone(),
+            version: object_store::UpdateVersion { e_tag: got.meta.e_tag.clone(), version: got.meta.version.clone() },
+        };
         let cap = kind.size_cap();
         if size > cap {
             return Err(SharedError::Invalid(format!("{key}: {size} bytes, more than a {} may have ({cap})", kind.label())));
@@ -257,7 +270,72 @@ impl SharedTier {
         metrics.shared_hits.bump();
         metrics.shared_read_bytes.add(size);
         metrics.shared_read_micros.add(started.elapsed().as_micros() as u64);
-        Ok(Some(body))
+        Ok(Some((body, copy)))
+    }
+
+    /// Deletes the tier's copies of `module@version` (`.info`, `.mod`,
+    /// `.zip`), or of every version of `module`, so that a purge is not
+    /// undone by the next fill reading them back. Blocking. Returns how
+    /// many objects went.
+    pub fn purge(&self, module: &str, version: Option<&str>) -> Result<usize, SharedError> {
+        let keys: Vec<ObjectPath> = match version {
+            Some(v) => [Kind::Info, Kind::Mod, Kind::Zip]
+                .into_iter()
+                .map(|kind| SharedTier::key(module, v, kind).map(|k| self.path(&k)))
+                .collect::<Result<_, _>>()?,
+            None => {
+                let m = crate::gomod::module::escape_path(module).map_err(|e| SharedError::Invalid(e.to_string()))?;
+                let prefix = self.path(&format!("{m}/@v"));
+                self.runtime.block_on(async {
+                    let mut listed = self.store.list(Some(&prefix));
+                    let mut keys = Vec::new();
+                    while let Some(meta) = listed.next().await {
+                        keys.push(meta.map_err(unavailable)?.location);
+                    }
+                    Ok::<_, SharedError>(keys)
+                })?
+            }
+        };
+        self.runtime.block_on(async {
+            let mut deleted = 0;
+            for key in &keys {
+                match self.store.delete(key).await {
+                    Ok(()) => deleted += 1,
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+            Ok(deleted)
+        })
+    }
+
+    /// Replaces a copy the fill refused (damaged, or not what the checksum
+    /// database or a first download says) with the bytes it checked
+    /// instead, in the background, and only if the object is still that
+    /// copy (`If-Match`): a copy another node replaced meanwhile stands.
+    pub fn replace(self: &Arc<Self>, refused: SharedCopy, body: Bytes, metrics: &'static CoreMetrics) {
+        let tier = self.clone();
+        self.runtime.spawn(async move {
+            let opts = PutOptions { mode: PutMode::Update(refused.version.clone()), ..Default::default() };
+            let put = match tier.store.put_opts(&refused.key, PutPayload::from_bytes(body.clone()), opts).await {
+                // A directory store cannot compare: it is one host's, overwrite.
+                Err(object_store::Error::NotImplemented { .. }) => {
+                    tier.store.put_opts(&refused.key, PutPayload::from_bytes(body), PutOptions::default()).await
+                }
+                other => other,
+            };
+            match put {
+                Ok(_) => {
+                    metrics.shared_writes.bump();
+                    log::warn!("{}: the refused copy in the shared store is replaced by the checked one", refused.key);
+                }
+                Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    metrics.shared_errors.bump();
+                    log::warn!("{}: could not replace the refused copy in the shared store: {e}", refused.key);
+                }
+            }
+        });
     }
 
     /// Writes `body` under `key` unless an object is there already (two
@@ -270,6 +348,24 @@ impl SharedTier {
             Err(e) => Err(unavailable(e)),
         }
     }
+}
+
+/// The one runtime of the process's object-store clients (a reload that
+/// builds a new client reuses it), started on first use.
+fn client_runtime() -> Result<&'static tokio::runtime::Runtime, SharedError> {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let built = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("gomodproxy-shared")
+        .enable_all()
+        .build()
+        .map_err(|e| SharedError::Config(format!("starting its client runtime: {e}")))?;
+    // Two threads racing here: one runtime wins, the other is dropped
+    // (outside any runtime, where that is allowed).
+    Ok(RUNTIME.get_or_init(|| built))
 }
 
 /// Any object-store failure other than the answers we act on.

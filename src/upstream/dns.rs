@@ -27,6 +27,10 @@ struct Entry {
 
 struct Inner {
     ttl: Duration,
+    /// Turns the answer's order per use: ureq connects to the first address
+    /// that answers, so new connections spread over a host's addresses as
+    /// with the round-robin order of fresh lookups.
+    turn: std::sync::atomic::AtomicUsize,
     lookup: Box<Lookup>,
     entries: Mutex<HashMap<String, Entry>>,
 }
@@ -51,7 +55,12 @@ impl DnsCache {
     }
 
     pub fn with_lookup(ttl: Duration, lookup: impl Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static) -> DnsCache {
-        DnsCache(Arc::new(Inner { ttl, lookup: Box::new(lookup), entries: Mutex::new(HashMap::new()) }))
+        DnsCache(Arc::new(Inner {
+            ttl,
+            turn: std::sync::atomic::AtomicUsize::new(0),
+            lookup: Box::new(lookup),
+            entries: Mutex::new(HashMap::new()),
+        }))
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -71,9 +80,13 @@ impl DnsCache {
                 (e.addrs.clone(), refresh)
             })
         };
-        if let Some((addrs, refresh)) = cached {
+        if let Some((mut addrs, refresh)) = cached {
             if refresh {
                 self.refresh_in_background(netloc);
+            }
+            if addrs.len() > 1 {
+                let by = self.0.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % addrs.len();
+                addrs.rotate_left(by);
             }
             return Ok(addrs);
         }

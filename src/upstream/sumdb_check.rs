@@ -285,7 +285,11 @@ impl ChecksumCheck {
 
     fn persist(&self, head: &TreeHead) {
         let text = format!("go.sum database tree\n{}\n{}\n", head.size, base64::engine::general_purpose::STANDARD.encode(head.hash));
-        let tmp = self.head_file.with_extension("head.tmp");
+        // A name of its own: after a reload two checkers of one database may
+        // write at once, and a shared temporary file could be torn.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.head_file.with_extension(format!("head.{}.{n}.tmp", std::process::id()));
         let written = std::fs::create_dir_all(self.head_file.parent().unwrap_or(&self.head_file))
             .and_then(|()| std::fs::write(&tmp, text))
             .and_then(|()| std::fs::rename(&tmp, &self.head_file));

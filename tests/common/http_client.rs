@@ -78,6 +78,18 @@ impl RawConn {
         format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: gomodproxy-e2e\r\n\r\n", self.host).into_bytes()
     }
 
+    /// Like [`RawConn::request`], with extra header lines (`Name: value`).
+    pub fn request_with(&mut self, method: &str, path: &str, headers: &[&str]) -> HttpResponse {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: gomodproxy-e2e\r\n", self.host);
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        self.send(req.as_bytes()).expect("send request");
+        self.read_response(method == "HEAD").unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
     /// Sends one request and reads its response.
     pub fn request(&mut self, method: &str, path: &str) -> HttpResponse {
         let req = self.request_bytes(method, path);

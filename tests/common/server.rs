@@ -431,6 +431,12 @@ fn parse_listening_line(line: &str) -> Option<SocketAddr> {
 // Bounded waits, metrics
 // ---------------------------------------------------------------------------
 
+/// A request to a server's admin listener, as an operator's tool sends it
+/// (with the header admin POSTs need).
+pub fn admin_request(admin: SocketAddr, method: &str, target: &str) -> crate::common::HttpResponse {
+    crate::common::RawConn::connect(admin).request_with(method, target, &["X-Gomodproxy-Admin: 1"])
+}
+
 /// Polls `f` every 20 ms until it returns true or `timeout` passes; returns
 /// its last answer. The one way tests wait for something asynchronous.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
