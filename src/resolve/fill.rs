@@ -138,6 +138,11 @@ impl Filler {
                     _ => upstream.fetch_streaming(&fetch, p),
                 }
             };
+            let upstream_checked = |lookup: Option<&mut Lookup>| -> Result<(Bytes, Option<String>), FetchError> {
+                let body = from_upstream(&p)?;
+                let checked = check_body(&k, &body, lookup, first_hash.as_deref())?;
+                Ok((body, checked))
+            };
             // Another node's copy first; else this node may hold the
             // fleet's lease to fetch it.
             let mut lease = None;
@@ -166,8 +171,7 @@ impl Filler {
                     Err(e @ (FetchError::ChecksumMismatch { .. } | FetchError::Invalid(_))) => {
                         shared_refused(&k, &p, metrics, &e);
                         refused = Some(copy);
-                        let body = from_upstream(&p)?;
-                        let checked = check_body(&k, &body, lookup.as_mut(), first_hash.as_deref())?;
+                        let (body, checked) = upstream_checked(lookup.as_mut())?;
                         (body, checked, "the upstream")
                     }
                     // The check itself could not be made (the database is
@@ -180,8 +184,7 @@ impl Filler {
                     }
                 },
                 None => {
-                    let body = from_upstream(&p)?;
-                    let checked = check_body(&k, &body, lookup.as_mut(), first_hash.as_deref())?;
+                    let (body, checked) = upstream_checked(lookup.as_mut())?;
                     (body, checked, "the upstream")
                 }
             };

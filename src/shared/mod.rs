@@ -141,10 +141,10 @@ impl SharedTier {
     /// Where `module@version`'s `kind` file lives below the prefix, as the
     /// GOPROXY protocol names it: `MODULE/@v/VERSION.KIND`, escaped.
     pub fn key(module: &str, version: &str, kind: Kind) -> Result<String, SharedError> {
-        let m = crate::gomod::module::escape_path(module).map_err(|e| SharedError::Invalid(e.to_string()))?;
-        let v = crate::gomod::module::escape_version(version).map_err(|e| SharedError::Invalid(e.to_string()))?;
-        let ext = kind.extension().ok_or_else(|| SharedError::Invalid(format!("the shared tier keeps no {}", kind.label())))?;
-        Ok(format!("{m}/@v/{v}.{ext}"))
+        if !SharedTier::keeps(kind) {
+            return Err(SharedError::Invalid(format!("the shared tier keeps no {}", kind.label())));
+        }
+        crate::upstream::Fetch { module, version, kind }.protocol_path().map_err(|e| SharedError::Invalid(e.to_string()))
     }
 
     fn path(&self, below: &str) -> ObjectPath {
