@@ -13,7 +13,7 @@ mod common;
 use common::*;
 
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -152,8 +152,12 @@ fn after_the_cooldown_one_probe_closes_the_circuit() {
 #[test]
 fn a_refused_connection_is_retried_until_the_upstream_comes_up() {
     let fx = Fixture::builder().module(Module::new("example.com/late", "v1.0.0")).build();
-    // A port with nobody listening on it yet.
-    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    // A port with nobody listening on it yet: bound (so that no other
+    // server of this parallel suite is given it) but not listening, so
+    // connections to it are refused until the upstream comes up there.
+    let reserved = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    reserved.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    let addr = reserved.local_addr().unwrap().as_socket().unwrap();
     let target = format!("/{}", artifact_path("example.com/late", "v1.0.0", "mod"));
 
     let impatient = Server::start_with(opts(format!("http://{addr}"), &["--upstream-retries", "0", "--breaker-failures", "0"]));
@@ -169,6 +173,7 @@ fn a_refused_connection_is_retried_until_the_upstream_comes_up() {
     let client = thread::spawn(move || http_get(paddr, &t));
     // Retries span 200+400+800+1600+3200 ms; come up during them.
     thread::sleep(Duration::from_millis(500));
+    drop(reserved);
     let upstream = CountingUpstream::serve_on(fx.root(), addr);
     let r = client.join().unwrap();
     assert_eq!(r.status, 200, "{r:?}");

@@ -71,14 +71,26 @@ impl S3Server {
         let root = tempfile::Builder::new().prefix("gomodproxy-s3-").tempdir().expect("s3 tempdir");
         // The posix backend's buckets are the root's directories.
         std::fs::create_dir(root.path().join(BUCKET)).expect("bucket dir");
-        let addr = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port");
-        let mut s = S3Server { root, addr, child: None };
-        s.start_again();
-        s
+        let mut s = S3Server { root, addr: "127.0.0.1:0".parse().unwrap(), child: None };
+        // A port free now may be taken by another server of this parallel
+        // suite before versitygw binds it: then it exits, and we try another.
+        for _ in 0..5 {
+            s.addr = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port");
+            if s.try_start() {
+                return s;
+            }
+        }
+        panic!("versitygw did not start on any of 5 ports");
     }
 
     /// Starts it (again) on the same port and directory.
     pub fn start_again(&mut self) {
+        assert!(self.try_start(), "versitygw did not start again on {}", self.addr);
+    }
+
+    /// Starts versitygw on `self.addr`; false if it exited (its port was
+    /// taken) or never answered as itself.
+    fn try_start(&mut self) -> bool {
         assert!(self.child.is_none(), "already running");
         let mut cmd = Command::new(versitygw_bin());
         cmd.arg("--port")
@@ -89,11 +101,17 @@ impl S3Server {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         super::server::die_with_parent(&mut cmd);
-        self.child = Some(cmd.spawn().expect("spawn versitygw"));
-        // Ready when it answers HTTP (any status): a bare connect may reach
-        // a socket the previous process left behind.
+        let mut child = cmd.spawn().expect("spawn versitygw");
+        // Ready when it answers HTTP as itself (its Server header): a bare
+        // connect may reach a socket a previous process left behind, or
+        // another server that took the port.
         let addr = self.addr;
+        let mut exited = false;
         let ready = wait_until(Duration::from_secs(30), || {
+            if child.try_wait().ok().flatten().is_some() {
+                exited = true;
+                return true;
+            }
             let mut c = match std::net::TcpStream::connect(addr) {
                 Ok(c) => c,
                 Err(_) => return false,
@@ -101,10 +119,17 @@ impl S3Server {
             let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
             use std::io::{Read, Write};
             let _ = write!(c, "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-            let mut head = [0u8; 12];
-            c.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 ")
+            let mut head = Vec::new();
+            let _ = c.take(4096).read_to_end(&mut head);
+            String::from_utf8_lossy(&head).to_ascii_lowercase().contains("server: versitygw")
         });
-        assert!(ready, "versitygw did not answer on {addr}");
+        if !ready || exited {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        self.child = Some(child);
+        true
     }
 
     /// kill -9, keeping the directory.
