@@ -24,9 +24,11 @@ pub enum FetchError {
     },
     /// The upstream answered with a status we cannot use (401, 403, 400...):
     /// an answer, so it never trips a circuit breaker, but no fallback either.
+    /// `message`: its short, printable reason (may be empty).
     Rejected {
         upstream: String,
         status: u16,
+        message: String,
     },
     /// No answer in time; `waiting` says for what, naming the limit that struck.
     Timeout {
@@ -65,7 +67,10 @@ impl fmt::Display for FetchError {
             FetchError::Unavailable { upstream, message } => write!(f, "upstream {upstream} failed: {message}"),
             FetchError::Timeout { upstream, waiting } => write!(f, "upstream {upstream} timed out {waiting}"),
             FetchError::TooLarge { upstream, limit } => write!(f, "upstream {upstream} sent more than {limit} bytes"),
-            FetchError::Rejected { upstream, status } => write!(f, "upstream {upstream} answered HTTP status {status}"),
+            FetchError::Rejected { upstream, status, message } if message.is_empty() => {
+                write!(f, "upstream {upstream} answered HTTP status {status}")
+            }
+            FetchError::Rejected { upstream, status, message } => write!(f, "upstream {upstream} answered HTTP status {status}: {message}"),
             FetchError::CircuitOpen { upstream, retry_in } => {
                 write!(f, "upstream {upstream} is failing and is not being asked (circuit open; next try in {}s)", retry_in.as_secs())
             }

@@ -82,6 +82,11 @@ pub fn fetch_error(e: &FetchError) -> Reply {
         FetchError::NotFound { gone: true, .. } => 410,
         // Gone for good from this proxy, so a `,`-style fallback still applies.
         FetchError::ChecksumMismatch { .. } => 410,
+        // The upstream's own refusal (403 "not available", 400, 451…) is
+        // its answer, relayed as it gave it; refused credentials (401, 407)
+        // are this proxy's configuration failing, and a 3xx it would not
+        // follow is no answer to relay.
+        FetchError::Rejected { status, .. } if (400..500).contains(status) && !matches!(status, 401 | 407) => *status,
         FetchError::Unavailable { .. }
         | FetchError::Rejected { .. }
         | FetchError::TooLarge { .. }

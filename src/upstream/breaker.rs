@@ -230,8 +230,11 @@ mod tests {
             assert!(matches!(missing.fetch(&req), Err(FetchError::NotFound { .. })));
         }
         assert_eq!(missing.inner.0.load(std::sync::atomic::Ordering::Relaxed), 5);
-        let forbidden =
-            Guarded::new(Flaky(Default::default(), |_| Err(FetchError::Rejected { upstream: "flaky".into(), status: 403 })), 1, COOL);
+        let forbidden = Guarded::new(
+            Flaky(Default::default(), |_| Err(FetchError::Rejected { upstream: "flaky".into(), status: 403, message: String::new() })),
+            1,
+            COOL,
+        );
         for _ in 0..3 {
             assert!(matches!(forbidden.fetch(&req), Err(FetchError::Rejected { .. })));
         }

@@ -83,13 +83,35 @@ pub fn with_retries<T, E>(
     }
 }
 
+/// An answer's body as a reason for the go command's user: at most 1 KiB,
+/// printable (newlines kept), trimmed.
+fn short_reason(resp: ureq::Response) -> String {
+    let mut msg = String::new();
+    let _ = resp.into_reader().take(1024).read_to_string(&mut msg);
+    let msg: String = msg.chars().filter(|c| !c.is_control() || *c == '\n').collect();
+    msg.trim().to_string()
+}
+
+/// Redirects followed for one request.
+const MAX_REDIRECTS: u32 = 3;
+
+/// `location` (absolute or relative) resolved against `from`, if it stays
+/// on `from`'s scheme, host and port.
+fn same_origin(from: &str, location: &str) -> Option<String> {
+    let base = url::Url::parse(from).ok()?;
+    let next = base.join(location.trim()).ok()?;
+    let origin = |u: &url::Url| (u.scheme().to_string(), u.host_str().map(str::to_ascii_lowercase), u.port_or_known_default());
+    (origin(&base) == origin(&next)).then(|| next.to_string())
+}
+
 impl HttpFetcher {
     pub fn new(base: String, opts: &FetchOptions) -> HttpFetcher {
         let mut builder = ureq::AgentBuilder::new()
             .timeout_connect(opts.connect_timeout.min(opts.timeout))
             .timeout_read(opts.read_timeout.min(opts.timeout))
             .timeout_write(opts.read_timeout.min(opts.timeout))
-            .redirects(3)
+            // Redirects are followed by `fetch_streaming`, within the upstream's own origin.
+            .redirects(0)
             // ureq keeps one idle connection per host by default: every
             // concurrent fetch beyond one would open a new TCP (and TLS)
             // connection, with a fresh DNS lookup, and drop it after.
@@ -131,45 +153,77 @@ impl Fetcher for HttpFetcher {
 
     #[allow(clippy::result_large_err)]
     fn fetch_streaming(&self, req: &Fetch<'_>, progress: &crate::artifact::fill::Progress) -> Result<bytes::Bytes, FetchError> {
-        let url = format!("{}/{}", self.base, req.protocol_path()?);
+        let mut url = format!("{}/{}", self.base, req.protocol_path()?);
         let cap = req.kind.size_cap();
         let unavailable = |message: String| FetchError::Unavailable { upstream: self.base.clone(), message };
         let deadline = Instant::now() + self.total_timeout;
-        let call = || {
-            let r = self.agent.get(&url);
-            match &self.authorization {
-                Some(v) => r.set("Authorization", v),
-                None => r,
-            }
-            .call()
-        };
-        let resp = match with_retries(self.retries, self.retry_backoff, std::thread::sleep, may_retry, call) {
-            Ok(r) => r,
-            Err(ureq::Error::Status(code @ (404 | 410), r)) => {
-                let mut msg = String::new();
-                // The upstream's reason is shown to the go command's user; keep it short and printable.
-                let _ = r.into_reader().take(1024).read_to_string(&mut msg);
-                let msg: String = msg.chars().filter(|c| !c.is_control() || *c == '\n').collect();
-                let msg = msg.trim();
-                let message =
-                    if msg.is_empty() { format!("not found: {}", req.protocol_path().unwrap_or_default()) } else { msg.to_string() };
-                return Err(FetchError::NotFound { gone: code == 410, message });
-            }
-            // 429 and 5xx: the upstream is overloaded or failing.
-            Err(ureq::Error::Status(code, _)) if code == 429 || code >= 500 => return Err(unavailable(format!("HTTP status {code}"))),
-            // Any other status: an answer we cannot use (401, 403, 400, a 3xx beyond the redirect limit).
-            Err(ureq::Error::Status(status, _)) => return Err(FetchError::Rejected { upstream: self.base.clone(), status }),
-            Err(ureq::Error::Transport(t)) => {
-                let text = t.to_string();
-                if is_timeout(&text) {
-                    let waiting = if t.kind() == ureq::ErrorKind::ConnectionFailed { CONNECTING } else { ANSWER };
-                    return Err(FetchError::Timeout { upstream: self.base.clone(), waiting });
+        let mut redirects = 0;
+        let resp = loop {
+            // Credentials go to the configured URL only, never along a redirect.
+            let authorization = self.authorization.as_ref().filter(|_| redirects == 0);
+            let call = || {
+                let r = self.agent.get(&url);
+                match authorization {
+                    Some(v) => r.set("Authorization", v),
+                    None => r,
                 }
-                if let Some(why) = tls_failure(&text) {
-                    let what = if why.contains("certificate") { "TLS certificate verification failed" } else { "TLS handshake failed" };
-                    return Err(unavailable(format!("{what}: {why} (trusted roots: SSL_CERT_FILE / SSL_CERT_DIR, else the system store)")));
+                .call()
+            };
+            let resp = match with_retries(self.retries, self.retry_backoff, std::thread::sleep, may_retry, call) {
+                Ok(r) => r,
+                Err(ureq::Error::Status(code @ (404 | 410), r)) => {
+                    let msg = short_reason(r);
+                    let message = if msg.is_empty() { format!("not found: {}", req.protocol_path().unwrap_or_default()) } else { msg };
+                    return Err(FetchError::NotFound { gone: code == 410, message });
                 }
-                return Err(unavailable(text));
+                // 429 and 5xx: the upstream is overloaded or failing.
+                Err(ureq::Error::Status(code, _)) if code == 429 || code >= 500 => return Err(unavailable(format!("HTTP status {code}"))),
+                // Any other status: an answer we cannot use (401, 403, 400).
+                Err(ureq::Error::Status(status, r)) => {
+                    return Err(FetchError::Rejected { upstream: self.base.clone(), status, message: short_reason(r) })
+                }
+                Err(ureq::Error::Transport(t)) => {
+                    let text = t.to_string();
+                    if is_timeout(&text) {
+                        let waiting = if t.kind() == ureq::ErrorKind::ConnectionFailed { CONNECTING } else { ANSWER };
+                        return Err(FetchError::Timeout { upstream: self.base.clone(), waiting });
+                    }
+                    if let Some(why) = tls_failure(&text) {
+                        let what = if why.contains("certificate") { "TLS certificate verification failed" } else { "TLS handshake failed" };
+                        return Err(unavailable(format!(
+                            "{what}: {why} (trusted roots: SSL_CERT_FILE / SSL_CERT_DIR, else the system store)"
+                        )));
+                    }
+                    return Err(unavailable(text));
+                }
+            };
+            if !(300..400).contains(&resp.status()) {
+                break resp;
+            }
+            // A redirect is followed only within the upstream's own scheme,
+            // host and port: elsewhere (another host, another loopback port,
+            // a private address) it would make gomodproxy fetch for whoever
+            // controls the upstream's answers.
+            let status = resp.status();
+            let next = resp.header("Location").and_then(|to| same_origin(&url, to));
+            match next {
+                Some(next) if redirects < MAX_REDIRECTS => {
+                    redirects += 1;
+                    url = next;
+                }
+                _ => {
+                    let to: String = resp.header("Location").unwrap_or("").chars().filter(|c| !c.is_control()).take(200).collect();
+                    log::warn!(
+                        module = req.module, version = req.version, kind = req.kind.label();
+                        "{}: redirect {status} to {to:?} not followed (only within the upstream's own scheme, host and port, at most {MAX_REDIRECTS})",
+                        self.base
+                    );
+                    return Err(FetchError::Rejected {
+                        upstream: self.base.clone(),
+                        status,
+                        message: "a redirect this proxy does not follow".into(),
+                    });
+                }
             }
         };
         let announced = resp.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
@@ -229,6 +283,22 @@ impl Fetcher for HttpFetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirects_stay_within_the_upstreams_origin() {
+        let from = "https://mirror.test/example.com/a/@v/list";
+        assert_eq!(same_origin(from, "/other/path").as_deref(), Some("https://mirror.test/other/path"));
+        assert_eq!(same_origin(from, "https://MIRROR.test:443/x").as_deref(), Some("https://mirror.test/x"));
+        assert_eq!(same_origin(from, "list2").as_deref(), Some("https://mirror.test/example.com/a/@v/list2"));
+        for elsewhere in
+            ["https://other.test/x", "http://mirror.test/x", "https://mirror.test:8443/x", "//127.0.0.1/x", "https://127.0.0.1/x"]
+        {
+            assert_eq!(same_origin(from, elsewhere), None, "{elsewhere}");
+        }
+        let local = "http://127.0.0.1:8000/m/@v/list";
+        assert_eq!(same_origin(local, "http://127.0.0.1:8001/m/@v/list"), None, "another loopback port");
+        assert!(same_origin(local, "http://127.0.0.1:8000/moved").is_some());
+    }
 
     #[test]
     fn retries_are_bounded_backed_off_and_only_for_retryable_errors() {
