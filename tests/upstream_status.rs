@@ -28,3 +28,22 @@ fn an_upstreams_4xx_is_relayed_with_its_reason_and_its_failures_stay_502() {
     }
     assert_eq!(http_get(server.addr(), &path("v1.0.0")).status, 200);
 }
+
+#[test]
+fn a_file_upstreams_errors_never_show_clients_its_directory() {
+    let fx = Fixture::builder().module(Module::new("example.com/local", "v1.0.0")).build();
+    // A .mod larger than any go.mod may be (sparse: no bytes written).
+    let huge = fx.root().join("example.com/local/@v/v1.0.1.mod");
+    std::fs::File::create(&huge).unwrap().set_len(64 << 20).unwrap();
+    let server = Server::start(&fx.file_url());
+    let dir = fx.root().display().to_string();
+    for (target, status) in [
+        (format!("/{}", artifact_path("example.com/local", "v1.0.1", "mod")), 502),
+        (format!("/{}", artifact_path("example.com/absent", "v1.0.0", "mod")), 404),
+    ] {
+        let r = http_get(server.addr(), &target);
+        assert_eq!(r.status, status, "{target}: {}", r.body_str());
+        assert!(!r.body_str().contains(&dir), "{target}: the body names the directory: {}", r.body_str());
+    }
+    assert!(server.log_lines().iter().any(|l| l.contains(&dir)), "the log names it");
+}

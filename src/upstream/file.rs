@@ -21,6 +21,9 @@ impl FileFetcher {
     }
 }
 
+/// How a `file://` upstream is named in what clients read.
+const CLIENT_NAME: &str = "file://";
+
 impl Fetcher for FileFetcher {
     fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
         // protocol_path is built from validated, escaped elements: no `..`,
@@ -33,11 +36,13 @@ impl Fetcher for FileFetcher {
             // directory has no `supported` file to read.
             return match path.parent().map(|p| p.is_dir()) {
                 Some(true) => Ok(Vec::new()),
-                _ => Err(FetchError::NotFound { gone: false, message: format!("not found: {} has no {}", self.name, req.module) }),
+                _ => Err(FetchError::NotFound { gone: false, message: format!("not found: the file:// upstream has no {}", req.module) }),
             };
         }
         let not_found = || FetchError::NotFound { gone: false, message: format!("not found: {}", req.protocol_path().unwrap_or_default()) };
-        let fail = |e: std::io::Error| FetchError::Unavailable { upstream: self.name.clone(), message: e.to_string() };
+        // Clients are told "a file:// upstream", never its directory (the
+        // log names it: the chain logs every failure with `name()`).
+        let fail = |e: std::io::Error| FetchError::Unavailable { upstream: CLIENT_NAME.into(), message: e.to_string() };
         let file = match File::open(&path) {
             Ok(f) => f,
             // A name too long for the filesystem names no file that could exist.
@@ -54,12 +59,12 @@ impl Fetcher for FileFetcher {
         }
         let cap = req.kind.size_cap();
         if meta.len() > cap {
-            return Err(FetchError::TooLarge { upstream: self.name.clone(), limit: cap });
+            return Err(FetchError::TooLarge { upstream: CLIENT_NAME.into(), limit: cap });
         }
         let mut body = Vec::with_capacity(meta.len() as usize);
         file.take(cap + 1).read_to_end(&mut body).map_err(fail)?;
         if body.len() as u64 > cap {
-            return Err(FetchError::TooLarge { upstream: self.name.clone(), limit: cap });
+            return Err(FetchError::TooLarge { upstream: CLIENT_NAME.into(), limit: cap });
         }
         Ok(body)
     }
