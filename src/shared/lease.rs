@@ -22,6 +22,7 @@ use super::{unavailable, Obtained, SharedError, SharedTier};
 use crate::artifact::fill::Progress;
 use crate::artifact::Kind;
 use crate::metrics::CoreMetrics;
+use crate::store::unix_ms;
 
 /// A lock object's content. Anything else found there (a foreign or
 /// damaged object) counts as an expired lease.
@@ -52,10 +53,6 @@ impl Claim {
     fn payload(&self) -> PutPayload {
         PutPayload::from(serde_json::to_vec(self).unwrap_or_default())
     }
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// The lock object as this node last wrote it.
@@ -194,27 +191,15 @@ async fn release(tier: &SharedTier, lock: &ObjectPath, held: &Mutex<Held>, s: &S
     }
 }
 
-/// Replaces the lock object if it is still at `version`. `None`: it is not
-/// (another node changed it). Stores without conditional updates (a
-/// directory) are overwritten: they are one host's, where the lease only
-/// spares the upstream.
+/// Replaces the lock object if it is still at `version` (see
+/// [`SharedTier::put_if_unchanged`]).
 async fn put_conditionally(
     tier: &SharedTier,
     lock: &ObjectPath,
     version: UpdateVersion,
     claim: &Claim,
 ) -> Result<Option<PutResult>, SharedError> {
-    let opts = PutOptions { mode: PutMode::Update(version), ..Default::default() };
-    match tier.store.put_opts(lock, claim.payload(), opts).await {
-        Ok(put) => Ok(Some(put)),
-        Err(
-            object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. } | object_store::Error::NotFound { .. },
-        ) => Ok(None),
-        Err(object_store::Error::NotImplemented { .. }) => {
-            tier.store.put_opts(lock, claim.payload(), PutOptions::default()).await.map(Some).map_err(unavailable)
-        }
-        Err(e) => Err(unavailable(e)),
-    }
+    tier.put_if_unchanged(lock, version, claim.payload()).await
 }
 
 /// [`SharedTier::obtain`]'s protocol: the artifact if it exists, else the

@@ -316,26 +316,41 @@ impl SharedTier {
     pub fn replace(self: &Arc<Self>, refused: SharedCopy, body: Bytes, metrics: &'static CoreMetrics) {
         let tier = self.clone();
         self.runtime.spawn(async move {
-            let opts = PutOptions { mode: PutMode::Update(refused.version.clone()), ..Default::default() };
-            let put = match tier.store.put_opts(&refused.key, PutPayload::from_bytes(body.clone()), opts).await {
-                // A directory store cannot compare: it is one host's, overwrite.
-                Err(object_store::Error::NotImplemented { .. }) => {
-                    tier.store.put_opts(&refused.key, PutPayload::from_bytes(body), PutOptions::default()).await
-                }
-                other => other,
-            };
-            match put {
-                Ok(_) => {
+            match tier.put_if_unchanged(&refused.key, refused.version, PutPayload::from_bytes(body)).await {
+                Ok(Some(_)) => {
                     metrics.shared_writes.bump();
                     log::warn!("{}: the refused copy in the shared store is replaced by the checked one", refused.key);
                 }
-                Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => {}
+                Ok(None) => {}
                 Err(e) => {
                     metrics.shared_errors.bump();
                     log::warn!("{}: could not replace the refused copy in the shared store: {e}", refused.key);
                 }
             }
         });
+    }
+
+    /// Replaces `key` if it is still at `version` (`If-Match`). `None`: it
+    /// is not (another node changed or removed it). Stores without
+    /// conditional updates (a directory) are overwritten: they are one
+    /// host's, where the tier only spares the upstream.
+    async fn put_if_unchanged(
+        &self,
+        key: &ObjectPath,
+        version: object_store::UpdateVersion,
+        payload: PutPayload,
+    ) -> Result<Option<object_store::PutResult>, SharedError> {
+        let opts = PutOptions { mode: PutMode::Update(version), ..Default::default() };
+        match self.store.put_opts(key, payload.clone(), opts).await {
+            Ok(put) => Ok(Some(put)),
+            Err(
+                object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. } | object_store::Error::NotFound { .. },
+            ) => Ok(None),
+            Err(object_store::Error::NotImplemented { .. }) => {
+                self.store.put_opts(key, payload, PutOptions::default()).await.map(Some).map_err(unavailable)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     /// Writes `body` under `key` unless an object is there already (two
