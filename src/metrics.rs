@@ -81,6 +81,9 @@ core_metrics! {
     shared_takeovers: "counter", "Expired leases of another node taken over.";
     shared_errors: "counter", "Shared-tier requests that failed (the fill went on to the upstream).";
     shared_skipped: "counter", "Fills that skipped the shared tier because its breaker was open.";
+    blobs_checked: "counter", "Stored blobs hashed on their first use (or by the scrub) since start-up.";
+    blobs_quarantined: "counter", "Stored blobs withdrawn because their bytes differ from their recorded SHA-256 or their file lost them.";
+    scrubbed_bytes: "counter", "Bytes of stored blobs the background scrub has hashed.";
     store_errors: "counter", "Blobs that could not be stored and were passed through.";
     client_errors: "counter", "Responses with a 4xx status.";
     server_errors: "counter", "Responses with a 5xx status.";

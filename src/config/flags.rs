@@ -173,6 +173,13 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_SEGMENT_SIZE", default_value = "1GiB", value_parser = parse_segment_size)]
     segment_size: u64,
 
+    /// Bytes per second, per core, at which the stored blobs not yet hashed
+    /// since start-up are checked in the background (e.g. 64MiB; `off`:
+    /// only on first use). A blob whose bytes differ from their recorded
+    /// SHA-256 is quarantined and fetched afresh when next asked for.
+    #[arg(long, env = "GOMODPROXY_SCRUB_RATE", value_name = "SIZE|off", default_value = "64MiB", value_parser = parse_scrub_rate)]
+    scrub_rate: u64,
+
     /// Where cache hits are answered: `local` reads the owner's lock-free index
     /// on the accepting core; `owner` hops to the owning core first.
     #[arg(long, env = "GOMODPROXY_HIT_ROUTING", default_value = "local", value_parser = parse_hit_routing())]
@@ -216,9 +223,10 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_UPSTREAM_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     upstream_connect_timeout: Duration,
 
-    /// Longest wait for the first byte of an upstream's answer, and for each
+    /// Longest wait for an upstream's answer once connected (its whole head
+    /// must arrive within --upstream-connect-timeout plus this), and for each
     /// further read of its body (a stalled upstream fails this fast, a slow
-    /// but steady one gets --upstream-timeout).
+    /// but steady one gets --upstream-timeout, which bounds every phase).
     #[arg(long, env = "GOMODPROXY_UPSTREAM_READ_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     upstream_read_timeout: Duration,
 
@@ -340,6 +348,13 @@ fn parse_admin_listen(s: &str) -> Result<AdminListen, String> {
 /// `--stream-fills`: the smallest zip streamed, or `off`.
 #[derive(Debug, Clone, Copy)]
 struct StreamFills(Option<u64>);
+
+fn parse_scrub_rate(s: &str) -> Result<u64, String> {
+    match s.trim() {
+        "off" | "0" => Ok(0),
+        size => parse_bytes(size).map_err(|e| format!("{e}; or `off`")),
+    }
+}
 
 fn parse_stream_fills(s: &str) -> Result<StreamFills, String> {
     match s.trim() {
@@ -551,6 +566,7 @@ impl ServeArgs {
             negative_ttl: args.negative_ttl,
             stream_fills: args.stream_fills.0,
             segment_bytes: args.segment_size,
+            scrub_bytes_per_sec: args.scrub_rate,
             hit_routing: args.hit_routing,
             fetch_threads: args.fetch_threads,
             upstream_timeout: args.upstream_timeout,

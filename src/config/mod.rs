@@ -51,6 +51,8 @@ pub struct Config {
     /// they are being fetched; `None`: never.
     pub stream_fills: Option<u64>,
     pub segment_bytes: u64,
+    /// Pace of the background check of stored blobs, per core; 0: off.
+    pub scrub_bytes_per_sec: u64,
     pub hit_routing: HitRouting,
     pub fetch_threads: usize,
     /// Total time for one upstream fetch, body included.

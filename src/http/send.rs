@@ -53,11 +53,27 @@ fn try_sendmsg(fd: RawFd, head: &[u8], body: &[u8], more: bool) -> io::Result<us
     retry_eintr(|| unsafe { libc::sendmsg(fd, &msg, flags) as isize })
 }
 
-/// Non-blocking sendfile of `len` bytes at `offset` of `file`. Ok(0) if it would block.
-fn try_sendfile(sock: RawFd, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {
+/// Non-blocking sendfile of `len` bytes at `offset` of `file`. Ok(None) if it would block.
+fn try_sendfile(sock: RawFd, file: RawFd, offset: u64, len: usize) -> io::Result<Option<usize>> {
     let mut off = offset as libc::off_t;
-    // SAFETY: plain descriptors and an offset we own; the kernel copies nothing into our memory.
-    retry_eintr(|| unsafe { libc::sendfile(sock, file, &mut off, len) as isize })
+    loop {
+        // SAFETY: plain descriptors and an offset we own; the kernel copies nothing into our memory.
+        let n = unsafe { libc::sendfile(sock, file, &mut off, len) };
+        if n > 0 {
+            return Ok(Some(n as usize));
+        }
+        if n == 0 {
+            // The file ends before the body does: it was cut under us. The
+            // connection must end short, never be padded or left waiting.
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "segment file shorter than the blob it holds"));
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(err),
+        }
+    }
 }
 
 /// Makes the socket non-blocking so `sendfile` never stalls the executor.
@@ -91,8 +107,8 @@ pub async fn send(stream: &mut TcpStream, head: &[u8], body: &[u8], file: Option
                 // writable", so one byte goes through its write path (which
                 // waits for room); sendfile carries the rest of the turn. A
                 // larger write here would copy the body through user space.
-                0 => pos += stream.write(&body[pos..pos + 1]).await?,
-                n => pos += n,
+                None => pos += stream.write(&body[pos..pos + 1]).await?,
+                Some(n) => pos += n,
             },
             _ => {
                 stream.write_all(&body[pos..end]).await?;

@@ -106,8 +106,7 @@ impl Filler {
         // (A record whose bytes fail their own checksum counts as none.)
         let first_hash = go_sum_key(&key.version, key.kind).and_then(|v| {
             let entry = self.indexes[self.own].get(&key.module, &v, RecordKind::GoSum)?;
-            let bytes = entry.blob.bytes();
-            (store::record::payload_sha256(bytes) == *entry.blob.sha256()).then(|| String::from_utf8_lossy(bytes).into_owned())
+            entry.blob.verify().then(|| String::from_utf8_lossy(entry.blob.bytes()).into_owned())
         });
         // Hash (and verify) on the blocking thread too: a 500 MiB zip must
         // not stall the reactor. A streamed zip's readers wait for the last

@@ -30,7 +30,12 @@ use super::{Artifact, ResolveError, Resolved};
 use crate::artifact::fill::{FillFailure, Progress};
 use crate::artifact::{ArtifactKey, Body, FetchError, Kind};
 use crate::metrics::CoreMetrics;
-use crate::store::{self, Index, SegmentWriter, StoredBlob};
+use crate::store::{self, Index, Integrity, SegmentWriter, StoredBlob};
+
+/// Unchecked blobs up to this size are hashed where they are first asked
+/// for, on the executor (tens of microseconds at most); larger ones on the
+/// owner's blocking pool.
+const CHECK_INLINE_BYTES: u64 = 64 << 10;
 
 /// An answer that changes, fetched at `fetched_at`: for a stored answer,
 /// when a refresh last found it unchanged (so it was not written again);
@@ -118,7 +123,105 @@ impl Shard {
         if self.hit_routing == HitRouting::Owner && owner != self.id {
             return None;
         }
-        self.indexes[owner].get(module, version, record_kind).map(|e| e.blob.clone())
+        let blob = self.indexes[owner].get(module, version, record_kind).map(|e| e.blob.clone())?;
+        self.fit_to_serve_here(&blob).then_some(blob)
+    }
+
+    /// Whether a stored blob may be served by whichever core holds it, with
+    /// no word from its owner: its bytes hashed since the store was opened
+    /// (a small unchecked one is hashed here and now) and its segment file
+    /// still holding it. Anything else goes to the owner (see [`Shard::vet_stored`]).
+    fn fit_to_serve_here(&self, blob: &StoredBlob) -> bool {
+        match blob.integrity() {
+            Integrity::Verified => blob.on_disk(),
+            Integrity::Unchecked if blob.len() <= CHECK_INLINE_BYTES => {
+                self.metrics.blobs_checked.bump();
+                blob.verify()
+            }
+            Integrity::Unchecked | Integrity::Corrupt => false,
+        }
+    }
+
+    /// On the owner: makes sure the blob stored for `key`, if any, is fit
+    /// to serve. An unchecked one is hashed (on the blocking pool when
+    /// large); one whose bytes differ from their recorded hash, or whose
+    /// segment file has lost them, is quarantined: withdrawn for good, so
+    /// the request that found it is answered as a miss and fetched afresh.
+    async fn vet_stored(&self, module: &str, version: &str, kind: store::RecordKind) {
+        let Some(entry) = self.indexes[self.id].get(module, version, kind) else { return };
+        let blob = entry.blob.clone();
+        drop(entry);
+        let good = match blob.integrity() {
+            Integrity::Verified => blob.on_disk(),
+            Integrity::Corrupt => false,
+            Integrity::Unchecked => {
+                self.metrics.blobs_checked.bump();
+                if blob.len() <= CHECK_INLINE_BYTES {
+                    blob.verify()
+                } else {
+                    let b = blob.clone();
+                    glommio::executor().spawn_blocking(move || b.verify()).await
+                }
+            }
+        };
+        if !good {
+            self.quarantine(module, version, kind, &blob).await;
+        }
+    }
+
+    /// Withdraws a stored blob whose bytes are not what was stored.
+    async fn quarantine(&self, module: &str, version: &str, kind: store::RecordKind, blob: &StoredBlob) {
+        blob.mark_corrupt();
+        // Another request may have quarantined (or refilled) it meanwhile.
+        let current = self.indexes[self.id].get(module, version, kind);
+        if !current.is_some_and(|e| e.blob.same_record(blob)) {
+            return;
+        }
+        self.metrics.blobs_quarantined.bump();
+        let why =
+            if blob.on_disk() { "its bytes differ from their recorded SHA-256" } else { "its segment file was cut short under the server" };
+        log::error!(
+            module = module, version = version, kind = kind.label();
+            "SECURITY: stored {module}@{version} ({}) quarantined: {why}; it is never served again and is fetched afresh",
+            kind.label()
+        );
+        let target = [(module.to_string(), version.to_string(), kind)];
+        if let Err(e) = self.filler.withdraw(&target).await {
+            // The tombstone could not be written: at least this process never serves it.
+            log::error!(module = module; "quarantining {module}@{version}: {e}");
+            self.indexes[self.id].remove(module, version, kind);
+        }
+    }
+
+    /// Hashes, at no more than `bytes_per_sec`, every blob of this core's
+    /// index not yet checked since start-up, quarantining what fails, so
+    /// damage is found before a client asks for it. Runs until every blob
+    /// present when it started was seen.
+    pub async fn scrub(self: Rc<Self>, bytes_per_sec: u64) {
+        if bytes_per_sec == 0 {
+            return;
+        }
+        // Kept first-download hashes are only read by fills (which refuse
+        // bytes that differ), never served: a damaged one is for `verify`.
+        let unchecked: Vec<(String, String, store::RecordKind)> = self.indexes[self.id]
+            .entries()
+            .filter(|e| e.blob.integrity() == Integrity::Unchecked && e.kind() != store::RecordKind::GoSum)
+            .map(|e| (e.module().to_string(), e.version().to_string(), e.kind()))
+            .collect();
+        if unchecked.is_empty() {
+            return;
+        }
+        let (mut blobs, mut bytes) = (0u64, 0u64);
+        for (module, version, kind) in unchecked {
+            let Some(len) = self.indexes[self.id].get(&module, &version, kind).map(|e| e.blob.len()) else { continue };
+            // Paced before the work, so a burst of large blobs never runs ahead of the rate.
+            glommio::timer::sleep(std::time::Duration::from_micros(len.saturating_mul(1_000_000) / bytes_per_sec)).await;
+            self.vet_stored(&module, &version, kind).await;
+            self.metrics.scrubbed_bytes.add(len);
+            blobs += 1;
+            bytes += len;
+        }
+        log::info!("core {}: scrub checked {blobs} stored blob(s), {bytes} bytes", self.id);
     }
 
     /// Purges what this (owning) core stores of `module`, or of
@@ -152,6 +255,9 @@ impl Shard {
 
     /// On the owner: what is known already, or a place in the one fill for `key`.
     pub async fn resolve_owned(self: &Rc<Self>, key: ArtifactKey) -> Resolved {
+        if let Some(kind) = key.kind.record_kind() {
+            self.vet_stored(&key.module, &key.version, kind).await;
+        }
         if let Some(known) = self.cached(&key) {
             return known;
         }
@@ -230,7 +336,13 @@ impl Shard {
             return Some(Body::Memory { bytes: r.bytes.clone(), sha256: None });
         }
         let entry = self.indexes[self.id].get(&key.module, &key.version, key.kind.record_kind()?)?;
-        Some(Body::Stored(entry.blob.clone()))
+        // Answers that change are small: checked here, on the executor.
+        let fit = match entry.blob.integrity() {
+            Integrity::Verified => entry.blob.on_disk(),
+            Integrity::Unchecked => entry.blob.verify(),
+            Integrity::Corrupt => false,
+        };
+        fit.then(|| Body::Stored(entry.blob.clone()))
     }
 
     /// Remembers a 404/410 for `--negative-ttl`; any answer forgets it.

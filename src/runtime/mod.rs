@@ -233,6 +233,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                 let writer = store.writer(config.segment_bytes);
                 let core_metrics = metrics.core(id);
                 let shard = Rc::new(Shard::new(id, cores, indexes.clone(), &live.sources, writer, &live.cache, core_metrics));
+                glommio::spawn_local(shard.clone().scrub(config.scrub_bytes_per_sec)).detach();
                 let mesh = Mesh::new(id, peers);
                 if let Some(r) = receivers.as_mut() {
                     mesh.listen(r, shard.clone());

@@ -122,6 +122,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("--data", old.data_dir != new.data_dir);
     check("--cores", old.cores != new.cores);
     check("--segment-size", old.segment_bytes != new.segment_bytes);
+    check("--scrub-rate", old.scrub_bytes_per_sec != new.scrub_bytes_per_sec);
     check("--fetch-threads", old.fetch_threads != new.fetch_threads);
     check("--hit-routing", old.hit_routing != new.hit_routing);
     check("--max-connections", old.max_connections != new.max_connections);

@@ -9,6 +9,7 @@
 //! a key winning, tombstones that withdraw a blob for good. It never talks to the network
 //! and never decides what deserves caching: that is the caller's business.
 
+pub mod fault;
 pub mod index;
 pub mod record;
 pub mod segment;
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 
 pub use index::Index;
 pub use record::RecordKind;
-pub use segment::StoredBlob;
+pub use segment::{Integrity, StoredBlob};
 pub use writer::{Append, SegmentWriter};
 
 use record::{align_up, decode_header, payload_sha256, HEADER_LEN};
@@ -83,6 +84,9 @@ pub struct RecoveryStats {
     pub records_verified: usize,
     /// Bytes cut off torn or corrupt tails.
     pub bytes_cut: u64,
+    /// Records skipped because their header or payload is damaged, with
+    /// good records after them (which were kept).
+    pub records_skipped: usize,
     pub segments_skipped: usize,
     /// Blobs hidden by a tombstone (quarantined or purged).
     pub withdrawn: usize,
@@ -238,8 +242,14 @@ struct Found {
 }
 
 /// Scans one segment's headers. A segment without a seal record was open when
-/// the process last stopped: its payloads are verified, its tail cut at the
-/// first bad record, and it is sealed so the next start-up can trust it.
+/// the process last stopped: its payloads are verified, its torn tail cut,
+/// and it is sealed so the next start-up can trust its headers. A sealed
+/// segment's payloads are checked on first use instead (see
+/// [`StoredBlob::integrity`]).
+///
+/// A damaged record is skipped, not taken for the end: the scan looks for
+/// the next record at record alignment whose header and payload both check
+/// (see [`resync`]), and only where none follows is the rest a torn tail.
 fn recover_segment(
     dir: &Path,
     id: u64,
@@ -250,25 +260,91 @@ fn recover_segment(
     let file = OpenOptions::new().read(true).write(true).open(&path)?;
     let file_len = file.metadata()?.len();
     let mut seg = Arc::new(Segment::map(id, &file, file_len)?);
+    let name = segment::segment_file_name(id);
 
     let mut found: Vec<Found> = Vec::new();
     let mut offset = 0u64;
     let mut sealed = false;
     while offset + HEADER_LEN as u64 <= file_len {
         let Some(rest) = seg.get(offset, file_len - offset) else { break };
-        let Ok(h) = decode_header(rest) else { break };
-        if h.kind == RecordKind::Seal {
+        let record = decode_header(rest).ok().and_then(|h| Found::at(offset, h, file_len));
+        let Some(f) = record else {
+            // Damaged here: carry on from the next provably whole record, if any.
+            match resync(&seg, offset, file_len) {
+                Some(next) => {
+                    log::warn!("segment {name}: damaged record at {offset}; skipped {} bytes to the next good record", next - offset);
+                    stats.records_skipped += 1;
+                    offset = next;
+                    continue;
+                }
+                None => break,
+            }
+        };
+        offset += align_up(f.data_offset + f.len - f.record_start);
+        if f.kind == RecordKind::Seal {
             sealed = true;
-            offset += h.record_len();
             break;
         }
+        found.push(f);
+    }
+    let mut valid_end = offset.min(file_len);
+
+    if !sealed {
+        let before = found.len();
+        found.retain(|f| {
+            stats.records_verified += 1;
+            let ok = seg.get(f.data_offset, f.len).is_some_and(|p| payload_sha256(p) == f.sha256);
+            if !ok {
+                log::warn!("segment {name}: record at {} fails its checksum; skipped", f.record_start);
+            }
+            ok
+        });
+        stats.records_skipped += before - found.len();
+        // A last record that failed is a torn write: cut it with the tail.
+        let last_good_end = found.last().map_or(0, |f| align_up(f.data_offset + f.len));
+        if before > found.len() && valid_end > last_good_end && resync(&seg, last_good_end, valid_end).is_none() {
+            valid_end = last_good_end;
+        }
+        if valid_end < file_len {
+            stats.bytes_cut += file_len - valid_end;
+            log::warn!("segment {name}: cut {} bytes of torn tail", file_len - valid_end);
+            file.set_len(valid_end)?;
+            seg = Arc::new(Segment::map(id, &file, valid_end)?);
+        }
+        // Sealing is an optimisation; a failure only means verifying again next time.
+        if let Err(e) = segment::write_seal(&file, align_up(valid_end)) {
+            log::warn!("could not seal recovered segment {name}: {e}");
+        }
+    } else {
+        seg.expect_checks(found.len());
+    }
+
+    for (place, f) in found.into_iter().enumerate() {
+        let key = seg.get(f.key_start, f.key_len).and_then(|k| std::str::from_utf8(k).ok()).and_then(|k| k.split_once('@'));
+        let Some((module, version)) = key else {
+            log::warn!("segment {name}: record at {} has a malformed key; skipped", f.record_start);
+            continue;
+        };
+        let blob = if sealed {
+            StoredBlob::unchecked(seg.clone(), place as u32, f.data_offset, f.len, f.sha256, f.stored_at_ms)
+        } else {
+            StoredBlob::new(seg.clone(), f.data_offset, f.len, f.sha256, f.stored_at_ms)
+        };
+        if let Some(blob) = blob {
+            publish(module, version, f.kind, blob);
+            stats.records += 1;
+        }
+    }
+    Ok(())
+}
+
+impl Found {
+    /// The record a decoded header at `offset` describes, if the file holds all of it.
+    fn at(offset: u64, h: record::Header, file_len: u64) -> Option<Found> {
         let key_start = offset + HEADER_LEN as u64;
         let data_offset = key_start + h.key_len as u64;
-        let Some(end) = data_offset.checked_add(h.payload_len) else { break };
-        if end > file_len {
-            break;
-        }
-        found.push(Found {
+        let end = data_offset.checked_add(h.payload_len)?;
+        (end <= file_len).then_some(Found {
             record_start: offset,
             stored_at_ms: h.stored_at_ms,
             data_offset,
@@ -277,46 +353,29 @@ fn recover_segment(
             kind: h.kind,
             key_start,
             key_len: h.key_len as u64,
-        });
-        offset += h.record_len();
+        })
     }
-    let mut valid_end = offset.min(file_len);
+}
 
-    if !sealed {
-        for (i, f) in found.iter().enumerate() {
-            let ok = seg.get(f.data_offset, f.len).is_some_and(|p| payload_sha256(p) == f.sha256);
-            stats.records_verified += 1;
-            if !ok {
-                log::warn!("segment {}: record at {} fails its checksum; cutting here", segment::segment_file_name(id), f.record_start);
-                valid_end = f.record_start;
-                found.truncate(i);
-                break;
+/// The offset of the first record after `from` (at record alignment,
+/// before `end`) whose header checks, whose bytes the file holds and whose
+/// payload hashes as its header says: where a scan can go on after a
+/// damaged record. `None`: nothing good follows (a torn tail).
+fn resync(seg: &Segment, from: u64, end: u64) -> Option<u64> {
+    let magic = record::MAGIC.to_le_bytes();
+    let mut at = align_up(from + 1);
+    while at + HEADER_LEN as u64 <= end {
+        let rest = seg.get(at, end - at)?;
+        if rest[..4] == magic {
+            if let Some(f) = decode_header(rest).ok().and_then(|h| Found::at(at, h, end)) {
+                if f.kind == RecordKind::Seal || seg.get(f.data_offset, f.len).is_some_and(|p| payload_sha256(p) == f.sha256) {
+                    return Some(at);
+                }
             }
         }
-        if valid_end < file_len {
-            stats.bytes_cut += file_len - valid_end;
-            log::warn!("segment {}: cut {} bytes of torn tail", segment::segment_file_name(id), file_len - valid_end);
-            file.set_len(valid_end)?;
-            seg = Arc::new(Segment::map(id, &file, valid_end)?);
-        }
-        // Sealing is an optimisation; a failure only means verifying again next time.
-        if let Err(e) = segment::write_seal(&file, align_up(valid_end)) {
-            log::warn!("could not seal recovered segment {}: {e}", segment::segment_file_name(id));
-        }
+        at += record::ALIGN;
     }
-
-    for f in found {
-        let key = seg.get(f.key_start, f.key_len).and_then(|k| std::str::from_utf8(k).ok()).and_then(|k| k.split_once('@'));
-        let Some((module, version)) = key else {
-            log::warn!("segment {}: record at {} has a malformed key; skipped", segment::segment_file_name(id), f.record_start);
-            continue;
-        };
-        if let Some(blob) = StoredBlob::new(seg.clone(), f.data_offset, f.len, f.sha256, f.stored_at_ms) {
-            publish(module, version, f.kind, blob);
-            stats.records += 1;
-        }
-    }
-    Ok(())
+    None
 }
 
 #[cfg(test)]

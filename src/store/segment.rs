@@ -10,20 +10,49 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use memmap2::{Mmap, MmapOptions};
 
+use super::fault;
 use super::record::{self, RecordKind, HEADER_LEN};
 
 /// One segment file, mapped read-only.
 pub struct Segment {
     id: u64,
+    /// Tells the SIGBUS handler this map is ours; dropped before `map`.
+    _fault_guard: fault::Registration,
     map: Mmap,
     /// Kept open for sendfile(2): the kernel can then move page-cache pages
     /// to the socket without a copy through the map.
     file: File,
+    /// For a segment this process found sealed on disk, one [`Integrity`]
+    /// per record (by its place in the file): its payload is only trusted
+    /// once hashed since the segment was opened. Unset for segments this
+    /// process wrote or verified whole.
+    checks: OnceLock<Box<[AtomicU8]>>,
+    /// Set once its file was found shorter than a blob in it: something
+    /// outside cut it. No blob of it is served again (bytes written there
+    /// later could fill the hole and make a lost range look whole), and
+    /// its writer moves on to a new segment.
+    cut: AtomicBool,
 }
+
+/// Whether a stored blob's bytes were found to match their recorded hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Integrity {
+    /// Not hashed since this process opened its segment: hash before serving it.
+    Unchecked = 0,
+    /// Written by this process, or hashed since the segment was opened.
+    Verified = 1,
+    /// Hashed and found different (or its file no longer holds it): never serve.
+    Corrupt = 2,
+}
+
+/// The place of a blob that needs no check (written or verified whole by this process).
+const TRUSTED: u32 = u32::MAX;
 
 impl std::fmt::Debug for Segment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,7 +74,38 @@ impl Segment {
         // process wrote and synced (or verified at start-up). The store's
         // directory is locked against other gomodproxy processes.
         let map = unsafe { MmapOptions::new().len(len).map(file)? };
-        Ok(Segment { id, map, file: file.try_clone()? })
+        let guard = fault::register(map.as_ptr(), map.len());
+        Ok(Segment { id, _fault_guard: guard, map, file: file.try_clone()?, checks: OnceLock::new(), cut: AtomicBool::new(false) })
+    }
+
+    /// Marks this (sealed, found on disk) segment's `records` as unchecked:
+    /// blobs made with [`StoredBlob::unchecked`] are hashed on first use.
+    pub fn expect_checks(&self, records: usize) {
+        let _ = self.checks.set((0..records).map(|_| AtomicU8::new(Integrity::Unchecked as u8)).collect());
+    }
+
+    fn check_slot(&self, place: u32) -> Option<&AtomicU8> {
+        self.checks.get()?.get(place as usize)
+    }
+
+    /// Whether the file still holds `..end`; once it did not, never again
+    /// (see `cut`).
+    fn holds(&self, end: u64) -> bool {
+        if self.cut.load(Ordering::Acquire) {
+            return false;
+        }
+        let len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len < end {
+            self.cut.store(true, Ordering::Release);
+            log::error!("segment file {} is shorter than the blobs it holds: it was cut under the server", segment_file_name(self.id));
+            return false;
+        }
+        true
+    }
+
+    /// Whether its file was found cut short (no blob of it is served).
+    pub fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Acquire)
     }
 
     pub fn id(&self) -> u64 {
@@ -74,6 +134,9 @@ pub struct StoredBlob {
     /// When the record was written (Unix ms): how old an answer that
     /// changes is, and which of two records of one key is the newer.
     stored_at_ms: u64,
+    /// Its record's place in the segment, for the segment's first-use
+    /// checks; [`TRUSTED`] when it needs none.
+    place: u32,
 }
 
 /// The payload's bytes, for holders that keep the blob as plain bytes
@@ -85,10 +148,67 @@ impl AsRef<[u8]> for StoredBlob {
 }
 
 impl StoredBlob {
-    /// Checks the range once here so that [`StoredBlob::bytes`] cannot fail.
+    /// A blob whose bytes this process wrote or hashed already. Checks the
+    /// range once here so that [`StoredBlob::bytes`] cannot fail.
     pub fn new(segment: Arc<Segment>, offset: u64, len: u64, sha256: [u8; 32], stored_at_ms: u64) -> Option<StoredBlob> {
         segment.get(offset, len)?;
-        Some(StoredBlob { segment, offset, len, sha256, stored_at_ms })
+        Some(StoredBlob { segment, offset, len, sha256, stored_at_ms, place: TRUSTED })
+    }
+
+    /// A blob of a sealed segment found on disk, the `place`-th record of
+    /// it (see [`Segment::expect_checks`]): [`Integrity::Unchecked`] until
+    /// [`StoredBlob::verify`] hashes it.
+    pub fn unchecked(segment: Arc<Segment>, place: u32, offset: u64, len: u64, sha256: [u8; 32], stored_at_ms: u64) -> Option<StoredBlob> {
+        let mut blob = StoredBlob::new(segment, offset, len, sha256, stored_at_ms)?;
+        if blob.segment.check_slot(place).is_some() {
+            blob.place = place;
+        }
+        Some(blob)
+    }
+
+    /// Whether `other` is this very record (not another record of its key).
+    pub fn same_record(&self, other: &StoredBlob) -> bool {
+        self.segment.id == other.segment.id && self.offset == other.offset
+    }
+
+    /// What is known of its bytes. One atomic load.
+    pub fn integrity(&self) -> Integrity {
+        match self.segment.check_slot(self.place).map(|s| s.load(Ordering::Acquire)) {
+            None => Integrity::Verified,
+            Some(0) => Integrity::Unchecked,
+            Some(1) => Integrity::Verified,
+            Some(_) => Integrity::Corrupt,
+        }
+    }
+
+    /// Hashes the payload as it is now and remembers the answer (for every
+    /// copy of this blob, on every core). A page the file has lost reads as
+    /// zeros (see [`fault`]), so a cut file fails here rather than crashing.
+    /// Costs a pass over the bytes: call it where a blob is unchecked, or
+    /// to audit.
+    pub fn verify(&self) -> bool {
+        let good = self.on_disk() && record::payload_sha256(self.bytes()) == self.sha256 && self.on_disk();
+        self.mark(if good { Integrity::Verified } else { Integrity::Corrupt });
+        good
+    }
+
+    /// Records that the blob must never be served (its file lost it).
+    pub fn mark_corrupt(&self) {
+        self.mark(Integrity::Corrupt);
+    }
+
+    fn mark(&self, state: Integrity) {
+        if let Some(slot) = self.segment.check_slot(self.place) {
+            // Corrupt is final: a later "verified" (a racing check that read
+            // before the damage) never undoes it.
+            let _ = slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| (old != Integrity::Corrupt as u8).then_some(state as u8));
+        }
+    }
+
+    /// Whether its segment file still holds all of it (one fstat): a file
+    /// cut under the server must never be served from.
+    pub fn on_disk(&self) -> bool {
+        self.segment.holds(self.offset + self.len)
     }
 
     pub fn stored_at_ms(&self) -> u64 {

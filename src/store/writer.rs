@@ -163,7 +163,8 @@ impl SegmentWriter {
     async fn write_all(&self, batch: &[Waiting], need: u64) -> Result<Vec<StoredBlob>, StoreError> {
         let current = self.active.borrow().clone();
         let active = match current {
-            Some(a) if a.next + need <= a.capacity => a,
+            // A segment cut under us is left for a new one.
+            Some(a) if a.next + need <= a.capacity && !a.segment.is_cut() => a,
             _ => self.rotate(need).await?,
         };
         let offset = active.next;
