@@ -1,5 +1,5 @@
 //! Upstream resilience: a per-upstream circuit breaker (after
-//! `--breaker-failures` consecutive failures the upstream is skipped for
+//! failures for `--breaker-failures` different modules in a row the upstream is skipped for
 //! `--breaker-cooldown`, then one probe decides), and bounded retries of
 //! requests that could not connect (`--upstream-retries`).
 //!
@@ -194,4 +194,31 @@ fn answers_are_never_retried() {
     assert_eq!(upstream.hits(&info(0)), 1);
     assert_eq!(http_get(server.addr(), &failing).status, 502);
     assert_eq!(upstream.hits(&failing), 1);
+}
+
+#[test]
+fn one_modules_5xx_never_open_the_circuit_for_other_modules() {
+    // The upstream answers 500 for whatever versions of one module a client
+    // chooses to ask for (a crafted path, a module it cannot build).
+    const BAD: &str = "example.com/bad";
+    let fx = Fixture::builder().module(Module::new("example.com/good", "v1.0.0")).build();
+    let up = CountingUpstream::serve(fx.root());
+    let bad_path = |i: usize| format!("/{}", artifact_path(BAD, &format!("v1.0.{i}"), "info"));
+    let mut behavior = UpstreamBehavior::default();
+    for i in 0..10 {
+        behavior.status_override.insert(bad_path(i), 500);
+    }
+    up.set_behavior(behavior);
+    let server = Server::start_with(opts(up.url(), &["--breaker-failures", "3", "--breaker-cooldown", "60s"]));
+    for round in 0..2 {
+        for i in 0..10 {
+            let r = http_get(server.addr(), &bad_path(i));
+            assert_eq!(r.status, 502, "round {round}, {i}: {r:?}");
+            assert!(!r.body_str().contains("circuit open"), "one module's failures opened the circuit: {}", r.body_str());
+        }
+    }
+    let good = format!("/{}", artifact_path("example.com/good", "v1.0.0", "info"));
+    let r = http_get(server.addr(), &good);
+    assert_eq!(r.status, 200, "another module's miss must reach the upstream: {r:?}");
+    assert_eq!(metric(server.addr(), "gomodproxy_upstream_skipped"), 0);
 }

@@ -239,9 +239,10 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_UPSTREAM_RETRY_BACKOFF", default_value = "100ms", value_parser = parse_duration)]
     upstream_retry_backoff: Duration,
 
-    /// Consecutive failures (connect errors, timeouts, 5xx, 429; never 404/410 or other 4xx) after
-    /// which an http(s) upstream is skipped, as if it had failed, for
-    /// --breaker-cooldown; then one probe request decides. 0 disables the breaker.
+    /// Failures (connect errors, timeouts, 5xx, 429; never 404/410 or other 4xx) for this many
+    /// different modules in a row, no success between, after which an http(s) upstream is
+    /// skipped, as if it had failed, for --breaker-cooldown; then one probe request decides.
+    /// One module failing again and again (a path a client chose) counts once. 0 disables it.
     #[arg(long, env = "GOMODPROXY_BREAKER_FAILURES", default_value_t = 5)]
     breaker_failures: u32,
 

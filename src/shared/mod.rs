@@ -202,6 +202,10 @@ impl SharedTier {
 
     /// Records an outcome with the breaker, logging when it opens.
     fn note(&self, failed: bool) {
+        // The store is ours, not a path a client chose: every failure counts
+        // (each is told apart from the last).
+        static FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let failed = failed.then(|| FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         if self.breaker.record(Instant::now(), failed) {
             log::warn!(
                 "shared store {}: {} failures in a row; skipping it for {:?}",

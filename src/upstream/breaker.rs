@@ -1,9 +1,15 @@
-//! A circuit breaker per `http(s)` upstream: after `failures` consecutive
-//! failures (connect errors, timeouts, 5xx and 429 — never a 404/410 or
-//! another 4xx, which are answers) the upstream is skipped for `cooldown`, answering at once as if
+//! A circuit breaker per `http(s)` upstream: after failures (connect
+//! errors, timeouts, 5xx and 429 — never a 404/410 or another 4xx, which
+//! are answers) for `threshold` different modules in a row, with no
+//! success between them, the upstream is skipped for `cooldown`, answering at once as if
 //! it had failed, so a dead upstream costs one timeout instead of one per
 //! request. After the cool-down one request goes through as a probe (half
 //! open): its success closes the circuit, its failure opens it again.
+//!
+//! Failures count once per module: an upstream that answers 500 for the
+//! paths one client chooses to ask for (a module it cannot build, a
+//! crafted path) is failing for that module, not for everyone, so
+//! repeating one bad path never takes the upstream away from the others.
 //!
 //! Owns that state machine and nothing else: it never retries, never
 //! decides what a request means, and never holds its lock across a fetch.
@@ -16,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use super::{Fetch, FetchError, Fetcher};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     Closed {
-        failures: u32,
+        /// The modules (by hash) that failed since the last success.
+        failing: Vec<u64>,
     },
     Open {
         until: Instant,
@@ -48,7 +55,7 @@ pub struct Breaker {
 impl Breaker {
     /// `threshold` consecutive failures open the circuit (at least 1).
     pub fn new(threshold: u32, cooldown: Duration) -> Breaker {
-        Breaker { threshold: threshold.max(1), cooldown, state: Mutex::new(State::Closed { failures: 0 }) }
+        Breaker { threshold: threshold.max(1), cooldown, state: Mutex::new(State::Closed { failing: Vec::new() }) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -71,32 +78,41 @@ impl Breaker {
         }
     }
 
-    /// Records the outcome of an admitted request. Returns true when this
-    /// outcome opened the circuit (for the caller to log).
-    pub fn record(&self, now: Instant, failed: bool) -> bool {
+    /// Records the outcome of an admitted request: `failed_module` is the
+    /// hash of the module it failed for (see [`module_hash`]), `None` for
+    /// an answer. Returns true when this outcome opened the circuit (for
+    /// the caller to log).
+    pub fn record(&self, now: Instant, failed_module: Option<u64>) -> bool {
         let mut state = self.state();
-        match (*state, failed) {
+        match (&mut *state, failed_module) {
             // Any answer shows the upstream alive, even one admitted before the circuit opened.
-            (_, false) => {
-                *state = State::Closed { failures: 0 };
+            (_, None) => {
+                *state = State::Closed { failing: Vec::new() };
                 false
             }
-            (State::Closed { failures }, true) if failures + 1 >= self.threshold => {
-                *state = State::Open { until: now + self.cooldown };
-                true
-            }
-            (State::Closed { failures }, true) => {
-                *state = State::Closed { failures: failures + 1 };
+            (State::Closed { failing }, Some(module)) => {
+                if !failing.contains(&module) {
+                    failing.push(module);
+                }
+                if failing.len() >= self.threshold as usize {
+                    *state = State::Open { until: now + self.cooldown };
+                    return true;
+                }
                 false
             }
-            (State::HalfOpen, true) => {
+            (State::HalfOpen, Some(_)) => {
                 *state = State::Open { until: now + self.cooldown };
                 true
             }
             // A late failure of a request admitted before the circuit opened: no news.
-            (State::Open { .. }, true) => false,
+            (State::Open { .. }, Some(_)) => false,
         }
     }
+}
+
+/// What [`Breaker::record`] counts failures by.
+pub fn module_hash(module: &str) -> u64 {
+    ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(module)
 }
 
 /// Whether an error says the upstream is unwell (as opposed to answering).
@@ -126,10 +142,10 @@ impl<F: Fetcher> Fetcher for Guarded<F> {
             return Err(FetchError::CircuitOpen { upstream: self.inner.name().to_string(), retry_in });
         }
         let result = self.inner.fetch_streaming(req, progress);
-        let failed = matches!(&result, Err(e) if is_failure(e));
+        let failed = matches!(&result, Err(e) if is_failure(e)).then(|| module_hash(req.module));
         if self.breaker.record(Instant::now(), failed) {
             log::warn!(
-                "upstream {} failed {} times in a row; skipping it for {:?}",
+                "upstream {} failed for {} different modules in a row; skipping it for {:?}",
                 self.inner.name(),
                 self.breaker.threshold,
                 self.breaker.cooldown
@@ -149,18 +165,36 @@ mod tests {
 
     const COOL: Duration = Duration::from_secs(30);
 
+    /// A module not seen before, so each failure counts.
+    fn next() -> u64 {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn one_module_failing_again_and_again_never_opens_it() {
+        let t0 = Instant::now();
+        let b = Breaker::new(3, COOL);
+        for _ in 0..20 {
+            assert!(!b.record(t0, Some(module_hash("example.com/bad"))));
+        }
+        assert_eq!(b.admit(t0), Admission::Go);
+        assert!(!b.record(t0, Some(module_hash("example.com/other"))));
+        assert!(b.record(t0, Some(module_hash("example.com/third"))), "three different modules failing in a row open it");
+    }
+
     #[test]
     fn opens_after_k_consecutive_failures_only() {
         let t0 = Instant::now();
         let b = Breaker::new(3, COOL);
         assert_eq!(b.admit(t0), Admission::Go);
-        b.record(t0, true);
-        b.record(t0, true);
-        b.record(t0, false); // an answer resets the count
-        assert!(!b.record(t0, true));
-        assert!(!b.record(t0, true));
+        b.record(t0, Some(next()));
+        b.record(t0, Some(next()));
+        b.record(t0, None); // an answer resets the count
+        assert!(!b.record(t0, Some(next())));
+        assert!(!b.record(t0, Some(next())));
         assert_eq!(b.admit(t0), Admission::Go);
-        assert!(b.record(t0, true), "the third failure in a row opens the circuit");
+        assert!(b.record(t0, Some(next())), "the third failure in a row opens the circuit");
         assert_eq!(b.admit(t0 + Duration::from_secs(10)), Admission::Skip { retry_in: Duration::from_secs(20) });
     }
 
@@ -168,17 +202,17 @@ mod tests {
     fn after_the_cooldown_one_probe_decides() {
         let t0 = Instant::now();
         let b = Breaker::new(1, COOL);
-        assert!(b.record(t0, true));
+        assert!(b.record(t0, Some(next())));
         let later = t0 + COOL;
         assert_eq!(b.admit(later), Admission::Go, "the probe");
         assert!(matches!(b.admit(later), Admission::Skip { .. }), "only one probe at a time");
         // The probe fails: open for another cool-down.
-        assert!(b.record(later, true));
+        assert!(b.record(later, Some(next())));
         assert!(matches!(b.admit(later + COOL / 2), Admission::Skip { .. }));
         let again = later + COOL;
         assert_eq!(b.admit(again), Admission::Go);
         // The probe succeeds: closed, everyone goes.
-        assert!(!b.record(again, false));
+        assert!(!b.record(again, None));
         assert_eq!(b.admit(again), Admission::Go);
         assert_eq!(b.admit(again), Admission::Go);
     }
@@ -188,15 +222,15 @@ mod tests {
         let t0 = Instant::now();
         let b = Breaker::new(2, COOL);
         // Two requests admitted while closed; both fail: the second opens it.
-        b.record(t0, true);
-        assert!(b.record(t0, true));
+        b.record(t0, Some(next()));
+        assert!(b.record(t0, Some(next())));
         // A third, admitted before, fails late: still open, cool-down not extended.
-        assert!(!b.record(t0 + Duration::from_secs(5), true));
+        assert!(!b.record(t0 + Duration::from_secs(5), Some(next())));
         assert_eq!(b.admit(t0 + COOL), Admission::Go);
         // ... and one that succeeds late closes it: the upstream is answering.
         let b = Breaker::new(1, COOL);
-        b.record(t0, true);
-        b.record(t0, false);
+        b.record(t0, Some(next()));
+        b.record(t0, None);
         assert_eq!(b.admit(t0), Admission::Go);
     }
 
@@ -219,10 +253,17 @@ mod tests {
             2,
             COOL,
         );
-        for _ in 0..10 {
+        // The same module failing again does not count twice...
+        for _ in 0..3 {
             let _ = dead.fetch(&req);
         }
-        assert_eq!(dead.inner.0.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(dead.inner.0.load(std::sync::atomic::Ordering::Relaxed), 3);
+        // ...a second module failing opens it.
+        for i in 0..10 {
+            let module = format!("example.com/m{i}");
+            let _ = dead.fetch(&Fetch { module: &module, version: "", kind: super::super::Kind::List });
+        }
+        assert_eq!(dead.inner.0.load(std::sync::atomic::Ordering::Relaxed), 4);
         assert!(matches!(dead.fetch(&req), Err(FetchError::CircuitOpen { .. })));
         // 404s (and other answers, such as a 403) never open it.
         let missing = Guarded::new(Flaky(Default::default(), |_| Err(FetchError::NotFound { gone: false, message: "no".into() })), 1, COOL);
