@@ -321,6 +321,9 @@ fn opts(upstream: String, data: &Path, stream_fills: &str) -> ServerOpts {
             "120s".into(),
             "--upstream-read-timeout".into(),
             "2s".into(),
+            // The head must come within connect plus read timeout.
+            "--upstream-connect-timeout".into(),
+            "1s".into(),
             "--breaker-failures".into(),
             "0".into(),
             "--negative-ttl".into(),
@@ -471,9 +474,20 @@ fn the_read_timeout_catches_a_stall_but_not_a_slow_steady_body() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start_with(ServerOpts {
         data_dir: Some(data.path().to_path_buf()),
-        extra_args: ["--upstream-timeout", "300s", "--upstream-read-timeout", "1s", "--breaker-failures", "0", "--negative-ttl", "0"]
-            .map(String::from)
-            .to_vec(),
+        extra_args: [
+            "--upstream-timeout",
+            "300s",
+            "--upstream-read-timeout",
+            "1s",
+            "--upstream-connect-timeout",
+            "1s",
+            "--breaker-failures",
+            "0",
+            "--negative-ttl",
+            "0",
+        ]
+        .map(String::from)
+        .to_vec(),
         ..ServerOpts::new(up.url())
     });
     let stalled = format!("/{}", artifact_path("example.com/f/slow", "v1.0.0", "zip"));
@@ -579,4 +593,38 @@ fn the_connect_timeout_gives_up_on_a_handshake_that_never_completes() {
     assert_eq!(r.status, 504, "{}", r.body_str());
     assert!(r.body_str().contains("timed out connecting"), "{}", r.body_str());
     drop(queued);
+}
+
+/// An upstream that sends a status line and then its headers one byte a
+/// second, forever: each read is well within the read timeout, so only a
+/// limit on the whole head (and the total) can end it. The answer must
+/// come within the total and must not quote the dripped bytes.
+#[test]
+fn a_head_dripped_a_byte_at_a_time_is_ended_by_the_total_timeout() {
+    use std::io::Write as _;
+    let drip = ScriptedServer::start(|mut conn| {
+        let _ = read_request_head(&mut conn);
+        if conn.write_all(b"HTTP/1.1 200 OK\r\nX-Drip: ").is_err() {
+            return;
+        }
+        for _ in 0..60 {
+            std::thread::sleep(Duration::from_millis(500));
+            if conn.write_all(b"\x07").is_err() {
+                return;
+            }
+        }
+    });
+    let server = Server::start_with(ServerOpts {
+        extra_args: ["--upstream-timeout", "3s", "--upstream-read-timeout", "2s", "--breaker-failures", "0"].map(String::from).to_vec(),
+        ..ServerOpts::new(drip.url())
+    });
+    for ext in ["info", "zip"] {
+        let started = std::time::Instant::now();
+        let r = http_get(server.addr(), &format!("/{}", artifact_path("example.com/drip", "v1.0.0", ext)));
+        let took = started.elapsed();
+        assert_eq!(r.status, 504, "{ext}: {}", r.body_str());
+        assert!(took < Duration::from_secs(6), "{ext}: the total timeout (3s) did not end a dripping head: {took:?}");
+        assert!(r.body_str().contains("--upstream-timeout"), "{ext}: {}", r.body_str());
+        assert!(!r.body.contains(&0x07), "{ext}: the dripped bytes are quoted: {}", r.body_str());
+    }
 }

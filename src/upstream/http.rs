@@ -9,11 +9,16 @@
 //! included) is never retried, nor is a timeout: it has already spent the
 //! time one request may take.
 //!
-//! Three timeouts: connect (TCP and TLS), read (each read from the socket:
-//! the answer's first byte, then every pause in its body) and total. ureq 2
-//! lets an overall timeout override its per-read one, so the total is not
-//! given to ureq: it is checked here after every body read, which, with
-//! each read bounded, overshoots it by at most one read timeout.
+//! Three timeouts: connect (TCP and TLS), read (the wait for the answer's
+//! head after connecting, then every pause in its body) and total, which
+//! bounds every phase: connecting, the head (an upstream dripping its head
+//! a byte at a time passes any per-read limit), the body. ureq 2 enforces
+//! only one of "per read" and "overall", so the socket work runs on a
+//! reader thread of its own under ureq's overall deadline (the total,
+//! which also bounds how long that thread can outlive an abandoned fetch),
+//! and the fetch's own thread watches it: the head within connect plus
+//! read timeout, each body chunk within the read timeout, all within the
+//! total, else the fetch ends at once with a timeout.
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -21,14 +26,34 @@ use std::time::{Duration, Instant};
 use super::{Fetch, FetchError, FetchOptions, Fetcher};
 
 pub struct HttpFetcher {
+    /// What the reader thread needs, shared with it.
+    client: std::sync::Arc<Client>,
+    total_timeout: Duration,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+}
+
+/// The upstream, its connection pool and how to ask it.
+struct Client {
     base: String,
     agent: ureq::Agent,
     retries: u32,
     retry_backoff: Duration,
-    total_timeout: Duration,
     /// The `Authorization` value from `--upstream-auth`; never logged.
     authorization: Option<String>,
 }
+
+/// What the reader thread sends the fetch: the answer's head (its
+/// announced length), then its body in chunks, then the end.
+enum Delivery {
+    Head(Result<Option<u64>, FetchError>),
+    Chunk(Vec<u8>),
+    Failed(FetchError),
+    End,
+}
+
+/// Chunks in flight from the reader thread: a little read-ahead, bounded.
+const CHUNKS_AHEAD: usize = 4;
 
 /// Whether a failed call may be tried again: it never reached the upstream.
 fn may_retry(e: &ureq::Error) -> bool {
@@ -133,36 +158,72 @@ impl HttpFetcher {
                 Err(_) => log::warn!("{base}: the proxy the environment names is not a usable proxy URL; connecting directly"),
             }
         }
+        let client = Client { base, agent: builder.build(), retries: opts.retries, retry_backoff: opts.retry_backoff, authorization };
         HttpFetcher {
-            base,
-            agent: builder.build(),
-            retries: opts.retries,
-            retry_backoff: opts.retry_backoff,
+            client: std::sync::Arc::new(client),
             total_timeout: opts.timeout,
-            authorization,
+            connect_timeout: opts.connect_timeout.min(opts.timeout),
+            read_timeout: opts.read_timeout.min(opts.timeout),
         }
     }
 }
 
-impl Fetcher for HttpFetcher {
-    // ureq's error is large, but there is one per request and it is matched at once.
-    #[allow(clippy::result_large_err)]
-    fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
-        self.fetch_streaming(req, &crate::artifact::fill::Progress::default()).map(Vec::from)
+impl Client {
+    /// On the reader thread: asks for `url` (following redirects within
+    /// the upstream's origin) and sends `tx` the head, then the body in
+    /// chunks, all under ureq's overall `deadline`. Stops as soon as the
+    /// fetch stops listening.
+    fn read(&self, req: &Fetch<'_>, mut url: String, deadline: Instant, cap: u64, tx: &std::sync::mpsc::SyncSender<Delivery>) {
+        let resp = match self.open(req, &mut url, deadline) {
+            Ok(resp) => resp,
+            Err(e) => {
+                let _ = tx.send(Delivery::Head(Err(e)));
+                return;
+            }
+        };
+        let announced = resp.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+        if announced.is_some_and(|len| len > cap) {
+            let _ = tx.send(Delivery::Head(Err(FetchError::TooLarge { upstream: self.base.clone(), limit: cap })));
+            return;
+        }
+        if tx.send(Delivery::Head(Ok(announced))).is_err() {
+            return;
+        }
+        let mut reader = resp.into_reader().take(cap + 1);
+        loop {
+            let mut chunk = vec![0u8; 64 << 10];
+            let delivery = match reader.read(&mut chunk) {
+                Ok(0) => Delivery::End,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    Delivery::Chunk(chunk)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // ureq's deadline (the total) struck.
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
+                    Delivery::Failed(FetchError::Timeout { upstream: self.base.clone(), waiting: WHOLE })
+                }
+                Err(e) => Delivery::Failed(FetchError::Unavailable { upstream: self.base.clone(), message: format!("reading body: {e}") }),
+            };
+            let last = !matches!(delivery, Delivery::Chunk(_));
+            if tx.send(delivery).is_err() || last {
+                return;
+            }
+        }
     }
 
+    /// The answer's head: a usable 2xx, after at most [`MAX_REDIRECTS`]
+    /// redirects within the upstream's origin, or why not.
     #[allow(clippy::result_large_err)]
-    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &crate::artifact::fill::Progress) -> Result<bytes::Bytes, FetchError> {
-        let mut url = format!("{}/{}", self.base, req.protocol_path()?);
-        let cap = req.kind.size_cap();
+    fn open(&self, req: &Fetch<'_>, url: &mut String, deadline: Instant) -> Result<ureq::Response, FetchError> {
         let unavailable = |message: String| FetchError::Unavailable { upstream: self.base.clone(), message };
-        let deadline = Instant::now() + self.total_timeout;
         let mut redirects = 0;
-        let resp = loop {
+        loop {
             // Credentials go to the configured URL only, never along a redirect.
             let authorization = self.authorization.as_ref().filter(|_| redirects == 0);
             let call = || {
-                let r = self.agent.get(&url);
+                let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+                let r = self.agent.get(url).timeout(left);
                 match authorization {
                     Some(v) => r.set("Authorization", v),
                     None => r,
@@ -185,7 +246,7 @@ impl Fetcher for HttpFetcher {
                 Err(ureq::Error::Transport(t)) => {
                     let text = t.to_string();
                     if is_timeout(&text) {
-                        let waiting = if t.kind() == ureq::ErrorKind::ConnectionFailed { CONNECTING } else { ANSWER };
+                        let waiting = if t.kind() == ureq::ErrorKind::ConnectionFailed { CONNECTING } else { WHOLE };
                         return Err(FetchError::Timeout { upstream: self.base.clone(), waiting });
                     }
                     if let Some(why) = tls_failure(&text) {
@@ -198,18 +259,18 @@ impl Fetcher for HttpFetcher {
                 }
             };
             if !(300..400).contains(&resp.status()) {
-                break resp;
+                return Ok(resp);
             }
             // A redirect is followed only within the upstream's own scheme,
             // host and port: elsewhere (another host, another loopback port,
             // a private address) it would make gomodproxy fetch for whoever
             // controls the upstream's answers.
             let status = resp.status();
-            let next = resp.header("Location").and_then(|to| same_origin(&url, to));
+            let next = resp.header("Location").and_then(|to| same_origin(url, to));
             match next {
                 Some(next) if redirects < MAX_REDIRECTS => {
                     redirects += 1;
-                    url = next;
+                    *url = next;
                 }
                 _ => {
                     let to: String = resp.header("Location").unwrap_or("").chars().filter(|c| !c.is_control()).take(200).collect();
@@ -225,46 +286,78 @@ impl Fetcher for HttpFetcher {
                     });
                 }
             }
-        };
-        let announced = resp.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
-        if announced.is_some_and(|len| len > cap) {
-            return Err(FetchError::TooLarge { upstream: self.base.clone(), limit: cap });
         }
+    }
+}
+
+impl Fetcher for HttpFetcher {
+    // ureq's error is large, but there is one per request and it is matched at once.
+    #[allow(clippy::result_large_err)]
+    fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
+        self.fetch_streaming(req, &crate::artifact::fill::Progress::default()).map(Vec::from)
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn fetch_streaming(&self, req: &Fetch<'_>, progress: &crate::artifact::fill::Progress) -> Result<bytes::Bytes, FetchError> {
+        let base = &self.client.base;
+        let url = format!("{base}/{}", req.protocol_path()?);
+        let cap = req.kind.size_cap();
+        let unavailable = |message: String| FetchError::Unavailable { upstream: base.clone(), message };
+        let timeout = |waiting| FetchError::Timeout { upstream: base.clone(), waiting };
+        let started = Instant::now();
+        let deadline = started + self.total_timeout;
+        let (tx, rx) = std::sync::mpsc::sync_channel(CHUNKS_AHEAD);
+        let client = self.client.clone();
+        let owned = (req.module.to_string(), req.version.to_string(), req.kind);
+        let reader = std::thread::Builder::new().name("gomodproxy-upstream".into()).spawn(move || {
+            let (module, version, kind) = owned;
+            let req = Fetch { module: &module, version: &version, kind };
+            client.read(&req, url, deadline, cap, &tx)
+        });
+        if let Err(e) = reader {
+            return Err(unavailable(format!("no thread to read the answer with: {e}")));
+        }
+        // Waits for the reader's next delivery, within `limit` and the total.
+        let next = |limit: Duration, waiting: &'static str| -> Result<Delivery, FetchError> {
+            let now = Instant::now();
+            let (wait, waiting) = if now + limit < deadline { (limit, waiting) } else { (deadline.saturating_duration_since(now), WHOLE) };
+            match rx.recv_timeout(wait) {
+                Ok(d) => Ok(d),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(timeout(waiting)),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(unavailable("the answer's reader ended early".into())),
+            }
+        };
+        // Dropping `rx` on any return below tells the reader to stop.
+        let announced = match next(self.connect_timeout + self.read_timeout, ANSWER)? {
+            Delivery::Head(head) => head?,
+            _ => return Err(unavailable("the answer's reader skipped the head".into())),
+        };
         // Only zips are streamed: the answers worth the wait, and only with
         // a length, which readers must send before the body.
         let mut streaming = announced.filter(|_| req.kind == super::Kind::Zip).and_then(|len| progress.start(len));
-        let timeout = |waiting| FetchError::Timeout { upstream: self.base.clone(), waiting };
-        if Instant::now() > deadline {
-            return Err(timeout(WHOLE));
-        }
         let mut body = Vec::new();
         let mut received = 0u64;
-        let mut reader = resp.into_reader().take(cap + 1);
-        let mut buf = vec![0u8; 64 << 10];
         loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => return Err(timeout(ANSWER)),
-                Err(e) => return Err(unavailable(format!("reading body: {e}"))),
+            let chunk = match next(self.read_timeout, ANSWER)? {
+                Delivery::Chunk(chunk) => chunk,
+                Delivery::End => break,
+                Delivery::Failed(e) => return Err(e),
+                Delivery::Head(_) => return Err(unavailable("the answer's reader sent a second head".into())),
             };
+            let n = chunk.len() as u64;
             match &mut streaming {
                 Some(writer) => {
-                    if !writer.append(&buf[..n]) {
+                    if !writer.append(&chunk) {
                         return Err(unavailable("body longer than its Content-Length".into()));
                     }
                     progress.note_published();
                 }
-                None => body.extend_from_slice(&buf[..n]),
+                None if body.is_empty() => body = chunk,
+                None => body.extend_from_slice(&chunk),
             }
-            received += n as u64;
+            received += n;
             if received > cap {
-                return Err(FetchError::TooLarge { upstream: self.base.clone(), limit: cap });
-            }
-            // A steady trickle passes every read timeout; the total ends it.
-            if Instant::now() > deadline {
-                return Err(timeout(WHOLE));
+                return Err(FetchError::TooLarge { upstream: base.clone(), limit: cap });
             }
         }
         match streaming {
@@ -276,7 +369,7 @@ impl Fetcher for HttpFetcher {
     }
 
     fn name(&self) -> &str {
-        &self.base
+        &self.client.base
     }
 }
 

@@ -109,9 +109,8 @@ pub struct FetchOptions {
     pub timeout: Duration,
     /// Longest wait for a connection (TCP and TLS handshake).
     pub connect_timeout: Duration,
-    /// Longest wait for any one read: the answer's first byte, then each
-    /// pause in its body. ureq 2 has no separate first-byte timeout; its
-    /// per-read timeout is one, and also catches a body that stalls.
+    /// Longest wait for the answer's head beyond `connect_timeout` (the
+    /// head arrives whole within their sum), then for each pause in its body.
     pub read_timeout: Duration,
     /// Extra attempts after a connection failure (never after an answer, a 4xx included, nor after a timeout).
     pub retries: u32,
