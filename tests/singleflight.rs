@@ -204,3 +204,36 @@ fn late_joiners_share_a_fill_stuck_mid_download() {
 
     assert_eq!(up.hits(&zip), 1, "late joiners caused {} upstream requests for {zip}", up.hits(&zip));
 }
+
+/// 50 clients ask for the same branch query (`@v/master.info`) at once:
+/// one upstream request, every client the same answer. Queries are not
+/// cached beyond the flight: the next request asks the upstream again.
+#[test]
+fn fifty_concurrent_branch_queries_share_one_upstream_fetch() {
+    const CLIENTS: usize = 50;
+    let module = "example.com/sf/branch";
+    let fx = Fixture::builder().module(Module::new(module, V)).build();
+    // The upstream resolves the branch to the module's one version.
+    let query = format!("/{module}/@v/master.info");
+    let answer = fx.artifact(module, V, "info");
+    let file = fx.root().join(format!("{module}/@v/master.info"));
+    std::fs::write(&file, &answer).unwrap();
+    let want = Arc::new(answer);
+    let up = CountingUpstream::serve(fx.root());
+    let mut opts = ServerOpts::new(up.url());
+    opts.cores = 2;
+    let server = Server::start_with(opts);
+    let addr = server.addr();
+
+    up.hold_all();
+    let jobs = (0..CLIENTS).map(|_| vec![(query.clone(), want.clone())]).collect();
+    let (sent, clients) = start_clients(addr, jobs);
+    wait_all_sent(&sent, CLIENTS);
+    assert!(up.wait_for_hits(&query, 1, WAIT), "the upstream never saw the query");
+    wait_coalesced(addr, CLIENTS as u64 - 1);
+    up.release_zips();
+    join_all(clients);
+    assert_eq!(up.hits(&query), 1, "{CLIENTS} concurrent queries caused {} upstream requests", up.hits(&query));
+    get_check(addr, &query, &want).unwrap();
+    assert_eq!(up.hits(&query), 2, "a query is not cached beyond its flight");
+}

@@ -20,6 +20,11 @@ pub enum Kind {
     Mod,
     /// `$module/@v/$version.zip`.
     Zip,
+    /// `$module/@v/$query.info` for a query that is no canonical version (a
+    /// branch, a commit prefix): asked of the sources every time, never
+    /// stored or cached (it can mean another commit tomorrow), but fetched
+    /// once for everyone who asks at the same moment.
+    Query,
     /// `/sumdb/<name>/supported`: whether the upstream proxies that checksum database.
     SumSupported,
     /// `/sumdb/<name>/latest`: the database's signed tree head.
@@ -42,6 +47,8 @@ pub enum CacheClass {
     ListTtl,
     /// A checksum-database answer that the log's growth supersedes: fresh for `--sumdb-ttl`.
     SumDbTtl,
+    /// Means something else tomorrow: never reused.
+    Uncached,
 }
 
 impl Kind {
@@ -85,7 +92,7 @@ impl Kind {
             Kind::SumLatest | Kind::SumLookup | Kind::SumPartialTile => Some(RecordKind::SumAnswer),
             Kind::List => Some(RecordKind::List),
             Kind::Latest => Some(RecordKind::Latest),
-            Kind::SumSupported => None,
+            Kind::SumSupported | Kind::Query => None,
         }
     }
 
@@ -99,12 +106,13 @@ impl Kind {
             Kind::Info | Kind::Mod | Kind::Zip | Kind::SumTile => CacheClass::Immutable,
             Kind::List | Kind::Latest => CacheClass::ListTtl,
             Kind::SumSupported | Kind::SumLatest | Kind::SumLookup | Kind::SumPartialTile => CacheClass::SumDbTtl,
+            Kind::Query => CacheClass::Uncached,
         }
     }
 
     pub fn content_type(self) -> &'static str {
         match self {
-            Kind::Info | Kind::Latest => "application/json",
+            Kind::Info | Kind::Latest | Kind::Query => "application/json",
             Kind::List | Kind::Mod | Kind::SumSupported | Kind::SumLatest | Kind::SumLookup => "text/plain; charset=utf-8",
             Kind::Zip => "application/zip",
             Kind::SumTile | Kind::SumPartialTile => "application/octet-stream",
@@ -114,7 +122,7 @@ impl Kind {
     /// The most bytes a source may send for this kind of answer.
     pub fn size_cap(self) -> u64 {
         match self {
-            Kind::Info | Kind::Latest => 64 << 10,
+            Kind::Info | Kind::Latest | Kind::Query => 64 << 10,
             Kind::List => 16 << 20,
             Kind::Mod => 16 << 20,
             Kind::Zip => 500 << 20,
@@ -138,6 +146,7 @@ impl Kind {
             Kind::Mod => ".mod",
             Kind::Zip => ".zip",
             Kind::List => "list",
+            Kind::Query => "query",
             Kind::SumSupported | Kind::SumLatest | Kind::SumLookup | Kind::SumTile | Kind::SumPartialTile => "checksum database answer",
         }
     }
@@ -147,7 +156,8 @@ impl Kind {
 mod tests {
     use super::*;
 
-    const ALL: [Kind; 10] = [
+    const ALL: [Kind; 11] = [
+        Kind::Query,
         Kind::List,
         Kind::Latest,
         Kind::Info,
@@ -163,7 +173,7 @@ mod tests {
     #[test]
     fn everything_but_supported_is_stored() {
         for kind in ALL {
-            assert_eq!(kind.record_kind().is_some(), kind != Kind::SumSupported, "{kind:?}");
+            assert_eq!(kind.record_kind().is_some(), !matches!(kind, Kind::SumSupported | Kind::Query), "{kind:?}");
             assert_eq!(
                 kind.record_kind() == Some(RecordKind::SumAnswer),
                 kind.is_sumdb() && !kind.is_immutable() && kind != Kind::SumSupported,

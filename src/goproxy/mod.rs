@@ -48,6 +48,7 @@ impl ProxySettings {
         match kind.cache_class() {
             CacheClass::Immutable => CacheControl::Immutable,
             CacheClass::ListTtl | CacheClass::SumDbTtl => CacheControl::MaxAge(policy::ttl(&self.cache, kind)),
+            CacheClass::Uncached => CacheControl::NoCache,
         }
     }
 }
@@ -133,10 +134,15 @@ impl<R: Resolve> Handler for ProxyHandler<R> {
                     Err(e) => reply::resolve_error(&e),
                 }
             }
-            Endpoint::Query { module, query } => match Box::pin(self.resolver.pass_through(&module, &query)).await {
-                Ok(a) => reply::mutable(Kind::Info, a.body, CacheControl::NoCache),
-                Err(e) => reply::resolve_error(&e),
-            },
+            // Resolved on the module's owner like any miss, so everyone
+            // asking at once shares one fetch; never cached beyond that.
+            Endpoint::Query { module, query } => {
+                match Box::pin(self.resolver.resolve(ArtifactKey { module: module.into(), version: query.into(), kind: Kind::Query })).await
+                {
+                    Ok(a) => reply::mutable(Kind::Query, a.body, CacheControl::NoCache),
+                    Err(e) => reply::resolve_error(&e),
+                }
+            }
             // Checksum-database requests build their key's strings even
             // for a stored tile, so the box costs them little.
             Endpoint::SumDb { name, req: sreq } => Box::pin(self.sumdb(&name, sreq, if_none_match)).await,
@@ -168,7 +174,6 @@ mod tests {
     struct Scripted {
         answer: fn(&ArtifactKey) -> Resolved,
         asked: RefCell<Vec<ArtifactKey>>,
-        queries: RefCell<Vec<String>>,
     }
 
     impl Resolve for Scripted {
@@ -180,10 +185,6 @@ mod tests {
             self.asked.borrow_mut().push(key);
             answer
         }
-        async fn pass_through(&self, module: &str, query: &str) -> Resolved {
-            self.queries.borrow_mut().push(format!("{module}@{query}"));
-            Ok(memory(b"{}"))
-        }
     }
 
     fn memory(bytes: &'static [u8]) -> Artifact {
@@ -194,7 +195,7 @@ mod tests {
         let cache = CacheSettings { list_ttl: Duration::from_secs(60), sumdb_ttl: Duration::from_secs(7), ..CacheSettings::default() };
         let settings = ProxySettings { sumdb_names: vec!["sum.example".into()].into(), cache: Arc::new(cache) };
         let metrics = Metrics::leak(1);
-        let resolver = Scripted { answer, asked: RefCell::default(), queries: RefCell::default() };
+        let resolver = Scripted { answer, asked: RefCell::default() };
         ProxyHandler::new(resolver, crate::resolve::live::Live::new(settings).view(), metrics.core(0), metrics)
     }
 
@@ -211,11 +212,11 @@ mod tests {
     }
 
     #[test]
-    fn queries_pass_through_uncached() {
-        let h = handler(|_| unreachable!("a query is never resolved as an artifact"));
+    fn queries_are_resolved_as_queries_and_served_uncached() {
+        let h = handler(|_| Ok(memory(b"{}")));
         let r = block_on(h.handle("/example.com/a/@v/main.info", None));
-        assert_eq!((r.status, r.cache_control), (200, CacheControl::NoCache));
-        assert_eq!(*h.resolver.queries.borrow(), ["example.com/a@main"]);
+        assert_eq!((r.status, r.cache_control, r.content_type), (200, CacheControl::NoCache, "application/json"));
+        assert_eq!(*h.resolver.asked.borrow(), [ArtifactKey { module: "example.com/a".into(), version: "main".into(), kind: Kind::Query }]);
     }
 
     #[test]

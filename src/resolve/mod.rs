@@ -73,10 +73,9 @@ pub trait Resolve {
     /// An immutable artifact that is stored already, read in place where
     /// the request landed (no hop, no allocation). `None`: ask [`Resolve::resolve`].
     fn stored(&self, module: &str, version: &str, kind: Kind) -> Option<StoredBlob>;
-    /// Anything else, answered on the key's owner core.
+    /// Anything else, answered on the key's owner core (a query too:
+    /// [`Kind::Query`] is fetched once for all who ask at once, never cached).
     fn resolve(&self, key: ArtifactKey) -> impl Future<Output = Resolved>;
-    /// A query (a branch, a commit prefix) passed straight to the sources, never cached.
-    fn pass_through(&self, module: &str, query: &str) -> impl Future<Output = Resolved>;
 }
 
 /// How a request reaches the shard of the core that owns its key (the
@@ -135,9 +134,5 @@ impl<T: ToOwner> Resolve for CoreResolver<T> {
             }
         }
         Err(ResolveError::Internal("the fill restarted too often"))
-    }
-
-    async fn pass_through(&self, module: &str, query: &str) -> Resolved {
-        self.shard.pass_through(module, query).await
     }
 }

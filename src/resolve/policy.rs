@@ -67,6 +67,7 @@ pub fn ttl(settings: &CacheSettings, kind: Kind) -> Duration {
         CacheClass::Immutable => Duration::MAX,
         CacheClass::ListTtl => settings.list_ttl,
         CacheClass::SumDbTtl => settings.sumdb_ttl,
+        CacheClass::Uncached => Duration::ZERO,
     }
 }
 

@@ -247,12 +247,6 @@ impl Shard {
         Ok(targets)
     }
 
-    /// Passes a query (a branch, a commit prefix) straight to the sources, uncached.
-    pub async fn pass_through(&self, module: &str, query: &str) -> Resolved {
-        let bytes = self.filler.pass_through(module, query).await?;
-        Ok(Artifact { body: Body::Memory { bytes, sha256: None }, stale: false })
-    }
-
     /// On the owner: what is known already, or a place in the one fill for `key`.
     pub async fn resolve_owned(self: &Rc<Self>, key: ArtifactKey) -> Resolved {
         if let Some(kind) = key.kind.record_kind() {
@@ -347,6 +341,10 @@ impl Shard {
 
     /// Remembers a 404/410 for `--negative-ttl`; any answer forgets it.
     fn remember(&self, key: &ArtifactKey, result: &Resolved) {
+        // A query's "not found" can change with the next push.
+        if key.kind == Kind::Query {
+            return;
+        }
         let ttl = self.settings.with(|s| s.negative_ttl);
         match policy::negative_update(result, ttl) {
             NegativeUpdate::Remember(error) => {
@@ -361,6 +359,11 @@ impl Shard {
     /// Fills `key` (streamed to its requesters when policy says so), then
     /// keeps what the fill produced where its kind belongs.
     async fn fill(&self, key: &ArtifactKey) -> Resolved {
+        if key.kind == Kind::Query {
+            // The sources' answer of the moment, for everyone in this flight only.
+            let bytes = self.filler.pass_through(&key.module, &key.version).await?;
+            return Ok(Artifact { body: Body::Memory { bytes, sha256: None }, stale: false });
+        }
         let last_stream_failed = self.unstreamable.borrow().contains(key);
         let progress =
             policy::stream_from(&self.settings.get(), key.kind, last_stream_failed).map(|min| Arc::new(Progress::new(Some(min))));

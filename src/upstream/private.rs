@@ -59,7 +59,7 @@ impl PrivacyGuard {
             }
             // The rest of the database (tree heads, tiles) names no module.
             Kind::SumSupported | Kind::SumLatest | Kind::SumTile | Kind::SumPartialTile => return Subject::Public,
-            Kind::List | Kind::Latest | Kind::Info | Kind::Mod | Kind::Zip => Cow::Borrowed(req.module),
+            Kind::List | Kind::Latest | Kind::Info | Kind::Query | Kind::Mod | Kind::Zip => Cow::Borrowed(req.module),
         };
         if self.patterns.matches(&module) {
             Subject::Private(module)

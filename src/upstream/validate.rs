@@ -8,7 +8,7 @@ use crate::gomod::{semver, tlog};
 pub fn validate(req: &Fetch<'_>, body: &[u8]) -> Result<(), FetchError> {
     let invalid = |why: String| Err(FetchError::Invalid(why));
     match req.kind {
-        Kind::Info | Kind::Latest => {
+        Kind::Info | Kind::Query | Kind::Latest => {
             let v: serde_json::Value = match serde_json::from_slice(body) {
                 Ok(v) => v,
                 Err(e) => return invalid(format!("{}: not JSON: {e}", req.kind.label())),
