@@ -383,8 +383,10 @@ fn a_blob_larger_than_the_free_disk_is_passed_through_and_never_served_half_writ
             return;
         }
     };
+    let later = "example.com/lim/later";
     let fx = Fixture::builder()
         .module(Module::new(SMALL, V))
+        .module(Module::new(later, V))
         .module(Module::new(BIG, V).file("data.bin", pseudo_random_bytes(8 << 20, 0xF011)).stored())
         .build();
     let up = CountingUpstream::serve(fx.root());
@@ -412,6 +414,18 @@ fn a_blob_larger_than_the_free_disk_is_passed_through_and_never_served_half_writ
     );
     assert_healthy(addr);
 
+    // More failures neither multiply segment files nor stop pass-through.
+    let segment_files = || std::fs::read_dir(tmpfs.path().join("segments")).unwrap().count();
+    let files = segment_files();
+    for _ in 0..5 {
+        get_check(addr, &zip, &want).unwrap();
+    }
+    assert_eq!(segment_files(), files, "failed stores must not open new segment files");
+    // Writes resume after the back-off: a small blob that fits is stored.
+    thread::sleep(Duration::from_secs(2));
+    let later_mod = path(later, "mod");
+    get_check(addr, &later_mod, &fx.artifact(later, V, "mod")).unwrap();
+
     // Crash and restart on the same (full, half-written) data dir: the
     // store opens, keeps what it had, and serves nothing half-written: the
     // zip comes from the upstream again, complete.
@@ -422,7 +436,9 @@ fn a_blob_larger_than_the_free_disk_is_passed_through_and_never_served_half_writ
         get_check(addr, p, want).unwrap();
         assert_eq!(up.hits(p), 1, "{p} was stored before the disk filled up, yet fetched again");
     }
+    get_check(addr, &later_mod, &fx.artifact(later, V, "mod")).unwrap();
+    assert_eq!(up.hits(&later_mod), 1, "the blob stored after the back-off must survive the restart");
     get_check(addr, &zip, &want).unwrap_or_else(|e| panic!("after a restart on a full disk: {e}"));
-    assert_eq!(up.hits(&zip), 2, "the zip that did not fit must be fetched from the upstream again");
+    assert_eq!(up.hits(&zip), 7, "the zip that did not fit must be fetched from the upstream again");
     assert_healthy(addr);
 }

@@ -40,6 +40,8 @@ pub enum StoreError {
     KeyTooLong,
     Corrupt(&'static str),
     Closed,
+    /// A recent write failed; none is tried for this long yet.
+    BackingOff(Duration),
 }
 
 impl std::fmt::Display for StoreError {
@@ -50,6 +52,7 @@ impl std::fmt::Display for StoreError {
             StoreError::KeyTooLong => write!(f, "module path and version too long to store"),
             StoreError::Corrupt(what) => write!(f, "store corrupt: {what}"),
             StoreError::Closed => write!(f, "store is shutting down"),
+            StoreError::BackingOff(left) => write!(f, "a recent store write failed; writes resume in {}ms", left.as_millis()),
         }
     }
 }
@@ -65,6 +68,7 @@ impl StoreError {
             StoreError::KeyTooLong => StoreError::KeyTooLong,
             StoreError::Corrupt(what) => StoreError::Corrupt(what),
             StoreError::Closed => StoreError::Closed,
+            StoreError::BackingOff(left) => StoreError::BackingOff(*left),
         }
     }
 }

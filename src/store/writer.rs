@@ -73,7 +73,19 @@ pub struct SegmentWriter {
     waiting: RefCell<Vec<Waiting>>,
     /// Writes made (each one sync of payloads, one of headers).
     writes: std::cell::Cell<u64>,
+    /// After a failed write (a full disk, an I/O error), no write is tried
+    /// before this instant: appends fail at once, their blobs are passed
+    /// through, and a full disk is not hammered (nor filled with new
+    /// segment files) by every fill.
+    backoff_until: std::cell::Cell<Option<std::time::Instant>>,
+    /// How long the next failure backs off: doubled by each failure in a
+    /// row, up to [`MAX_BACKOFF`], reset by a write that succeeds.
+    next_backoff: std::cell::Cell<std::time::Duration>,
 }
+
+/// The first back-off after a failed write, and the longest.
+const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl SegmentWriter {
     pub fn new(dir: PathBuf, ids: Arc<AtomicU64>, segment_bytes: u64) -> SegmentWriter {
@@ -85,6 +97,8 @@ impl SegmentWriter {
             turn: Semaphore::new(1),
             waiting: RefCell::default(),
             writes: Default::default(),
+            backoff_until: Default::default(),
+            next_backoff: std::cell::Cell::new(FIRST_BACKOFF),
         }
     }
 
@@ -93,9 +107,10 @@ impl SegmentWriter {
         self.writes.get()
     }
 
-    /// Durably appends one record. On any I/O error the active segment is
-    /// abandoned (its tail may now be garbage; recovery will cut it) and the
-    /// next append starts a fresh segment.
+    /// Durably appends one record. On an I/O error the failed tail is cut
+    /// off the active segment again (if even that fails, the segment is
+    /// abandoned: recovery cuts its tail), and writes back off for a while
+    /// (see `backoff_until`).
     pub async fn append(
         &self,
         kind: RecordKind,
@@ -143,8 +158,27 @@ impl SegmentWriter {
     /// its blobs (or the error, to all of them).
     async fn write_batch(&self, batch: Vec<Waiting>) {
         let need: u64 = batch.iter().flat_map(|w| &w.records).map(Owned::len).sum();
-        self.writes.set(self.writes.get() + 1);
-        let written = self.write_all(&batch, need).await;
+        let now = std::time::Instant::now();
+        let written = match self.backoff_until.get() {
+            Some(until) if now < until => Err(StoreError::BackingOff(until - now)),
+            _ => {
+                self.writes.set(self.writes.get() + 1);
+                let written = self.write_all(&batch, need).await;
+                match &written {
+                    Ok(_) => {
+                        self.backoff_until.set(None);
+                        self.next_backoff.set(FIRST_BACKOFF);
+                    }
+                    Err(e) => {
+                        let wait = self.next_backoff.get();
+                        log::warn!("store writes back off for {wait:?} after: {e}");
+                        self.backoff_until.set(Some(std::time::Instant::now() + wait));
+                        self.next_backoff.set((wait * 2).min(MAX_BACKOFF));
+                    }
+                }
+                written
+            }
+        };
         match written {
             Ok(mut blobs) => {
                 for w in batch.into_iter().rev() {
@@ -176,7 +210,10 @@ impl SegmentWriter {
             .spawn_blocking(move || {
                 let new: Vec<NewRecord<'_>> =
                     for_disk.iter().map(|r| NewRecord { kind: r.kind, key: &r.key, payload: &r.payload, sha256: r.sha256 }).collect();
-                segment::write_records(&file, offset, &new, stored_at)
+                // A failed write leaves partial bytes after `offset`: cut
+                // them, so the segment can take the next write where this
+                // one should have gone (no new file per failure).
+                segment::write_records(&file, offset, &new, stored_at).map_err(|e| (e, file.set_len(offset).is_ok()))
             })
             .await;
         match written {
@@ -195,8 +232,10 @@ impl SegmentWriter {
                 }
                 Ok(blobs)
             }
-            Err(e) => {
-                self.active.borrow_mut().take();
+            Err((e, cut_back)) => {
+                if !cut_back {
+                    self.active.borrow_mut().take();
+                }
                 Err(StoreError::Io(e))
             }
         }
