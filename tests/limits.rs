@@ -363,6 +363,13 @@ impl Tmpfs {
     fn path(&self) -> &Path {
         &self.mount
     }
+
+    /// Remounts it read-only (or back to read-write).
+    fn remount(&self, read_only: bool) {
+        let how = if read_only { "remount,ro" } else { "remount,rw" };
+        let ok = Command::new("mount").args(["-o", how]).arg(&self.mount).status().is_ok_and(|s| s.success());
+        assert!(ok, "mount -o {how} failed");
+    }
 }
 
 impl Drop for Tmpfs {
@@ -441,4 +448,47 @@ fn a_blob_larger_than_the_free_disk_is_passed_through_and_never_served_half_writ
     get_check(addr, &zip, &want).unwrap_or_else(|e| panic!("after a restart on a full disk: {e}"));
     assert_eq!(up.hits(&zip), 7, "the zip that did not fit must be fetched from the upstream again");
     assert_healthy(addr);
+}
+
+/// A read-only data directory (a mounted snapshot of a store, a cold
+/// standby): the server starts, serves what the store holds, passes every
+/// miss through without storing it, and says so loudly (log and metric).
+#[test]
+fn a_read_only_data_directory_is_served_read_only_and_misses_pass_through() {
+    let tmpfs = match Tmpfs::mount("16m") {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!("SKIPPED a_read_only_data_directory_is_served_read_only_and_misses_pass_through: cannot mount a tmpfs ({why}); needs root with CAP_SYS_ADMIN");
+            return;
+        }
+    };
+    let later = "example.com/limits/ro-later";
+    let fx = Fixture::builder().module(Module::new(SMALL, V)).module(Module::new(later, V)).build();
+    let up = CountingUpstream::serve(fx.root());
+    let mut opts = ServerOpts::new(up.url());
+    opts.cores = 1;
+    opts.data_dir = Some(tmpfs.path().to_path_buf());
+    let mut server = Server::start_with(opts);
+    let stored: Vec<(String, Vec<u8>)> = ["info", "mod", "zip"].iter().map(|e| (path(SMALL, e), fx.artifact(SMALL, V, e))).collect();
+    for (p, want) in &stored {
+        get_check(server.addr(), p, want).unwrap();
+    }
+    server.stop();
+    tmpfs.remount(true);
+    server.start_again();
+    let addr = server.addr();
+    assert!(server.wait_for_log(BOUND, |l| l.contains("READ-ONLY")), "no loud warning about the read-only directory");
+    assert_eq!(metric(addr, "gomodproxy_store_read_only"), 1);
+    for (p, want) in &stored {
+        get_check(addr, p, want).unwrap();
+        assert_eq!(up.hits(p), 1, "{p}: what the store holds is served from it");
+    }
+    let miss = path(later, "mod");
+    for n in 1..=2 {
+        get_check(addr, &miss, &fx.artifact(later, V, "mod")).unwrap();
+        assert_eq!(up.hits(&miss), n, "a miss is passed through, not stored");
+    }
+    assert_healthy(addr);
+    server.stop();
+    tmpfs.remount(false);
 }

@@ -180,6 +180,13 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     };
     let store = Store::open(&config.data_dir, cores, |m, v, k| route::owner_of_record(m, v, k, cores)).map_err(RuntimeError::Store)?;
     let recovery = store.stats().clone();
+    if store.is_read_only() {
+        log::warn!(
+            "READ-ONLY: data directory {} cannot be written; serving the {} records it holds, passing every miss through, storing nothing",
+            config.data_dir.display(),
+            recovery.records
+        );
+    }
     let (addr, sockets) = listener::bind_all(config.listen, config.backlog, cores).map_err(|e| RuntimeError::Bind(config.listen, e))?;
     // The admin listener, on core 0: bound now, so a taken port stops start-up.
     let admin_socket = match config.admin_listen {
@@ -190,6 +197,9 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
 
     let reload::Settings { sources, cache, proxy } = reload::settings(&config, None)?;
     let metrics = Metrics::leak(cores);
+    if store.is_read_only() {
+        metrics.core(0).store_read_only.add(1);
+    }
     let reloader = Arc::new(reload::Reloader {
         sources: Live::new(sources),
         cache: Live::new((*cache).clone()),

@@ -42,6 +42,8 @@ pub enum StoreError {
     Closed,
     /// A recent write failed; none is tried for this long yet.
     BackingOff(Duration),
+    /// The data directory is read-only: the store serves what it holds.
+    ReadOnly,
 }
 
 impl std::fmt::Display for StoreError {
@@ -53,6 +55,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Corrupt(what) => write!(f, "store corrupt: {what}"),
             StoreError::Closed => write!(f, "store is shutting down"),
             StoreError::BackingOff(left) => write!(f, "a recent store write failed; writes resume in {}ms", left.as_millis()),
+            StoreError::ReadOnly => write!(f, "the data directory is read-only"),
         }
     }
 }
@@ -69,6 +72,7 @@ impl StoreError {
             StoreError::Corrupt(what) => StoreError::Corrupt(what),
             StoreError::Closed => StoreError::Closed,
             StoreError::BackingOff(left) => StoreError::BackingOff(*left),
+            StoreError::ReadOnly => StoreError::ReadOnly,
         }
     }
 }
@@ -104,8 +108,13 @@ pub struct Store {
     next_segment_id: Arc<AtomicU64>,
     indexes: Arc<[Index]>,
     stats: RecoveryStats,
-    // Held for the life of the store: the flock on `LOCK`.
-    _lock: File,
+    /// The directory could not be written (a read-only mount, a snapshot
+    /// of a store): what it holds is served, nothing is written, not even
+    /// a torn tail's cut or a seal.
+    read_only: bool,
+    // Held for the life of the store: the flock on `LOCK` (`None` in a
+    // read-only directory that has none).
+    _lock: Option<File>,
 }
 
 impl Store {
@@ -115,9 +124,15 @@ impl Store {
     pub fn open(data_dir: &Path, shards: usize, shard_of: impl Fn(&str, &str, RecordKind) -> usize) -> Result<Store, StoreError> {
         let started = Instant::now();
         fs::create_dir_all(data_dir)?;
-        let lock = lock_dir(data_dir)?;
+        let (lock, read_only) = match lock_dir(data_dir) {
+            Ok(lock) => (Some(lock), false),
+            Err(StoreError::Io(e)) if is_read_only(&e) => (lock_read_only(data_dir)?, true),
+            Err(e) => return Err(e),
+        };
         let segments_dir = data_dir.join("segments");
-        fs::create_dir_all(&segments_dir)?;
+        if !read_only || !segments_dir.is_dir() {
+            fs::create_dir_all(&segments_dir)?;
+        }
 
         let mut ids = Vec::new();
         for entry in fs::read_dir(&segments_dir)? {
@@ -148,7 +163,7 @@ impl Store {
                 }
                 indexes[shard_of(module, version, kind) % indexes.len()].insert_if_newer(module, version, kind, blob);
             };
-            match recover_segment(&segments_dir, id, &mut stats, publish) {
+            match recover_segment(&segments_dir, id, read_only, &mut stats, publish) {
                 Ok(()) => stats.segments += 1,
                 Err(e) => {
                     // A segment we cannot read is skipped, not fatal: its blobs
@@ -168,7 +183,12 @@ impl Store {
         }
         stats.elapsed = started.elapsed();
         let next = ids.last().map_or(1, |last| last + 1);
-        Ok(Store { segments_dir, next_segment_id: Arc::new(AtomicU64::new(next)), indexes: indexes.into(), stats, _lock: lock })
+        Ok(Store { segments_dir, next_segment_id: Arc::new(AtomicU64::new(next)), indexes: indexes.into(), stats, read_only, _lock: lock })
+    }
+
+    /// Whether the data directory could not be written at open (see `read_only`).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     pub fn indexes(&self) -> Arc<[Index]> {
@@ -189,6 +209,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         if blobs.is_empty() {
             return Ok(());
+        }
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
         }
         let id = self.next_segment_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let file = segment::create(&self.segments_dir, id)?;
@@ -213,13 +236,35 @@ impl Store {
     /// A writer for one core. Every writer draws segment ids from the same
     /// counter, so segment files never collide.
     pub fn writer(&self, segment_bytes: u64) -> SegmentWriter {
-        SegmentWriter::new(self.segments_dir.clone(), self.next_segment_id.clone(), segment_bytes)
+        let writer = SegmentWriter::new(self.segments_dir.clone(), self.next_segment_id.clone(), segment_bytes);
+        if self.read_only {
+            writer.refuse_writes();
+        }
+        writer
     }
 }
 
 /// Now, in the records' clock (Unix milliseconds).
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Whether an error opening a file for writing says the directory is read-only.
+fn is_read_only(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EROFS) || e.kind() == io::ErrorKind::PermissionDenied
+}
+
+/// The lock of a read-only directory: a shared flock on its `LOCK` if it
+/// has one (a writer elsewhere on the same files still excludes us).
+fn lock_read_only(data_dir: &Path) -> Result<Option<File>, StoreError> {
+    let Ok(file) = File::open(data_dir.join("LOCK")) else { return Ok(None) };
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        return Err(if err.kind() == io::ErrorKind::WouldBlock { StoreError::Locked(data_dir.to_path_buf()) } else { StoreError::Io(err) });
+    }
+    Ok(Some(file))
 }
 
 fn lock_dir(data_dir: &Path) -> Result<File, StoreError> {
@@ -257,11 +302,12 @@ struct Found {
 fn recover_segment(
     dir: &Path,
     id: u64,
+    read_only: bool,
     stats: &mut RecoveryStats,
     mut publish: impl FnMut(&str, &str, RecordKind, StoredBlob),
 ) -> io::Result<()> {
     let path = segment::segment_path(dir, id);
-    let file = OpenOptions::new().read(true).write(true).open(&path)?;
+    let file = OpenOptions::new().read(true).write(!read_only).open(&path)?;
     let file_len = file.metadata()?.len();
     let mut seg = Arc::new(Segment::map(id, &file, file_len)?);
     let name = segment::segment_file_name(id);
@@ -309,14 +355,17 @@ fn recover_segment(
         if before > found.len() && valid_end > last_good_end && resync(&seg, last_good_end, valid_end).is_none() {
             valid_end = last_good_end;
         }
-        if valid_end < file_len {
+        if read_only {
+            // Nothing can be cut or sealed: the tail is only left unread.
+        } else if valid_end < file_len {
             stats.bytes_cut += file_len - valid_end;
             log::warn!("segment {name}: cut {} bytes of torn tail", file_len - valid_end);
             file.set_len(valid_end)?;
             seg = Arc::new(Segment::map(id, &file, valid_end)?);
         }
         // Sealing is an optimisation; a failure only means verifying again next time.
-        if let Err(e) = segment::write_seal(&file, align_up(valid_end)) {
+        if read_only {
+        } else if let Err(e) = segment::write_seal(&file, align_up(valid_end)) {
             log::warn!("could not seal recovered segment {name}: {e}");
         }
     } else {

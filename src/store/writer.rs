@@ -81,6 +81,8 @@ pub struct SegmentWriter {
     /// How long the next failure backs off: doubled by each failure in a
     /// row, up to [`MAX_BACKOFF`], reset by a write that succeeds.
     next_backoff: std::cell::Cell<std::time::Duration>,
+    /// Set for a read-only data directory: nothing is ever written.
+    read_only: std::cell::Cell<bool>,
 }
 
 /// The first back-off after a failed write, and the longest.
@@ -99,7 +101,13 @@ impl SegmentWriter {
             writes: Default::default(),
             backoff_until: Default::default(),
             next_backoff: std::cell::Cell::new(FIRST_BACKOFF),
+            read_only: Default::default(),
         }
+    }
+
+    /// Makes every append fail with [`StoreError::ReadOnly`] (a read-only data directory).
+    pub fn refuse_writes(&self) {
+        self.read_only.set(true);
     }
 
     /// Writes made so far: fewer than appends when fills finish together.
@@ -160,6 +168,7 @@ impl SegmentWriter {
         let need: u64 = batch.iter().flat_map(|w| &w.records).map(Owned::len).sum();
         let now = std::time::Instant::now();
         let written = match self.backoff_until.get() {
+            _ if self.read_only.get() => Err(StoreError::ReadOnly),
             Some(until) if now < until => Err(StoreError::BackingOff(until - now)),
             _ => {
                 self.writes.set(self.writes.get() + 1);
