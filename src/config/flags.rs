@@ -185,9 +185,21 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_HIT_ROUTING", default_value = "local", value_parser = parse_hit_routing())]
     hit_routing: HitRouting,
 
-    /// Blocking threads per core for upstream fetches and disk writes.
+    /// Blocking threads per core for disk writes and hashing stored blobs
+    /// (upstream fetches run on threads of their own, see --fetch-concurrency).
     #[arg(long, env = "GOMODPROXY_FETCH_THREADS", default_value_t = 4)]
     fetch_threads: usize,
+
+    /// Upstream fetches one core runs at once (each on a thread of its own,
+    /// which mostly waits on the network); more wait their turn.
+    #[arg(long, env = "GOMODPROXY_FETCH_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    fetch_concurrency: u32,
+
+    /// Of those, fetches for any one module at once: a module whose
+    /// upstream answers slowly (or a client asking for many of its
+    /// versions) never takes every slot from the others.
+    #[arg(long, env = "GOMODPROXY_MODULE_FETCH_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    module_fetch_concurrency: u32,
 
     /// Total time allowed for one upstream fetch.
     #[arg(long, env = "GOMODPROXY_UPSTREAM_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
@@ -570,6 +582,8 @@ impl ServeArgs {
             scrub_bytes_per_sec: args.scrub_rate,
             hit_routing: args.hit_routing,
             fetch_threads: args.fetch_threads,
+            fetch_concurrency: args.fetch_concurrency as usize,
+            module_fetch_concurrency: args.module_fetch_concurrency as usize,
             upstream_timeout: args.upstream_timeout,
             upstream_http,
             upstream_connect_timeout: args.upstream_connect_timeout,

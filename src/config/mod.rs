@@ -55,6 +55,10 @@ pub struct Config {
     pub scrub_bytes_per_sec: u64,
     pub hit_routing: HitRouting,
     pub fetch_threads: usize,
+    /// Upstream fetches one core runs at once, each on a thread of its own.
+    pub fetch_concurrency: usize,
+    /// Of those, fetches for one module at once.
+    pub module_fetch_concurrency: usize,
     /// Total time for one upstream fetch, body included.
     pub upstream_timeout: Duration,
     /// Longest wait for a TCP (and TLS) connection to an upstream.

@@ -11,7 +11,12 @@
 //! shard asks only on a miss) nor what is cached in memory afterwards, and
 //! never blocks the executor: fetching and hashing run on blocking threads.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
+
+use glommio::sync::{Semaphore, StaticPermit};
 
 use bytes::Bytes;
 
@@ -72,6 +77,60 @@ pub struct Filler {
     /// ...and the one this core owns and publishes into.
     own: usize,
     metrics: &'static CoreMetrics,
+    /// Turns for upstream fetches: per core, and per module within it.
+    gate: FetchGate,
+}
+
+/// How many upstream fetches run at once on this (owner) core, and how
+/// many of them for any one module. Fetches run on threads of their own,
+/// so a slow upstream answer costs a waiting thread and a turn here, never
+/// a thread of a small shared pool that every other module's miss needs.
+pub struct FetchGate {
+    core: Rc<Semaphore>,
+    per_module: u64,
+    /// The modules with fetches under way or waiting; dropped when idle.
+    modules: RefCell<HashMap<Box<str>, Rc<Semaphore>>>,
+}
+
+/// A fetch's turn: held until the fetch is over.
+pub struct FetchTurn<'g> {
+    gate: &'g FetchGate,
+    module: Box<str>,
+    _module_turn: StaticPermit,
+    _core_turn: StaticPermit,
+}
+
+impl FetchGate {
+    pub fn new(per_core: usize, per_module: usize) -> FetchGate {
+        let per_core = per_core.max(1) as u64;
+        FetchGate {
+            core: Rc::new(Semaphore::new(per_core)),
+            per_module: (per_module.max(1) as u64).min(per_core),
+            modules: RefCell::default(),
+        }
+    }
+
+    /// Waits for a turn for `module`: first its module's, then the core's
+    /// (so fetches queued behind a slow module hold none of the core's turns).
+    pub async fn enter(&self, module: &str) -> Result<FetchTurn<'_>, ResolveError> {
+        let module_gate =
+            self.modules.borrow_mut().entry(module.into()).or_insert_with(|| Rc::new(Semaphore::new(self.per_module))).clone();
+        let closed = |_| ResolveError::Internal("the fetch gate closed");
+        let module_turn = module_gate.acquire_static_permit(1).await.map_err(closed)?;
+        let core_turn = self.core.acquire_static_permit(1).await.map_err(closed)?;
+        Ok(FetchTurn { gate: self, module: module.into(), _module_turn: module_turn, _core_turn: core_turn })
+    }
+}
+
+impl Drop for FetchTurn<'_> {
+    fn drop(&mut self) {
+        let mut modules = self.gate.modules.borrow_mut();
+        // The map's and our permit's are the only references: nobody else
+        // holds or waits for a turn of this module.
+        if modules.get(&self.module).is_some_and(|g| Rc::strong_count(g) <= 2) {
+            modules.remove(&self.module);
+        }
+    }
 }
 
 impl Filler {
@@ -81,8 +140,9 @@ impl Filler {
         indexes: Arc<[Index]>,
         own: usize,
         metrics: &'static CoreMetrics,
+        gate: FetchGate,
     ) -> Filler {
-        Filler { sources, writer, indexes, own, metrics }
+        Filler { sources, writer, indexes, own, metrics, gate }
     }
 
     /// Fills `key`. With a `progress`, a zip is streamed through it and
@@ -116,6 +176,7 @@ impl Filler {
         let shared_applies = shared.is_some();
         let metrics = self.metrics;
         let queued_at = std::time::Instant::now();
+        let _turn = self.gate.enter(&key.module).await?;
         let job = spawn_fetch(move || {
             metrics.fetch_queue_micros.add(queued_at.elapsed().as_micros() as u64);
             // Ask the checksum database while the module downloads: the
@@ -330,6 +391,7 @@ impl Filler {
     /// Nothing is cached under the query: it can mean something else tomorrow.
     pub async fn pass_through(&self, module: &str, query: &str) -> Result<Bytes, ResolveError> {
         self.metrics.upstream_fetches.bump();
+        let _turn = self.gate.enter(module).await?;
         let upstream = self.sources.get().upstream.clone();
         let (module, query) = (module.to_string(), query.to_string());
         let fetched = spawn_fetch(move || upstream.fetch(&Fetch { module: &module, version: &query, kind: Kind::Info })).await;
@@ -350,16 +412,23 @@ impl Filler {
     }
 }
 
-/// Runs a fetch on the executor's blocking pool. A panic in it (a bug in a
-/// source) becomes our own failure: glommio's pool would otherwise lose the
-/// job, and its fill would never end for anyone waiting on it.
-fn spawn_fetch<T: Send + 'static>(
-    fetch: impl FnOnce() -> Result<T, FetchError> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T, ResolveError>> {
-    glommio::executor().spawn_blocking(move || match std::panic::catch_unwind(std::panic::AssertUnwindSafe(fetch)) {
-        Ok(fetched) => fetched.map_err(ResolveError::Fetch),
-        Err(_) => Err(ResolveError::Internal("the upstream fetch panicked")),
-    })
+/// Runs a fetch on a thread of its own (it mostly waits on the network:
+/// a small shared pool would let a few slow answers hold up every other
+/// miss; [`FetchGate`] bounds how many run). A panic in it (a bug in a
+/// source) becomes our own failure, so its fill always ends.
+async fn spawn_fetch<T: Send + 'static>(fetch: impl FnOnce() -> Result<T, FetchError> + Send + 'static) -> Result<T, ResolveError> {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    let thread = std::thread::Builder::new().name("gomodproxy-fetch".into()).spawn(move || {
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(fetch)) {
+            Ok(fetched) => fetched.map_err(ResolveError::Fetch),
+            Err(_) => Err(ResolveError::Internal("the upstream fetch panicked")),
+        };
+        let _ = tx.send(result);
+    });
+    if thread.is_err() {
+        return Err(ResolveError::Internal("no thread could be started for the upstream fetch"));
+    }
+    rx.await.unwrap_or(Err(ResolveError::Internal("the upstream fetch thread vanished")))
 }
 
 /// The checksum-database lookup a fill started beside its download.

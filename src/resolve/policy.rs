@@ -31,6 +31,11 @@ pub struct CacheSettings {
     pub stream_fills: Option<u64>,
     /// Where cache hits are answered (`--hit-routing`).
     pub hit_routing: HitRouting,
+    /// Upstream fetches one core runs at once (`--fetch-concurrency`); read at start-up.
+    pub fetches_per_core: usize,
+    /// Of those, fetches for any one module (`--module-fetch-concurrency`):
+    /// slow answers for one module never hold every slot.
+    pub fetches_per_module: usize,
 }
 
 impl Default for CacheSettings {
@@ -41,6 +46,8 @@ impl Default for CacheSettings {
             negative_ttl: Duration::ZERO,
             stream_fills: None,
             hit_routing: HitRouting::Local,
+            fetches_per_core: 64,
+            fetches_per_module: 4,
         }
     }
 }

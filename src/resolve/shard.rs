@@ -85,7 +85,11 @@ impl Shard {
         Shard {
             id,
             cores,
-            filler: Filler::new(sources.view(), writer, indexes.clone(), id, metrics),
+            filler: {
+                let s = settings.load();
+                let gate = super::fill::FetchGate::new(s.fetches_per_core, s.fetches_per_module);
+                Filler::new(sources.view(), writer, indexes.clone(), id, metrics, gate)
+            },
             indexes,
             settings: settings.view(),
             hit_routing,

@@ -312,7 +312,7 @@ pub fn fill_sources_with(config: &Config, git: Arc<GitSources>) -> FillSources {
         breaker_failures: config.breaker_failures,
         breaker_cooldown: config.breaker_cooldown,
         http: config.upstream_http.clone(),
-        concurrency: config.cores * config.fetch_threads.max(1),
+        concurrency: config.cores * config.fetch_concurrency.max(1),
         dns: (!config.dns_cache_ttl.is_zero()).then(|| DnsCache::new(config.dns_cache_ttl)),
         git: Some(git.clone()),
     };

@@ -62,6 +62,8 @@ pub fn settings(config: &Config, running: Option<(&Config, &FillSources)>) -> Re
         negative_ttl: config.negative_ttl,
         stream_fills: config.stream_fills,
         hit_routing: config.hit_routing,
+        fetches_per_core: config.fetch_concurrency,
+        fetches_per_module: config.module_fetch_concurrency,
     });
     let proxy = ProxySettings { sumdb_names: config.sumdbs.iter().map(|db| db.name.as_str().into()).collect(), cache: cache.clone() };
     Ok(Settings { sources, cache, proxy })
@@ -124,6 +126,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("--segment-size", old.segment_bytes != new.segment_bytes);
     check("--scrub-rate", old.scrub_bytes_per_sec != new.scrub_bytes_per_sec);
     check("--fetch-threads", old.fetch_threads != new.fetch_threads);
+    check("--fetch-concurrency", old.fetch_concurrency != new.fetch_concurrency);
+    check("--module-fetch-concurrency", old.module_fetch_concurrency != new.module_fetch_concurrency);
     check("--hit-routing", old.hit_routing != new.hit_routing);
     check("--max-connections", old.max_connections != new.max_connections);
     check("--backlog", old.backlog != new.backlog);
