@@ -1,6 +1,6 @@
 //! The upstream connection pool: a wave of concurrent cold misses reuses
 //! warm keep-alive connections to the upstream, never opening more than
-//! the fetches that can run at once (every core's fetch threads), instead
+//! the fetches that can run at once (every core's --fetch-concurrency), instead
 //! of a new TCP (and TLS, and DNS) setup per fetch.
 
 mod common;
@@ -22,7 +22,7 @@ fn a_wave_of_cold_misses_opens_no_more_upstream_connections_than_fetches_run_at_
     let (cores, threads) = (2, 3);
     let mut opts = ServerOpts::new(upstream.url());
     opts.cores = cores;
-    opts.extra_args = vec!["--fetch-threads".into(), threads.to_string()];
+    opts.extra_args = vec!["--fetch-concurrency".into(), threads.to_string()];
     let server = Server::start_with(opts);
     let paths: Vec<String> = (0..MODULES)
         .flat_map(|i| ["info", "mod"].map(|ext| format!("/{}", artifact_path(&format!("example.com/pool/m{i}"), "v1.0.0", ext))))
