@@ -47,6 +47,12 @@ pub enum FetchError {
     },
     /// The upstream answered something that is not a valid answer.
     Invalid(String),
+    /// The fills under way hold all the memory they may (`--fill-memory`)
+    /// and none was given back in time: ours to answer (503), no verdict
+    /// on the upstream.
+    FillMemoryFull {
+        limit: u64,
+    },
     /// The bytes differ from what the checksum database records for them:
     /// tampered, or a version that was published twice.
     ChecksumMismatch {
@@ -75,6 +81,10 @@ impl fmt::Display for FetchError {
                 write!(f, "upstream {upstream} is failing and is not being asked (circuit open; next try in {}s)", retry_in.as_secs())
             }
             FetchError::Invalid(why) => write!(f, "invalid upstream response: {why}"),
+            FetchError::FillMemoryFull { limit } => write!(
+                f,
+                "gomodproxy is busy: the fills under way hold all the memory they may (--fill-memory, {limit} bytes); try again shortly"
+            ),
             FetchError::ChecksumMismatch { what, recorded_by, expected, got } => write!(
                 f,
                 "verifying {what}: checksum mismatch\n\tdownloaded: {got}\n\t{recorded_by}: {expected}\n\n\

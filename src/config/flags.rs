@@ -173,6 +173,14 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_SEGMENT_SIZE", default_value = "1GiB", value_parser = parse_segment_size)]
     segment_size: u64,
 
+    /// The memory all fills may hold together (e.g. 512MiB): bodies arriving
+    /// from upstreams are buffered whole (validated and hashed before they
+    /// are stored). A fill that finds no room waits for it as long as for
+    /// the upstream's next bytes, then answers 503. Keep it above the largest
+    /// artifact expected (zips may have 500 MiB): a larger one never fits.
+    #[arg(long, env = "GOMODPROXY_FILL_MEMORY", default_value = "512MiB", value_parser = parse_fill_memory)]
+    fill_memory: u64,
+
     /// Bytes per second, per core, at which the stored blobs not yet hashed
     /// since start-up are checked in the background (e.g. 64MiB; `off`:
     /// only on first use). A blob whose bytes differ from their recorded
@@ -361,6 +369,10 @@ fn parse_admin_listen(s: &str) -> Result<AdminListen, String> {
 /// `--stream-fills`: the smallest zip streamed, or `off`.
 #[derive(Debug, Clone, Copy)]
 struct StreamFills(Option<u64>);
+
+fn parse_fill_memory(s: &str) -> Result<u64, String> {
+    Some(parse_bytes(s)?).filter(|&b| b >= 1 << 20).ok_or_else(|| format!("{s:?}: the fill memory must be at least 1MiB"))
+}
 
 fn parse_scrub_rate(s: &str) -> Result<u64, String> {
     match s.trim() {
@@ -580,6 +592,7 @@ impl ServeArgs {
             stream_fills: args.stream_fills.0,
             segment_bytes: args.segment_size,
             scrub_bytes_per_sec: args.scrub_rate,
+            fill_memory: args.fill_memory,
             hit_routing: args.hit_routing,
             fetch_threads: args.fetch_threads,
             fetch_concurrency: args.fetch_concurrency as usize,

@@ -51,6 +51,8 @@ pub struct Config {
     /// they are being fetched; `None`: never.
     pub stream_fills: Option<u64>,
     pub segment_bytes: u64,
+    /// The memory all fills may hold together (bodies buffered on their way in).
+    pub fill_memory: u64,
     /// Pace of the background check of stored blobs, per core; 0: off.
     pub scrub_bytes_per_sec: u64,
     pub hit_routing: HitRouting,

@@ -93,6 +93,8 @@ pub fn fetch_error(e: &FetchError) -> Reply {
         | FetchError::Invalid(_)
         | FetchError::CircuitOpen { .. } => 502,
         FetchError::Timeout { .. } => 504,
+        // Ours, and passing: the fills under way hold all the memory they may.
+        FetchError::FillMemoryFull { .. } => 503,
     };
     Reply::text(status, Body::text(format!("{e}\n")))
 }

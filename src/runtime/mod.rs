@@ -197,6 +197,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
 
     let reload::Settings { sources, cache, proxy } = reload::settings(&config, None)?;
     let metrics = Metrics::leak(cores);
+    crate::upstream::memory::fill_memory().set_limit(config.fill_memory);
     if store.is_read_only() {
         metrics.core(0).store_read_only.add(1);
     }

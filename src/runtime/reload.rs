@@ -98,6 +98,7 @@ impl Reloader {
             }
         };
         self.sources.replace(built.sources);
+        crate::upstream::memory::fill_memory().set_limit(config.fill_memory);
         self.cache.replace((*built.cache).clone());
         self.proxy.replace(built.proxy);
         if !fixed.is_empty() {

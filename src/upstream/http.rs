@@ -335,8 +335,12 @@ impl Fetcher for HttpFetcher {
         // Only zips are streamed: the answers worth the wait, and only with
         // a length, which readers must send before the body.
         let mut streaming = announced.filter(|_| req.kind == super::Kind::Zip).and_then(|len| progress.start(len));
-        let mut body = Vec::new();
+        // Chunks, not one growing buffer: a body of unknown length never
+        // takes twice its size while it grows.
+        let mut chunks: Vec<Vec<u8>> = Vec::new();
         let mut received = 0u64;
+        let memory = super::memory::fill_memory();
+        let mut held = memory.hold();
         loop {
             let chunk = match next(self.read_timeout, ANSWER)? {
                 Delivery::Chunk(chunk) => chunk,
@@ -345,6 +349,16 @@ impl Fetcher for HttpFetcher {
                 Delivery::Head(_) => return Err(unavailable("the answer's reader sent a second head".into())),
             };
             let n = chunk.len() as u64;
+            // Room in the fill memory, waiting for it no longer than for the upstream.
+            let room_by = (Instant::now() + self.read_timeout).min(deadline);
+            if !held.grow(n, room_by) {
+                log::warn!(
+                    module = req.module, version = req.version, kind = req.kind.label();
+                    "{base}: fill of {}@{} waited for fill memory in vain ({} of {} bytes held by fills)",
+                    req.module, req.version, memory.used(), memory.limit()
+                );
+                return Err(FetchError::FillMemoryFull { limit: memory.limit() });
+            }
             match &mut streaming {
                 Some(writer) => {
                     if !writer.append(&chunk) {
@@ -352,20 +366,22 @@ impl Fetcher for HttpFetcher {
                     }
                     progress.note_published();
                 }
-                None if body.is_empty() => body = chunk,
-                None => body.extend_from_slice(&chunk),
+                None => chunks.push(chunk),
             }
             received += n;
             if received > cap {
                 return Err(FetchError::TooLarge { upstream: base.clone(), limit: cap });
             }
         }
-        match streaming {
+        let body = match streaming {
             // The readers' buffer, whole, for validation (readers wait for
             // the last byte meanwhile).
-            Some(writer) => progress.finish_writing(writer).ok_or_else(|| unavailable("body shorter than its Content-Length".into())),
-            None => Ok(body.into()),
-        }
+            Some(writer) => progress.finish_writing(writer).ok_or_else(|| unavailable("body shorter than its Content-Length".into()))?,
+            None if chunks.len() == 1 => chunks.pop().map(bytes::Bytes::from).unwrap_or_default(),
+            None => chunks.concat().into(),
+        };
+        // The hold goes with the body: given back when its last copy is dropped.
+        Ok(bytes::Bytes::from_owner(super::memory::Budgeted { data: body, held }))
     }
 
     fn name(&self) -> &str {

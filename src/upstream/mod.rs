@@ -16,6 +16,7 @@ pub mod file;
 pub mod git;
 pub mod http;
 pub mod list;
+pub mod memory;
 pub mod private;
 pub mod sumdb_check;
 pub mod sumdb_client;
