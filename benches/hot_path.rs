@@ -52,7 +52,7 @@ fn wire(c: &mut Criterion) {
     let mut out = Vec::with_capacity(256);
     c.bench_function("http/write_response_head", |b| {
         b.iter(|| {
-            response::write_head(&mut out, black_box(&resp), black_box(41_943_040), true);
+            response::write_head(&mut out, black_box(&resp), black_box(41_943_040), response::Connection::KeepAlive);
             black_box(out.len())
         })
     });

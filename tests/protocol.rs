@@ -376,3 +376,44 @@ fn unknown_modules_and_versions_are_not_found_with_a_text_body() {
     }
     assert_healthy(addr);
 }
+
+/// The wire findings of an adversarial pass: each was answered wrongly before.
+#[test]
+fn wire_edge_cases_get_the_answers_the_rfc_asks_for() {
+    let (_fx, server) = start();
+    let addr = server.addr();
+    let list = format!("/{}", list_path(PROTO));
+
+    // Two Host headers: 400 (RFC 9112 §3.2), not served.
+    let r = raw_exchange(addr, format!("GET {list} HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").as_bytes());
+    assert_eq!(r.status, 400, "two Host headers: {r:?}");
+    // A space inside the target: 400, not 505 (which would count as the server's failure).
+    let r = raw_exchange(addr, format!("GET {list} x HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+    assert_eq!(r.status, 400, "a space in the target: {r:?}");
+    // 100 small header fields (about 1.1 KB of head): served, as nginx would.
+    let mut req = format!("GET {list} HTTP/1.1\r\nHost: a\r\n");
+    for i in 0..100 {
+        req.push_str(&format!("X-{i}: v\r\n"));
+    }
+    req.push_str("\r\n");
+    let r = raw_exchange(addr, req.as_bytes());
+    assert_eq!(r.status, 200, "100 header fields: {r:?}");
+
+    // HTTP/1.0 asking for keep-alive: told so, and the connection serves a second request.
+    let mut c = RawConn::connect(addr);
+    c.set_read_timeout(std::time::Duration::from_secs(10));
+    let ask = format!("GET {list} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    c.send(ask.as_bytes()).unwrap();
+    let r = c.read_response(false).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("keep-alive")), "a 1.0 keep-alive must be acknowledged: {r:?}");
+    c.send(ask.as_bytes()).unwrap();
+    assert_eq!(c.read_response(false).unwrap().status, 200, "the acknowledged connection stays open");
+    // HTTP/1.0 without it: closed after the answer.
+    let mut c = RawConn::connect(addr);
+    c.set_read_timeout(std::time::Duration::from_secs(10));
+    c.send(format!("GET {list} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
+    let r = c.read_response(false).unwrap();
+    assert!(r.closes(), "{r:?}");
+    assert_healthy(addr);
+}

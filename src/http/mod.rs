@@ -47,7 +47,7 @@ impl Default for HttpLimits {
         HttpLimits {
             max_uri_bytes: 4096,
             max_head_bytes: 16 * 1024,
-            max_headers: 64,
+            max_headers: 128,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
             write_timeout: Duration::from_secs(60),
@@ -134,7 +134,8 @@ pub async fn serve_connection<H: Handler>(
             Ok(Parsed::Complete(req, used)) => {
                 metrics.requests.bump();
                 // While draining, finish this response and close.
-                let keep_alive = req.keep_alive && !shutdown.is_draining();
+                let connection = response::Connection::of(req.keep_alive && !shutdown.is_draining(), req.http10);
+                let keep_alive = connection.stays_open();
                 let send_body = req.method == Method::Get;
                 let mut resp = handler.handle(req.target, req.if_none_match).await;
                 count_status(metrics, resp.status);
@@ -142,7 +143,7 @@ pub async fn serve_connection<H: Handler>(
                 // of the fill buffer as soon as the fill is done.
                 if let Some(fill) = resp.body.take_filling() {
                     let progress = fill.progress.clone();
-                    let sent = match send_filling(&mut stream, &mut head, &resp, fill, send_body, keep_alive).await {
+                    let sent = match send_filling(&mut stream, &mut head, &resp, fill, send_body, connection).await {
                         Some(n) => n,
                         // The fill failed or the client left: cut the connection
                         // short, so the body never reaches its Content-Length.
@@ -164,7 +165,7 @@ pub async fn serve_connection<H: Handler>(
                 }
                 let full = resp.body.bytes();
                 let body = if send_body && resp.status != 304 { full } else { &[][..] };
-                response::write_head(&mut head, &resp, full.len(), keep_alive);
+                response::write_head(&mut head, &resp, full.len(), connection);
                 let file = if body.is_empty() { None } else { resp.body.file_range() };
                 if send::send(&mut stream, &head, body, file).await.is_err() {
                     return;
@@ -202,7 +203,7 @@ pub async fn serve_connection<H: Handler>(
             Err(e) => {
                 count_status(metrics, e.status());
                 let resp = Reply::text(e.status(), Body::from_static(e.message()));
-                response::write_head(&mut head, &resp, resp.body.bytes().len(), false);
+                response::write_head(&mut head, &resp, resp.body.bytes().len(), response::Connection::Close);
                 let _ = send::send(&mut stream, &head, resp.body.bytes(), None).await;
                 let _ = stream.close().await;
                 return;
@@ -223,10 +224,10 @@ async fn send_filling(
     resp: &Reply,
     fill: FillStream,
     send_body: bool,
-    keep_alive: bool,
+    connection: response::Connection,
 ) -> Option<u64> {
     let FillStream { progress, buffer } = fill;
-    response::write_head(head, resp, buffer.capacity(), keep_alive);
+    response::write_head(head, resp, buffer.capacity(), connection);
     send::send(stream, head, &[], None).await.ok()?;
     if !send_body {
         return Some(0);

@@ -18,6 +18,8 @@ pub struct Request<'a> {
     pub if_none_match: Option<&'a [u8]>,
     /// Whether the connection stays open after the response.
     pub keep_alive: bool,
+    /// An HTTP/1.0 request (whose keep-alive must be acknowledged).
+    pub http10: bool,
 }
 
 /// Why a request is refused at the wire level. Each maps to one status in
@@ -64,7 +66,8 @@ pub enum Parsed<'a> {
 
 /// Parses one request head from the front of `buf`.
 pub fn parse<'a>(buf: &'a [u8], limits: &HttpLimits) -> Result<Parsed<'a>, HttpError> {
-    const MAX_HEADERS: usize = 64;
+    // nginx takes 100 and more; --max-header-bytes is the real bound.
+    const MAX_HEADERS: usize = 128;
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers[..limits.max_headers.min(MAX_HEADERS)]);
     let used = match req.parse(buf) {
@@ -72,12 +75,18 @@ pub fn parse<'a>(buf: &'a [u8], limits: &HttpLimits) -> Result<Parsed<'a>, HttpE
         Ok(httparse::Status::Partial) => return partial(buf, limits),
         Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadersTooLarge),
         // "HTTP/2.0" is a version we do not speak; "FTP/1.0" is not HTTP at all.
+        // A space inside the target also lands here ("GET /a b HTTP/1.1"):
+        // that is a malformed request (400), not a version (505), or any
+        // client could inflate the 5xx count operators alert on.
         Err(httparse::Error::Version) => {
             let line = &buf[..request_line_len(buf).unwrap_or(buf.len())];
-            return Err(if line.windows(6).any(|w| w == b" HTTP/") {
-                HttpError::VersionNotSupported
-            } else {
-                HttpError::Malformed("malformed request line")
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let mut parts = line.split(|&b| b == b' ');
+            let (_method, _target, version, rest) = (parts.next(), parts.next(), parts.next(), parts.next());
+            return Err(match (version, rest) {
+                (Some(v), None) if v.starts_with(b"HTTP/") => HttpError::VersionNotSupported,
+                (Some(_), Some(_)) => HttpError::Malformed("a space inside the request target"),
+                _ => HttpError::Malformed("malformed request line"),
             });
         }
         Err(_) => {
@@ -124,6 +133,10 @@ pub fn parse<'a>(buf: &'a [u8], limits: &HttpLimits) -> Result<Parsed<'a>, HttpE
         } else if name.eq_ignore_ascii_case("if-none-match") {
             if_none_match = Some(h.value);
         } else if name.eq_ignore_ascii_case("host") {
+            // RFC 9112 §3.2: more than one Host is a 400, whatever they say.
+            if has_host {
+                return Err(HttpError::Malformed("more than one Host header"));
+            }
             has_host = true;
         }
     }
@@ -131,7 +144,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &HttpLimits) -> Result<Parsed<'a>, HttpE
         return Err(HttpError::Malformed("HTTP/1.1 request without a Host header"));
     }
     let target = origin_form(target).ok_or(HttpError::Malformed("request target must be an absolute path or an absolute URL"))?;
-    Ok(Parsed::Complete(Request { method, target, if_none_match, keep_alive }, used))
+    Ok(Parsed::Complete(Request { method, target, if_none_match, keep_alive, http10: minor == 0 }, used))
 }
 
 /// The path (and query) of a request target: origin-form as is, and the
@@ -185,6 +198,16 @@ mod tests {
     }
 
     #[test]
+    fn takes_at_least_a_hundred_header_fields() {
+        let mut head = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+        for i in 0..100 {
+            head.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        head.push_str("\r\n");
+        assert_eq!(complete(head.as_bytes()).1, "/");
+    }
+
+    #[test]
     fn parses_get_and_head_with_keep_alive_rules() {
         let (m, t, ka, n) = complete(b"GET /example.com/a/@v/list HTTP/1.1\r\nHost: x\r\n\r\nGET /next");
         assert_eq!((m, t.as_str(), ka, n), (Method::Get, "/example.com/a/@v/list", true, 48));
@@ -226,6 +249,11 @@ mod tests {
         assert!(matches!(e(b"GET ftp://h/x HTTP/1.1\r\nHost: h\r\n\r\n"), Some(HttpError::Malformed(_))));
         assert!(matches!(e(b"GET * HTTP/1.1\r\nHost: h\r\n\r\n"), Some(HttpError::Malformed(_))));
         assert_eq!(e(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"), Some(HttpError::VersionNotSupported));
+        // A space inside the target is the client's mistake (400), not a version we lack (505).
+        assert_eq!(e(b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n"), Some(HttpError::Malformed("a space inside the request target")));
+        assert_eq!(e(b"GET /a b c HTTP/1.1\r\nHost: x\r\n\r\n").map(HttpError::status), Some(400));
+        // RFC 9112 §3.2: two Host headers are a 400.
+        assert_eq!(e(b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"), Some(HttpError::Malformed("more than one Host header")));
         assert!(matches!(e(b"GET / FTP/1.0\r\nHost: x\r\n\r\n"), Some(HttpError::Malformed(_))));
     }
 }

@@ -26,9 +26,36 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
+/// What the `Connection` header of a response says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// HTTP/1.1's default: open after the response, no header needed.
+    KeepAlive,
+    /// An HTTP/1.0 client asked to keep the connection: it must be told
+    /// (`Connection: keep-alive`), or it reads to EOF and waits out the idle timeout.
+    KeepAliveAnnounced,
+    /// Closed after the response (`Connection: close`).
+    Close,
+}
+
+impl Connection {
+    /// For a request that may keep its connection (`keep_alive`) over HTTP/1.0 or 1.1.
+    pub fn of(keep_alive: bool, http10: bool) -> Connection {
+        match (keep_alive, http10) {
+            (false, _) => Connection::Close,
+            (true, false) => Connection::KeepAlive,
+            (true, true) => Connection::KeepAliveAnnounced,
+        }
+    }
+
+    pub fn stays_open(self) -> bool {
+        self != Connection::Close
+    }
+}
+
 /// Clears `out` and writes the status line and headers for `resp`, whose
 /// body is `body_len` bytes (sent or not: HEAD carries the length too).
-pub fn write_head(out: &mut Vec<u8>, resp: &Reply, body_len: usize, keep_alive: bool) {
+pub fn write_head(out: &mut Vec<u8>, resp: &Reply, body_len: usize, connection: Connection) {
     out.clear();
     let _ = write!(out, "HTTP/1.1 {} {}\r\nServer: gomodproxy\r\n", resp.status, reason(resp.status));
     if resp.status != 304 {
@@ -45,8 +72,10 @@ pub fn write_head(out: &mut Vec<u8>, resp: &Reply, body_len: usize, keep_alive: 
     if resp.status == 405 {
         out.extend_from_slice(b"Allow: GET, HEAD\r\n");
     }
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
+    match connection {
+        Connection::KeepAlive => {}
+        Connection::KeepAliveAnnounced => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        Connection::Close => out.extend_from_slice(b"Connection: close\r\n"),
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -67,14 +96,18 @@ mod tests {
             body: Body::empty(),
         };
         let mut out = Vec::new();
-        write_head(&mut out, &resp, 1234, true);
-        let text = String::from_utf8(out).unwrap();
+        write_head(&mut out, &resp, 1234, Connection::KeepAlive);
+        let text = String::from_utf8(out.clone()).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(text.contains("Content-Length: 1234\r\n"));
         assert!(text.contains("Content-Type: application/zip\r\n"));
         assert!(text.contains("Cache-Control: public, max-age=31536000, immutable\r\n"));
         assert!(text.contains(&format!("ETag: \"{}\"\r\n", "ab".repeat(16))));
-        assert!(!text.contains("Connection: close"));
+        assert!(!text.contains("Connection:"));
         assert!(text.ends_with("\r\n\r\n"));
+        write_head(&mut out, &resp, 1, Connection::KeepAliveAnnounced);
+        assert!(String::from_utf8_lossy(&out).contains("\r\nConnection: keep-alive\r\n"), "a 1.0 client is told");
+        write_head(&mut out, &resp, 1, Connection::Close);
+        assert!(String::from_utf8_lossy(&out).contains("\r\nConnection: close\r\n"));
     }
 }
