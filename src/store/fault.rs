@@ -15,8 +15,8 @@
 //! from a signal handler) and the handler. It never decides what a fault
 //! means for a blob: the hash check that follows does.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
 
 /// Mapped ranges the handler knows; a segment beyond this many open at
 /// once is served as before, without the handler's protection.
@@ -25,10 +25,14 @@ const SLOTS: usize = 16 * 1024;
 struct Slot {
     start: AtomicUsize,
     len: AtomicUsize,
+    /// The map's "cut" flag (an `AtomicBool` its [`Registration`] keeps
+    /// alive), set when a page of it faults: its file lost bytes, and
+    /// the zeros now mapped there must never be served.
+    cut: AtomicUsize,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
-const EMPTY: Slot = Slot { start: AtomicUsize::new(0), len: AtomicUsize::new(0) };
+const EMPTY: Slot = Slot { start: AtomicUsize::new(0), len: AtomicUsize::new(0), cut: AtomicUsize::new(0) };
 static RANGES: [Slot; SLOTS] = [EMPTY; SLOTS];
 static PAGE: AtomicUsize = AtomicUsize::new(4096);
 static FAULTS: AtomicU64 = AtomicU64::new(0);
@@ -43,33 +47,41 @@ pub fn faults() -> u64 {
 /// A registered range; dropping it unregisters the range. Drop it before
 /// the map is unmapped.
 #[derive(Debug)]
-pub struct Registration(Option<usize>);
+pub struct Registration {
+    slot: Option<usize>,
+    /// Kept alive while the handler may set it.
+    _cut: Arc<AtomicBool>,
+}
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Some(i) = self.0 {
+        if let Some(i) = self.slot {
             RANGES[i].len.store(0, Ordering::Release);
+            RANGES[i].cut.store(0, Ordering::Release);
             RANGES[i].start.store(0, Ordering::Release);
         }
     }
 }
 
-/// Registers `start..start+len` (a read-only file map) with the handler.
-pub fn register(start: *const u8, len: usize) -> Registration {
+/// Registers `start..start+len` (a read-only file map) with the handler,
+/// which sets `cut` if a page of it faults.
+pub fn register(start: *const u8, len: usize, cut: Arc<AtomicBool>) -> Registration {
     install();
     let start = start as usize;
     for (i, slot) in RANGES.iter().enumerate() {
         if slot.start.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            slot.cut.store(Arc::as_ptr(&cut) as usize, Ordering::Release);
             slot.len.store(len, Ordering::Release);
-            return Registration(Some(i));
+            return Registration { slot: Some(i), _cut: cut };
         }
     }
     log::warn!("more than {SLOTS} segment maps open: a segment file cut short under the server may crash it");
-    Registration(None)
+    Registration { slot: None, _cut: cut }
 }
 
-fn covered(addr: usize) -> bool {
-    RANGES.iter().any(|s| {
+/// The slot whose range holds `addr`.
+fn covering(addr: usize) -> Option<&'static Slot> {
+    RANGES.iter().find(|s| {
         let start = s.start.load(Ordering::Acquire);
         let len = s.len.load(Ordering::Acquire);
         start != 0 && addr >= start && addr - start < len
@@ -79,7 +91,12 @@ fn covered(addr: usize) -> bool {
 extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
     // SAFETY: the kernel hands a valid siginfo to an SA_SIGINFO handler.
     let addr = unsafe { (*info).si_addr() } as usize;
-    if covered(addr) {
+    if let Some(slot) = covering(addr) {
+        let cut = slot.cut.load(Ordering::Acquire) as *const AtomicBool;
+        if !cut.is_null() {
+            // SAFETY: the registration keeps the flag alive while its slot names it.
+            unsafe { (*cut).store(true, Ordering::Release) };
+        }
         let page = PAGE.load(Ordering::Relaxed);
         let at = addr & !(page - 1);
         // SAFETY: mmap(2) is async-signal-safe; MAP_FIXED replaces exactly one

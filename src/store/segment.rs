@@ -10,7 +10,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use memmap2::{Mmap, MmapOptions};
@@ -36,8 +36,19 @@ pub struct Segment {
     /// outside cut it. No blob of it is served again (bytes written there
     /// later could fill the hole and make a lost range look whole), and
     /// its writer moves on to a new segment.
-    cut: AtomicBool,
+    cut: Arc<AtomicBool>,
+    /// The file length last seen (by `fstat`), and when (Unix ms): a blob
+    /// within it is not checked again for [`LENGTH_RECHECK_MS`], so a hit
+    /// costs no syscall. A cut in between is still never served as a
+    /// whole answer: `sendfile` meets the file's end and the connection is
+    /// cut short, a send from the map fails on the lost pages (EFAULT), and
+    /// a read of them here faults into zeros and sets `cut`.
+    seen_len: AtomicU64,
+    seen_at_ms: AtomicU64,
 }
+
+/// How long a file length seen holds before it is looked at again.
+const LENGTH_RECHECK_MS: u64 = 1000;
 
 /// Whether a stored blob's bytes were found to match their recorded hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +85,18 @@ impl Segment {
         // process wrote and synced (or verified at start-up). The store's
         // directory is locked against other gomodproxy processes.
         let map = unsafe { MmapOptions::new().len(len).map(file)? };
-        let guard = fault::register(map.as_ptr(), map.len());
-        Ok(Segment { id, _fault_guard: guard, map, file: file.try_clone()?, checks: OnceLock::new(), cut: AtomicBool::new(false) })
+        let cut = Arc::new(AtomicBool::new(false));
+        let guard = fault::register(map.as_ptr(), map.len(), cut.clone());
+        Ok(Segment {
+            id,
+            _fault_guard: guard,
+            map,
+            file: file.try_clone()?,
+            checks: OnceLock::new(),
+            cut,
+            seen_len: AtomicU64::new(0),
+            seen_at_ms: AtomicU64::new(0),
+        })
     }
 
     /// Marks this (sealed, found on disk) segment's `records` as unchecked:
@@ -88,13 +109,22 @@ impl Segment {
         self.checks.get()?.get(place as usize)
     }
 
-    /// Whether the file still holds `..end`; once it did not, never again
-    /// (see `cut`).
-    fn holds(&self, end: u64) -> bool {
+    /// Whether the file still holds `..end` (as last seen, unless `fresh`);
+    /// once it did not, never again (see `cut`).
+    fn holds(&self, end: u64, fresh: bool) -> bool {
         if self.cut.load(Ordering::Acquire) {
             return false;
         }
+        let now = super::unix_ms();
+        if !fresh
+            && end <= self.seen_len.load(Ordering::Acquire)
+            && now.saturating_sub(self.seen_at_ms.load(Ordering::Acquire)) < LENGTH_RECHECK_MS
+        {
+            return true;
+        }
         let len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.seen_len.store(len, Ordering::Release);
+        self.seen_at_ms.store(now, Ordering::Release);
         if len < end {
             self.cut.store(true, Ordering::Release);
             log::error!("segment file {} is shorter than the blobs it holds: it was cut under the server", segment_file_name(self.id));
@@ -187,7 +217,8 @@ impl StoredBlob {
     /// Costs a pass over the bytes: call it where a blob is unchecked, or
     /// to audit.
     pub fn verify(&self) -> bool {
-        let good = self.on_disk() && record::payload_sha256(self.bytes()) == self.sha256 && self.on_disk();
+        let end = self.offset + self.len;
+        let good = self.segment.holds(end, true) && record::payload_sha256(self.bytes()) == self.sha256 && self.segment.holds(end, true);
         self.mark(if good { Integrity::Verified } else { Integrity::Corrupt });
         good
     }
@@ -205,10 +236,11 @@ impl StoredBlob {
         }
     }
 
-    /// Whether its segment file still holds all of it (one fstat): a file
-    /// cut under the server must never be served from.
+    /// Whether its segment file still holds all of it (an `fstat` at most
+    /// once a second per segment, else an atomic load): a file cut under
+    /// the server must never be served from.
     pub fn on_disk(&self) -> bool {
-        self.segment.holds(self.offset + self.len)
+        self.segment.holds(self.offset + self.len, false)
     }
 
     pub fn stored_at_ms(&self) -> u64 {

@@ -159,18 +159,32 @@ fn a_segment_file_cut_under_an_open_store_reads_as_zeros_and_fails_its_check_wit
         &[("example.com/a", "v1.0.0", RecordKind::Zip, b"head"), ("example.com/b", "v1.0.0", RecordKind::Zip, &big)],
     );
     segment::write_seal(&file, offsets[2]).unwrap();
+    let full = fs::read(dir.path().join("segments").join(segment::segment_file_name(1))).unwrap();
     let store = Store::open(dir.path(), 1, owner).unwrap();
     let b = store.indexes()[0].get("example.com/b", "v1.0.0", RecordKind::Zip).unwrap().blob.clone();
     assert!(b.on_disk());
     file.set_len(4096).unwrap();
-    assert!(!b.on_disk(), "the cut is seen before any byte is read");
-    assert!(!b.verify());
-    // Reading the lost pages anyway (as a racing reader would) neither
-    // crashes nor returns the old bytes.
+    assert!(!b.verify(), "a check looks at the file afresh: the cut is seen before any byte is read");
+    assert!(!b.on_disk(), "and the segment is known cut from then on");
+    drop(store);
+
+    // Reading lost pages anyway (as a racing reader would, within the
+    // second a seen length holds) neither crashes nor returns the old
+    // bytes, and marks the segment cut at once.
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("segments")).unwrap();
+    fs::write(dir.path().join("segments").join(segment::segment_file_name(1)), &full).unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    let b = store.indexes()[0].get("example.com/b", "v1.0.0", RecordKind::Zip).unwrap().blob.clone();
+    assert!(b.on_disk());
+    let file = fs::OpenOptions::new().write(true).open(dir.path().join("segments").join(segment::segment_file_name(1))).unwrap();
+    file.set_len(4096).unwrap();
+    assert!(b.on_disk(), "within a second, the length seen holds");
     let faults = fault::faults();
     let tail = &b.bytes()[b.bytes().len() - 4096..];
     assert!(tail.iter().all(|&x| x == 0), "lost pages read as zeros");
     assert!(fault::faults() > faults, "the fault handler replaced the lost pages");
+    assert!(!b.on_disk(), "the fault marked the segment cut: its zeros are never served");
 }
 
 #[test]
