@@ -48,6 +48,8 @@ fn wire(c: &mut Criterion) {
         cache_control: CacheControl::Immutable,
         etag: Some([0x5a; 32]),
         body: Body::empty(),
+        private: false,
+        challenge: false,
     };
     let mut out = Vec::with_capacity(256);
     c.bench_function("http/write_response_head", |b| {

@@ -21,6 +21,7 @@
 
 pub mod artifact;
 pub mod config;
+pub mod edge;
 pub mod gomod;
 pub mod goproxy;
 pub mod http;
@@ -34,4 +35,4 @@ pub mod upstream;
 /// The top-level modules from the top layer down. A module may use
 /// (`crate::…`) only modules listed after it.
 pub const LAYERS: &[&str] =
-    &["runtime", "config", "http", "goproxy", "resolve", "shared", "upstream", "artifact", "store", "gomod", "metrics"];
+    &["runtime", "config", "http", "edge", "goproxy", "resolve", "shared", "upstream", "artifact", "store", "gomod", "metrics"];

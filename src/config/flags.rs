@@ -173,6 +173,33 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_SEGMENT_SIZE", default_value = "1GiB", value_parser = parse_segment_size)]
     segment_size: u64,
 
+    /// Clients and what each may read: a TOML file of `[[client]]` tables
+    /// (`name`, `token_sha256`: the hex SHA-256 of its token, `allow`:
+    /// module-path patterns in GOPRIVATE syntax it may read beyond public
+    /// modules, `admin`). Modules matching --private or any `allow` need a
+    /// token: HTTP Basic (any user, the token as password, from .netrc) or
+    /// Bearer. Re-read on SIGHUP.
+    #[arg(long, env = "GOMODPROXY_AUTH", value_name = "FILE")]
+    auth: Option<PathBuf>,
+
+    /// What callers without a token may read when --auth is given: `public`
+    /// modules, or `none` (every request needs a token).
+    #[arg(long, env = "GOMODPROXY_ANONYMOUS", value_name = "public|none", default_value = "public", value_parser = ["public", "none"])]
+    anonymous: String,
+
+    /// Whether connections from the balancer start with a PROXY protocol
+    /// header (v1 or v2) naming the client: `off` or `on` (with
+    /// --proxy-protocol-from). The header's address is the one logs and
+    /// access rules see.
+    #[arg(long, env = "GOMODPROXY_PROXY_PROTOCOL", value_name = "off|on", default_value = "off", value_parser = ["off", "on"])]
+    proxy_protocol: String,
+
+    /// The peers (CIDRs, comma-separated) that must send a PROXY header
+    /// when --proxy-protocol is on; a header from any other peer, or none
+    /// from these, closes the connection unanswered.
+    #[arg(long, env = "GOMODPROXY_PROXY_PROTOCOL_FROM", value_name = "CIDR,...")]
+    proxy_protocol_from: Option<String>,
+
     /// The memory all fills may hold together (e.g. 512MiB): bodies arriving
     /// from upstreams are buffered whole (validated and hashed before they
     /// are stored). A fill that finds no room waits for it as long as for
@@ -593,6 +620,22 @@ impl ServeArgs {
             segment_bytes: args.segment_size,
             scrub_bytes_per_sec: args.scrub_rate,
             fill_memory: args.fill_memory,
+            auth: args.auth,
+            anonymous: if args.anonymous == "none" { crate::edge::access::Anonymous::None } else { crate::edge::access::Anonymous::Public },
+            proxy_protocol_from: match (args.proxy_protocol.as_str(), &args.proxy_protocol_from) {
+                ("off", None) => None,
+                ("off", Some(_)) => return Err(ConfigError::BadEdge("--proxy-protocol-from needs --proxy-protocol on".into())),
+                (_, None) => {
+                    return Err(ConfigError::BadEdge("--proxy-protocol on needs --proxy-protocol-from: the balancer's addresses".into()))
+                }
+                (_, Some(list)) => Some(
+                    list.split(',')
+                        .filter(|s| !s.trim().is_empty())
+                        .map(crate::edge::Cidr::parse)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| ConfigError::BadEdge(format!("--proxy-protocol-from: {e}")))?,
+                ),
+            },
             hit_routing: args.hit_routing,
             fetch_threads: args.fetch_threads,
             fetch_concurrency: args.fetch_concurrency as usize,

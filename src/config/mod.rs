@@ -51,6 +51,12 @@ pub struct Config {
     /// they are being fetched; `None`: never.
     pub stream_fills: Option<u64>,
     pub segment_bytes: u64,
+    /// `--auth`: the clients and what each may read; `None`: no checks.
+    pub auth: Option<PathBuf>,
+    /// What callers without a token may read (with `--auth`).
+    pub anonymous: crate::edge::access::Anonymous,
+    /// `--proxy-protocol on`: the peers that must send a PROXY header; `None`: off.
+    pub proxy_protocol_from: Option<Vec<crate::edge::Cidr>>,
     /// The memory all fills may hold together (bodies buffered on their way in).
     pub fill_memory: u64,
     /// Pace of the background check of stored blobs, per core; 0: off.
@@ -106,6 +112,8 @@ pub enum ConfigError {
     BadPrivatePattern(BadPattern),
     /// A setting out of its range, with what the flag needs.
     Invalid(&'static str),
+    /// The edge's settings (`--proxy-protocol*`) do not fit together or do not parse.
+    BadEdge(String),
     /// `--upstream-auth` could not be read.
     UpstreamAuthUnreadable {
         path: PathBuf,
@@ -140,6 +148,7 @@ impl std::fmt::Display for ConfigError {
         match self {
             ConfigError::Upstream(e) => e.fmt(f),
             ConfigError::Invalid(what) => f.write_str(what),
+            ConfigError::BadEdge(why) => f.write_str(why),
             ConfigError::UpstreamAuthUnreadable { path, error } => write!(f, "reading --upstream-auth {}: {error}", path.display()),
             ConfigError::UpstreamAuth { path, error } => write!(f, "--upstream-auth {}: {error}", path.display()),
             ConfigError::UpstreamTls(e) => write!(f, "https upstream set-up: {e}"),

@@ -27,6 +27,11 @@ pub struct Reply {
     /// Strong validator for immutable blobs: the payload's SHA-256.
     pub etag: Option<[u8; 32]>,
     pub body: Body,
+    /// The answer depends on who asked (a private module): shared caches
+    /// must not keep it (`Cache-Control: private, …`). Set by the edge.
+    pub private: bool,
+    /// A 401 that asks for credentials (`WWW-Authenticate: Basic`). Set by the edge.
+    pub challenge: bool,
 }
 
 /// The `Cache-Control` an answer is sent with.
@@ -41,14 +46,20 @@ pub enum CacheControl {
 }
 
 impl CacheControl {
-    /// Writes the header's value.
-    pub fn write_value(self, out: &mut Vec<u8>) {
+    /// Writes the header's value; `private`: for the asking client only.
+    pub fn write_value(self, out: &mut Vec<u8>, private: bool) {
         use std::io::Write as _;
+        let scope: &[u8] = if private { b"private" } else { b"public" };
         match self {
-            CacheControl::Immutable => out.extend_from_slice(b"public, max-age=31536000, immutable"),
-            CacheControl::MaxAge(d) => {
-                let _ = write!(out, "public, max-age={}", d.as_secs());
+            CacheControl::Immutable => {
+                out.extend_from_slice(scope);
+                out.extend_from_slice(b", max-age=31536000, immutable");
             }
+            CacheControl::MaxAge(d) => {
+                out.extend_from_slice(scope);
+                let _ = write!(out, ", max-age={}", d.as_secs());
+            }
+            CacheControl::NoCache if private => out.extend_from_slice(b"private, no-cache"),
             CacheControl::NoCache => out.extend_from_slice(b"no-cache"),
         }
     }
@@ -57,7 +68,7 @@ impl CacheControl {
 impl Reply {
     /// A plain-text answer, never cached.
     pub fn text(status: u16, body: Body) -> Reply {
-        Reply { status, content_type: TEXT, cache_control: CacheControl::NoCache, etag: None, body }
+        Reply { status, content_type: TEXT, cache_control: CacheControl::NoCache, etag: None, body, private: false, challenge: false }
     }
 }
 
@@ -111,7 +122,7 @@ pub fn sumdb_not_proxied(name: &str) -> Reply {
 /// it relays and keeps them, so the go command may (and, cut off from the
 /// database, must) ask it for every lookup.
 pub fn sumdb_supported(cache_control: CacheControl) -> Reply {
-    Reply { status: 200, content_type: TEXT, cache_control, etag: None, body: Body::empty() }
+    Reply { status: 200, content_type: TEXT, cache_control, etag: None, body: Body::empty(), private: false, challenge: false }
 }
 
 /// An immutable blob (`.info`, `.mod`, `.zip` of a canonical version, a complete tile).
@@ -124,12 +135,14 @@ pub fn immutable(kind: Kind, body: Body, if_none_match: Option<&[u8]>) -> Reply 
         cache_control: CacheControl::Immutable,
         etag,
         body: if not_modified { Body::empty() } else { body },
+        private: false,
+        challenge: false,
     }
 }
 
 /// A mutable answer (`list`, `@latest`, a query's `.info`), cacheable briefly.
 pub fn mutable(kind: Kind, body: Body, cache_control: CacheControl) -> Reply {
-    Reply { status: 200, content_type: kind.content_type(), cache_control, etag: None, body }
+    Reply { status: 200, content_type: kind.content_type(), cache_control, etag: None, body, private: false, challenge: false }
 }
 
 /// Writes the ETag value (with quotes) for a payload digest.
@@ -183,11 +196,18 @@ mod tests {
     fn cache_control_values() {
         let value = |c: CacheControl| {
             let mut out = Vec::new();
-            c.write_value(&mut out);
+            c.write_value(&mut out, false);
             String::from_utf8(out).unwrap()
         };
         assert_eq!(value(CacheControl::Immutable), "public, max-age=31536000, immutable");
         assert_eq!(value(CacheControl::MaxAge(Duration::from_secs(60))), "public, max-age=60");
         assert_eq!(value(CacheControl::NoCache), "no-cache");
+        let private = |c: CacheControl| {
+            let mut out = Vec::new();
+            c.write_value(&mut out, true);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(private(CacheControl::Immutable), "private, max-age=31536000, immutable");
+        assert_eq!(private(CacheControl::NoCache), "private, no-cache");
     }
 }

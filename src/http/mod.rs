@@ -14,6 +14,7 @@ pub mod send;
 pub mod shutdown;
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -21,7 +22,8 @@ use glommio::net::TcpStream;
 
 use crate::artifact::fill::{FillStream, Readable};
 use crate::artifact::Body;
-use crate::goproxy::{Handler, Reply};
+use crate::edge::{proxy_protocol, Incoming, ProxyHeader, Service};
+use crate::goproxy::Reply;
 use crate::metrics::CoreMetrics;
 pub use request::{HttpError, Method, Parsed, Request};
 pub use shutdown::Shutdown;
@@ -111,9 +113,9 @@ fn count_status(metrics: &CoreMetrics, status: u16) {
 
 /// Serves one connection until the client closes it, a limit ends it, or
 /// a response says `Connection: close`.
-pub async fn serve_connection<H: Handler>(
+pub async fn serve_connection<S: Service>(
     mut stream: TcpStream,
-    handler: &H,
+    service: &S,
     limits: &HttpLimits,
     metrics: &CoreMetrics,
     shutdown: &Shutdown,
@@ -129,15 +131,31 @@ pub async fn serve_connection<H: Handler>(
     let mut request_began: Option<Instant> = None;
     // Slack above the head limit so the parser can see the limit being crossed.
     let max_buffered = limits.max_head_bytes + 1024;
+    let Ok(peer) = stream.peer_addr() else { return };
+    // The balancer's PROXY header, where one must come; anything wrong
+    // about it closes the connection without an answer.
+    let client = match service.proxy_header(peer.ip()) {
+        ProxyHeader::Required => match read_proxy_header(&mut stream, &mut buf, limits).await {
+            Some(addr) => addr.unwrap_or(peer),
+            None => return,
+        },
+        ProxyHeader::Refused | ProxyHeader::Off => peer,
+    };
+    // A PROXY header from a peer that may not send one is closed unanswered
+    // (it fails to parse as a request, and is told apart then).
+    let refuse_header = service.proxy_header(peer.ip()) == ProxyHeader::Refused;
+    let mut first_request = true;
     loop {
         match request::parse(buf.filled(), limits) {
             Ok(Parsed::Complete(req, used)) => {
+                first_request = false;
                 metrics.requests.bump();
                 // While draining, finish this response and close.
                 let connection = response::Connection::of(req.keep_alive && !shutdown.is_draining(), req.http10);
                 let keep_alive = connection.stays_open();
                 let send_body = req.method == Method::Get;
-                let mut resp = handler.handle(req.target, req.if_none_match).await;
+                let incoming = Incoming { target: req.target, if_none_match: req.if_none_match, authorization: req.authorization, client };
+                let mut resp = service.serve(&incoming).await;
                 count_status(metrics, resp.status);
                 // The connection takes the stream over, so that it can let go
                 // of the fill buffer as soon as the fill is done.
@@ -200,6 +218,7 @@ pub async fn serve_connection<H: Handler>(
                 }
                 buf.end += n;
             }
+            Err(_) if first_request && refuse_header && proxy_protocol::looks_like_header(buf.filled()) => return,
             Err(e) => {
                 count_status(metrics, e.status());
                 let resp = Reply::text(e.status(), Body::from_static(e.message()));
@@ -208,6 +227,29 @@ pub async fn serve_connection<H: Handler>(
                 let _ = stream.close().await;
                 return;
             }
+        }
+    }
+}
+
+/// Reads and consumes the PROXY header at the start of a connection:
+/// `Some(client)` (`Some(None)`: a LOCAL/UNKNOWN header, the peer
+/// stands), or `None` when it is missing, malformed or late.
+async fn read_proxy_header(stream: &mut TcpStream, buf: &mut ReadBuf, limits: &HttpLimits) -> Option<Option<SocketAddr>> {
+    let until = Instant::now() + limits.header_timeout;
+    loop {
+        match proxy_protocol::parse(buf.filled()) {
+            Ok(Some(h)) => {
+                buf.consume(h.len);
+                return Some(h.client);
+            }
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        let left = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+        stream.set_read_timeout(Some(left)).ok()?;
+        match stream.read(buf.spare(proxy_protocol::MAX_HEADER)).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.end += n,
         }
     }
 }

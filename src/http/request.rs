@@ -20,6 +20,8 @@ pub struct Request<'a> {
     pub keep_alive: bool,
     /// An HTTP/1.0 request (whose keep-alive must be acknowledged).
     pub http10: bool,
+    /// The `Authorization` header's value (for the edge; never logged).
+    pub authorization: Option<&'a [u8]>,
 }
 
 /// Why a request is refused at the wire level. Each maps to one status in
@@ -112,6 +114,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &HttpLimits) -> Result<Parsed<'a>, HttpE
     let minor = req.version.unwrap_or(1);
     let mut keep_alive = minor == 1;
     let mut if_none_match = None;
+    let mut authorization = None;
     let mut has_host = false;
     for h in req.headers.iter() {
         let name = h.name;
@@ -132,6 +135,12 @@ pub fn parse<'a>(buf: &'a [u8], limits: &HttpLimits) -> Result<Parsed<'a>, HttpE
             return Err(HttpError::BodyNotAllowed);
         } else if name.eq_ignore_ascii_case("if-none-match") {
             if_none_match = Some(h.value);
+        } else if name.eq_ignore_ascii_case("authorization") {
+            // Two credentials would make which one counts a guess.
+            if authorization.is_some() {
+                return Err(HttpError::Malformed("more than one Authorization header"));
+            }
+            authorization = Some(h.value);
         } else if name.eq_ignore_ascii_case("host") {
             // RFC 9112 §3.2: more than one Host is a 400, whatever they say.
             if has_host {
@@ -144,7 +153,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &HttpLimits) -> Result<Parsed<'a>, HttpE
         return Err(HttpError::Malformed("HTTP/1.1 request without a Host header"));
     }
     let target = origin_form(target).ok_or(HttpError::Malformed("request target must be an absolute path or an absolute URL"))?;
-    Ok(Parsed::Complete(Request { method, target, if_none_match, keep_alive, http10: minor == 0 }, used))
+    Ok(Parsed::Complete(Request { method, target, if_none_match, keep_alive, http10: minor == 0, authorization }, used))
 }
 
 /// The path (and query) of a request target: origin-form as is, and the

@@ -12,10 +12,13 @@ pub fn reason(status: u16) -> &'static str {
         200 => "OK",
         304 => "Not Modified",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         410 => "Gone",
         414 => "URI Too Long",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
@@ -62,7 +65,7 @@ pub fn write_head(out: &mut Vec<u8>, resp: &Reply, body_len: usize, connection: 
         let _ = write!(out, "Content-Type: {}\r\nContent-Length: {}\r\n", resp.content_type, body_len);
     }
     out.extend_from_slice(b"Cache-Control: ");
-    resp.cache_control.write_value(out);
+    resp.cache_control.write_value(out, resp.private);
     out.extend_from_slice(b"\r\n");
     if let Some(sha) = &resp.etag {
         out.extend_from_slice(b"ETag: ");
@@ -71,6 +74,9 @@ pub fn write_head(out: &mut Vec<u8>, resp: &Reply, body_len: usize, connection: 
     }
     if resp.status == 405 {
         out.extend_from_slice(b"Allow: GET, HEAD\r\n");
+    }
+    if resp.challenge {
+        out.extend_from_slice(b"WWW-Authenticate: Basic realm=\"gomodproxy\"\r\n");
     }
     match connection {
         Connection::KeepAlive => {}
@@ -94,6 +100,8 @@ mod tests {
             cache_control: CacheControl::Immutable,
             etag: Some([0xab; 32]),
             body: Body::empty(),
+            private: false,
+            challenge: false,
         };
         let mut out = Vec::new();
         write_head(&mut out, &resp, 1234, Connection::KeepAlive);

@@ -6,7 +6,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::goproxy::Handler;
+use crate::edge::Service;
 use crate::http::{HttpLimits, Shutdown};
 use crate::metrics::CoreMetrics;
 
@@ -20,7 +20,7 @@ pub struct Connections {
 }
 
 impl Connections {
-    pub async fn accept<H: Handler + 'static>(&self, listener: glommio::net::TcpListener, handler: Rc<H>, metrics: &'static CoreMetrics) {
+    pub async fn accept<H: Service + 'static>(&self, listener: glommio::net::TcpListener, handler: Rc<H>, metrics: &'static CoreMetrics) {
         // At the limit we stop accepting and let the kernel backlog (and
         // the balancer) hold new connections.
         let slots = Rc::new(glommio::sync::Semaphore::new(self.max));

@@ -32,6 +32,8 @@ pub struct Admin {
     pub mesh: Rc<Mesh>,
     pub metrics: &'static Metrics,
     pub shutdown: Shutdown,
+    /// With `--auth`, a POST needs an `admin = true` client's token.
+    pub edge: crate::resolve::live::View<crate::edge::EdgeSettings>,
 }
 
 /// One answer: status, content type, body.
@@ -131,6 +133,18 @@ impl Admin {
         // purge must say it is one.
         if method == "POST" && !req.headers.iter().any(|h| h.name.eq_ignore_ascii_case("x-gomodproxy-admin")) {
             return Answer::text(403, "admin POSTs need the header `X-Gomodproxy-Admin: 1` (curl -H 'X-Gomodproxy-Admin: 1' -X POST ...)");
+        }
+        if method == "POST" {
+            if let Some(access) = self.edge.with(|e| e.access.clone()) {
+                let authorization = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("authorization")).map(|h| h.value);
+                match access.identify(authorization) {
+                    Ok(Some(client)) if client.admin => {}
+                    Ok(Some(_)) => return Answer::text(403, "this token is not an admin's (admin = true in --auth)"),
+                    Ok(None) | Err(()) => {
+                        return Answer::text(401, "admin POSTs need an admin client's token (Authorization: Bearer TOKEN)")
+                    }
+                }
+            }
         }
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         match (method, path) {

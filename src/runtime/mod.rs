@@ -55,6 +55,8 @@ pub enum RuntimeError {
     Executors(String),
     Placement(String),
     Shared(SharedError),
+    /// The `--auth` file.
+    Auth(std::path::PathBuf, crate::edge::access::AccessError),
 }
 
 impl std::fmt::Display for RuntimeError {
@@ -65,6 +67,7 @@ impl std::fmt::Display for RuntimeError {
             RuntimeError::Executors(e) => write!(f, "starting executors: {e}"),
             RuntimeError::Placement(e) => f.write_str(e),
             RuntimeError::Shared(e) => write!(f, "{e}"),
+            RuntimeError::Auth(path, e) => write!(f, "--auth {}: {e}", path.display()),
         }
     }
 }
@@ -195,7 +198,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     };
     let admin_addr = admin_socket.as_ref().and_then(|l| l.local_addr().ok());
 
-    let reload::Settings { sources, cache, proxy } = reload::settings(&config, None)?;
+    let reload::Settings { sources, cache, proxy, edge } = reload::settings(&config, None)?;
     let metrics = Metrics::leak(cores);
     crate::upstream::memory::fill_memory().set_limit(config.fill_memory);
     if store.is_read_only() {
@@ -205,6 +208,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         sources: Live::new(sources),
         cache: Live::new((*cache).clone()),
         proxy: Live::new(proxy),
+        edge: Live::new(edge),
         running: Mutex::new(config.clone()),
     });
     let live = reloader.clone();
@@ -252,10 +256,12 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                 if let Some(admin) = admin_socket.lock().ok().filter(|_| id == 0).and_then(|mut a| a.take()) {
                     // SAFETY: the descriptor is a bound, listening TCP socket whose ownership moves here.
                     let listener = unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(admin.into_raw_fd()) };
-                    let admin = Rc::new(admin::Admin { shard: shard.clone(), mesh: mesh.clone(), metrics, shutdown });
+                    let admin =
+                        Rc::new(admin::Admin { shard: shard.clone(), mesh: mesh.clone(), metrics, shutdown, edge: live.edge.view() });
                     glommio::spawn_local(admin.serve(listener)).detach();
                 }
                 let handler = ProxyHandler::new(CoreResolver::new(shard, mesh), live.proxy.view(), core_metrics, metrics);
+                let handler = crate::edge::Edge::new(handler, live.edge.view());
                 Ok::<_, String>((id, handler, listener))
             }
             .await;

@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 
 use super::{fill_sources, fill_sources_with, RuntimeError};
 use crate::config::Config;
+use crate::edge::access::{Access, Anonymous};
+use crate::edge::EdgeSettings;
 use crate::goproxy::ProxySettings;
 use crate::resolve::fill::FillSources;
 use crate::resolve::live::Live;
@@ -27,6 +29,28 @@ pub struct Settings {
     pub sources: FillSources,
     pub cache: Arc<CacheSettings>,
     pub proxy: ProxySettings,
+    pub edge: EdgeSettings,
+}
+
+/// The edge's settings of `config`: the `--auth` file read (again, on a reload).
+fn edge_settings(config: &Config) -> Result<EdgeSettings, RuntimeError> {
+    let access = match &config.auth {
+        Some(path) => {
+            let access = Access::load(path, &config.private, config.anonymous).map_err(|e| RuntimeError::Auth(path.clone(), e))?;
+            log::info!(
+                "--auth {}: {} client(s); anonymous callers read {}",
+                path.display(),
+                access.clients(),
+                match config.anonymous {
+                    Anonymous::Public => "public modules",
+                    Anonymous::None => "nothing",
+                }
+            );
+            Some(Arc::new(access))
+        }
+        None => None,
+    };
+    Ok(EdgeSettings { proxy_from: config.proxy_protocol_from.clone(), access })
 }
 
 /// Builds the settings of `config`. `running`: the settings now in use, whose
@@ -66,7 +90,8 @@ pub fn settings(config: &Config, running: Option<(&Config, &FillSources)>) -> Re
         fetches_per_module: config.module_fetch_concurrency,
     });
     let proxy = ProxySettings { sumdb_names: config.sumdbs.iter().map(|db| db.name.as_str().into()).collect(), cache: cache.clone() };
-    Ok(Settings { sources, cache, proxy })
+    let edge = edge_settings(config)?;
+    Ok(Settings { sources, cache, proxy, edge })
 }
 
 /// What SIGHUP replaces, and the configuration it replaced last.
@@ -74,6 +99,7 @@ pub struct Reloader {
     pub sources: Arc<Live<FillSources>>,
     pub cache: Arc<Live<CacheSettings>>,
     pub proxy: Arc<Live<ProxySettings>>,
+    pub edge: Arc<Live<EdgeSettings>>,
     pub running: Mutex<Config>,
 }
 
@@ -101,6 +127,7 @@ impl Reloader {
         crate::upstream::memory::fill_memory().set_limit(config.fill_memory);
         self.cache.replace((*built.cache).clone());
         self.proxy.replace(built.proxy);
+        self.edge.replace(built.edge);
         if !fixed.is_empty() {
             log::warn!("SIGHUP: {} changed but take effect only after a restart", fixed.join(", "));
         }
