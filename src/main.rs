@@ -76,6 +76,9 @@ fn main() -> anyhow::Result<()> {
                 if let Some(admin) = started.admin {
                     let _ = writeln!(out, "admin listening on http://{admin}");
                 }
+                if let Some(tls) = started.tls {
+                    let _ = writeln!(out, "tls listening on https://{tls}");
+                }
                 let _ = writeln!(out, "listening on http://{}", started.addr);
                 let _ = out.flush();
             })

@@ -72,6 +72,20 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
 
+    /// Address to serve HTTPS on as well (every core accepts on it), with
+    /// --tls-cert and --tls-key.
+    #[arg(long, env = "GOMODPROXY_TLS_LISTEN", value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
+    tls_listen: Option<SocketAddr>,
+
+    /// PEM certificate chain presented on --tls-listen (re-read on SIGHUP
+    /// and when the file changes; a bad new pair is refused and the old one stays).
+    #[arg(long, env = "GOMODPROXY_TLS_CERT", value_name = "FILE", requires = "tls_listen")]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "GOMODPROXY_TLS_KEY", value_name = "FILE", requires = "tls_listen")]
+    tls_key: Option<PathBuf>,
+
     /// Directory of the segment store (created if missing; locked while running).
     #[arg(long, env = "GOMODPROXY_DATA", default_value = "./data")]
     data: PathBuf,
@@ -621,6 +635,10 @@ impl ServeArgs {
             scrub_bytes_per_sec: args.scrub_rate,
             fill_memory: args.fill_memory,
             auth: args.auth,
+            tls: match (args.tls_listen, args.tls_cert, args.tls_key) {
+                (Some(addr), Some(cert), Some(key)) => Some(super::TlsListen { addr, cert, key }),
+                _ => None,
+            },
             anonymous: if args.anonymous == "none" { crate::edge::access::Anonymous::None } else { crate::edge::access::Anonymous::Public },
             proxy_protocol_from: match (args.proxy_protocol.as_str(), &args.proxy_protocol_from) {
                 ("off", None) => None,

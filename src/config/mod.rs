@@ -51,6 +51,8 @@ pub struct Config {
     /// they are being fetched; `None`: never.
     pub stream_fills: Option<u64>,
     pub segment_bytes: u64,
+    /// `--tls-listen` with its certificate and key.
+    pub tls: Option<TlsListen>,
     /// `--auth`: the clients and what each may read; `None`: no checks.
     pub auth: Option<PathBuf>,
     /// What callers without a token may read (with `--auth`).
@@ -97,6 +99,14 @@ pub struct Config {
     pub dns_cache_ttl: Duration,
     /// `--shared-store`: the tier every node shares; `None`: this node alone.
     pub shared: Option<crate::shared::SharedSettings>,
+}
+
+/// Where HTTPS is served, and the certificate it presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListen {
+    pub addr: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug)]

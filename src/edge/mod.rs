@@ -13,6 +13,7 @@
 
 pub mod access;
 pub mod proxy_protocol;
+pub mod tls;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};

@@ -13,8 +13,10 @@ pub mod response;
 pub mod send;
 pub mod shutdown;
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -111,27 +113,65 @@ fn count_status(metrics: &CoreMetrics, status: u16) {
     }
 }
 
+/// What a connection is carried over: a plain TCP stream (bodies sent
+/// without a copy, see [`send`]) or TLS (every byte through rustls).
+pub trait Conn: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin {
+    fn tcp(&self) -> &TcpStream;
+    /// Sends `head` then `body` completely; `file` holds `body` at that
+    /// offset, for a transport that can send it from there.
+    fn send_all<'a>(&'a mut self, head: &'a [u8], body: &'a [u8], file: Option<(RawFd, u64)>) -> impl Future<Output = io::Result<()>> + 'a;
+}
+
+impl Conn for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+
+    async fn send_all(&mut self, head: &[u8], body: &[u8], file: Option<(RawFd, u64)>) -> io::Result<()> {
+        send::send(self, head, body, file).await
+    }
+}
+
+impl Conn for futures_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+
+    /// Through rustls in fair turns (encryption needs the bytes in user
+    /// space: no sendfile here).
+    async fn send_all(&mut self, head: &[u8], body: &[u8], _file: Option<(RawFd, u64)>) -> io::Result<()> {
+        self.write_all(head).await?;
+        for (i, turn) in body.chunks(send::FAIR_CHUNK).enumerate() {
+            if i > 0 {
+                glommio::executor().yield_now().await;
+            }
+            self.write_all(turn).await?;
+        }
+        self.flush().await
+    }
+}
+
 /// Serves one connection until the client closes it, a limit ends it, or
 /// a response says `Connection: close`.
-pub async fn serve_connection<S: Service>(
-    mut stream: TcpStream,
+pub async fn serve_connection<S: Service, C: Conn>(
+    mut stream: C,
     service: &S,
     limits: &HttpLimits,
     metrics: &CoreMetrics,
     shutdown: &Shutdown,
 ) {
-    let _ = stream.set_nodelay(true);
-    if send::make_nonblocking(&stream).is_err() {
+    let _ = stream.tcp().set_nodelay(true);
+    if send::make_nonblocking(stream.tcp()).is_err() {
         return;
     }
-    let _ = stream.set_write_timeout(Some(limits.write_timeout));
+    let _ = stream.tcp().set_write_timeout(Some(limits.write_timeout));
     let mut buf = ReadBuf::new();
     let mut head = Vec::with_capacity(256);
     // When the first byte of the request being read arrived.
     let mut request_began: Option<Instant> = None;
     // Slack above the head limit so the parser can see the limit being crossed.
     let max_buffered = limits.max_head_bytes + 1024;
-    let Ok(peer) = stream.peer_addr() else { return };
+    let Ok(peer) = stream.tcp().peer_addr() else { return };
     // The balancer's PROXY header, where one must come; anything wrong
     // about it closes the connection without an answer.
     let client = match service.proxy_header(peer.ip()) {
@@ -185,7 +225,7 @@ pub async fn serve_connection<S: Service>(
                 let body = if send_body && resp.status != 304 { full } else { &[][..] };
                 response::write_head(&mut head, &resp, full.len(), connection);
                 let file = if body.is_empty() { None } else { resp.body.file_range() };
-                if send::send(&mut stream, &head, body, file).await.is_err() {
+                if stream.send_all(&head, body, file).await.is_err() {
                     return;
                 }
                 metrics.body_bytes.add(body.len() as u64);
@@ -206,7 +246,7 @@ pub async fn serve_connection<S: Service>(
                         _ => return,
                     },
                 };
-                if stream.set_read_timeout(Some(wait)).is_err() {
+                if stream.tcp().set_read_timeout(Some(wait)).is_err() {
                     return;
                 }
                 let n = match stream.read(buf.spare(max_buffered)).await {
@@ -223,7 +263,7 @@ pub async fn serve_connection<S: Service>(
                 count_status(metrics, e.status());
                 let resp = Reply::text(e.status(), Body::from_static(e.message()));
                 response::write_head(&mut head, &resp, resp.body.bytes().len(), response::Connection::Close);
-                let _ = send::send(&mut stream, &head, resp.body.bytes(), None).await;
+                let _ = stream.send_all(&head, resp.body.bytes(), None).await;
                 let _ = stream.close().await;
                 return;
             }
@@ -234,7 +274,7 @@ pub async fn serve_connection<S: Service>(
 /// Reads and consumes the PROXY header at the start of a connection:
 /// `Some(client)` (`Some(None)`: a LOCAL/UNKNOWN header, the peer
 /// stands), or `None` when it is missing, malformed or late.
-async fn read_proxy_header(stream: &mut TcpStream, buf: &mut ReadBuf, limits: &HttpLimits) -> Option<Option<SocketAddr>> {
+async fn read_proxy_header<C: Conn>(stream: &mut C, buf: &mut ReadBuf, limits: &HttpLimits) -> Option<Option<SocketAddr>> {
     let until = Instant::now() + limits.header_timeout;
     loop {
         match proxy_protocol::parse(buf.filled()) {
@@ -246,7 +286,7 @@ async fn read_proxy_header(stream: &mut TcpStream, buf: &mut ReadBuf, limits: &H
             Err(_) => return None,
         }
         let left = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
-        stream.set_read_timeout(Some(left)).ok()?;
+        stream.tcp().set_read_timeout(Some(left)).ok()?;
         match stream.read(buf.spare(proxy_protocol::MAX_HEADER)).await {
             Ok(0) | Err(_) => return None,
             Ok(n) => buf.end += n,
@@ -260,8 +300,8 @@ async fn read_proxy_header(stream: &mut TcpStream, buf: &mut ReadBuf, limits: &H
 /// kept copy (the fill buffer is then dropped), in fair turns. Returns the
 /// body bytes sent, or None when the connection must be dropped (the fill
 /// failed, the client went away).
-async fn send_filling(
-    stream: &mut TcpStream,
+async fn send_filling<C: Conn>(
+    stream: &mut C,
     head: &mut Vec<u8>,
     resp: &Reply,
     fill: FillStream,
@@ -270,7 +310,7 @@ async fn send_filling(
 ) -> Option<u64> {
     let FillStream { progress, buffer } = fill;
     response::write_head(head, resp, buffer.capacity(), connection);
-    send::send(stream, head, &[], None).await.ok()?;
+    stream.send_all(head, &[], None).await.ok()?;
     if !send_body {
         return Some(0);
     }
@@ -290,7 +330,7 @@ async fn send_filling(
                     (None, None) => return None,
                 };
                 for turn in released.chunks(send::FAIR_CHUNK) {
-                    send::send(stream, &[], turn, None).await.ok()?;
+                    stream.send_all(&[], turn, None).await.ok()?;
                     glommio::executor().yield_now().await;
                 }
                 pos = end;

@@ -4,11 +4,21 @@
 //! `http`'s) and never spins on an accept error.
 
 use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::resolve::live::View;
 use std::time::Duration;
 
 use crate::edge::Service;
 use crate::http::{HttpLimits, Shutdown};
 use crate::metrics::CoreMetrics;
+
+/// How a listener's connections are carried.
+pub enum Transport {
+    Plain,
+    /// TLS with the certificate configuration of the moment.
+    Tls(View<Arc<rustls::ServerConfig>>),
+}
 
 /// What every connection of every core is served with.
 #[derive(Clone)]
@@ -20,7 +30,13 @@ pub struct Connections {
 }
 
 impl Connections {
-    pub async fn accept<H: Service + 'static>(&self, listener: glommio::net::TcpListener, handler: Rc<H>, metrics: &'static CoreMetrics) {
+    pub async fn accept<H: Service + 'static>(
+        &self,
+        listener: glommio::net::TcpListener,
+        transport: Transport,
+        handler: Rc<H>,
+        metrics: &'static CoreMetrics,
+    ) {
         // At the limit we stop accepting and let the kernel backlog (and
         // the balancer) hold new connections.
         let slots = Rc::new(glommio::sync::Semaphore::new(self.max));
@@ -31,8 +47,23 @@ impl Connections {
                     metrics.connections_accepted.bump();
                     metrics.connections_open.bump();
                     let (handler, limits, shutdown) = (handler.clone(), self.limits, self.shutdown);
+                    let tls = match &transport {
+                        Transport::Plain => None,
+                        // The configuration of the moment: a certificate
+                        // swapped later reaches new connections only.
+                        Transport::Tls(view) => Some(futures_rustls::TlsAcceptor::from(Arc::clone(&*view.get()))),
+                    };
                     glommio::spawn_local(async move {
-                        crate::http::serve_connection(stream, &*handler, &limits, metrics, &shutdown).await;
+                        match tls {
+                            None => crate::http::serve_connection(stream, &*handler, &limits, metrics, &shutdown).await,
+                            Some(acceptor) => {
+                                // The handshake gets the time a request head gets.
+                                let _ = stream.set_read_timeout(Some(limits.header_timeout));
+                                if let Ok(tls) = acceptor.accept(stream).await {
+                                    crate::http::serve_connection(tls, &*handler, &limits, metrics, &shutdown).await;
+                                }
+                            }
+                        }
                         metrics.connections_open.sub(1);
                         drop(slot);
                     })

@@ -57,6 +57,8 @@ pub enum RuntimeError {
     Shared(SharedError),
     /// The `--auth` file.
     Auth(std::path::PathBuf, crate::edge::access::AccessError),
+    /// `--tls-cert`/`--tls-key`.
+    Tls(crate::upstream::tls::TlsError),
 }
 
 impl std::fmt::Display for RuntimeError {
@@ -68,6 +70,7 @@ impl std::fmt::Display for RuntimeError {
             RuntimeError::Placement(e) => f.write_str(e),
             RuntimeError::Shared(e) => write!(f, "{e}"),
             RuntimeError::Auth(path, e) => write!(f, "--auth {}: {e}", path.display()),
+            RuntimeError::Tls(e) => write!(f, "--tls-cert/--tls-key: {e}"),
         }
     }
 }
@@ -77,6 +80,8 @@ impl std::error::Error for RuntimeError {}
 /// What the caller learns once every core is accepting.
 pub struct Started {
     pub addr: SocketAddr,
+    /// Where HTTPS is served (`--tls-listen`).
+    pub tls: Option<SocketAddr>,
     /// Where the admin listener listens, if it does.
     pub admin: Option<SocketAddr>,
     pub recovery: RecoveryStats,
@@ -191,6 +196,20 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         );
     }
     let (addr, sockets) = listener::bind_all(config.listen, config.backlog, cores).map_err(|e| RuntimeError::Bind(config.listen, e))?;
+    // HTTPS beside it: the certificate first, so a bad one stops start-up.
+    let tls = match &config.tls {
+        Some(t) => {
+            let certs = crate::edge::tls::Certificates::load(&t.cert, &t.key).map_err(RuntimeError::Tls)?;
+            let (tls_addr, tls_sockets) = listener::bind_all(t.addr, config.backlog, cores).map_err(|e| RuntimeError::Bind(t.addr, e))?;
+            certs.watch(Duration::from_secs(2));
+            Some((certs, tls_addr, tls_sockets))
+        }
+        None => None,
+    };
+    let tls_addr = tls.as_ref().map(|(_, a, _)| *a);
+    let certs = tls.as_ref().map(|(c, _, _)| c.clone());
+    let tls_sockets: Arc<Mutex<Vec<Option<Socket>>>> =
+        Arc::new(Mutex::new(tls.map(|(_, _, s)| s.into_iter().map(Some).collect()).unwrap_or_default()));
     // The admin listener, on core 0: bound now, so a taken port stops start-up.
     let admin_socket = match config.admin_listen {
         Some(at) => Some(std::net::TcpListener::bind(at).map_err(|e| RuntimeError::Bind(at, e))?),
@@ -209,6 +228,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         cache: Live::new((*cache).clone()),
         proxy: Live::new(proxy),
         edge: Live::new(edge),
+        certificates: certs.clone(),
         running: Mutex::new(config.clone()),
     });
     let live = reloader.clone();
@@ -217,7 +237,12 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let drain_timeout = config.drain_timeout;
     let store = Arc::new(store);
     // Start-up only: each core takes its own listener out by its mesh id.
-    let listener_fds: Vec<RawFd> = sockets.iter().map(|s| s.as_raw_fd()).chain(admin_socket.as_ref().map(|l| l.as_raw_fd())).collect();
+    let listener_fds: Vec<RawFd> = sockets
+        .iter()
+        .map(|s| s.as_raw_fd())
+        .chain(tls_sockets.lock().map(|t| t.iter().flatten().map(|s| s.as_raw_fd()).collect::<Vec<_>>()).unwrap_or_default())
+        .chain(admin_socket.as_ref().map(|l| l.as_raw_fd()))
+        .collect();
     let admin_socket = Arc::new(Mutex::new(admin_socket));
     let sockets: Arc<Mutex<Vec<Option<Socket>>>> = Arc::new(Mutex::new(sockets.into_iter().map(Some).collect()));
     let mesh = MeshBuilder::<Msg, _>::full(cores, MESH_CAPACITY);
@@ -262,10 +287,14 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                 }
                 let handler = ProxyHandler::new(CoreResolver::new(shard, mesh), live.proxy.view(), core_metrics, metrics);
                 let handler = crate::edge::Edge::new(handler, live.edge.view());
-                Ok::<_, String>((id, handler, listener))
+                let tls = tls_sockets.lock().ok().and_then(|mut s| s.get_mut(id).and_then(Option::take)).map(|socket| {
+                    // SAFETY: the descriptor is a bound, listening TCP socket whose ownership moves here.
+                    unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(socket.into_raw_fd()) }
+                });
+                Ok::<_, String>((id, handler, listener, tls))
             }
             .await;
-            let (id, handler, listener) = match started {
+            let (id, handler, listener, tls_listener) = match started {
                 Ok(x) => x,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -273,7 +302,16 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                 }
             };
             let _ = ready_tx.send(Ok(id));
-            connections.accept(listener, Rc::new(handler), metrics.core(id)).await;
+            let handler = Rc::new(handler);
+            let tls = tls_listener.zip(certs.as_ref()).map(|(l, c)| (l, c.view()));
+            let plain = connections.accept(listener, accept::Transport::Plain, handler.clone(), metrics.core(id));
+            match tls {
+                Some((l, view)) => {
+                    let secure = connections.accept(l, accept::Transport::Tls(view), handler, metrics.core(id));
+                    futures_lite::future::zip(plain, secure).await;
+                }
+                None => plain.await,
+            }
         })
         .map_err(|e| RuntimeError::Executors(e.to_string()))?;
 
@@ -285,7 +323,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         }
     }
     spawn_signal_thread(signals, listener_fds, shutdown, metrics, drain_timeout, reloader);
-    on_started(Started { addr, admin: admin_addr, recovery });
+    on_started(Started { addr, tls: tls_addr, admin: admin_addr, recovery });
     for r in handles.join_all() {
         if let Err(e) = r {
             return Err(RuntimeError::Executors(format!("{e:?}")));

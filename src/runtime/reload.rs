@@ -100,6 +100,8 @@ pub struct Reloader {
     pub cache: Arc<Live<CacheSettings>>,
     pub proxy: Arc<Live<ProxySettings>>,
     pub edge: Arc<Live<EdgeSettings>>,
+    /// The certificate of `--tls-listen`, re-read on every reload.
+    pub certificates: Option<Arc<crate::edge::tls::Certificates>>,
     pub running: Mutex<Config>,
 }
 
@@ -128,6 +130,9 @@ impl Reloader {
         self.cache.replace((*built.cache).clone());
         self.proxy.replace(built.proxy);
         self.edge.replace(built.edge);
+        if let Some(certs) = &self.certificates {
+            certs.reload(true);
+        }
         if !fixed.is_empty() {
             log::warn!("SIGHUP: {} changed but take effect only after a restart", fixed.join(", "));
         }
@@ -148,6 +153,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         }
     };
     check("--listen", old.listen != new.listen);
+    check("--tls-listen", old.tls.as_ref().map(|t| t.addr) != new.tls.as_ref().map(|t| t.addr));
     check("--admin-listen", old.admin_listen != new.admin_listen);
     check("--data", old.data_dir != new.data_dir);
     check("--cores", old.cores != new.cores);

@@ -59,19 +59,30 @@ pub fn client_config(client: Option<(&Path, &Path)>) -> Result<Arc<rustls::Clien
     let config = match client {
         None => builder.with_no_client_auth(),
         Some((cert_path, key_path)) => {
-            let pem = read_pem(cert_path)?;
-            let chain: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
-                .collect::<Result<_, _>>()
-                .map_err(|e| TlsError::Read { path: cert_path.to_path_buf(), message: e.to_string() })?;
-            if chain.is_empty() {
-                return Err(TlsError::Empty { path: cert_path.to_path_buf(), what: "certificate" });
-            }
-            let pem = read_pem(key_path)?;
-            let key = rustls_pemfile::private_key(&mut pem.as_slice())
-                .map_err(|e| TlsError::Read { path: key_path.to_path_buf(), message: e.to_string() })?
-                .ok_or_else(|| TlsError::Empty { path: key_path.to_path_buf(), what: "private key" })?;
+            let (chain, key) = load_pem_pair(cert_path, key_path)?;
             builder.with_client_auth_cert(chain, key).map_err(|e| TlsError::Rejected(e.to_string()))?
         }
     };
     Ok(Arc::new(config))
+}
+
+/// A PEM certificate chain and its PEM private key, read and parsed (not
+/// yet checked against each other: rustls does that). Also the edge's, for
+/// the certificate it presents to clients.
+pub fn load_pem_pair(
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(Vec<rustls::pki_types::CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>), TlsError> {
+    let pem = read_pem(cert_path)?;
+    let chain: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Read { path: cert_path.to_path_buf(), message: e.to_string() })?;
+    if chain.is_empty() {
+        return Err(TlsError::Empty { path: cert_path.to_path_buf(), what: "certificate" });
+    }
+    let pem = read_pem(key_path)?;
+    let key = rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| TlsError::Read { path: key_path.to_path_buf(), message: e.to_string() })?
+        .ok_or_else(|| TlsError::Empty { path: key_path.to_path_buf(), what: "private key" })?;
+    Ok((chain, key))
 }

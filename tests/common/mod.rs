@@ -26,6 +26,7 @@
 //! warnings from drowning real ones.
 #![allow(dead_code)]
 
+pub mod ca;
 pub mod fixture;
 pub mod go;
 pub mod http_client;
@@ -37,4 +38,4 @@ pub mod upstream;
 // A test file that uses nothing from one of the modules must not warn
 // about its re-export either (the same reason as the dead-code allow).
 #[allow(unused_imports)]
-pub use self::{fixture::*, go::*, http_client::*, s3::*, server::*, sumdb::*, upstream::*};
+pub use self::{ca::*, fixture::*, go::*, http_client::*, s3::*, server::*, sumdb::*, upstream::*};

@@ -143,6 +143,8 @@ pub struct Server {
     addr: SocketAddr,
     /// The admin listener's address, if it listens.
     admin: Option<SocketAddr>,
+    /// The `--tls-listen` address, if it serves HTTPS.
+    tls: Option<SocketAddr>,
     /// Incremented per (re)start so log lines say which process wrote them.
     generation: usize,
     /// Every stderr line of every process this Server started, in order.
@@ -173,6 +175,7 @@ impl Server {
             child: None,
             addr: "127.0.0.1:0".parse().unwrap(),
             admin: None,
+            tls: None,
             generation: SERVER_SEQ.fetch_add(1, Ordering::Relaxed),
             logs: Arc::new(Mutex::new(Vec::new())),
         };
@@ -257,7 +260,7 @@ impl Server {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(l) = line else { break };
-                if l.starts_with("admin listening on ") {
+                if l.starts_with("admin listening on ") || l.starts_with("tls listening on ") {
                     if let Some(tx) = &tx {
                         let _ = tx.send(l.clone());
                     }
@@ -275,9 +278,13 @@ impl Server {
         // out the whole timeout.
         let deadline = Instant::now() + self.opts.startup_timeout;
         let mut admin = None;
+        let mut tls = None;
         let line = loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(l) if l.starts_with("admin ") => admin = parse_listening_line(l.trim_start_matches("admin ")),
+                Ok(l) if l.starts_with("tls ") => {
+                    tls = l.trim().strip_prefix("tls listening on https://").and_then(|a| a.trim_end_matches('/').parse().ok())
+                }
                 Ok(l) => break l,
                 Err(mpsc::RecvTimeoutError::Disconnected) | Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Some(st) = child.try_wait().expect("try_wait") {
@@ -293,12 +300,18 @@ impl Server {
         };
         self.addr = parse_listening_line(&line).unwrap_or_else(|| panic!("{tag}: cannot parse listening line {line:?}"));
         self.admin = admin;
+        self.tls = tls;
         self.child = Some(child);
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash), usable as GOPROXY.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Where it serves HTTPS (`--tls-listen`), if it does.
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls.expect("this server has no --tls-listen")
     }
 
     /// The admin listener's address (the harness gives every server one).
