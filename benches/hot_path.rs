@@ -50,6 +50,8 @@ fn wire(c: &mut Criterion) {
         body: Body::empty(),
         private: false,
         challenge: false,
+        cache: gomodproxy::goproxy::reply::CacheOutcome::None,
+        source: None,
     };
     let mut out = Vec::with_capacity(256);
     c.bench_function("http/write_response_head", |b| {

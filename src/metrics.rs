@@ -84,6 +84,7 @@ core_metrics! {
     blobs_checked: "counter", "Stored blobs hashed on their first use (or by the scrub) since start-up.";
     blobs_quarantined: "counter", "Stored blobs withdrawn because their bytes differ from their recorded SHA-256 or their file lost them.";
     scrubbed_bytes: "counter", "Bytes of stored blobs the background scrub has hashed.";
+    audit_dropped: "counter", "Audit log lines dropped (the writer fell behind or could not write).";
     store_read_only: "gauge", "1 when the data directory is read-only (what it holds is served, nothing is stored).";
     store_errors: "counter", "Blobs that could not be stored and were passed through.";
     client_errors: "counter", "Responses with a 4xx status.";

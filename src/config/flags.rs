@@ -196,6 +196,14 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_AUTH", value_name = "FILE")]
     auth: Option<PathBuf>,
 
+    /// Write one JSON line per request (time, client, client_name, method,
+    /// path, module, version, kind, status, bytes, duration_ms, cache,
+    /// upstream) to FILE, or `-` for stderr. Never a token. Reopened on
+    /// SIGHUP (log rotation); a slow or full disk drops lines
+    /// (gomodproxy_audit_dropped), never stalls serving.
+    #[arg(long, env = "GOMODPROXY_AUDIT_LOG", value_name = "FILE|-")]
+    audit_log: Option<String>,
+
     /// What callers without a token may read when --auth is given: `public`
     /// modules, or `none` (every request needs a token).
     #[arg(long, env = "GOMODPROXY_ANONYMOUS", value_name = "public|none", default_value = "public", value_parser = ["public", "none"])]
@@ -635,6 +643,7 @@ impl ServeArgs {
             scrub_bytes_per_sec: args.scrub_rate,
             fill_memory: args.fill_memory,
             auth: args.auth,
+            audit_log: args.audit_log.as_deref().map(crate::edge::audit::AuditDest::parse),
             tls: match (args.tls_listen, args.tls_cert, args.tls_key) {
                 (Some(addr), Some(cert), Some(key)) => Some(super::TlsListen { addr, cert, key }),
                 _ => None,

@@ -51,6 +51,8 @@ pub struct Config {
     /// they are being fetched; `None`: never.
     pub stream_fills: Option<u64>,
     pub segment_bytes: u64,
+    /// `--audit-log`: where one JSON line per request goes; `None`: nowhere.
+    pub audit_log: Option<crate::edge::audit::AuditDest>,
     /// `--tls-listen` with its certificate and key.
     pub tls: Option<TlsListen>,
     /// `--auth`: the clients and what each may read; `None`: no checks.

@@ -12,6 +12,7 @@
 //! HTTP framing and never touches the store or an upstream.
 
 pub mod access;
+pub mod audit;
 pub mod proxy_protocol;
 pub mod tls;
 
@@ -28,6 +29,8 @@ use access::{Access, Verdict};
 /// What the wire knows of one request.
 #[derive(Debug)]
 pub struct Incoming<'a> {
+    /// `GET` or `HEAD`.
+    pub method: &'static str,
     pub target: &'a str,
     pub if_none_match: Option<&'a [u8]>,
     /// The `Authorization` header's value; never logged.
@@ -52,6 +55,9 @@ pub enum ProxyHeader {
 pub trait Service {
     fn proxy_header(&self, peer: IpAddr) -> ProxyHeader;
     fn serve(&self, req: &Incoming<'_>) -> impl Future<Output = Reply>;
+    /// After the answer to `req` went out (or failed to): `bytes` of body
+    /// sent, `took` since its head was parsed.
+    fn served(&self, req: &Incoming<'_>, reply: &Reply, bytes: u64, took: std::time::Duration);
 }
 
 /// A network and prefix length (`10.0.0.0/8`, `2001:db8::/32`, or one address).
@@ -107,11 +113,27 @@ pub struct EdgeSettings {
 pub struct Edge<H> {
     handler: H,
     settings: View<EdgeSettings>,
+    /// `--audit-log`; fixed for the life of the process (reopened on SIGHUP).
+    audit: Option<Arc<audit::AuditLog>>,
 }
 
 impl<H: Handler> Edge<H> {
-    pub fn new(handler: H, settings: View<EdgeSettings>) -> Edge<H> {
-        Edge { handler, settings }
+    pub fn new(handler: H, settings: View<EdgeSettings>, audit: Option<Arc<audit::AuditLog>>) -> Edge<H> {
+        Edge { handler, settings, audit }
+    }
+}
+
+/// Module, version and kind of a request, for the audit log.
+fn subject(target: &str) -> (Option<String>, Option<String>, Option<&'static str>) {
+    match path::parse(target) {
+        Ok(Endpoint::Artifact { module, version, kind }) => (Some(module.into_owned()), Some(version.into_owned()), Some(kind.label())),
+        Ok(Endpoint::Versions { module, kind }) => (Some(module.into_owned()), None, Some(kind.label())),
+        Ok(Endpoint::Query { module, query }) => (Some(module.into_owned()), Some(query.into_owned()), Some("query")),
+        Ok(Endpoint::SumDb { req: SumDbRequest::Lookup { module, version }, .. }) => {
+            (Some(module.into_owned()), Some(version.into_owned()), Some("checksum database lookup"))
+        }
+        Ok(Endpoint::SumDb { .. }) => (None, None, Some("checksum database answer")),
+        _ => (None, None, None),
     }
 }
 
@@ -166,6 +188,27 @@ impl<H: Handler> Service for Edge<H> {
             Verdict::WrongCredentials => unauthorized("unauthorized: the token is not valid\n"),
             Verdict::Forbidden { .. } => Reply::text(403, Body::from_static("forbidden: this token may not read this module\n")),
         }
+    }
+
+    fn served(&self, req: &Incoming<'_>, reply: &Reply, bytes: u64, took: std::time::Duration) {
+        let Some(log) = &self.audit else { return };
+        let access = self.settings.with(|s| s.access.clone());
+        let name = access.as_ref().and_then(|a| a.identify(req.authorization).ok().flatten()).map(|c| c.name.clone());
+        let (module, version, kind) = subject(req.target);
+        log.record(&audit::Entry {
+            client: req.client,
+            client_name: name.as_deref(),
+            method: req.method,
+            path: req.target,
+            module: module.as_deref(),
+            version: version.as_deref(),
+            kind,
+            status: reply.status,
+            bytes,
+            duration: took,
+            cache: reply.cache.label(),
+            upstream: reply.source.as_deref(),
+        });
     }
 }
 

@@ -90,13 +90,13 @@ impl<R: Resolve> ProxyHandler<R> {
         let module = format!("sumdb/{name}");
         if let Some(blob) = self.resolver.stored(&module, &rest, kind) {
             self.metrics.hits.bump();
-            return reply::immutable(kind, Body::Stored(blob), if_none_match);
+            return reply::hit(reply::immutable(kind, Body::Stored(blob), if_none_match));
         }
         self.metrics.misses.bump();
         let result = self.resolver.resolve(ArtifactKey { module: module.into(), version: rest.into(), kind }).await;
         match (kind, result) {
-            (Kind::SumTile, Ok(a)) => reply::immutable(kind, a.body, if_none_match),
-            (_, Ok(a)) => reply::mutable(kind, a.body, self.settings.with(|s| s.cache_control(kind))),
+            (Kind::SumTile, Ok(a)) => reply::resolved(reply::immutable(kind, a.body, if_none_match), a.stale, a.source),
+            (_, Ok(a)) => reply::resolved(reply::mutable(kind, a.body, self.settings.with(|s| s.cache_control(kind))), a.stale, a.source),
             (_, Err(e)) => reply::resolve_error(&e),
         }
     }
@@ -117,12 +117,12 @@ impl<R: Resolve> Handler for ProxyHandler<R> {
             Endpoint::Artifact { module, version, kind } => {
                 if let Some(blob) = self.resolver.stored(&module, &version, kind) {
                     self.metrics.hits.bump();
-                    return reply::immutable(kind, Body::Stored(blob), if_none_match);
+                    return reply::hit(reply::immutable(kind, Body::Stored(blob), if_none_match));
                 }
                 self.metrics.misses.bump();
                 let key = ArtifactKey { module: module.into(), version: version.into(), kind };
                 match Box::pin(self.resolver.resolve(key)).await {
-                    Ok(a) => reply::immutable(kind, a.body, if_none_match),
+                    Ok(a) => reply::resolved(reply::immutable(kind, a.body, if_none_match), a.stale, a.source),
                     Err(e) => reply::resolve_error(&e),
                 }
             }
@@ -130,7 +130,9 @@ impl<R: Resolve> Handler for ProxyHandler<R> {
                 self.metrics.misses.bump();
                 let key = ArtifactKey { module: module.into(), version: "".into(), kind };
                 match Box::pin(self.resolver.resolve(key)).await {
-                    Ok(a) => reply::mutable(kind, a.body, self.settings.with(|s| s.cache_control(kind))),
+                    Ok(a) => {
+                        reply::resolved(reply::mutable(kind, a.body, self.settings.with(|s| s.cache_control(kind))), a.stale, a.source)
+                    }
                     Err(e) => reply::resolve_error(&e),
                 }
             }
@@ -139,7 +141,7 @@ impl<R: Resolve> Handler for ProxyHandler<R> {
             Endpoint::Query { module, query } => {
                 match Box::pin(self.resolver.resolve(ArtifactKey { module: module.into(), version: query.into(), kind: Kind::Query })).await
                 {
-                    Ok(a) => reply::mutable(Kind::Query, a.body, CacheControl::NoCache),
+                    Ok(a) => reply::resolved(reply::mutable(Kind::Query, a.body, CacheControl::NoCache), a.stale, a.source),
                     Err(e) => reply::resolve_error(&e),
                 }
             }
@@ -188,7 +190,7 @@ mod tests {
     }
 
     fn memory(bytes: &'static [u8]) -> Artifact {
-        Artifact { body: Body::Memory { bytes: bytes::Bytes::from_static(bytes), sha256: None }, stale: false }
+        Artifact { body: Body::Memory { bytes: bytes::Bytes::from_static(bytes), sha256: None }, stale: false, source: None }
     }
 
     fn handler(answer: fn(&ArtifactKey) -> Resolved) -> ProxyHandler<Scripted> {

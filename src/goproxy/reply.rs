@@ -32,6 +32,34 @@ pub struct Reply {
     pub private: bool,
     /// A 401 that asks for credentials (`WWW-Authenticate: Basic`). Set by the edge.
     pub challenge: bool,
+    /// How the answer was come by, for the audit log.
+    pub cache: CacheOutcome,
+    /// Which source answered, when it was just fetched (for the audit log).
+    pub source: Option<std::sync::Arc<str>>,
+}
+
+/// How an answer was come by (the audit log's `cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Read from the store where the request landed, no hop.
+    Hit,
+    /// Resolved on the module's owner: filled, refreshed, or answered from what it keeps.
+    Miss,
+    /// A stale copy served because the upstream failed (stale-if-error).
+    Stale,
+    /// No cached answer involved (an error, a health check, a query).
+    None,
+}
+
+impl CacheOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Stale => "stale",
+            CacheOutcome::None => "none",
+        }
+    }
 }
 
 /// The `Cache-Control` an answer is sent with.
@@ -68,8 +96,31 @@ impl CacheControl {
 impl Reply {
     /// A plain-text answer, never cached.
     pub fn text(status: u16, body: Body) -> Reply {
-        Reply { status, content_type: TEXT, cache_control: CacheControl::NoCache, etag: None, body, private: false, challenge: false }
+        Reply {
+            status,
+            content_type: TEXT,
+            cache_control: CacheControl::NoCache,
+            etag: None,
+            body,
+            private: false,
+            challenge: false,
+            cache: CacheOutcome::None,
+            source: None,
+        }
     }
+}
+
+/// `r`, read from the store where the request landed.
+pub fn hit(mut r: Reply) -> Reply {
+    r.cache = CacheOutcome::Hit;
+    r
+}
+
+/// `r`, resolved on the owner (`stale`: a stale copy), fetched just now from `source` if it says so.
+pub fn resolved(mut r: Reply, stale: bool, source: Option<std::sync::Arc<str>>) -> Reply {
+    r.cache = if stale { CacheOutcome::Stale } else { CacheOutcome::Miss };
+    r.source = source;
+    r
 }
 
 pub fn path_error(e: &PathError) -> Reply {
@@ -122,7 +173,17 @@ pub fn sumdb_not_proxied(name: &str) -> Reply {
 /// it relays and keeps them, so the go command may (and, cut off from the
 /// database, must) ask it for every lookup.
 pub fn sumdb_supported(cache_control: CacheControl) -> Reply {
-    Reply { status: 200, content_type: TEXT, cache_control, etag: None, body: Body::empty(), private: false, challenge: false }
+    Reply {
+        status: 200,
+        content_type: TEXT,
+        cache_control,
+        etag: None,
+        body: Body::empty(),
+        private: false,
+        challenge: false,
+        cache: CacheOutcome::None,
+        source: None,
+    }
 }
 
 /// An immutable blob (`.info`, `.mod`, `.zip` of a canonical version, a complete tile).
@@ -137,12 +198,24 @@ pub fn immutable(kind: Kind, body: Body, if_none_match: Option<&[u8]>) -> Reply 
         body: if not_modified { Body::empty() } else { body },
         private: false,
         challenge: false,
+        cache: CacheOutcome::None,
+        source: None,
     }
 }
 
 /// A mutable answer (`list`, `@latest`, a query's `.info`), cacheable briefly.
 pub fn mutable(kind: Kind, body: Body, cache_control: CacheControl) -> Reply {
-    Reply { status: 200, content_type: kind.content_type(), cache_control, etag: None, body, private: false, challenge: false }
+    Reply {
+        status: 200,
+        content_type: kind.content_type(),
+        cache_control,
+        etag: None,
+        body,
+        private: false,
+        challenge: false,
+        cache: CacheOutcome::None,
+        source: None,
+    }
 }
 
 /// Writes the ETag value (with quotes) for a payload digest.

@@ -194,7 +194,10 @@ pub async fn serve_connection<S: Service, C: Conn>(
                 let connection = response::Connection::of(req.keep_alive && !shutdown.is_draining(), req.http10);
                 let keep_alive = connection.stays_open();
                 let send_body = req.method == Method::Get;
-                let incoming = Incoming { target: req.target, if_none_match: req.if_none_match, authorization: req.authorization, client };
+                let parsed_at = Instant::now();
+                let method = if send_body { "GET" } else { "HEAD" };
+                let incoming =
+                    Incoming { method, target: req.target, if_none_match: req.if_none_match, authorization: req.authorization, client };
                 let mut resp = service.serve(&incoming).await;
                 count_status(metrics, resp.status);
                 // The connection takes the stream over, so that it can let go
@@ -209,9 +212,11 @@ pub async fn serve_connection<S: Service, C: Conn>(
                             if !progress.is_streaming() {
                                 metrics.streams_cut.bump();
                             }
+                            service.served(&incoming, &resp, 0, parsed_at.elapsed());
                             return;
                         }
                     };
+                    service.served(&incoming, &resp, sent, parsed_at.elapsed());
                     metrics.body_bytes.add(sent);
                     buf.consume(used);
                     request_began = if buf.is_empty() { None } else { Some(Instant::now()) };
@@ -225,7 +230,9 @@ pub async fn serve_connection<S: Service, C: Conn>(
                 let body = if send_body && resp.status != 304 { full } else { &[][..] };
                 response::write_head(&mut head, &resp, full.len(), connection);
                 let file = if body.is_empty() { None } else { resp.body.file_range() };
-                if stream.send_all(&head, body, file).await.is_err() {
+                let sent = stream.send_all(&head, body, file).await;
+                service.served(&incoming, &resp, if sent.is_ok() { body.len() as u64 } else { 0 }, parsed_at.elapsed());
+                if sent.is_err() {
                     return;
                 }
                 metrics.body_bytes.add(body.len() as u64);

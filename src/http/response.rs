@@ -102,6 +102,8 @@ mod tests {
             body: Body::empty(),
             private: false,
             challenge: false,
+            cache: crate::goproxy::reply::CacheOutcome::None,
+            source: None,
         };
         let mut out = Vec::new();
         write_head(&mut out, &resp, 1234, Connection::KeepAlive);

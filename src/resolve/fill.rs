@@ -148,13 +148,14 @@ impl Filler {
     /// Fills `key`. With a `progress`, a zip is streamed through it and
     /// `on_stream` is called once its first bytes may be handed out
     /// (readers follow the progress; this returns when the fill is over).
-    /// The caller settles the progress with the result.
+    /// The caller settles the progress with the result. Also returns which
+    /// source answered (an upstream entry's name, or the shared store).
     pub async fn fill(
         &self,
         key: &ArtifactKey,
         progress: Option<&Arc<Progress>>,
         on_stream: impl FnOnce(),
-    ) -> Result<Filled, ResolveError> {
+    ) -> Result<(Filled, Arc<str>), ResolveError> {
         self.metrics.upstream_fetches.bump();
         let sources = self.sources.get();
         let FillSources { upstream, checksums, databases, .. } = (*sources).clone();
@@ -198,10 +199,12 @@ impl Filler {
                     _ => upstream.fetch_streaming(&fetch, p),
                 }
             };
-            let upstream_checked = |lookup: Option<&mut Lookup>| -> Result<(Bytes, Option<String>), FetchError> {
+            let upstream_checked = |lookup: Option<&mut Lookup>| -> Result<(Bytes, Option<String>, Arc<str>), FetchError> {
+                crate::upstream::take_answered_by();
                 let body = from_upstream(&p)?;
+                let by = crate::upstream::take_answered_by().unwrap_or_else(|| "the upstream".into());
                 let checked = check_body(&k, &body, lookup, first_hash.as_deref())?;
-                Ok((body, checked))
+                Ok((body, checked, by))
             };
             // Another node's copy first; else this node may hold the
             // fleet's lease to fetch it.
@@ -225,14 +228,13 @@ impl Filler {
             }
             let (body, checked, answered_by) = match shared_copy {
                 Some((body, copy)) => match check_body(&k, &body, lookup.as_mut(), first_hash.as_deref()) {
-                    Ok(checked) => (body, checked, "the shared store"),
+                    Ok(checked) => (body, checked, Arc::from("the shared store")),
                     // Not what the database or our own first download say:
                     // never kept; the upstream's is.
                     Err(e @ (FetchError::ChecksumMismatch { .. } | FetchError::Invalid(_))) => {
                         shared_refused(&k, &p, metrics, &e);
                         refused = Some(copy);
-                        let (body, checked) = upstream_checked(lookup.as_mut())?;
-                        (body, checked, "the upstream")
+                        upstream_checked(lookup.as_mut())?
                     }
                     // The check itself could not be made (the database is
                     // down): no verdict on the copy; the fill fails as any would.
@@ -243,10 +245,7 @@ impl Filler {
                         return Err(e);
                     }
                 },
-                None => {
-                    let (body, checked) = upstream_checked(lookup.as_mut())?;
-                    (body, checked, "the upstream")
-                }
+                None => upstream_checked(lookup.as_mut())?,
             };
             // Only what passed every check reaches the fleet.
             if let Some(lease) = lease {
@@ -290,6 +289,21 @@ impl Filler {
                 "{}@{} ({}): {} bytes from {answered_by}", key.module, key.version, key.kind.label(), bytes.len()
             );
         }
+        let filled = self.keep(key, record_kind, bytes, sha, h1, progress).await?;
+        Ok((filled, answered_by))
+    }
+
+    /// Keeps what a fill fetched where its kind belongs: stored (with its
+    /// go.sum hash the first time), unchanged, or passed through.
+    async fn keep(
+        &self,
+        key: &ArtifactKey,
+        record_kind: Option<RecordKind>,
+        bytes: Bytes,
+        sha: Option<[u8; 32]>,
+        h1: Option<String>,
+        progress: Option<&Arc<Progress>>,
+    ) -> Result<Filled, ResolveError> {
         let Some(kind) = record_kind else { return Ok(Filled::Mutable(bytes)) };
         let sha = sha.unwrap_or_else(|| store::record::payload_sha256(&bytes));
         // An answer that changes, refreshed to the same bytes, is not

@@ -75,7 +75,7 @@ impl SingleFlight {
             None => return false,
         };
         for w in waiters {
-            let _ = w.try_send(Ok(Artifact { body: Body::Filling(stream.clone()), stale: false }));
+            let _ = w.try_send(Ok(Artifact { body: Body::Filling(stream.clone()), stale: false, source: None }));
         }
         true
     }

@@ -23,6 +23,7 @@ pub mod shard;
 use std::fmt;
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::Arc;
 
 pub use policy::{CacheSettings, HitRouting};
 pub use shard::Shard;
@@ -37,6 +38,9 @@ pub struct Artifact {
     pub body: Body,
     /// Served past its TTL because the upstream failed (stale-if-error).
     pub stale: bool,
+    /// Which source answered, when this answer was just fetched (for the
+    /// audit log): the upstream entry, or the shared tier.
+    pub source: Option<Arc<str>>,
 }
 
 pub type Resolved = Result<Artifact, ResolveError>;

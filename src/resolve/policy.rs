@@ -172,7 +172,7 @@ mod tests {
     fn not_found_is_remembered_only_when_asked_and_answers_forget_it() {
         let ttl = Duration::from_secs(30);
         let failed = ResolveError::Fetch(FetchError::Unavailable { upstream: "u".into(), message: "502".into() });
-        let answer = super::super::Artifact { body: crate::artifact::Body::empty(), stale: false };
+        let answer = super::super::Artifact { body: crate::artifact::Body::empty(), stale: false, source: None };
         let nf = not_found();
         let ResolveError::Fetch(nf_error) = &nf else { unreachable!() };
         assert_eq!(negative_update(&Err(nf.clone()), ttl), NegativeUpdate::Remember(nf_error));

@@ -262,7 +262,7 @@ impl Shard {
         let rx = match self.flights.join(&key) {
             Joined::Streaming(stream) => {
                 self.metrics.coalesced.bump();
-                return Ok(Artifact { body: Body::Filling(stream), stale: false });
+                return Ok(Artifact { body: Body::Filling(stream), stale: false, source: None });
             }
             Joined::Waiter(rx) => {
                 self.metrics.coalesced.bump();
@@ -288,16 +288,21 @@ impl Shard {
     fn cached(&self, key: &ArtifactKey) -> Option<Resolved> {
         let ttl = policy::ttl(&self.settings.get(), key.kind);
         let hit = match key.kind.record_kind() {
-            Some(kind) if key.kind.is_immutable() => self.indexes[self.id]
-                .get(&key.module, &key.version, kind)
-                .map(|e| Artifact { body: Body::Stored(e.blob.clone()), stale: false }),
+            Some(kind) if key.kind.is_immutable() => self.indexes[self.id].get(&key.module, &key.version, kind).map(|e| Artifact {
+                body: Body::Stored(e.blob.clone()),
+                stale: false,
+                source: None,
+            }),
             // An answer that changes: fresh when this shard confirmed it
             // within its TTL (in memory), or when its stored copy was
             // written within it (after a restart).
             record_kind => self.fresh_recent(key, ttl).or_else(|| {
                 let entry = self.indexes[self.id].get(&key.module, &key.version, record_kind?)?;
-                policy::is_fresh_at(entry.blob.stored_at_ms(), store::unix_ms(), ttl)
-                    .then(|| Artifact { body: Body::Stored(entry.blob.clone()), stale: false })
+                policy::is_fresh_at(entry.blob.stored_at_ms(), store::unix_ms(), ttl).then(|| Artifact {
+                    body: Body::Stored(entry.blob.clone()),
+                    stale: false,
+                    source: None,
+                })
             }),
         };
         if let Some(hit) = hit {
@@ -315,7 +320,7 @@ impl Shard {
     fn fresh_recent(&self, key: &ArtifactKey, ttl: std::time::Duration) -> Option<Artifact> {
         let recent = self.recent.borrow();
         let r = recent.get(key).filter(|r| policy::is_fresh(r.fetched_at, ttl))?;
-        Some(Artifact { body: Body::Memory { bytes: r.bytes.clone(), sha256: None }, stale: false })
+        Some(Artifact { body: Body::Memory { bytes: r.bytes.clone(), sha256: None }, stale: false, source: None })
     }
 
     /// Keeps `bytes` as the answer to `key` fetched (or confirmed) now.
@@ -366,7 +371,7 @@ impl Shard {
         if key.kind == Kind::Query {
             // The sources' answer of the moment, for everyone in this flight only.
             let bytes = self.filler.pass_through(&key.module, &key.version).await?;
-            return Ok(Artifact { body: Body::Memory { bytes, sha256: None }, stale: false });
+            return Ok(Artifact { body: Body::Memory { bytes, sha256: None }, stale: false, source: None });
         }
         let last_stream_failed = self.unstreamable.borrow().contains(key);
         let progress =
@@ -378,7 +383,10 @@ impl Shard {
                 }
             }
         };
-        let filled = self.filler.fill(key, progress.as_ref(), on_stream).await;
+        let (filled, source) = match self.filler.fill(key, progress.as_ref(), on_stream).await {
+            Ok((filled, source)) => (Ok(filled), Some(source)),
+            Err(e) => (Err(e), None),
+        };
         if let Some(p) = &progress {
             match &filled {
                 // A successful fill marked the progress kept where it kept
@@ -405,28 +413,28 @@ impl Shard {
                 if !key.kind.is_immutable() {
                     self.keep_recent(key, Bytes::from_owner(blob.clone()));
                 }
-                Ok(Artifact { body: Body::Stored(blob), stale: false })
+                Ok(Artifact { body: Body::Stored(blob), stale: false, source: source.clone() })
             }
             Ok(Filled::Unchanged(blob)) => {
                 // Confirmed now; the bytes are the stored blob's, not copied.
                 self.keep_recent(key, Bytes::from_owner(blob.clone()));
-                Ok(Artifact { body: Body::Stored(blob), stale: false })
+                Ok(Artifact { body: Body::Stored(blob), stale: false, source: source.clone() })
             }
             Ok(Filled::PassedThrough { bytes, sha256 }) => {
                 // An answer that changes, which the store could not take: kept in memory instead.
                 if !key.kind.is_immutable() {
                     self.keep_recent(key, bytes.clone());
                 }
-                Ok(Artifact { body: Body::Memory { bytes, sha256: Some(sha256) }, stale: false })
+                Ok(Artifact { body: Body::Memory { bytes, sha256: Some(sha256) }, stale: false, source: source.clone() })
             }
             Ok(Filled::Mutable(bytes)) => {
                 self.keep_recent(key, bytes.clone());
-                Ok(Artifact { body: Body::Memory { bytes, sha256: None }, stale: false })
+                Ok(Artifact { body: Body::Memory { bytes, sha256: None }, stale: false, source: source.clone() })
             }
             Err(e) if !key.kind.is_immutable() && policy::serves_stale_after(&e) => match self.stale_copy(key) {
                 Some(body) => {
                     self.metrics.stale_served.bump();
-                    Ok(Artifact { body, stale: true })
+                    Ok(Artifact { body, stale: true, source: None })
                 }
                 None => Err(e),
             },

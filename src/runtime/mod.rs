@@ -59,6 +59,8 @@ pub enum RuntimeError {
     Auth(std::path::PathBuf, crate::edge::access::AccessError),
     /// `--tls-cert`/`--tls-key`.
     Tls(crate::upstream::tls::TlsError),
+    /// `--audit-log` could not be opened.
+    Audit(std::io::Error),
 }
 
 impl std::fmt::Display for RuntimeError {
@@ -71,6 +73,7 @@ impl std::fmt::Display for RuntimeError {
             RuntimeError::Shared(e) => write!(f, "{e}"),
             RuntimeError::Auth(path, e) => write!(f, "--auth {}: {e}", path.display()),
             RuntimeError::Tls(e) => write!(f, "--tls-cert/--tls-key: {e}"),
+            RuntimeError::Audit(e) => write!(f, "--audit-log: {e}"),
         }
     }
 }
@@ -220,6 +223,10 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let reload::Settings { sources, cache, proxy, edge } = reload::settings(&config, None)?;
     let metrics = Metrics::leak(cores);
     crate::upstream::memory::fill_memory().set_limit(config.fill_memory);
+    let audit = match &config.audit_log {
+        Some(dest) => Some(crate::edge::audit::AuditLog::start(dest.clone(), &metrics.core(0).audit_dropped).map_err(RuntimeError::Audit)?),
+        None => None,
+    };
     if store.is_read_only() {
         metrics.core(0).store_read_only.add(1);
     }
@@ -229,6 +236,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         proxy: Live::new(proxy),
         edge: Live::new(edge),
         certificates: certs.clone(),
+        audit: audit.clone(),
         running: Mutex::new(config.clone()),
     });
     let live = reloader.clone();
@@ -286,7 +294,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                     glommio::spawn_local(admin.serve(listener)).detach();
                 }
                 let handler = ProxyHandler::new(CoreResolver::new(shard, mesh), live.proxy.view(), core_metrics, metrics);
-                let handler = crate::edge::Edge::new(handler, live.edge.view());
+                let handler = crate::edge::Edge::new(handler, live.edge.view(), audit.clone());
                 let tls = tls_sockets.lock().ok().and_then(|mut s| s.get_mut(id).and_then(Option::take)).map(|socket| {
                     // SAFETY: the descriptor is a bound, listening TCP socket whose ownership moves here.
                     unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(socket.into_raw_fd()) }

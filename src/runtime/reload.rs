@@ -102,6 +102,8 @@ pub struct Reloader {
     pub edge: Arc<Live<EdgeSettings>>,
     /// The certificate of `--tls-listen`, re-read on every reload.
     pub certificates: Option<Arc<crate::edge::tls::Certificates>>,
+    /// `--audit-log`, reopened on every reload (log rotation).
+    pub audit: Option<Arc<crate::edge::audit::AuditLog>>,
     pub running: Mutex<Config>,
 }
 
@@ -133,6 +135,9 @@ impl Reloader {
         if let Some(certs) = &self.certificates {
             certs.reload(true);
         }
+        if let Some(audit) = &self.audit {
+            audit.reopen();
+        }
         if !fixed.is_empty() {
             log::warn!("SIGHUP: {} changed but take effect only after a restart", fixed.join(", "));
         }
@@ -153,6 +158,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         }
     };
     check("--listen", old.listen != new.listen);
+    check("--audit-log", old.audit_log != new.audit_log);
     check("--tls-listen", old.tls.as_ref().map(|t| t.addr) != new.tls.as_ref().map(|t| t.addr));
     check("--admin-listen", old.admin_listen != new.admin_listen);
     check("--data", old.data_dir != new.data_dir);

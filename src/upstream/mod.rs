@@ -190,6 +190,19 @@ impl UpstreamChain {
     }
 }
 
+thread_local! {
+    /// The name of the entry that answered this thread's last successful
+    /// chain fetch (the fetch runs on one thread from start to end).
+    static ANSWERED_BY: std::cell::RefCell<Option<std::sync::Arc<str>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The entry (by its name: an `http(s)` base, `file://`, `direct`) that
+/// answered this thread's last successful fetch through an
+/// [`UpstreamChain`], if any since the last call: for the audit log.
+pub fn take_answered_by() -> Option<std::sync::Arc<str>> {
+    ANSWERED_BY.with(|a| a.borrow_mut().take())
+}
+
 impl Fetcher for UpstreamChain {
     fn fetch(&self, req: &Fetch<'_>) -> Result<Vec<u8>, FetchError> {
         self.fetch_streaming(req, &Progress::default()).map(Vec::from)
@@ -199,7 +212,10 @@ impl Fetcher for UpstreamChain {
         let mut last = FetchError::NotFound { gone: false, message: "not found: no upstream configured".into() };
         for (fetcher, fallback) in &self.entries {
             match fetcher.fetch_streaming(req, progress).and_then(|body| validate::validate(req, &body).map(|()| body)) {
-                Ok(body) => return Ok(body),
+                Ok(body) => {
+                    ANSWERED_BY.with(|a| *a.borrow_mut() = Some(fetcher.name().into()));
+                    return Ok(body);
+                }
                 Err(e) => {
                     // Readers of what this entry streamed must never finish
                     // it; a fallback's bytes may differ.
