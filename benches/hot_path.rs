@@ -52,6 +52,7 @@ fn wire(c: &mut Criterion) {
         challenge: false,
         cache: gomodproxy::goproxy::reply::CacheOutcome::None,
         source: None,
+        retry_after: None,
     };
     let mut out = Vec::with_capacity(256);
     c.bench_function("http/write_response_head", |b| {

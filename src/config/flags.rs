@@ -196,6 +196,18 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_AUTH", value_name = "FILE")]
     auth: Option<PathBuf>,
 
+    /// Requests per client address, and per client name (a token's), e.g.
+    /// `200/s,burst=400` (N/s, N/m or N/h; burst defaults to one second's
+    /// worth). Over it: 429 with Retry-After. Health checks are exempt.
+    #[arg(long, env = "GOMODPROXY_RATE_LIMIT", value_name = "RATE[,burst=N]", value_parser = crate::edge::rate::Limit::parse)]
+    rate_limit: Option<crate::edge::rate::Limit>,
+
+    /// Likewise for the expensive requests: those that go past a hit read
+    /// in place to the module's owner (fills, refreshes of list/@latest,
+    /// queries, checksum-database answers).
+    #[arg(long, env = "GOMODPROXY_MISS_RATE_LIMIT", value_name = "RATE[,burst=N]", value_parser = crate::edge::rate::Limit::parse)]
+    miss_rate_limit: Option<crate::edge::rate::Limit>,
+
     /// Write one JSON line per request (time, client, client_name, method,
     /// path, module, version, kind, status, bytes, duration_ms, cache,
     /// upstream) to FILE, or `-` for stderr. Never a token. Reopened on
@@ -644,6 +656,8 @@ impl ServeArgs {
             fill_memory: args.fill_memory,
             auth: args.auth,
             audit_log: args.audit_log.as_deref().map(crate::edge::audit::AuditDest::parse),
+            rate_limit: args.rate_limit,
+            miss_rate_limit: args.miss_rate_limit,
             tls: match (args.tls_listen, args.tls_cert, args.tls_key) {
                 (Some(addr), Some(cert), Some(key)) => Some(super::TlsListen { addr, cert, key }),
                 _ => None,

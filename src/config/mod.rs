@@ -51,6 +51,10 @@ pub struct Config {
     /// they are being fetched; `None`: never.
     pub stream_fills: Option<u64>,
     pub segment_bytes: u64,
+    /// `--rate-limit`: per client address and per client name, every request.
+    pub rate_limit: Option<crate::edge::rate::Limit>,
+    /// `--miss-rate-limit`: likewise, requests that go past a local hit.
+    pub miss_rate_limit: Option<crate::edge::rate::Limit>,
     /// `--audit-log`: where one JSON line per request goes; `None`: nowhere.
     pub audit_log: Option<crate::edge::audit::AuditDest>,
     /// `--tls-listen` with its certificate and key.

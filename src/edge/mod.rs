@@ -14,6 +14,7 @@
 pub mod access;
 pub mod audit;
 pub mod proxy_protocol;
+pub mod rate;
 pub mod tls;
 
 use std::future::Future;
@@ -22,7 +23,8 @@ use std::sync::Arc;
 
 use crate::artifact::Body;
 use crate::goproxy::path::{self, Endpoint, SumDbRequest};
-use crate::goproxy::{Handler, Reply};
+use crate::goproxy::reply;
+use crate::goproxy::{Admission, Handler, Reply};
 use crate::resolve::live::View;
 use access::{Access, Verdict};
 
@@ -115,11 +117,29 @@ pub struct Edge<H> {
     settings: View<EdgeSettings>,
     /// `--audit-log`; fixed for the life of the process (reopened on SIGHUP).
     audit: Option<Arc<audit::AuditLog>>,
+    /// `--rate-limit`, `--miss-rate-limit`: every core's shared buckets.
+    rates: Arc<rate::RateLimits>,
 }
 
 impl<H: Handler> Edge<H> {
-    pub fn new(handler: H, settings: View<EdgeSettings>, audit: Option<Arc<audit::AuditLog>>) -> Edge<H> {
-        Edge { handler, settings, audit }
+    pub fn new(handler: H, settings: View<EdgeSettings>, audit: Option<Arc<audit::AuditLog>>, rates: Arc<rate::RateLimits>) -> Edge<H> {
+        Edge { handler, settings, audit, rates }
+    }
+}
+
+/// The miss limit, as the protocol asks it.
+struct MissGate<'a> {
+    buckets: Option<&'a rate::Buckets>,
+    client: IpAddr,
+    name: Option<&'a str>,
+}
+
+impl Admission for MissGate<'_> {
+    fn admit_miss(&self) -> Result<(), std::time::Duration> {
+        match self.buckets {
+            Some(b) => rate::take_both(b, self.client, self.name),
+            None => Ok(()),
+        }
     }
 }
 
@@ -168,19 +188,32 @@ impl<H: Handler> Service for Edge<H> {
     }
 
     async fn serve(&self, req: &Incoming<'_>) -> Reply {
-        let Some(access) = self.settings.with(|s| s.access.clone()) else {
-            return self.handler.handle(req.target, req.if_none_match).await;
+        let access = self.settings.with(|s| s.access.clone());
+        let (module, health) = match &access {
+            Some(_) => module_of(req.target),
+            None => (None, req.target == "/healthz"),
         };
-        let (module, health) = module_of(req.target);
-        if health {
-            return self.handler.handle(req.target, req.if_none_match).await;
+        let identified = match &access {
+            Some(a) => a.identify(req.authorization),
+            None => Ok(None),
+        };
+        let name = identified.ok().flatten().map(|c| c.name.clone());
+        // The balancer's health checks are never limited.
+        if let (Some(all), false) = (&self.rates.all, health) {
+            if let Err(wait) = rate::take_both(all, req.client.ip(), name.as_deref()) {
+                return reply::too_many(wait);
+            }
         }
-        let Ok(client) = access.identify(req.authorization) else {
+        let gate = MissGate { buckets: self.rates.misses.as_ref(), client: req.client.ip(), name: name.as_deref() };
+        let Some(access) = access.as_ref().filter(|_| !health) else {
+            return self.handler.handle_admitted(req.target, req.if_none_match, &gate).await;
+        };
+        let Ok(client) = identified else {
             return unauthorized("unauthorized: the token is not valid\n");
         };
         match access.decide(client, module.as_deref()) {
             Verdict::Allowed { private, .. } => {
-                let mut reply = self.handler.handle(req.target, req.if_none_match).await;
+                let mut reply = self.handler.handle_admitted(req.target, req.if_none_match, &gate).await;
                 reply.private |= private;
                 reply
             }

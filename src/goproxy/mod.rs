@@ -26,7 +26,27 @@ pub use reply::{CacheControl, Reply};
 /// What the wire asks of the protocol: the reply to one request, given
 /// its target (origin form) and its `If-None-Match`.
 pub trait Handler {
-    fn handle(&self, target: &str, if_none_match: Option<&[u8]>) -> impl Future<Output = Reply>;
+    fn handle(&self, target: &str, if_none_match: Option<&[u8]>) -> impl Future<Output = Reply> {
+        self.handle_admitted(target, if_none_match, &AdmitAll)
+    }
+    /// Like `handle`, asking `misses` before anything that goes past a
+    /// local hit to the module's owner (the edge's `--miss-rate-limit`).
+    fn handle_admitted(&self, target: &str, if_none_match: Option<&[u8]>, misses: &impl Admission) -> impl Future<Output = Reply>;
+}
+
+/// Whether a request may go past a local hit (to fill, refresh, or query):
+/// `Err` says how long until it may.
+pub trait Admission {
+    fn admit_miss(&self) -> Result<(), std::time::Duration>;
+}
+
+/// Admits every miss.
+pub struct AdmitAll;
+
+impl Admission for AdmitAll {
+    fn admit_miss(&self) -> Result<(), std::time::Duration> {
+        Ok(())
+    }
 }
 
 /// What the protocol is told by configuration.
@@ -74,7 +94,7 @@ impl<R: Resolve> ProxyHandler<R> {
     /// first); complete tiles are immutable and served from the store like a
     /// module zip; everything else is resolved on its owner, fresh for
     /// `--sumdb-ttl`.
-    async fn sumdb(&self, name: &str, sreq: SumDbRequest<'_>, if_none_match: Option<&[u8]>) -> Reply {
+    async fn sumdb(&self, name: &str, sreq: SumDbRequest<'_>, if_none_match: Option<&[u8]>, misses: &impl Admission) -> Reply {
         if !self.settings.with(|s| s.proxies_sumdb(name)) {
             return reply::sumdb_not_proxied(name);
         }
@@ -92,6 +112,9 @@ impl<R: Resolve> ProxyHandler<R> {
             self.metrics.hits.bump();
             return reply::hit(reply::immutable(kind, Body::Stored(blob), if_none_match));
         }
+        if let Err(wait) = misses.admit_miss() {
+            return reply::too_many(wait);
+        }
         self.metrics.misses.bump();
         let result = self.resolver.resolve(ArtifactKey { module: module.into(), version: rest.into(), kind }).await;
         match (kind, result) {
@@ -103,7 +126,7 @@ impl<R: Resolve> ProxyHandler<R> {
 }
 
 impl<R: Resolve> Handler for ProxyHandler<R> {
-    async fn handle(&self, target: &str, if_none_match: Option<&[u8]>) -> Reply {
+    async fn handle_admitted(&self, target: &str, if_none_match: Option<&[u8]>, misses: &impl Admission) -> Reply {
         let endpoint = match path::parse(target) {
             Ok(e) => e,
             Err(e) => return reply::path_error(&e),
@@ -119,6 +142,9 @@ impl<R: Resolve> Handler for ProxyHandler<R> {
                     self.metrics.hits.bump();
                     return reply::hit(reply::immutable(kind, Body::Stored(blob), if_none_match));
                 }
+                if let Err(wait) = misses.admit_miss() {
+                    return reply::too_many(wait);
+                }
                 self.metrics.misses.bump();
                 let key = ArtifactKey { module: module.into(), version: version.into(), kind };
                 match Box::pin(self.resolver.resolve(key)).await {
@@ -127,6 +153,9 @@ impl<R: Resolve> Handler for ProxyHandler<R> {
                 }
             }
             Endpoint::Versions { module, kind } => {
+                if let Err(wait) = misses.admit_miss() {
+                    return reply::too_many(wait);
+                }
                 self.metrics.misses.bump();
                 let key = ArtifactKey { module: module.into(), version: "".into(), kind };
                 match Box::pin(self.resolver.resolve(key)).await {
@@ -139,6 +168,9 @@ impl<R: Resolve> Handler for ProxyHandler<R> {
             // Resolved on the module's owner like any miss, so everyone
             // asking at once shares one fetch; never cached beyond that.
             Endpoint::Query { module, query } => {
+                if let Err(wait) = misses.admit_miss() {
+                    return reply::too_many(wait);
+                }
                 match Box::pin(self.resolver.resolve(ArtifactKey { module: module.into(), version: query.into(), kind: Kind::Query })).await
                 {
                     Ok(a) => reply::resolved(reply::mutable(Kind::Query, a.body, CacheControl::NoCache), a.stale, a.source),
@@ -147,7 +179,7 @@ impl<R: Resolve> Handler for ProxyHandler<R> {
             }
             // Checksum-database requests build their key's strings even
             // for a stored tile, so the box costs them little.
-            Endpoint::SumDb { name, req: sreq } => Box::pin(self.sumdb(&name, sreq, if_none_match)).await,
+            Endpoint::SumDb { name, req: sreq } => Box::pin(self.sumdb(&name, sreq, if_none_match, misses)).await,
             Endpoint::Health => Reply::text(200, Body::from_static("ok\n")),
             Endpoint::Metrics => {
                 let mut r = Reply::text(200, Body::text(self.all_metrics.render()));

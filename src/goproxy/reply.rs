@@ -36,6 +36,8 @@ pub struct Reply {
     pub cache: CacheOutcome,
     /// Which source answered, when it was just fetched (for the audit log).
     pub source: Option<std::sync::Arc<str>>,
+    /// Seconds to send as `Retry-After` (a 429).
+    pub retry_after: Option<u64>,
 }
 
 /// How an answer was come by (the audit log's `cache`).
@@ -106,6 +108,7 @@ impl Reply {
             challenge: false,
             cache: CacheOutcome::None,
             source: None,
+            retry_after: None,
         }
     }
 }
@@ -120,6 +123,14 @@ pub fn hit(mut r: Reply) -> Reply {
 pub fn resolved(mut r: Reply, stale: bool, source: Option<std::sync::Arc<str>>) -> Reply {
     r.cache = if stale { CacheOutcome::Stale } else { CacheOutcome::Miss };
     r.source = source;
+    r
+}
+
+/// 429: over a rate limit; may try again in `wait` (rounded up to seconds).
+pub fn too_many(wait: Duration) -> Reply {
+    let mut r =
+        Reply::text(429, Body::from_static("too many requests: over this proxy's rate limit; retry after the time Retry-After gives\n"));
+    r.retry_after = Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
     r
 }
 
@@ -183,6 +194,7 @@ pub fn sumdb_supported(cache_control: CacheControl) -> Reply {
         challenge: false,
         cache: CacheOutcome::None,
         source: None,
+        retry_after: None,
     }
 }
 
@@ -200,6 +212,7 @@ pub fn immutable(kind: Kind, body: Body, if_none_match: Option<&[u8]>) -> Reply 
         challenge: false,
         cache: CacheOutcome::None,
         source: None,
+        retry_after: None,
     }
 }
 
@@ -215,6 +228,7 @@ pub fn mutable(kind: Kind, body: Body, cache_control: CacheControl) -> Reply {
         challenge: false,
         cache: CacheOutcome::None,
         source: None,
+        retry_after: None,
     }
 }
 

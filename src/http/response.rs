@@ -75,6 +75,9 @@ pub fn write_head(out: &mut Vec<u8>, resp: &Reply, body_len: usize, connection: 
     if resp.status == 405 {
         out.extend_from_slice(b"Allow: GET, HEAD\r\n");
     }
+    if let Some(secs) = resp.retry_after {
+        let _ = write!(out, "Retry-After: {secs}\r\n");
+    }
     if resp.challenge {
         out.extend_from_slice(b"WWW-Authenticate: Basic realm=\"gomodproxy\"\r\n");
     }
@@ -104,6 +107,7 @@ mod tests {
             challenge: false,
             cache: crate::goproxy::reply::CacheOutcome::None,
             source: None,
+            retry_after: None,
         };
         let mut out = Vec::new();
         write_head(&mut out, &resp, 1234, Connection::KeepAlive);

@@ -227,6 +227,10 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         Some(dest) => Some(crate::edge::audit::AuditLog::start(dest.clone(), &metrics.core(0).audit_dropped).map_err(RuntimeError::Audit)?),
         None => None,
     };
+    let rates = Arc::new(crate::edge::rate::RateLimits {
+        all: config.rate_limit.map(crate::edge::rate::Buckets::new),
+        misses: config.miss_rate_limit.map(crate::edge::rate::Buckets::new),
+    });
     if store.is_read_only() {
         metrics.core(0).store_read_only.add(1);
     }
@@ -294,7 +298,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                     glommio::spawn_local(admin.serve(listener)).detach();
                 }
                 let handler = ProxyHandler::new(CoreResolver::new(shard, mesh), live.proxy.view(), core_metrics, metrics);
-                let handler = crate::edge::Edge::new(handler, live.edge.view(), audit.clone());
+                let handler = crate::edge::Edge::new(handler, live.edge.view(), audit.clone(), rates.clone());
                 let tls = tls_sockets.lock().ok().and_then(|mut s| s.get_mut(id).and_then(Option::take)).map(|socket| {
                     // SAFETY: the descriptor is a bound, listening TCP socket whose ownership moves here.
                     unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(socket.into_raw_fd()) }

@@ -159,6 +159,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     };
     check("--listen", old.listen != new.listen);
     check("--audit-log", old.audit_log != new.audit_log);
+    check("--rate-limit", old.rate_limit != new.rate_limit);
+    check("--miss-rate-limit", old.miss_rate_limit != new.miss_rate_limit);
     check("--tls-listen", old.tls.as_ref().map(|t| t.addr) != new.tls.as_ref().map(|t| t.addr));
     check("--admin-listen", old.admin_listen != new.admin_listen);
     check("--data", old.data_dir != new.data_dir);

@@ -56,7 +56,12 @@ pub struct RawConn {
 
 impl RawConn {
     pub fn connect(addr: SocketAddr) -> RawConn {
-        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        RawConn::from_stream(TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}")))
+    }
+
+    /// A connection the caller made (bound to a chosen source address, say).
+    pub fn from_stream(stream: TcpStream) -> RawConn {
+        let addr = stream.peer_addr().unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         stream.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
         stream.set_nodelay(true).unwrap();
