@@ -512,6 +512,8 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10_000))]
+        /// Never panics, on bytes or on text shaped like a go.mod.
         #[test]
         fn never_panics_on_any_bytes(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
             let _ = check(&b);

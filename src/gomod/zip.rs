@@ -240,4 +240,31 @@ mod tests {
         assert!(check(b"", "example.com/a", "v1.0.0").is_err());
         assert!(check(b"PK\x05\x06", "example.com/a", "v1.0.0").is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10_000))]
+
+        /// Never panics on any bytes, and never accepts what is no zip.
+        #[test]
+        fn never_panics_on_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = central_directory(&bytes);
+            let _ = check(&bytes, "example.com/m", "v1.0.0");
+        }
+
+        /// A valid module zip with one byte changed anywhere is checked
+        /// without a panic, and never passes with an entry outside the module.
+        #[test]
+        fn one_changed_byte_never_panics(at in 0usize..10_000, value in proptest::prelude::any::<u8>()) {
+            let files = [crate::gomod::modzip::SourceFile { path: "go.mod".into(), mode: crate::gomod::modzip::FileMode::Regular, data: b"module example.com/m\n".to_vec() },
+                         crate::gomod::modzip::SourceFile { path: "a/b.go".into(), mode: crate::gomod::modzip::FileMode::Regular, data: b"package b\n".to_vec() }];
+            let mut zip = crate::gomod::modzip::create("example.com/m", "v1.0.0", &files).unwrap();
+            let i = at % zip.len();
+            zip[i] = value;
+            if check(&zip, "example.com/m", "v1.0.0").is_ok() {
+                for e in central_directory(&zip).unwrap() {
+                    proptest::prop_assert!(e.name.starts_with(b"example.com/m@v1.0.0/"));
+                }
+            }
+        }
+    }
 }

@@ -337,4 +337,48 @@ mod tests {
         assert!(matches!(bad("/sumdb/sum.example/tile/8/0/000.p/256"), PathError::BadTarget(_)));
         assert!(matches!(bad("/sumdb/sum.example/tile/8/0/000%2F"), PathError::BadTarget(_)));
     }
+
+    proptest::proptest! {
+        // Random element strings are often not valid module paths: they are
+        // skipped (prop_assume), and 10,000 valid ones still run.
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 10_000, max_global_rejects: 200_000, ..Default::default() })]
+
+        /// Never panics on any target.
+        #[test]
+        fn never_panics(target in "/[ -~]{0,120}") {
+            let _ = parse(&target);
+        }
+
+        /// An artifact path escaped as the go command escapes it decodes
+        /// back to the same module, version and kind.
+        #[test]
+        fn escaped_artifact_paths_round_trip(
+            first in "[a-z0-9][a-z0-9-]{0,6}\\.[a-z]{2,5}",
+            rest in proptest::collection::vec("[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,8}", 0..4),
+            (major, minor, patch) in (0u32..3, 0u32..20, 0u32..20),
+            ext in proptest::prop_oneof![proptest::strategy::Just("info"), proptest::strategy::Just("mod"), proptest::strategy::Just("zip")],
+        ) {
+            let mut module_path = first;
+            for e in rest {
+                module_path.push('/');
+                module_path.push_str(&e);
+            }
+            // A /vN suffix (or gopkg.in's .vN) must match the major version: keep to v0/v1 paths.
+            let major_suffix = |e: &str| e.len() > 1 && e.starts_with('v') && e[1..].bytes().all(|b| b.is_ascii_digit());
+            proptest::prop_assume!(!module_path.starts_with("gopkg.in") && !module_path.split('/').skip(1).any(major_suffix));
+            proptest::prop_assume!(crate::gomod::module::check_path(&module_path).is_ok());
+            let major = major.min(1);
+            let version = format!("v{major}.{minor}.{patch}");
+            let (Ok(ep), Ok(ev)) = (module::escape_path(&module_path), module::escape_version(&version)) else { return Ok(()) };
+            let target = format!("/{ep}/@v/{ev}.{ext}");
+            match parse(&target) {
+                Ok(Endpoint::Artifact { module: m, version: v, kind }) => {
+                    proptest::prop_assert_eq!(m.as_ref(), module_path.as_str());
+                    proptest::prop_assert_eq!(v.as_ref(), version.as_str());
+                    proptest::prop_assert_eq!(Some(kind), Kind::from_extension(ext));
+                }
+                other => proptest::prop_assert!(false, "{target}: {other:?}"),
+            }
+        }
+    }
 }

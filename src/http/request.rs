@@ -265,4 +265,49 @@ mod tests {
         assert_eq!(e(b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"), Some(HttpError::Malformed("more than one Host header")));
         assert!(matches!(e(b"GET / FTP/1.0\r\nHost: x\r\n\r\n"), Some(HttpError::Malformed(_))));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10_000))]
+
+        /// Never panics, whatever the bytes; a complete head never claims
+        /// more bytes than it was given, and its target is origin-form.
+        #[test]
+        fn never_panics_and_never_claims_bytes_it_was_not_given(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            if let Ok(Parsed::Complete(r, n)) = parse(&bytes, &limits()) {
+                proptest::prop_assert!(n <= bytes.len());
+                proptest::prop_assert!(r.target.starts_with('/'));
+            }
+        }
+
+        /// A request made of valid parts parses back to those parts, whatever
+        /// header fields come with it; one whose target holds a space is a 400.
+        #[test]
+        fn valid_requests_round_trip_and_spaces_in_targets_are_refused(
+            head in proptest::prop_oneof![proptest::strategy::Just("GET"), proptest::strategy::Just("HEAD")],
+            target in "/[A-Za-z0-9._~!/@%-]{0,60}",
+            minor in 0u8..2,
+            close in proptest::prelude::any::<bool>(),
+            extra in proptest::collection::vec(("X-[A-Za-z]{1,8}", "[ -~]{0,20}"), 0..10),
+        ) {
+            let mut raw = format!("{head} {target} HTTP/1.{minor}\r\nHost: h\r\n");
+            for (k, v) in &extra {
+                raw.push_str(&format!("{k}: {}\r\n", v.trim()));
+            }
+            if close {
+                raw.push_str("Connection: close\r\n");
+            }
+            raw.push_str("\r\n");
+            match parse(raw.as_bytes(), &limits()) {
+                Ok(Parsed::Complete(r, n)) => {
+                    proptest::prop_assert_eq!(r.method, if head == "GET" { Method::Get } else { Method::Head });
+                    proptest::prop_assert_eq!(r.target, target.as_str());
+                    proptest::prop_assert_eq!(r.keep_alive, minor == 1 && !close);
+                    proptest::prop_assert_eq!(n, raw.len());
+                }
+                other => proptest::prop_assert!(false, "{:?} refused: {:?}", raw, other.err()),
+            }
+            let spaced = format!("{head} {target} x HTTP/1.1\r\nHost: h\r\n\r\n");
+            proptest::prop_assert_eq!(parse(spaced.as_bytes(), &limits()).err().map(HttpError::status), Some(400));
+        }
+    }
 }
