@@ -79,7 +79,16 @@ fn main() -> anyhow::Result<()> {
                 if let Some(tls) = started.tls {
                     let _ = writeln!(out, "tls listening on https://{tls}");
                 }
-                let _ = writeln!(out, "listening on http://{}", started.addr);
+                match (started.addr, started.tls) {
+                    (Some(addr), _) => {
+                        let _ = writeln!(out, "listening on http://{addr}");
+                    }
+                    // --listen off: HTTPS is what there is.
+                    (None, Some(tls)) => {
+                        let _ = writeln!(out, "listening on https://{tls}");
+                    }
+                    (None, None) => {}
+                }
                 let _ = out.flush();
             })
             .context("gomodproxy serve")?;

@@ -179,3 +179,36 @@ fn a_swapped_certificate_reaches_new_connections_and_open_ones_keep_working() {
     assert_eq!(Client::connect(tls, &ca).certificate(), new, "a refused pair must leave the running certificate in place");
     assert_eq!(Client::connect(tls, &ca).get(&info).0, 200);
 }
+
+#[test]
+fn with_listen_off_only_https_is_served() {
+    use std::io::BufRead;
+    let fx = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("gomodproxy edge test CA");
+    write_pair(&ca, dir.path(), "only.test");
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(server_bin());
+    cmd.args(["serve", "--listen", "off", "--tls-listen", "127.0.0.1:0", "--admin-listen", "off", "--cores", "1"])
+        .arg("--tls-cert")
+        .arg(dir.path().join("cert.pem"))
+        .arg("--tls-key")
+        .arg(dir.path().join("key.pem"))
+        .arg("--upstream")
+        .arg(fx.file_url())
+        .arg("--data")
+        .arg(data.path())
+        .env("GOENV", "off")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    die_with_parent(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = std::io::BufReader::new(stdout).lines().map_while(Result::ok).find(|l| l.starts_with("listening on ")).unwrap_or_default();
+    let addr: SocketAddr = line.trim_start_matches("listening on https://").parse().unwrap_or_else(|_| panic!("{line:?}"));
+    let info = format!("/{}", artifact_path(PUBLIC, "v1.0.0", "info"));
+    assert_eq!(Client::connect(addr, &ca).get(&info).0, 200);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(refused_start(&["serve", "--listen", "off", "--upstream", &fx.file_url()]).contains("--tls-listen"));
+}

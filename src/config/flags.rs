@@ -68,9 +68,10 @@ pub struct ServeArgs {
     #[arg(skip)]
     git: Vec<crate::upstream::git::GitSource>,
 
-    /// Address to listen on (every core accepts on it, with SO_REUSEPORT).
-    #[arg(long, env = "GOMODPROXY_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    /// Address to listen on for plain HTTP (every core accepts on it, with
+    /// SO_REUSEPORT), or `off` (HTTPS only, with --tls-listen).
+    #[arg(long, env = "GOMODPROXY_LISTEN", value_name = "ADDR|off", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
+    listen: Listen,
 
     /// Address to serve HTTPS on as well (every core accepts on it), with
     /// --tls-cert and --tls-key.
@@ -431,6 +432,17 @@ fn parse_admin_listen(s: &str) -> Result<AdminListen, String> {
 #[derive(Debug, Clone, Copy)]
 struct StreamFills(Option<u64>);
 
+/// `--listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct Listen(Option<SocketAddr>);
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    match s.trim() {
+        "off" => Ok(Listen(None)),
+        addr => addr.parse().map(|a| Listen(Some(a))).map_err(|e| format!("{addr:?}: {e}; or `off`")),
+    }
+}
+
 fn parse_fill_memory(s: &str) -> Result<u64, String> {
     Some(parse_bytes(s)?).filter(|&b| b >= 1 << 20).ok_or_else(|| format!("{s:?}: the fill memory must be at least 1MiB"))
 }
@@ -628,7 +640,10 @@ impl ServeArgs {
             }
         }
         Ok(Config {
-            listen: args.listen,
+            listen: match (args.listen.0, &args.tls_listen) {
+                (None, None) => return Err(ConfigError::BadEdge("--listen off needs --tls-listen: nothing would be served".into())),
+                (listen, _) => listen,
+            },
             admin_listen: args.admin_listen.0,
             log_json: args.log_format == "json",
             data_dir: args.data,

@@ -22,7 +22,8 @@ use crate::upstream::list::{ListError, UpstreamList, UpstreamSource, UpstreamSpe
 /// Everything `gomodproxy serve` needs, already validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
+    /// Plain HTTP; `None`: `--listen off` (HTTPS only).
+    pub listen: Option<SocketAddr>,
     /// The admin listener (`/metrics`, `/healthz`, `POST /purge`), loopback; `None`: off.
     pub admin_listen: Option<SocketAddr>,
     /// `--log-format json`: log lines as JSON objects.

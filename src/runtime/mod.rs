@@ -82,7 +82,8 @@ impl std::error::Error for RuntimeError {}
 
 /// What the caller learns once every core is accepting.
 pub struct Started {
-    pub addr: SocketAddr,
+    /// Where plain HTTP is served; `None`: `--listen off`.
+    pub addr: Option<SocketAddr>,
     /// Where HTTPS is served (`--tls-listen`).
     pub tls: Option<SocketAddr>,
     /// Where the admin listener listens, if it does.
@@ -198,7 +199,13 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
             recovery.records
         );
     }
-    let (addr, sockets) = listener::bind_all(config.listen, config.backlog, cores).map_err(|e| RuntimeError::Bind(config.listen, e))?;
+    let (addr, sockets) = match config.listen {
+        Some(at) => {
+            let (addr, sockets) = listener::bind_all(at, config.backlog, cores).map_err(|e| RuntimeError::Bind(at, e))?;
+            (Some(addr), sockets)
+        }
+        None => (None, Vec::new()),
+    };
     // HTTPS beside it: the certificate first, so a bad one stops start-up.
     let tls = match &config.tls {
         Some(t) => {
@@ -278,10 +285,11 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                 } else {
                     (None, None, 0)
                 };
-                let socket =
-                    sockets.lock().ok().and_then(|mut s| s.get_mut(id).and_then(Option::take)).ok_or("no listener for this core")?;
-                // SAFETY: the descriptor is a bound, listening TCP socket whose ownership moves here.
-                let listener = unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(socket.into_raw_fd()) };
+                // None with `--listen off`.
+                let listener = sockets.lock().ok().and_then(|mut s| s.get_mut(id).and_then(Option::take)).map(|socket| {
+                    // SAFETY: the descriptor is a bound, listening TCP socket whose ownership moves here.
+                    unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(socket.into_raw_fd()) }
+                });
                 let writer = store.writer(config.segment_bytes);
                 let core_metrics = metrics.core(id);
                 let shard = Rc::new(Shard::new(id, cores, indexes.clone(), &live.sources, writer, &live.cache, core_metrics));
@@ -316,14 +324,17 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
             let _ = ready_tx.send(Ok(id));
             let handler = Rc::new(handler);
             let tls = tls_listener.zip(certs.as_ref()).map(|(l, c)| (l, c.view()));
-            let plain = connections.accept(listener, accept::Transport::Plain, handler.clone(), metrics.core(id));
-            match tls {
-                Some((l, view)) => {
-                    let secure = connections.accept(l, accept::Transport::Tls(view), handler, metrics.core(id));
-                    futures_lite::future::zip(plain, secure).await;
+            let plain = async {
+                if let Some(l) = listener {
+                    connections.accept(l, accept::Transport::Plain, handler.clone(), metrics.core(id)).await;
                 }
-                None => plain.await,
-            }
+            };
+            let secure = async {
+                if let Some((l, view)) = tls {
+                    connections.accept(l, accept::Transport::Tls(view), handler.clone(), metrics.core(id)).await;
+                }
+            };
+            futures_lite::future::zip(plain, secure).await;
         })
         .map_err(|e| RuntimeError::Executors(e.to_string()))?;
 
