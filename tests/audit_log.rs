@@ -17,12 +17,23 @@ const PUBLIC: &str = "example.com/audited";
 const PRIVATE: &str = "corp.example.com/audited";
 const TOKEN: &str = "audit-token-9d2";
 
-/// One request on a fresh connection, behind a PROXY v1 header naming `client`.
+/// One request on a fresh connection, behind a PROXY header naming
+/// `client` (version 2 for addresses ending in an even number, 1 otherwise).
 fn request(server: &Server, client: &str, method: &str, path: &str, auth: Option<&str>) -> Vec<u8> {
     let mut c = TcpStream::connect(server.addr()).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
-    write!(c, "PROXY TCP4 {client} 10.0.0.1 40000 443\r\n{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").unwrap();
+    let ip: std::net::Ipv4Addr = client.parse().unwrap();
+    if ip.octets()[3] % 2 == 0 {
+        let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+        h.extend_from_slice(&ip.octets());
+        h.extend_from_slice(&[10, 0, 0, 1, 0x9c, 0x40, 0x01, 0xbb]);
+        c.write_all(&h).unwrap();
+    } else {
+        write!(c, "PROXY TCP4 {client} 10.0.0.1 40000 443\r\n").unwrap();
+    }
+    write!(c, "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").unwrap();
     let mut got = Vec::new();
     let _ = c.read_to_end(&mut got);
     got

@@ -77,8 +77,13 @@ fn private_modules_need_a_token_that_covers_them_and_public_ones_do_not() {
         let cc = r.header("cache-control").unwrap_or("");
         assert!(cc.starts_with("private"), "an answer that depends on credentials must not be kept by shared caches: {cc}");
     }
-    // Every endpoint of a private module obeys the same rule.
-    for p in [format!("/{}", list_path(PRIVATE)), format!("/{}", latest_path(PRIVATE)), format!("/{}/@v/main.info", PRIVATE)] {
+    // Every endpoint of a private module obeys the same rule, its checksum-database lookup included.
+    for p in [
+        format!("/{}", list_path(PRIVATE)),
+        format!("/{}", latest_path(PRIVATE)),
+        format!("/{}/@v/main.info", PRIVATE),
+        format!("/sumdb/sum.example/lookup/{PRIVATE}@v1.0.0"),
+    ] {
         assert_eq!(get(&server, &p, None).status, 401, "{p}");
     }
     // Public modules: no token needed, publicly cacheable.
@@ -177,4 +182,40 @@ fn proxy_protocol_settings_that_do_not_fit_are_refused_at_start() {
         "10.0.0.0/99",
     ]);
     assert!(bad.contains("prefix"), "{bad}");
+}
+
+#[test]
+fn admin_posts_need_an_admin_token_once_there_are_tokens() {
+    let fx = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.toml");
+    std::fs::write(
+        &auth,
+        format!(
+            "[[client]]\nname = \"ci\"\ntoken_sha256 = \"{}\"\n\n[[client]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nadmin = true\n",
+            hex_sha256(CI_TOKEN),
+            hex_sha256(OTHER_TOKEN)
+        ),
+    )
+    .unwrap();
+    let mut opts = ServerOpts::new(fx.file_url());
+    opts.extra_args = vec!["--auth".into(), auth.display().to_string()];
+    let server = Server::start_with(opts);
+    let purge = format!("/purge?module={PUBLIC}");
+    let post = |token: Option<&str>| {
+        let mut c = RawConn::connect(server.admin_addr());
+        let mut headers = vec!["X-Gomodproxy-Admin: 1".to_string()];
+        if let Some(t) = token {
+            headers.push(format!("Authorization: Bearer {t}"));
+        }
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        c.request_with("POST", &purge, &headers)
+    };
+    let r = post(None);
+    assert_eq!(r.status, 401, "{}", r.body_str());
+    assert_eq!(post(Some(CI_TOKEN)).status, 403, "a token that is not an admin's");
+    // The admin's call reaches the purge itself (nothing is stored yet: 404).
+    let r = post(Some(OTHER_TOKEN));
+    assert_eq!(r.status, 404, "{}", r.body_str());
+    assert!(r.body_str().contains("nothing stored"), "{}", r.body_str());
 }

@@ -90,16 +90,7 @@ impl Admin {
                 Err(e) => break Answer::text(400, format!("bad request: {e}")),
             }
         };
-        let status_line = match answer.status {
-            200 => "200 OK",
-            400 => "400 Bad Request",
-            403 => "403 Forbidden",
-            404 => "404 Not Found",
-            405 => "405 Method Not Allowed",
-            413 => "413 Content Too Large",
-            431 => "431 Request Header Fields Too Large",
-            _ => "500 Internal Server Error",
-        };
+        let status_line = format!("{} {}", answer.status, crate::http::response::reason(answer.status));
         let allow = if answer.status == 405 { "Allow: GET, POST\r\n" } else { "" };
         let out = format!(
             "HTTP/1.1 {status_line}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n{}",
