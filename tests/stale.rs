@@ -83,3 +83,27 @@ fn stale_list_and_latest_survive_a_restart_with_the_upstream_down() {
     assert_eq!(stale_latest.body, fresh_latest.body);
     assert!(metric(server.addr(), "gomodproxy_stale_served") >= 2);
 }
+
+#[test]
+fn the_last_answer_to_a_query_survives_a_restart_with_the_upstream_down() {
+    let fx = fixture();
+    // The upstream resolves the branch to the newest version.
+    let query = "/example.com/stale/@v/master.info";
+    std::fs::write(fx.root().join(&query[1..]), fx.artifact("example.com/stale", "v1.1.0", "info")).unwrap();
+    let mut upstream = CountingUpstream::serve(fx.root());
+    let mut server = Server::start(&upstream.url());
+    let fresh = http_get(server.addr(), query);
+    assert_eq!(fresh.status, 200, "{}", fresh.body_str());
+    let again = http_get(server.addr(), query);
+    assert_eq!((again.body == fresh.body, upstream.hits(query)), (true, 2), "a query is resolved afresh every time");
+
+    upstream.shutdown();
+    server.restart();
+    let stale = http_get(server.addr(), query);
+    assert_eq!(stale.status, 200, "the last good answer, kept in the store: {}", stale.body_str());
+    assert_eq!(stale.body, fresh.body);
+    assert!(metric(server.addr(), "gomodproxy_stale_served") >= 1);
+    // A query never answered has no reserve.
+    let never = http_get(server.addr(), "/example.com/stale/@v/develop.info");
+    assert!(never.status >= 500, "{}", never.body_str());
+}

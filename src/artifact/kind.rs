@@ -92,7 +92,9 @@ impl Kind {
             Kind::SumLatest | Kind::SumLookup | Kind::SumPartialTile => Some(RecordKind::SumAnswer),
             Kind::List => Some(RecordKind::List),
             Kind::Latest => Some(RecordKind::Latest),
-            Kind::SumSupported | Kind::Query => None,
+            // Never fresh (resolved every time): the stale-if-error reserve only.
+            Kind::Query => Some(RecordKind::Query),
+            Kind::SumSupported => None,
         }
     }
 
@@ -173,7 +175,7 @@ mod tests {
     #[test]
     fn everything_but_supported_is_stored() {
         for kind in ALL {
-            assert_eq!(kind.record_kind().is_some(), !matches!(kind, Kind::SumSupported | Kind::Query), "{kind:?}");
+            assert_eq!(kind.record_kind().is_some(), kind != Kind::SumSupported, "{kind:?}");
             assert_eq!(
                 kind.record_kind() == Some(RecordKind::SumAnswer),
                 kind.is_sumdb() && !kind.is_immutable() && kind != Kind::SumSupported,

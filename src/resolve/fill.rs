@@ -295,7 +295,7 @@ impl Filler {
 
     /// Keeps what a fill fetched where its kind belongs: stored (with its
     /// go.sum hash the first time), unchanged, or passed through.
-    async fn keep(
+    pub(super) async fn keep(
         &self,
         key: &ArtifactKey,
         record_kind: Option<RecordKind>,

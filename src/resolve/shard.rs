@@ -369,9 +369,24 @@ impl Shard {
     /// keeps what the fill produced where its kind belongs.
     async fn fill(&self, key: &ArtifactKey) -> Resolved {
         if key.kind == Kind::Query {
-            // The sources' answer of the moment, for everyone in this flight only.
-            let bytes = self.filler.pass_through(&key.module, &key.version).await?;
-            return Ok(Artifact { body: Body::Memory { bytes, sha256: None }, stale: false, source: None });
+            // The sources' answer of the moment, for everyone in this flight;
+            // its stored copy (replaced as answers change) is only the
+            // stale-if-error reserve, across restarts too.
+            return match self.filler.pass_through(&key.module, &key.version).await {
+                Ok(bytes) => {
+                    // Best effort: the answer is served whether or not it could be kept.
+                    let _ = self.filler.keep(key, Some(store::RecordKind::Query), bytes.clone(), None, None, None).await;
+                    Ok(Artifact { body: Body::Memory { bytes, sha256: None }, stale: false, source: None })
+                }
+                Err(e) if policy::serves_stale_after(&e) => match self.stale_copy(key) {
+                    Some(body) => {
+                        self.metrics.stale_served.bump();
+                        Ok(Artifact { body, stale: true, source: None })
+                    }
+                    None => Err(e),
+                },
+                Err(e) => Err(e),
+            };
         }
         let last_stream_failed = self.unstreamable.borrow().contains(key);
         let progress =

@@ -207,6 +207,7 @@ fn label(kind: RecordKind) -> &'static str {
         RecordKind::SumTile | RecordKind::UnverifiedSumTile => "checksum-database tile",
         RecordKind::List => "version list",
         RecordKind::Latest => "@latest",
+        RecordKind::Query => "query answer",
         RecordKind::SumAnswer => "checksum-database answer",
         RecordKind::GoSum => "recorded go.sum hash",
         RecordKind::Tombstone | RecordKind::Seal => "marker",

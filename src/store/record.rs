@@ -58,6 +58,10 @@ pub enum RecordKind {
     List = 9,
     /// The latest good `@latest` of a module (key `module@`), likewise.
     Latest = 10,
+    /// The latest good answer to a query (`@v/QUERY.info`: a branch, a
+    /// commit prefix; key `module@QUERY`), likewise: resolved afresh every
+    /// time, this copy only answers while the sources fail.
+    Query = 11,
     /// Marks a segment as closed and fully verified; carries no key or payload.
     Seal = 0xFF,
 }
@@ -72,6 +76,7 @@ impl RecordKind {
             RecordKind::GoSum => "go.sum hash",
             RecordKind::List => "list",
             RecordKind::Latest => "@latest",
+            RecordKind::Query => "query",
             RecordKind::SumAnswer | RecordKind::SumTile | RecordKind::UnverifiedSumTile => "checksum database answer",
             RecordKind::Tombstone => "tombstone",
             RecordKind::Seal => "seal",
@@ -81,7 +86,16 @@ impl RecordKind {
     /// The records a module's purge withdraws: its versions' files and
     /// kept hashes, its `list` and `@latest` (not checksum-database answers).
     pub fn is_module_file(self) -> bool {
-        matches!(self, RecordKind::Info | RecordKind::Mod | RecordKind::Zip | RecordKind::GoSum | RecordKind::List | RecordKind::Latest)
+        matches!(
+            self,
+            RecordKind::Info
+                | RecordKind::Mod
+                | RecordKind::Zip
+                | RecordKind::GoSum
+                | RecordKind::List
+                | RecordKind::Latest
+                | RecordKind::Query
+        )
     }
 
     pub fn from_byte(b: u8) -> Option<RecordKind> {
@@ -96,6 +110,7 @@ impl RecordKind {
             8 => Some(RecordKind::SumTile),
             9 => Some(RecordKind::List),
             10 => Some(RecordKind::Latest),
+            11 => Some(RecordKind::Query),
             0xFF => Some(RecordKind::Seal),
             _ => None,
         }
