@@ -42,18 +42,7 @@ fn wire(c: &mut Criterion) {
         b.iter(|| black_box(path::parse(black_box("/example.com/org/lib/v2/@v/v2.4.2.info")).is_ok()))
     });
     c.bench_function("runtime/owner_of", |b| b.iter(|| black_box(route::owner_of(black_box("example.com/org/lib/v2"), 64))));
-    let resp = Reply {
-        status: 200,
-        content_type: Kind::Zip.content_type(),
-        cache_control: CacheControl::Immutable,
-        etag: Some([0x5a; 32]),
-        body: Body::empty(),
-        private: false,
-        challenge: false,
-        cache: gomodproxy::goproxy::reply::CacheOutcome::None,
-        source: None,
-        retry_after: None,
-    };
+    let resp = Reply::new(200, Kind::Zip.content_type(), CacheControl::Immutable, Some([0x5a; 32]), Body::empty());
     let mut out = Vec::with_capacity(256);
     c.bench_function("http/write_response_head", |b| {
         b.iter(|| {

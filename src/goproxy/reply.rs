@@ -96,13 +96,13 @@ impl CacheControl {
 }
 
 impl Reply {
-    /// A plain-text answer, never cached.
-    pub fn text(status: u16, body: Body) -> Reply {
+    /// An answer; what the edge and the audit log add starts empty.
+    pub fn new(status: u16, content_type: &'static str, cache_control: CacheControl, etag: Option<[u8; 32]>, body: Body) -> Reply {
         Reply {
             status,
-            content_type: TEXT,
-            cache_control: CacheControl::NoCache,
-            etag: None,
+            content_type,
+            cache_control,
+            etag,
             body,
             private: false,
             challenge: false,
@@ -110,6 +110,11 @@ impl Reply {
             source: None,
             retry_after: None,
         }
+    }
+
+    /// A plain-text answer, never cached.
+    pub fn text(status: u16, body: Body) -> Reply {
+        Reply::new(status, TEXT, CacheControl::NoCache, None, body)
     }
 }
 
@@ -184,52 +189,20 @@ pub fn sumdb_not_proxied(name: &str) -> Reply {
 /// it relays and keeps them, so the go command may (and, cut off from the
 /// database, must) ask it for every lookup.
 pub fn sumdb_supported(cache_control: CacheControl) -> Reply {
-    Reply {
-        status: 200,
-        content_type: TEXT,
-        cache_control,
-        etag: None,
-        body: Body::empty(),
-        private: false,
-        challenge: false,
-        cache: CacheOutcome::None,
-        source: None,
-        retry_after: None,
-    }
+    Reply::new(200, TEXT, cache_control, None, Body::empty())
 }
 
 /// An immutable blob (`.info`, `.mod`, `.zip` of a canonical version, a complete tile).
 pub fn immutable(kind: Kind, body: Body, if_none_match: Option<&[u8]>) -> Reply {
     let etag = body.sha256().copied();
     let not_modified = matches!((if_none_match, &etag), (Some(inm), Some(sha)) if etag_matches(inm, sha));
-    Reply {
-        status: if not_modified { 304 } else { 200 },
-        content_type: kind.content_type(),
-        cache_control: CacheControl::Immutable,
-        etag,
-        body: if not_modified { Body::empty() } else { body },
-        private: false,
-        challenge: false,
-        cache: CacheOutcome::None,
-        source: None,
-        retry_after: None,
-    }
+    let (status, body) = if not_modified { (304, Body::empty()) } else { (200, body) };
+    Reply::new(status, kind.content_type(), CacheControl::Immutable, etag, body)
 }
 
 /// A mutable answer (`list`, `@latest`, a query's `.info`), cacheable briefly.
 pub fn mutable(kind: Kind, body: Body, cache_control: CacheControl) -> Reply {
-    Reply {
-        status: 200,
-        content_type: kind.content_type(),
-        cache_control,
-        etag: None,
-        body,
-        private: false,
-        challenge: false,
-        cache: CacheOutcome::None,
-        source: None,
-        retry_after: None,
-    }
+    Reply::new(200, kind.content_type(), cache_control, None, body)
 }
 
 /// Writes the ETag value (with quotes) for a payload digest.

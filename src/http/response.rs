@@ -98,18 +98,7 @@ mod tests {
 
     #[test]
     fn head_has_length_type_cache_and_etag() {
-        let resp = Reply {
-            status: 200,
-            content_type: "application/zip",
-            cache_control: CacheControl::Immutable,
-            etag: Some([0xab; 32]),
-            body: Body::empty(),
-            private: false,
-            challenge: false,
-            cache: crate::goproxy::reply::CacheOutcome::None,
-            source: None,
-            retry_after: None,
-        };
+        let resp = Reply::new(200, "application/zip", CacheControl::Immutable, Some([0xab; 32]), Body::empty());
         let mut out = Vec::new();
         write_head(&mut out, &resp, 1234, Connection::KeepAlive);
         let text = String::from_utf8(out.clone()).unwrap();
