@@ -1,12 +1,15 @@
-//! The HTTP/1.1 wire: one task per connection that reads request heads,
-//! asks a [`Handler`] for each response, and writes it back.
+//! The HTTP/1.1 wire: one task per connection, over plain TCP or TLS
+//! ([`Conn`]), that reads the balancer's PROXY header where one must come,
+//! then request heads, asks the edge's [`Service`] for each response, and
+//! writes it back.
 //!
 //! Owns framing, keep-alive and pipelining, and the limits that keep one
 //! client from holding more than its share (head size, header and idle
 //! timeouts, write stalls, fair chunking of large bodies) and the
 //! connection's side of a drain ([`Shutdown`]). It hands each request's
-//! target to a [`Handler`] and writes the [`Reply`] it gets; it knows no Go
-//! rules, and must never block the executor or copy a body.
+//! target, validators, credentials and client address to the [`Service`]
+//! and writes the [`Reply`] it gets; it knows no Go rules, and must never
+//! block the executor or copy a body over plain TCP.
 
 pub mod request;
 pub mod response;
@@ -174,7 +177,8 @@ pub async fn serve_connection<S: Service, C: Conn>(
     let Ok(peer) = stream.tcp().peer_addr() else { return };
     // The balancer's PROXY header, where one must come; anything wrong
     // about it closes the connection without an answer.
-    let client = match service.proxy_header(peer.ip()) {
+    let proxy = service.proxy_header(peer.ip());
+    let client = match proxy {
         ProxyHeader::Required => match read_proxy_header(&mut stream, &mut buf, limits).await {
             Some(addr) => addr.unwrap_or(peer),
             None => return,
@@ -183,7 +187,7 @@ pub async fn serve_connection<S: Service, C: Conn>(
     };
     // A PROXY header from a peer that may not send one is closed unanswered
     // (it fails to parse as a request, and is told apart then).
-    let refuse_header = service.proxy_header(peer.ip()) == ProxyHeader::Refused;
+    let refuse_header = proxy == ProxyHeader::Refused;
     let mut first_request = true;
     loop {
         match request::parse(buf.filled(), limits) {
