@@ -177,7 +177,7 @@ impl Filler {
         let shared_applies = shared.is_some();
         let metrics = self.metrics;
         let queued_at = std::time::Instant::now();
-        let _turn = self.gate.enter(&key.module).await?;
+        let turn = self.gate.enter(&key.module).await?;
         let job = spawn_fetch(move || {
             metrics.fetch_queue_micros.add(queued_at.elapsed().as_micros() as u64);
             // Ask the checksum database while the module downloads: the
@@ -279,6 +279,8 @@ impl Filler {
                 }
             }
         };
+        // The turn is the fetch's: storing what it got is the writer's business.
+        drop(turn);
         self.metrics.fetch_micros.add(queued_at.elapsed().as_micros() as u64);
         self.count_upstream_error(&fetched);
         // `h1`: the go.sum hash to keep beside the file (new, or replacing one).
