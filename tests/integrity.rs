@@ -188,3 +188,29 @@ fn a_segment_file_cut_under_a_running_server_is_never_served_short_or_as_zeros()
     }
     assert!(metric(server.addr(), "gomodproxy_blobs_quarantined") >= 2);
 }
+
+#[test]
+fn many_first_requests_for_one_large_unchecked_blob_hash_it_once() {
+    const M: &str = "example.com/integrity/once";
+    let fx = Fixture::builder().module(Module::new(M, "v1.0.0").file("data.bin", pseudo_random_bytes(24 << 20, 5)).stored()).build();
+    let up = CountingUpstream::serve(fx.root());
+    let mut server = Server::start_with(opts(&up, "off"));
+    let zip = path(M, "v1.0.0", "zip");
+    let want = fx.artifact(M, "v1.0.0", "zip");
+    get_check(server.addr(), &zip, &want).unwrap();
+    seal_everything(&mut server);
+    server.start_again();
+    let addr = server.addr();
+    let want = std::sync::Arc::new(want);
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (z, w) = (zip.clone(), want.clone());
+            std::thread::spawn(move || get_check(addr, &z, &w))
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap().unwrap();
+    }
+    assert_eq!(up.hits(&zip), 1, "served from the store");
+    assert_eq!(metric(addr, "gomodproxy_blobs_checked"), 1, "eight first requests hashed the blob once");
+}

@@ -69,6 +69,23 @@ pub struct Shard {
     negative: RefCell<BoundedMap<Negative>>,
     /// Zips whose last fill was streamed and failed: the next fill is not streamed.
     unstreamable: RefCell<BoundedMap<()>>,
+    /// First-use hashes of large stored blobs under way, by record: who
+    /// else asks waits for the verdict instead of hashing again.
+    checks: RefCell<std::collections::HashMap<(u64, u64), Rc<glommio::sync::Semaphore>>>,
+}
+
+/// Ends a first-use check: forgets it and wakes whoever waits for its verdict.
+struct CheckDone<'a> {
+    checks: &'a RefCell<std::collections::HashMap<(u64, u64), Rc<glommio::sync::Semaphore>>>,
+    id: (u64, u64),
+    done: Rc<glommio::sync::Semaphore>,
+}
+
+impl Drop for CheckDone<'_> {
+    fn drop(&mut self) {
+        self.checks.borrow_mut().remove(&self.id);
+        self.done.close();
+    }
 }
 
 impl Shard {
@@ -98,6 +115,7 @@ impl Shard {
             recent: RefCell::default(),
             negative: RefCell::default(),
             unstreamable: RefCell::default(),
+            checks: RefCell::default(),
         }
     }
 
@@ -155,16 +173,31 @@ impl Shard {
         let Some(entry) = self.indexes[self.id].get(module, version, kind) else { return };
         let blob = entry.blob.clone();
         drop(entry);
-        let good = match blob.integrity() {
-            Integrity::Verified => blob.on_disk(),
-            Integrity::Corrupt => false,
-            Integrity::Unchecked => {
-                self.metrics.blobs_checked.bump();
-                if blob.len() <= CHECK_INLINE_BYTES {
-                    blob.verify()
-                } else {
+        let good = loop {
+            match blob.integrity() {
+                Integrity::Verified => break blob.on_disk(),
+                Integrity::Corrupt => break false,
+                Integrity::Unchecked if blob.len() <= CHECK_INLINE_BYTES => {
+                    self.metrics.blobs_checked.bump();
+                    break blob.verify();
+                }
+                Integrity::Unchecked => {
+                    // One hash per blob, however many ask at once: later
+                    // askers wait for the first one's verdict.
+                    let id = blob.record_id();
+                    let running = self.checks.borrow().get(&id).cloned();
+                    if let Some(done) = running {
+                        // Closed when the check ends; the loop then reads its verdict.
+                        let _ = done.acquire(1).await;
+                        continue;
+                    }
+                    let done = Rc::new(glommio::sync::Semaphore::new(0));
+                    self.checks.borrow_mut().insert(id, done.clone());
+                    // Ends the wait of the others even if this request is dropped mid-check.
+                    let _release = CheckDone { checks: &self.checks, id, done };
+                    self.metrics.blobs_checked.bump();
                     let b = blob.clone();
-                    glommio::executor().spawn_blocking(move || b.verify()).await
+                    break glommio::executor().spawn_blocking(move || b.verify()).await;
                 }
             }
         };

@@ -198,7 +198,12 @@ impl StoredBlob {
 
     /// Whether `other` is this very record (not another record of its key).
     pub fn same_record(&self, other: &StoredBlob) -> bool {
-        self.segment.id == other.segment.id && self.offset == other.offset
+        self.record_id() == other.record_id()
+    }
+
+    /// Names this record (its segment and offset), whatever key holds it.
+    pub fn record_id(&self) -> (u64, u64) {
+        (self.segment.id, self.offset)
     }
 
     /// What is known of its bytes. One atomic load.
