@@ -51,10 +51,9 @@ pub enum Verdict<'a> {
     /// Served. `private`: the answer depends on the credentials (a private
     /// module), so shared caches must not keep it.
     Allowed { client: Option<&'a Client>, private: bool },
-    /// 401 with a challenge: no credentials, and they are needed.
+    /// 401 with a challenge: no credentials, and they are needed. (Credentials
+    /// that match no client never reach a verdict: [`Access::identify`] refuses them.)
     NeedCredentials,
-    /// 401: credentials that match no client.
-    WrongCredentials,
     /// 403: a valid client whose patterns do not cover the module.
     Forbidden { client: &'a Client },
 }

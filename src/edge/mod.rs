@@ -143,32 +143,33 @@ impl Admission for MissGate<'_> {
     }
 }
 
-/// Module, version and kind of a request, for the audit log.
-fn subject(target: &str) -> (Option<String>, Option<String>, Option<&'static str>) {
-    match path::parse(target) {
-        Ok(Endpoint::Artifact { module, version, kind }) => (Some(module.into_owned()), Some(version.into_owned()), Some(kind.label())),
-        Ok(Endpoint::Versions { module, kind }) => (Some(module.into_owned()), None, Some(kind.label())),
-        Ok(Endpoint::Query { module, query }) => (Some(module.into_owned()), Some(query.into_owned()), Some("query")),
-        Ok(Endpoint::SumDb { req: SumDbRequest::Lookup { module, version }, .. }) => {
-            (Some(module.into_owned()), Some(version.into_owned()), Some("checksum database lookup"))
-        }
-        Ok(Endpoint::SumDb { .. }) => (None, None, Some("checksum database answer")),
-        _ => (None, None, None),
-    }
+/// What a request is about: the module (a checksum-database lookup names
+/// the module it looks up), the version or query, the kind, and whether it
+/// is the health check. Tiles, tree heads and metrics name no module; a bad
+/// path is the protocol's to answer (400/404), without any module's secrets.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Subject {
+    module: Option<String>,
+    version: Option<String>,
+    kind: Option<&'static str>,
+    health: bool,
 }
 
-/// The module a request is about, if it names one (a checksum-database
-/// lookup names the module it looks up), and whether it is the health check.
-fn module_of(target: &str) -> (Option<String>, bool) {
+fn subject(target: &str) -> Subject {
+    let of = |module: std::borrow::Cow<'_, str>, version: Option<std::borrow::Cow<'_, str>>, kind| Subject {
+        module: Some(module.into_owned()),
+        version: version.map(|v| v.into_owned()),
+        kind: Some(kind),
+        health: false,
+    };
     match path::parse(target) {
-        Ok(Endpoint::Versions { module, .. } | Endpoint::Artifact { module, .. } | Endpoint::Query { module, .. }) => {
-            (Some(module.into_owned()), false)
-        }
-        Ok(Endpoint::SumDb { req: SumDbRequest::Lookup { module, .. }, .. }) => (Some(module.into_owned()), false),
-        Ok(Endpoint::Health) => (None, true),
-        // Tiles, tree heads and metrics name no module; a bad path is the
-        // protocol's to answer (400/404), without any module's secrets.
-        _ => (None, false),
+        Ok(Endpoint::Artifact { module, version, kind }) => of(module, Some(version), kind.label()),
+        Ok(Endpoint::Versions { module, kind }) => of(module, None, kind.label()),
+        Ok(Endpoint::Query { module, query }) => of(module, Some(query), "query"),
+        Ok(Endpoint::SumDb { req: SumDbRequest::Lookup { module, version }, .. }) => of(module, Some(version), "checksum database lookup"),
+        Ok(Endpoint::SumDb { .. }) => Subject { kind: Some("checksum database answer"), ..Subject::default() },
+        Ok(Endpoint::Health) => Subject { health: true, ..Subject::default() },
+        _ => Subject::default(),
     }
 }
 
@@ -188,49 +189,17 @@ impl<H: Handler> Service for Edge<H> {
     }
 
     async fn serve(&self, req: &Incoming<'_>) -> Reply {
-        let access = self.settings.with(|s| s.access.clone());
-        let (module, health) = match &access {
-            Some(_) => module_of(req.target),
-            None => (None, req.target == "/healthz"),
-        };
-        let identified = match &access {
-            Some(a) => a.identify(req.authorization),
-            None => Ok(None),
-        };
-        let name = identified.ok().flatten().map(|c| c.name.clone());
-        // The balancer's health checks are never limited.
-        if let (Some(all), false) = (&self.rates.all, health) {
-            if let Err(wait) = rate::take_both(all, req.client.ip(), name.as_deref()) {
-                return reply::too_many(wait);
-            }
-        }
-        let gate = MissGate { buckets: self.rates.misses.as_ref(), client: req.client.ip(), name: name.as_deref() };
-        let Some(access) = access.as_ref().filter(|_| !health) else {
-            return self.handler.handle_admitted(req.target, req.if_none_match, &gate).await;
-        };
-        let Ok(client) = identified else {
-            return unauthorized("unauthorized: the token is not valid\n");
-        };
-        match access.decide(client, module.as_deref()) {
-            Verdict::Allowed { private, .. } => {
-                let mut reply = self.handler.handle_admitted(req.target, req.if_none_match, &gate).await;
-                reply.private |= private;
-                reply
-            }
-            Verdict::NeedCredentials => unauthorized("unauthorized: this module needs a token (HTTP Basic from .netrc, or Bearer)\n"),
-            Verdict::WrongCredentials => unauthorized("unauthorized: the token is not valid\n"),
-            Verdict::Forbidden { .. } => Reply::text(403, Body::from_static("forbidden: this token may not read this module\n")),
-        }
+        let (mut reply, client_name) = self.answer(req).await;
+        reply.client_name = client_name;
+        reply
     }
 
     fn served(&self, req: &Incoming<'_>, reply: &Reply, bytes: u64, took: std::time::Duration) {
         let Some(log) = &self.audit else { return };
-        let access = self.settings.with(|s| s.access.clone());
-        let name = access.as_ref().and_then(|a| a.identify(req.authorization).ok().flatten()).map(|c| c.name.clone());
-        let (module, version, kind) = subject(req.target);
+        let Subject { module, version, kind, .. } = subject(req.target);
         log.record(&audit::Entry {
             client: req.client,
-            client_name: name.as_deref(),
+            client_name: reply.client_name.as_deref(),
             method: req.method,
             path: req.target,
             module: module.as_deref(),
@@ -242,6 +211,49 @@ impl<H: Handler> Service for Edge<H> {
             cache: reply.cache.label(),
             upstream: reply.source.as_deref(),
         });
+    }
+}
+
+impl<H: Handler> Edge<H> {
+    /// The answer to `req`, and the name of the client its token names, if any.
+    async fn answer(&self, req: &Incoming<'_>) -> (Reply, Option<Box<str>>) {
+        let access = self.settings.with(|s| s.access.clone());
+        let (module, health) = match &access {
+            Some(_) => {
+                let s = subject(req.target);
+                (s.module, s.health)
+            }
+            None => (None, req.target == "/healthz"),
+        };
+        let identified = match &access {
+            Some(a) => a.identify(req.authorization),
+            None => Ok(None),
+        };
+        let name = identified.ok().flatten().map(|c| c.name.clone());
+        // The balancer's health checks are never limited.
+        if let (Some(all), false) = (&self.rates.all, health) {
+            if let Err(wait) = rate::take_both(all, req.client.ip(), name.as_deref()) {
+                return (reply::too_many(wait), name);
+            }
+        }
+        let gate = MissGate { buckets: self.rates.misses.as_ref(), client: req.client.ip(), name: name.as_deref() };
+        let Some(access) = access.as_ref().filter(|_| !health) else {
+            let reply = self.handler.handle_admitted(req.target, req.if_none_match, &gate).await;
+            return (reply, name);
+        };
+        let Ok(client) = identified else {
+            return (unauthorized("unauthorized: the token is not valid\n"), None);
+        };
+        let reply = match access.decide(client, module.as_deref()) {
+            Verdict::Allowed { private, .. } => {
+                let mut reply = self.handler.handle_admitted(req.target, req.if_none_match, &gate).await;
+                reply.private |= private;
+                reply
+            }
+            Verdict::NeedCredentials => unauthorized("unauthorized: this module needs a token (HTTP Basic from .netrc, or Bearer)\n"),
+            Verdict::Forbidden { .. } => Reply::text(403, Body::from_static("forbidden: this token may not read this module\n")),
+        };
+        (reply, name)
     }
 }
 
@@ -267,11 +279,13 @@ mod tests {
 
     #[test]
     fn requests_name_their_module() {
-        assert_eq!(module_of("/corp.example.com/a/@v/list").0.as_deref(), Some("corp.example.com/a"));
-        assert_eq!(module_of("/corp.example.com/!a/@v/v1.0.0.zip").0.as_deref(), Some("corp.example.com/A"));
-        assert_eq!(module_of("/corp.example.com/a/@v/main.info").0.as_deref(), Some("corp.example.com/a"));
-        assert_eq!(module_of("/sumdb/sum.example/lookup/corp.example.com/a@v1.0.0").0.as_deref(), Some("corp.example.com/a"));
-        assert_eq!(module_of("/healthz"), (None, true));
-        assert_eq!(module_of("/sumdb/sum.example/latest"), (None, false));
+        let module = |t: &str| subject(t).module;
+        assert_eq!(module("/corp.example.com/a/@v/list").as_deref(), Some("corp.example.com/a"));
+        assert_eq!(module("/corp.example.com/!a/@v/v1.0.0.zip").as_deref(), Some("corp.example.com/A"));
+        assert_eq!(module("/corp.example.com/a/@v/main.info").as_deref(), Some("corp.example.com/a"));
+        let lookup = subject("/sumdb/sum.example/lookup/corp.example.com/a@v1.0.0");
+        assert_eq!((lookup.module.as_deref(), lookup.version.as_deref()), (Some("corp.example.com/a"), Some("v1.0.0")));
+        assert_eq!(subject("/healthz"), Subject { health: true, ..Subject::default() });
+        assert_eq!(subject("/sumdb/sum.example/latest"), Subject { kind: Some("checksum database answer"), ..Subject::default() });
     }
 }

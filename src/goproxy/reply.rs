@@ -38,6 +38,8 @@ pub struct Reply {
     pub source: Option<std::sync::Arc<str>>,
     /// Seconds to send as `Retry-After` (a 429).
     pub retry_after: Option<u64>,
+    /// The client the request's token names (for the audit log). Set by the edge.
+    pub client_name: Option<Box<str>>,
 }
 
 /// How an answer was come by (the audit log's `cache`).
@@ -109,6 +111,7 @@ impl Reply {
             cache: CacheOutcome::None,
             source: None,
             retry_after: None,
+            client_name: None,
         }
     }
 

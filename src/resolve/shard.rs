@@ -155,12 +155,21 @@ impl Shard {
     /// still holding it. Anything else goes to the owner (see [`Shard::vet_stored`]).
     fn fit_to_serve_here(&self, blob: &StoredBlob) -> bool {
         match blob.integrity() {
+            Integrity::Unchecked if blob.len() > CHECK_INLINE_BYTES => false,
+            _ => self.checked_now(blob),
+        }
+    }
+
+    /// Whether `blob` may be served, hashing it here and now if it is
+    /// unchecked (callers keep that to small blobs).
+    fn checked_now(&self, blob: &StoredBlob) -> bool {
+        match blob.integrity() {
             Integrity::Verified => blob.on_disk(),
-            Integrity::Unchecked if blob.len() <= CHECK_INLINE_BYTES => {
+            Integrity::Corrupt => false,
+            Integrity::Unchecked => {
                 self.metrics.blobs_checked.bump();
                 blob.verify()
             }
-            Integrity::Unchecked | Integrity::Corrupt => false,
         }
     }
 
@@ -175,13 +184,7 @@ impl Shard {
         drop(entry);
         let good = loop {
             match blob.integrity() {
-                Integrity::Verified => break blob.on_disk(),
-                Integrity::Corrupt => break false,
-                Integrity::Unchecked if blob.len() <= CHECK_INLINE_BYTES => {
-                    self.metrics.blobs_checked.bump();
-                    break blob.verify();
-                }
-                Integrity::Unchecked => {
+                Integrity::Unchecked if blob.len() > CHECK_INLINE_BYTES => {
                     // One hash per blob, however many ask at once: later
                     // askers wait for the first one's verdict.
                     let id = blob.record_id();
@@ -199,6 +202,7 @@ impl Shard {
                     let b = blob.clone();
                     break glommio::executor().spawn_blocking(move || b.verify()).await;
                 }
+                _ => break self.checked_now(&blob),
             }
         };
         if !good {
@@ -373,12 +377,7 @@ impl Shard {
         }
         let entry = self.indexes[self.id].get(&key.module, &key.version, key.kind.record_kind()?)?;
         // Answers that change are small: checked here, on the executor.
-        let fit = match entry.blob.integrity() {
-            Integrity::Verified => entry.blob.on_disk(),
-            Integrity::Unchecked => entry.blob.verify(),
-            Integrity::Corrupt => false,
-        };
-        fit.then(|| Body::Stored(entry.blob.clone()))
+        self.checked_now(&entry.blob).then(|| Body::Stored(entry.blob.clone()))
     }
 
     /// Remembers a 404/410 for `--negative-ttl`; any answer forgets it.
