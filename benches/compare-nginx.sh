@@ -15,6 +15,8 @@
 # Needs: nginx, python3, `cargo build --release --workspace`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/nginx-conf.sh
+source benches/nginx-conf.sh
 turn=${1:-4}; rounds=${2:-3}
 lg=./target/release/loadgen
 work=$(mktemp -d /tmp/gomodproxy-bench.XXXXXX)
@@ -44,23 +46,10 @@ for i in range(200):  # the hit mix for capacity search: many small modules
     module(f"example.com/mix/m{i}", 4 << 10 if i % 10 else 256 << 10)
 PY
 
-cat >"$work/nginx.conf" <<NGINX
-worker_processes 1;
-worker_rlimit_nofile 20000;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 19000; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 100000000;
-    keepalive_timeout 75s;
+nginx_conf "$work" "    keepalive_timeout 75s;
     types { application/json info; application/zip zip; }
     default_type text/plain;
-    server { listen 127.0.0.1:18081 reuseport backlog=4096; root $work/tree; }
-}
-NGINX
+    server { listen 127.0.0.1:18081 reuseport backlog=4096; root $work/tree; }" >"$work/nginx.conf"
 taskset -c 1 nginx -c "$work/nginx.conf"
 taskset -c 1 ./target/release/gomodproxy serve --listen 127.0.0.1:18080 --admin-listen off --data "$work/data" \
     --upstream "file://$work/tree" --sumdb off --cores 1 >"$work/gomodproxy.out" 2>"$work/gomodproxy.err" &

@@ -12,6 +12,8 @@
 # Needs: nginx, wrk, openssl, python3, curl, `cargo build --release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/nginx-conf.sh
+source benches/nginx-conf.sh
 turn=${1:-5}; rounds=${2:-3}
 bin=$(realpath "${BIN:-./target/release/gomodproxy}")
 work=$(mktemp -d /tmp/gomodproxy-tls.XXXXXX)
@@ -47,18 +49,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
 info=/example.com/bench/tls/@v/v1.0.0.info
 zip=/example.com/bench/tls/@v/v1.0.0.zip
 
-cat >"$work/nginx.conf" <<NGINX
-worker_processes 1;
-worker_rlimit_nofile 20000;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 19000; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 100000000;
-    types { application/zip zip; application/json info; }
+nginx_conf "$work" "    types { application/zip zip; application/json info; }
     server { listen 127.0.0.1:18692 reuseport; root $work/tree; }
     server {
         listen 127.0.0.1:18693 ssl reuseport;
@@ -66,9 +57,7 @@ http {
         ssl_certificate_key $work/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;
         root $work/tree;
-    }
-}
-NGINX
+    }" >"$work/nginx.conf"
 taskset -c 1 nginx -c "$work/nginx.conf"
 taskset -c 1 "$bin" serve --listen 127.0.0.1:18690 --tls-listen 127.0.0.1:18691 --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \
     --admin-listen off --data "$work/data" --upstream "file://$work/tree" --sumdb off --cores 1 >"$work/out" 2>"$work/err" &

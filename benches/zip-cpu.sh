@@ -12,6 +12,8 @@
 # Needs: nginx, python3, curl, `cargo build --release --workspace`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/nginx-conf.sh
+source benches/nginx-conf.sh
 turn=${1:-5}; rounds=${2:-5}; conns=${3:-64}; mib=${4:-12}
 lg=$(realpath ./target/release/loadgen)
 bin=$(realpath "${BIN:-./target/release/gomodproxy}")
@@ -41,21 +43,8 @@ with zipfile.ZipFile(os.path.join(d, "v1.0.0.zip"), "w", zipfile.ZIP_STORED) as 
 PY
 zip=/example.com/bench/zip/@v/v1.0.0.zip
 
-cat >"$work/nginx.conf" <<NGINX
-worker_processes 1;
-worker_rlimit_nofile 20000;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 19000; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 100000000;
-    types { application/zip zip; }
-    server { listen 127.0.0.1:18681 reuseport; root $work/tree; }
-}
-NGINX
+nginx_conf "$work" "    types { application/zip zip; }
+    server { listen 127.0.0.1:18681 reuseport; root $work/tree; }" >"$work/nginx.conf"
 if curl -s -o /dev/null http://127.0.0.1:18681/ || curl -s -o /dev/null http://127.0.0.1:18680/ || curl -s -o /dev/null http://127.0.0.1:18682/; then
     echo "something already listens on a port of this bench (18680-18682)" >&2
     exit 1
