@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the bench scripts: the nginx every comparison runs against.
 #
 #   nginx_conf WORK HTTP_LINES > "$WORK/nginx.conf"
