@@ -54,7 +54,7 @@ fn wire(c: &mut Criterion) {
 
 /// A store with `n` published artifacts, one shard per core.
 fn filled_store(dir: &std::path::Path, cores: usize, n: usize) -> Store {
-    let store = Store::open(dir, cores, |m, v, k| route::owner_of_record(m, v, k, cores)).expect("store");
+    let store = Store::open(dir, cores, move |m, v, k| route::owner_of_record(m, v, k, cores)).expect("store");
     let writer = store.writer(1 << 30);
     let indexes = store.indexes();
     let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().expect("executor");

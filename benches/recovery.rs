@@ -38,12 +38,12 @@ fn main() {
             std::fs::copy(e.path(), copy.path().join("segments").join(e.file_name())).expect("copy");
         }
         let t = Instant::now();
-        let store = Store::open(copy.path(), cores, |m, v, k| route::owner_of_record(m, v, k, cores)).expect("open");
+        let store = Store::open(copy.path(), cores, move |m, v, k| route::owner_of_record(m, v, k, cores)).expect("open");
         let unsealed = t.elapsed();
         assert_eq!(store.stats().records, records);
         drop(store);
         let t = Instant::now();
-        let store = Store::open(copy.path(), cores, |m, v, k| route::owner_of_record(m, v, k, cores)).expect("open");
+        let store = Store::open(copy.path(), cores, move |m, v, k| route::owner_of_record(m, v, k, cores)).expect("open");
         let sealed = t.elapsed();
         assert_eq!(store.stats().records_verified, 0);
         let per_100k = |d: std::time::Duration| d.as_secs_f64() * 1e3 * 100_000.0 / records as f64;

@@ -48,6 +48,9 @@ macro_rules! core_metrics {
                     let _ = writeln!(out, "# TYPE gomodproxy_{} {}", stringify!($name), $kind);
                     let _ = writeln!(out, "gomodproxy_{} {}", stringify!($name), total);
                 )*
+                if let Some(more) = self.more.get() {
+                    more(&mut out);
+                }
                 out
             }
         }
@@ -96,6 +99,16 @@ core_metrics! {
 
 pub struct Metrics {
     cores: Box<[CachePadded<CoreMetrics>]>,
+    /// Figures kept elsewhere (the store's bytes on disk, its evictions),
+    /// printed after the counters: set once by whoever owns them.
+    more: std::sync::OnceLock<Box<dyn Fn(&mut String) + Send + Sync>>,
+}
+
+/// Appends one metric in Prometheus text (for [`Metrics::print_also`]).
+pub fn write_metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP gomodproxy_{name} {help}");
+    let _ = writeln!(out, "# TYPE gomodproxy_{name} {kind}");
+    let _ = writeln!(out, "gomodproxy_{name} {value}");
 }
 
 impl Metrics {
@@ -103,7 +116,12 @@ impl Metrics {
     /// request path never touches a reference count.
     pub fn leak(cores: usize) -> &'static Metrics {
         let cores = (0..cores.max(1)).map(|_| CachePadded::new(CoreMetrics::default())).collect();
-        Box::leak(Box::new(Metrics { cores }))
+        Box::leak(Box::new(Metrics { cores, more: std::sync::OnceLock::new() }))
+    }
+
+    /// Has `/metrics` print what `more` writes (see [`write_metric`]) after the counters.
+    pub fn print_also(&self, more: impl Fn(&mut String) + Send + Sync + 'static) {
+        let _ = self.more.set(Box::new(more));
     }
 
     pub fn connections_open(&self) -> u64 {

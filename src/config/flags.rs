@@ -188,6 +188,15 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_SEGMENT_SIZE", default_value = "1GiB", value_parser = parse_segment_size)]
     segment_size: u64,
 
+    /// The most the store may hold on disk (e.g. 200GiB; default: no bound,
+    /// the store only grows). Past it whole segments are evicted, the one
+    /// served least recently first; its blobs served since they were stored
+    /// are copied forward, the rest fetched again when next asked for.
+    /// Segments are made at most a quarter of it per core. SIGHUP applies a
+    /// new value.
+    #[arg(long, env = "GOMODPROXY_MAX_STORE_SIZE", value_name = "SIZE", value_parser = parse_max_store_size)]
+    max_store_size: Option<u64>,
+
     /// Clients and what each may read: a TOML file of `[[client]]` tables
     /// (`name`, `token_sha256`: the hex SHA-256 of its token, `allow`:
     /// module-path patterns in GOPRIVATE syntax it may read beyond public
@@ -443,6 +452,10 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
     }
 }
 
+fn parse_max_store_size(s: &str) -> Result<u64, String> {
+    Some(parse_bytes(s)?).filter(|&b| b >= 16 << 20).ok_or_else(|| format!("{s:?}: the store bound must be at least 16MiB"))
+}
+
 fn parse_fill_memory(s: &str) -> Result<u64, String> {
     Some(parse_bytes(s)?).filter(|&b| b >= 1 << 20).ok_or_else(|| format!("{s:?}: the fill memory must be at least 1MiB"))
 }
@@ -607,6 +620,9 @@ impl ServeArgs {
             Some(n) => n,
             None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         };
+        if args.max_store_size.is_some_and(|max| max / (4 * cores as u64) < 1 << 20) {
+            return Err(ConfigError::Invalid("--max-store-size must be at least 4MiB per core (segments are a quarter of it per core, at least 1MiB)"));
+        }
         if args.max_header_bytes < 1024 || args.max_uri_bytes < 256 || args.max_uri_bytes >= args.max_header_bytes {
             return Err(ConfigError::Invalid("need --max-uri-bytes >= 256 and --max-header-bytes >= 1024 and larger than --max-uri-bytes"));
         }
@@ -667,6 +683,7 @@ impl ServeArgs {
             negative_ttl: args.negative_ttl,
             stream_fills: args.stream_fills.0,
             segment_bytes: args.segment_size,
+            max_store_bytes: args.max_store_size,
             scrub_bytes_per_sec: args.scrub_rate,
             fill_memory: args.fill_memory,
             auth: args.auth,

@@ -52,6 +52,8 @@ pub struct Config {
     /// they are being fetched; `None`: never.
     pub stream_fills: Option<u64>,
     pub segment_bytes: u64,
+    /// `--max-store-size`: the bound on the store's bytes on disk; `None`: none.
+    pub max_store_bytes: Option<u64>,
     /// `--rate-limit`: per client address and per client name, every request.
     pub rate_limit: Option<crate::edge::rate::Limit>,
     /// `--miss-rate-limit`: likewise, requests that go past a local hit.
@@ -114,6 +116,19 @@ pub struct TlsListen {
     pub addr: SocketAddr,
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+impl Config {
+    /// The size of a new segment: `--segment-size`, but at most a quarter of
+    /// `--max-store-size` per core, so that every core's open segment
+    /// together never take more than a quarter of the bound and the bound
+    /// holds within one segment.
+    pub fn segment_bytes_under_bound(&self) -> u64 {
+        match self.max_store_bytes {
+            Some(max) => self.segment_bytes.min(max / (4 * self.cores.max(1) as u64)).max(1 << 20),
+            None => self.segment_bytes,
+        }
+    }
 }
 
 #[derive(Debug)]

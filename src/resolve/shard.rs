@@ -145,8 +145,12 @@ impl Shard {
         if self.hit_routing == HitRouting::Owner && owner != self.id {
             return None;
         }
-        let blob = self.indexes[owner].get(module, version, record_kind).map(|e| e.blob.clone())?;
-        self.fit_to_serve_here(&blob).then_some(blob)
+        let entry = self.indexes[owner].get(module, version, record_kind)?;
+        if !self.fit_to_serve_here(&entry.blob) {
+            return None;
+        }
+        entry.note_hit();
+        Some(entry.blob.clone())
     }
 
     /// Whether a stored blob may be served by whichever core holds it, with
@@ -325,20 +329,18 @@ impl Shard {
     fn cached(&self, key: &ArtifactKey) -> Option<Resolved> {
         let ttl = policy::ttl(&self.settings.get(), key.kind);
         let hit = match key.kind.record_kind() {
-            Some(kind) if key.kind.is_immutable() => self.indexes[self.id].get(&key.module, &key.version, kind).map(|e| Artifact {
-                body: Body::Stored(e.blob.clone()),
-                stale: false,
-                source: None,
+            Some(kind) if key.kind.is_immutable() => self.indexes[self.id].get(&key.module, &key.version, kind).map(|e| {
+                e.note_hit();
+                Artifact { body: Body::Stored(e.blob.clone()), stale: false, source: None }
             }),
             // An answer that changes: fresh when this shard confirmed it
             // within its TTL (in memory), or when its stored copy was
             // written within it (after a restart).
             record_kind => self.fresh_recent(key, ttl).or_else(|| {
                 let entry = self.indexes[self.id].get(&key.module, &key.version, record_kind?)?;
-                policy::is_fresh_at(entry.blob.stored_at_ms(), store::unix_ms(), ttl).then(|| Artifact {
-                    body: Body::Stored(entry.blob.clone()),
-                    stale: false,
-                    source: None,
+                policy::is_fresh_at(entry.blob.stored_at_ms(), store::unix_ms(), ttl).then(|| {
+                    entry.note_hit();
+                    Artifact { body: Body::Stored(entry.blob.clone()), stale: false, source: None }
                 })
             }),
         };
@@ -456,15 +458,17 @@ impl Shard {
         match filled {
             Ok(Filled::Stored(blob)) => {
                 // An answer that changes: memory holds the newest copy (the
-                // stale-if-error reserve prefers it to the store's).
+                // stale-if-error reserve prefers it to the store's), as a
+                // copy (see `Unchanged`).
                 if !key.kind.is_immutable() {
-                    self.keep_recent(key, Bytes::from_owner(blob.clone()));
+                    self.keep_recent(key, Bytes::copy_from_slice(blob.bytes()));
                 }
                 Ok(Artifact { body: Body::Stored(blob), stale: false, source: source.clone() })
             }
             Ok(Filled::Unchanged(blob)) => {
-                // Confirmed now; the bytes are the stored blob's, not copied.
-                self.keep_recent(key, Bytes::from_owner(blob.clone()));
+                // Confirmed now. Memory keeps a copy: a stored blob held
+                // here would keep its whole segment on disk after eviction.
+                self.keep_recent(key, Bytes::copy_from_slice(blob.bytes()));
                 Ok(Artifact { body: Body::Stored(blob), stale: false, source: source.clone() })
             }
             Ok(Filled::PassedThrough { bytes, sha256 }) => {

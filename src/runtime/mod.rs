@@ -190,8 +190,17 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
             PoolPlacement::Unbound(cores)
         }
     };
-    let store = Store::open(&config.data_dir, cores, |m, v, k| route::owner_of_record(m, v, k, cores)).map_err(RuntimeError::Store)?;
+    let store = Store::open(&config.data_dir, cores, move |m, v, k| route::owner_of_record(m, v, k, cores)).map_err(RuntimeError::Store)?;
     let recovery = store.stats().clone();
+    let segment_bytes = config.segment_bytes_under_bound();
+    store.ledger().set_max_bytes(config.max_store_bytes);
+    if let Some(max) = config.max_store_bytes {
+        let on_disk = store.ledger().on_disk();
+        log::info!(
+            "store bound {max} bytes (--max-store-size): {on_disk} on disk now, segments of {segment_bytes} bytes{}",
+            if on_disk > max { "; the next writes evict down to it" } else { "" }
+        );
+    }
     if store.is_read_only() {
         log::warn!(
             "READ-ONLY: data directory {} cannot be written; serving the {} records it holds, passing every miss through, storing nothing",
@@ -241,6 +250,8 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     if store.is_read_only() {
         metrics.core(0).store_read_only.add(1);
     }
+    let ledger = store.ledger().clone();
+    metrics.print_also(move |out| print_ledger(out, &ledger));
     let reloader = Arc::new(reload::Reloader {
         sources: Live::new(sources),
         cache: Live::new((*cache).clone()),
@@ -248,6 +259,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         edge: Live::new(edge),
         certificates: certs.clone(),
         audit: audit.clone(),
+        ledger: store.ledger().clone(),
         running: Mutex::new(config.clone()),
     });
     let live = reloader.clone();
@@ -290,7 +302,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                     // SAFETY: the descriptor is a bound, listening TCP socket whose ownership moves here.
                     unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(socket.into_raw_fd()) }
                 });
-                let writer = store.writer(config.segment_bytes);
+                let writer = store.writer(segment_bytes);
                 let core_metrics = metrics.core(id);
                 let shard = Rc::new(Shard::new(id, cores, indexes.clone(), &live.sources, writer, &live.cache, core_metrics));
                 glommio::spawn_local(shard.clone().scrub(config.scrub_bytes_per_sec)).detach();
@@ -403,6 +415,26 @@ pub fn fill_sources_with(config: &Config, git: Arc<GitSources>) -> FillSources {
         .collect();
     let checksums = databases.first().cloned();
     FillSources { upstream, checksums, databases, shared: None, git: Some(git) }
+}
+
+/// The store's size and evictions, for `/metrics`.
+fn print_ledger(out: &mut String, ledger: &crate::store::Ledger) {
+    use crate::metrics::write_metric;
+    use std::sync::atomic::Ordering::Relaxed;
+    write_metric(out, "store_bytes", "gauge", "Bytes of segment files on disk.", ledger.on_disk());
+    write_metric(out, "store_max_bytes", "gauge", "The store's bound (--max-store-size); 0: none.", ledger.max_bytes().unwrap_or(0));
+    write_metric(out, "store_sealed_segments", "gauge", "Sealed segments (the candidates for eviction).", ledger.sealed_segments() as u64);
+    write_metric(out, "segments_evicted", "counter", "Segments evicted to keep the store under its bound.", ledger.evicted_segments.load(Relaxed));
+    write_metric(out, "evicted_bytes", "counter", "Bytes of the segment files evicted.", ledger.evicted_bytes.load(Relaxed));
+    write_metric(out, "evicted_blobs", "counter", "Blobs dropped with their segment (fetched again when asked for).", ledger.dropped_blobs.load(Relaxed));
+    write_metric(
+        out,
+        "carried_records",
+        "counter",
+        "Records copied forward out of evicted segments (served since stored, tombstones, go.sum hashes).",
+        ledger.carried_records.load(Relaxed),
+    );
+    write_metric(out, "carried_bytes", "counter", "Payload bytes copied forward out of evicted segments.", ledger.carried_bytes.load(Relaxed));
 }
 
 /// Connections the open-file limit leaves room for: each segment keeps a

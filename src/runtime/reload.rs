@@ -104,6 +104,8 @@ pub struct Reloader {
     pub certificates: Option<Arc<crate::edge::tls::Certificates>>,
     /// `--audit-log`, reopened on every reload (log rotation).
     pub audit: Option<Arc<crate::edge::audit::AuditLog>>,
+    /// The store's bound is changed in place (`--max-store-size`).
+    pub ledger: Arc<crate::store::Ledger>,
     pub running: Mutex<Config>,
 }
 
@@ -129,6 +131,12 @@ impl Reloader {
         };
         self.sources.replace(built.sources);
         crate::upstream::memory::fill_memory().set_limit(config.fill_memory);
+        self.ledger.set_max_bytes(config.max_store_bytes);
+        if config.segment_bytes_under_bound() < running.segment_bytes_under_bound() {
+            log::warn!(
+                "SIGHUP: --max-store-size shrank below what this process's segments were sized for; the bound holds within a segment per core until a restart"
+            );
+        }
         self.cache.replace((*built.cache).clone());
         self.proxy.replace(built.proxy);
         self.edge.replace(built.edge);

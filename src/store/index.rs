@@ -5,9 +5,14 @@
 //! (crossbeam's epoch-based skip list), so a cache hit costs neither a lock
 //! nor a hop to another core. The index never decides what to store and never
 //! holds an entry whose bytes are not durable.
+//!
+//! Changes are serialised by a mutex of the index's own, taken only by
+//! writers (the owning core's fills and purges, and eviction, which may run
+//! on any core's writer): a hit never takes it.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crossbeam_skiplist::SkipMap;
 
@@ -37,6 +42,10 @@ pub struct Entry {
     module_len: usize,
     kind: RecordKind,
     pub blob: StoredBlob,
+    /// Served since it was published in its segment: eviction carries it
+    /// forward into a new segment instead of dropping it (a second
+    /// chance, as CLOCK gives a page). A carried copy starts unset.
+    hit: AtomicBool,
     next: Option<Arc<Entry>>,
 }
 
@@ -59,11 +68,27 @@ impl Entry {
     pub fn kind(&self) -> RecordKind {
         self.kind
     }
+
+    /// Records that this entry's blob was served. Hot entries cost a load:
+    /// the flag is written once, the segment's hit time once per tick.
+    pub fn note_hit(&self) {
+        if !self.hit.load(Ordering::Relaxed) {
+            self.hit.store(true, Ordering::Relaxed);
+        }
+        self.blob.note_hit();
+    }
+
+    /// Whether it was served since it was published in its segment.
+    pub fn was_hit(&self) -> bool {
+        self.hit.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Default)]
 pub struct Index {
     map: SkipMap<u64, Arc<Entry>>,
+    /// Held by every change (see the module's comment).
+    changes: Mutex<()>,
 }
 
 impl Index {
@@ -88,11 +113,39 @@ impl Index {
         None
     }
 
-    /// Publishes `blob`, replacing any older entry for the same key. Must be
-    /// called only by the owning core (or before the cores start): the
-    /// read-modify-write of a collision chain assumes a single writer.
+    /// Publishes `blob`, replacing any older entry for the same key.
     pub fn insert(&self, module: &str, version: &str, kind: RecordKind, blob: StoredBlob) {
+        let _changing = self.changing();
         self.insert_hashed(key_hash(module, version, kind), module, version, kind, blob)
+    }
+
+    fn changing(&self) -> MutexGuard<'_, ()> {
+        // The guarded data is the map, which a panicked holder left whole
+        // (every change is one insert or remove of a rebuilt chain).
+        self.changes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replaces the entry of a key with `blob` if it still holds the record
+    /// `was` (a [`StoredBlob::record_id`]): eviction's carried copy, which
+    /// must not undo a refill or a purge that came in between.
+    pub fn replace_record(&self, module: &str, version: &str, kind: RecordKind, was: (u64, u64), blob: StoredBlob) -> bool {
+        let _changing = self.changing();
+        let hash = key_hash(module, version, kind);
+        if !self.get_hashed(hash, module, version, kind).is_some_and(|e| e.blob.record_id() == was) {
+            return false;
+        }
+        self.insert_hashed(hash, module, version, kind, blob);
+        true
+    }
+
+    /// Withdraws the entry of a key if it still holds the record `was`.
+    pub fn remove_record(&self, module: &str, version: &str, kind: RecordKind, was: (u64, u64)) -> bool {
+        let _changing = self.changing();
+        let hash = key_hash(module, version, kind);
+        if !self.get_hashed(hash, module, version, kind).is_some_and(|e| e.blob.record_id() == was) {
+            return false;
+        }
+        self.remove_hashed(hash, module, version, kind).is_some()
     }
 
     /// The collision chain at `hash` rebuilt without the key, if any
@@ -109,6 +162,7 @@ impl Index {
                     module_len: e.module_len,
                     kind: e.kind,
                     blob: e.blob.clone(),
+                    hit: AtomicBool::new(e.was_hit()),
                     next: rest.take(),
                 }));
             }
@@ -123,7 +177,7 @@ impl Index {
         key.push_str(module);
         key.push('@');
         key.push_str(version);
-        let entry = Arc::new(Entry { key: key.into_boxed_str(), module_len: module.len(), kind, blob, next });
+        let entry = Arc::new(Entry { key: key.into_boxed_str(), module_len: module.len(), kind, blob, hit: AtomicBool::new(false), next });
         self.map.insert(hash, entry);
     }
 
@@ -131,6 +185,7 @@ impl Index {
     /// (start-up recovery: segments of different cores interleave in time,
     /// so a file's order is not the records' order).
     pub fn insert_if_newer(&self, module: &str, version: &str, kind: RecordKind, blob: StoredBlob) {
+        let _changing = self.changing();
         let hash = key_hash(module, version, kind);
         if let Some(old) = self.get_hashed(hash, module, version, kind) {
             if old.blob.stored_at_ms() > blob.stored_at_ms() {
@@ -140,8 +195,9 @@ impl Index {
         self.insert_hashed(hash, module, version, kind, blob)
     }
 
-    /// Withdraws the entry of a key, if any. Owning core only, as `insert`.
+    /// Withdraws the entry of a key, if any.
     pub fn remove(&self, module: &str, version: &str, kind: RecordKind) -> Option<Arc<Entry>> {
+        let _changing = self.changing();
         self.remove_hashed(key_hash(module, version, kind), module, version, kind)
     }
 

@@ -9,8 +9,10 @@
 //! a key winning, tombstones that withdraw a blob for good. It never talks to the network
 //! and never decides what deserves caching: that is the caller's business.
 
+pub mod evict;
 pub mod fault;
 pub mod index;
+pub mod ledger;
 pub mod record;
 pub mod segment;
 pub mod writer;
@@ -24,7 +26,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use evict::ShardOf;
 pub use index::Index;
+pub use ledger::Ledger;
 pub use record::RecordKind;
 pub use segment::{Integrity, StoredBlob};
 pub use writer::{Append, SegmentWriter};
@@ -44,6 +48,9 @@ pub enum StoreError {
     BackingOff(Duration),
     /// The data directory is read-only: the store serves what it holds.
     ReadOnly,
+    /// Storing this would pass `--max-store-size`, and evicting every
+    /// segment that may be evicted would not make the room.
+    Full,
 }
 
 impl std::fmt::Display for StoreError {
@@ -56,6 +63,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Closed => write!(f, "store is shutting down"),
             StoreError::BackingOff(left) => write!(f, "a recent store write failed; writes resume in {}ms", left.as_millis()),
             StoreError::ReadOnly => write!(f, "the data directory is read-only"),
+            StoreError::Full => write!(f, "the store is at its size bound and nothing more can be evicted"),
         }
     }
 }
@@ -73,6 +81,7 @@ impl StoreError {
             StoreError::Closed => StoreError::Closed,
             StoreError::BackingOff(left) => StoreError::BackingOff(*left),
             StoreError::ReadOnly => StoreError::ReadOnly,
+            StoreError::Full => StoreError::Full,
         }
     }
 }
@@ -107,6 +116,10 @@ pub struct Store {
     segments_dir: PathBuf,
     next_segment_id: Arc<AtomicU64>,
     indexes: Arc<[Index]>,
+    /// Which index holds a key: eviction edits any core's.
+    shard_of: ShardOf,
+    /// Bytes on disk, the bound, the candidates for eviction.
+    ledger: Arc<Ledger>,
     stats: RecoveryStats,
     /// The directory could not be written (a read-only mount, a snapshot
     /// of a store): what it holds is served, nothing is written, not even
@@ -121,7 +134,11 @@ impl Store {
     /// Opens (creating if needed) the store under `data_dir`, recovering
     /// every segment and distributing entries to `shards` indexes by
     /// `shard_of(module, version, kind)`.
-    pub fn open(data_dir: &Path, shards: usize, shard_of: impl Fn(&str, &str, RecordKind) -> usize) -> Result<Store, StoreError> {
+    pub fn open(
+        data_dir: &Path,
+        shards: usize,
+        shard_of: impl Fn(&str, &str, RecordKind) -> usize + Send + Sync + 'static,
+    ) -> Result<Store, StoreError> {
         let started = Instant::now();
         fs::create_dir_all(data_dir)?;
         let (lock, read_only) = match lock_dir(data_dir) {
@@ -146,6 +163,7 @@ impl Store {
         ids.sort_unstable();
 
         let indexes: Vec<Index> = (0..shards.max(1)).map(|_| Index::new()).collect();
+        let ledger = Arc::new(Ledger::new(None));
         let mut stats = RecoveryStats::default();
         // (module, version, withdrawn kind) → when the latest tombstone was written.
         let mut tombstones: HashMap<(String, String, RecordKind), u64> = HashMap::new();
@@ -164,7 +182,11 @@ impl Store {
                 indexes[shard_of(module, version, kind) % indexes.len()].insert_if_newer(module, version, kind, blob);
             };
             match recover_segment(&segments_dir, id, read_only, &mut stats, publish) {
-                Ok(()) => stats.segments += 1,
+                Ok((segment, len)) => {
+                    stats.segments += 1;
+                    ledger.grew(len);
+                    ledger.sealed(segment, len);
+                }
                 Err(e) => {
                     // A segment we cannot read is skipped, not fatal: its blobs
                     // will be fetched again.
@@ -183,7 +205,16 @@ impl Store {
         }
         stats.elapsed = started.elapsed();
         let next = ids.last().map_or(1, |last| last + 1);
-        Ok(Store { segments_dir, next_segment_id: Arc::new(AtomicU64::new(next)), indexes: indexes.into(), stats, read_only, _lock: lock })
+        Ok(Store {
+            segments_dir,
+            next_segment_id: Arc::new(AtomicU64::new(next)),
+            indexes: indexes.into(),
+            shard_of: Arc::new(shard_of),
+            ledger,
+            stats,
+            read_only,
+            _lock: lock,
+        })
     }
 
     /// Whether the data directory could not be written at open (see `read_only`).
@@ -197,6 +228,11 @@ impl Store {
 
     pub fn stats(&self) -> &RecoveryStats {
         &self.stats
+    }
+
+    /// The store's bytes on disk and its bound (`--max-store-size`).
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
     }
 
     /// Withdraws stored blobs for good, from a store no server is running
@@ -220,13 +256,20 @@ impl Store {
         let records: Vec<segment::NewRecord<'_>> = keys
             .iter()
             .zip(&payloads)
-            .map(|(key, payload)| segment::NewRecord { kind: RecordKind::Tombstone, key, payload, sha256: payload_sha256(payload) })
+            .map(|(key, payload)| segment::NewRecord {
+                kind: RecordKind::Tombstone,
+                key,
+                payload,
+                sha256: payload_sha256(payload),
+                stored_at_ms: unix_ms(),
+            })
             .collect();
         if keys.iter().any(|k| k.len() > record::MAX_KEY_LEN) {
             return Err(StoreError::KeyTooLong);
         }
-        let len = segment::write_records(&file, 0, &records, unix_ms())?;
-        segment::write_seal(&file, len)?;
+        let len = segment::write_records(&file, 0, &records)?;
+        let len = len + segment::write_seal(&file, len)?;
+        self.ledger.grew(len);
         for (module, version, kind) in blobs {
             self.indexes[shard_of(module, version, *kind) % self.indexes.len()].remove(module, version, *kind);
         }
@@ -236,7 +279,14 @@ impl Store {
     /// A writer for one core. Every writer draws segment ids from the same
     /// counter, so segment files never collide.
     pub fn writer(&self, segment_bytes: u64) -> SegmentWriter {
-        let writer = SegmentWriter::new(self.segments_dir.clone(), self.next_segment_id.clone(), segment_bytes);
+        let writer = SegmentWriter::new(
+            self.segments_dir.clone(),
+            self.next_segment_id.clone(),
+            segment_bytes,
+            self.ledger.clone(),
+            self.indexes.clone(),
+            self.shard_of.clone(),
+        );
         if self.read_only {
             writer.refuse_writes();
         }
@@ -305,7 +355,7 @@ fn recover_segment(
     read_only: bool,
     stats: &mut RecoveryStats,
     mut publish: impl FnMut(&str, &str, RecordKind, StoredBlob),
-) -> io::Result<()> {
+) -> io::Result<(Arc<Segment>, u64)> {
     let path = segment::segment_path(dir, id);
     let file = OpenOptions::new().read(true).write(!read_only).open(&path)?;
     let file_len = file.metadata()?.len();
@@ -388,7 +438,8 @@ fn recover_segment(
             stats.records += 1;
         }
     }
-    Ok(())
+    let len = file.metadata()?.len();
+    Ok((seg, len))
 }
 
 impl Found {

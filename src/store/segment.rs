@@ -45,6 +45,19 @@ pub struct Segment {
     /// a read of them here faults into zeros and sets `cut`.
     seen_len: AtomicU64,
     seen_at_ms: AtomicU64,
+    /// When one of its blobs was last served (see [`coarse_now_ms`]; its
+    /// opening until then): the store's size bound evicts the segment hit
+    /// least recently first.
+    last_hit_ms: AtomicU64,
+}
+
+/// A cheap, coarse clock (milliseconds of `CLOCK_MONOTONIC_COARSE`, a few
+/// ms of resolution, no syscall): read on every hit.
+pub fn coarse_now_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
 /// How long a file length seen holds before it is looked at again.
@@ -96,6 +109,7 @@ impl Segment {
             cut,
             seen_len: AtomicU64::new(0),
             seen_at_ms: AtomicU64::new(0),
+            last_hit_ms: AtomicU64::new(coarse_now_ms()),
         })
     }
 
@@ -142,6 +156,28 @@ impl Segment {
         self.id
     }
 
+    /// Records that one of its blobs was served now. A load, and a store
+    /// at most once per clock tick: hot segments are not written to by
+    /// every hit on every core.
+    pub fn note_hit(&self) {
+        let now = coarse_now_ms();
+        if self.last_hit_ms.load(Ordering::Relaxed) < now {
+            self.last_hit_ms.store(now, Ordering::Relaxed);
+        }
+    }
+
+    pub fn last_hit_ms(&self) -> u64 {
+        self.last_hit_ms.load(Ordering::Relaxed)
+    }
+
+    /// The records from the start of the map to `end` (or to its seal, or
+    /// to the first bytes that are no record), in file order. For a
+    /// segment whose records are known good (sealed, or written by this
+    /// process): nothing here re-hashes a payload.
+    pub fn records(&self, end: u64) -> Records<'_> {
+        Records { segment: self, at: 0, end: end.min(self.mapped_len()) }
+    }
+
     /// The bytes in `offset..offset+len`, if the map covers them.
     pub fn get(&self, offset: u64, len: u64) -> Option<&[u8]> {
         let start = usize::try_from(offset).ok()?;
@@ -151,6 +187,46 @@ impl Segment {
 
     pub fn mapped_len(&self) -> u64 {
         self.map.len() as u64
+    }
+}
+
+/// One record of a segment, as [`Segment::records`] walks them.
+pub struct RecordAt<'a> {
+    /// Where its header starts.
+    pub offset: u64,
+    pub kind: RecordKind,
+    pub key: &'a str,
+    pub data_offset: u64,
+    pub payload: &'a [u8],
+    pub sha256: [u8; 32],
+    pub stored_at_ms: u64,
+}
+
+pub struct Records<'a> {
+    segment: &'a Segment,
+    at: u64,
+    end: u64,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = RecordAt<'a>;
+
+    fn next(&mut self) -> Option<RecordAt<'a>> {
+        let rest = self.segment.get(self.at, self.end.checked_sub(self.at)?)?;
+        let h = record::decode_header(rest).ok()?;
+        if h.kind == RecordKind::Seal {
+            return None;
+        }
+        let key_at = self.at + HEADER_LEN as u64;
+        let data_offset = key_at + h.key_len as u64;
+        if data_offset.checked_add(h.payload_len)? > self.end {
+            return None;
+        }
+        let key = std::str::from_utf8(self.segment.get(key_at, h.key_len as u64)?).ok()?;
+        let payload = self.segment.get(data_offset, h.payload_len)?;
+        let offset = self.at;
+        self.at += h.record_len();
+        Some(RecordAt { offset, kind: h.kind, key, data_offset, payload, sha256: h.sha256, stored_at_ms: h.stored_at_ms })
     }
 }
 
@@ -204,6 +280,11 @@ impl StoredBlob {
     /// Names this record (its segment and offset), whatever key holds it.
     pub fn record_id(&self) -> (u64, u64) {
         (self.segment.id, self.offset)
+    }
+
+    /// Records that it was served now (for the eviction order of its segment).
+    pub fn note_hit(&self) {
+        self.segment.note_hit();
     }
 
     /// What is known of its bytes. One atomic load.
@@ -298,12 +379,15 @@ pub fn create(dir: &Path, id: u64) -> io::Result<File> {
     Ok(file)
 }
 
-/// One record to write: its kind, key, payload and the payload's digest.
+/// One record to write: its kind, key, payload, the payload's digest and
+/// when it was stored (now, or the original time of a record carried
+/// forward by eviction: a tombstone must still find it older).
 pub struct NewRecord<'a> {
     pub kind: RecordKind,
     pub key: &'a str,
     pub payload: &'a [u8],
     pub sha256: [u8; 32],
+    pub stored_at_ms: u64,
 }
 
 /// Writes one record at `offset` with the header-last protocol; returns
@@ -317,7 +401,7 @@ pub fn write_record(
     sha256: &[u8; 32],
     stored_at_ms: u64,
 ) -> io::Result<u64> {
-    write_records(file, offset, &[NewRecord { kind, key, payload, sha256: *sha256 }], stored_at_ms)
+    write_records(file, offset, &[NewRecord { kind, key, payload, sha256: *sha256, stored_at_ms }])
 }
 
 /// Writes consecutive records from `offset` with the header-last protocol:
@@ -325,7 +409,7 @@ pub fn write_record(
 /// point leaves, from `offset`, whole records followed by no valid header
 /// (a torn tail that recovery cuts off): the records are durable together,
 /// for the price of one record's syncs. Returns the bytes they take.
-pub fn write_records(file: &File, offset: u64, records: &[NewRecord<'_>], stored_at_ms: u64) -> io::Result<u64> {
+pub fn write_records(file: &File, offset: u64, records: &[NewRecord<'_>]) -> io::Result<u64> {
     let mut at = offset;
     for r in records {
         let body_at = at + HEADER_LEN as u64;
@@ -336,7 +420,7 @@ pub fn write_records(file: &File, offset: u64, records: &[NewRecord<'_>], stored
     file.sync_data()?;
     let mut at = offset;
     for r in records {
-        let header = record::encode_header(r.kind, r.key, r.payload.len() as u64, &r.sha256, stored_at_ms);
+        let header = record::encode_header(r.kind, r.key, r.payload.len() as u64, &r.sha256, r.stored_at_ms);
         file.write_all_at(&header, at)?;
         at += record::align_up(HEADER_LEN as u64 + r.key.len() as u64 + r.payload.len() as u64);
     }

@@ -351,3 +351,154 @@ fn appends_that_wait_together_are_written_together_and_each_gets_its_own_blob() 
     let store = Store::open(dir.path(), 1, owner).unwrap();
     assert_eq!(store.stats().records, 64);
 }
+
+/// Appends `payload` as `module@v1.0.0` and publishes it, as a fill does.
+async fn fill(writer: &SegmentWriter, store: &Store, module: &str, kind: RecordKind, payload: &[u8]) -> Result<StoredBlob, StoreError> {
+    let payload = bytes::Bytes::copy_from_slice(payload);
+    let sha = payload_sha256(&payload);
+    let blob = writer.append(kind, module, "v1.0.0", payload, sha).await?;
+    store.indexes()[0].insert(module, "v1.0.0", kind, blob.clone());
+    Ok(blob)
+}
+
+/// Bytes of the segment files in the directory now.
+fn bytes_on_disk(dir: &Path) -> u64 {
+    fs::read_dir(dir.join("segments")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+}
+
+fn payload_of(i: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|j| (i * 31 + j) as u8).collect()
+}
+
+#[test]
+fn a_bounded_store_evicts_whole_segments_keeps_what_is_hit_and_stays_within_one_segment_of_its_bound() {
+    const MAX: u64 = 256 << 10;
+    const SEGMENT: u64 = 32 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    store.ledger().set_max_bytes(Some(MAX));
+    let writer = store.writer(SEGMENT);
+    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
+    ex.run(async {
+        for i in 0..200 {
+            fill(&writer, &store, &format!("example.com/m{i}"), RecordKind::Zip, &payload_of(i, 4000)).await.unwrap();
+            // m0 is asked for all the time; the rest never again.
+            if let Some(e) = store.indexes()[0].get("example.com/m0", "v1.0.0", RecordKind::Zip) {
+                e.note_hit();
+            }
+            let (counted, listed) = (store.ledger().on_disk(), bytes_on_disk(dir.path()));
+            assert!(listed <= MAX + SEGMENT, "after fill {i}: {listed} bytes on disk, bound {MAX} + one segment {SEGMENT}");
+            // The active segment's last record may end short of its 8-byte alignment.
+            assert!(counted >= listed && counted - listed < 8, "after fill {i}: the ledger counts {counted}, the directory holds {listed}");
+        }
+    });
+    let ledger = store.ledger();
+    assert!(ledger.evicted_segments.load(std::sync::atomic::Ordering::Relaxed) >= 10);
+    // m1..m7 share m0's segment, which its hits keep; m10 is in the next one.
+    assert!(get(&store, "example.com/m10", "v1.0.0", RecordKind::Zip).is_none(), "an early blob never hit again was evicted");
+    assert_eq!(get(&store, "example.com/m0", "v1.0.0", RecordKind::Zip), Some(payload_of(0, 4000)), "the hit blob was carried");
+    assert_eq!(get(&store, "example.com/m199", "v1.0.0", RecordKind::Zip), Some(payload_of(199, 4000)));
+    let kept = store.indexes()[0].len();
+    drop(writer);
+    drop(store);
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    assert_eq!(store.indexes()[0].len(), kept, "a restart finds what was kept, no evicted blob comes back");
+    assert_eq!(get(&store, "example.com/m0", "v1.0.0", RecordKind::Zip), Some(payload_of(0, 4000)));
+    for e in store.indexes()[0].entries() {
+        let i: usize = e.module().trim_start_matches("example.com/m").parse().unwrap();
+        assert!(e.blob.verify(), "m{i} is whole");
+        assert_eq!(e.blob.bytes(), &payload_of(i, 4000)[..]);
+    }
+    assert_eq!(store.ledger().on_disk(), bytes_on_disk(dir.path()), "every file sealed: counted exactly");
+}
+
+#[test]
+fn eviction_carries_tombstones_and_go_sum_hashes_so_a_purge_outlives_the_segment_that_recorded_it() {
+    const SEGMENT: u64 = 16 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    let writer = store.writer(SEGMENT);
+    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
+    let first_segment = ex.run(async {
+        // The first segment: the purged blob beside a hot one, which keeps it from eviction.
+        let purged = fill(&writer, &store, "example.com/purged", RecordKind::Zip, &payload_of(1, 3000)).await.unwrap();
+        fill(&writer, &store, "example.com/hot", RecordKind::Zip, &payload_of(2, 3000)).await.unwrap();
+        // The next segments: the tombstone and a go.sum hash, among fillers.
+        for i in 0..4 {
+            fill(&writer, &store, &format!("example.com/a{i}"), RecordKind::Zip, &payload_of(i, 3000)).await.unwrap();
+        }
+        let tombstone = bytes::Bytes::from_static(&[RecordKind::Zip as u8]);
+        writer.append(RecordKind::Tombstone, "example.com/purged", "v1.0.0", tombstone.clone(), payload_sha256(&tombstone)).await.unwrap();
+        store.indexes()[0].remove("example.com/purged", "v1.0.0", RecordKind::Zip);
+        fill(&writer, &store, "example.com/summed", RecordKind::GoSum, b"h1:abc=").await.unwrap();
+        // Sealed, so it may be evicted.
+        for i in 0..6 {
+            fill(&writer, &store, &format!("example.com/c{i}"), RecordKind::Zip, &payload_of(i, 3000)).await.unwrap();
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        store.ledger().set_max_bytes(Some(store.ledger().on_disk() + (8 << 10)));
+        for i in 0..40 {
+            // Hits a clock tick (a few ms) after the last segment was opened.
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+            if let Some(e) = store.indexes()[0].get("example.com/hot", "v1.0.0", RecordKind::Zip) {
+                e.note_hit();
+            }
+            fill(&writer, &store, &format!("example.com/b{i}"), RecordKind::Zip, &payload_of(i, 3000)).await.unwrap();
+        }
+        purged.record_id().0
+    });
+    assert!(
+        segment::segment_path(&dir.path().join("segments"), first_segment).exists(),
+        "the purged blob's segment is still there (kept by its hot neighbour)"
+    );
+    assert!(store.ledger().evicted_segments.load(std::sync::atomic::Ordering::Relaxed) >= 3, "the tombstone's segment was evicted");
+    assert!(store.ledger().carried_records.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    drop(writer);
+    drop(store);
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    assert!(get(&store, "example.com/purged", "v1.0.0", RecordKind::Zip).is_none(), "the carried tombstone still hides it");
+    assert_eq!(get(&store, "example.com/summed", "v1.0.0", RecordKind::GoSum).as_deref(), Some(&b"h1:abc="[..]));
+    assert_eq!(get(&store, "example.com/hot", "v1.0.0", RecordKind::Zip), Some(payload_of(2, 3000)));
+}
+
+#[test]
+fn a_blob_held_by_a_reader_while_its_segment_is_evicted_stays_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    store.ledger().set_max_bytes(Some(64 << 10));
+    let writer = store.writer(16 << 10);
+    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
+    let held = ex.run(async {
+        let held = fill(&writer, &store, "example.com/held", RecordKind::Zip, &payload_of(7, 12000)).await.unwrap();
+        for i in 0..30 {
+            fill(&writer, &store, &format!("example.com/f{i}"), RecordKind::Zip, &payload_of(i, 12000)).await.unwrap();
+        }
+        held
+    });
+    assert!(!segment::segment_path(&dir.path().join("segments"), held.record_id().0).exists(), "its segment was evicted");
+    assert!(get(&store, "example.com/held", "v1.0.0", RecordKind::Zip).is_none());
+    // The map and the descriptor (what sendfile reads) still hold every byte.
+    assert_eq!(held.bytes(), &payload_of(7, 12000)[..]);
+    let (fd, offset) = held.file_range();
+    let mut buf = vec![0u8; 12000];
+    // SAFETY: pread into a buffer we own, from a descriptor the blob keeps open.
+    let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t) };
+    assert_eq!(n, 12000);
+    assert_eq!(buf, payload_of(7, 12000));
+    assert!(held.verify());
+}
+
+#[test]
+fn a_store_that_cannot_make_room_passes_the_write_back_as_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    store.ledger().set_max_bytes(Some(32 << 10));
+    let writer = store.writer(8 << 10);
+    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
+    ex.run(async {
+        let too_big = fill(&writer, &store, "example.com/huge", RecordKind::Zip, &payload_of(1, 40 << 10)).await;
+        assert!(matches!(too_big, Err(StoreError::Full)), "{too_big:?}");
+        fill(&writer, &store, "example.com/small", RecordKind::Zip, &payload_of(2, 1000)).await.unwrap();
+    });
+    assert!(store.ledger().on_disk() <= 32 << 10);
+}

@@ -6,8 +6,16 @@
 //! a core-local semaphore keeps this core's appends in file order (a record
 //! is never written behind a later one, so a torn write can only be a tail).
 //! Disk I/O runs on the executor's blocking pool, never on the reactor. The
-//! writer never publishes: the caller inserts into the index after `append`
-//! returns, which is after the record is synced.
+//! writer never publishes a new record: the caller inserts into the index
+//! after `append` returns, which is after the record is synced.
+//!
+//! Under a size bound the writer that needs room makes it before it
+//! writes: it evicts whole sealed segments (see [`super::ledger`] for the
+//! choice, [`super::evict`] for what outlives a victim), writes the
+//! carried records with its own batch (for the same two syncs), points the
+//! index at the copies, and only then deletes the victims' files. A blob
+//! being sent from a victim keeps its map (and the file's blocks) until the
+//! send is done.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -18,6 +26,9 @@ use std::sync::Arc;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::sync::Semaphore;
 
+use super::evict::{self, Carried, ShardOf, Victim};
+use super::index::Index;
+use super::ledger::Ledger;
 use super::record::{align_up, RecordKind, HEADER_LEN, MAX_KEY_LEN};
 use super::segment::{self, NewRecord, Segment, StoredBlob};
 use super::{unix_ms, StoreError};
@@ -66,6 +77,12 @@ pub struct SegmentWriter {
     dir: PathBuf,
     ids: Arc<AtomicU64>,
     segment_bytes: u64,
+    /// The store's bytes on disk and its bound, shared by every writer.
+    ledger: Arc<Ledger>,
+    /// Every shard's index and the routing between them: a victim's
+    /// records may belong to any core.
+    indexes: Arc<[Index]>,
+    shard_of: ShardOf,
     active: RefCell<Option<Active>>,
     /// Held by the append whose batch is being written.
     turn: Semaphore,
@@ -90,11 +107,21 @@ const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500)
 const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl SegmentWriter {
-    pub fn new(dir: PathBuf, ids: Arc<AtomicU64>, segment_bytes: u64) -> SegmentWriter {
+    pub fn new(
+        dir: PathBuf,
+        ids: Arc<AtomicU64>,
+        segment_bytes: u64,
+        ledger: Arc<Ledger>,
+        indexes: Arc<[Index]>,
+        shard_of: ShardOf,
+    ) -> SegmentWriter {
         SegmentWriter {
             dir,
             ids,
             segment_bytes,
+            ledger,
+            indexes,
+            shard_of,
             active: RefCell::new(None),
             turn: Semaphore::new(1),
             waiting: RefCell::default(),
@@ -178,6 +205,8 @@ impl SegmentWriter {
                         self.backoff_until.set(None);
                         self.next_backoff.set(FIRST_BACKOFF);
                     }
+                    // Nothing was tried: no reason to hold off the next write.
+                    Err(StoreError::Full) => {}
                     Err(e) => {
                         let wait = self.next_backoff.get();
                         log::warn!("store writes back off for {wait:?} after: {e}");
@@ -204,25 +233,48 @@ impl SegmentWriter {
     }
 
     async fn write_all(&self, batch: &[Waiting], need: u64) -> Result<Vec<StoredBlob>, StoreError> {
+        let victims = if self.ledger.excess_with(need) > 0 { self.make_room(need).await? } else { Vec::new() };
+        let carried: u64 = victims.iter().flat_map(|v| &v.carried).map(Carried::record_len).sum();
         let current = self.active.borrow().clone();
         let active = match current {
             // A segment cut under us is left for a new one.
-            Some(a) if a.next + need <= a.capacity && !a.segment.is_cut() => a,
-            _ => self.rotate(need).await?,
+            Some(a) if a.next + need + carried <= a.capacity && !a.segment.is_cut() => a,
+            _ => match self.rotate(need + carried).await {
+                Ok(a) => a,
+                Err(e) => {
+                    self.give_back(victims);
+                    return Err(e);
+                }
+            },
         };
         let offset = active.next;
         let file = active.file.clone();
         let stored_at = unix_ms();
         let records: Vec<Owned> = batch.iter().flat_map(|w| w.records.iter().cloned()).collect();
         let for_disk = records.clone();
+        let (ledger, indexes, dir, segment) = (self.ledger.clone(), self.indexes.clone(), self.dir.clone(), active.segment.clone());
         let written = glommio::executor()
             .spawn_blocking(move || {
-                let new: Vec<NewRecord<'_>> =
-                    for_disk.iter().map(|r| NewRecord { kind: r.kind, key: &r.key, payload: &r.payload, sha256: r.sha256 }).collect();
+                let copies = victims.iter().flat_map(|v| &v.carried).map(|c| NewRecord {
+                    kind: c.kind,
+                    key: &c.key,
+                    payload: c.payload(),
+                    sha256: c.sha256,
+                    stored_at_ms: c.stored_at_ms,
+                });
+                let new = for_disk.iter().map(|r| NewRecord { kind: r.kind, key: &r.key, payload: &r.payload, sha256: r.sha256, stored_at_ms: stored_at });
+                let all: Vec<NewRecord<'_>> = copies.chain(new).collect();
                 // A failed write leaves partial bytes after `offset`: cut
                 // them, so the segment can take the next write where this
                 // one should have gone (no new file per failure).
-                segment::write_records(&file, offset, &new, stored_at).map_err(|e| (e, file.set_len(offset).is_ok()))
+                let len = match segment::write_records(&file, offset, &all) {
+                    Ok(len) => len,
+                    Err(e) => return Err((e, file.set_len(offset).is_ok(), victims)),
+                };
+                drop(all);
+                ledger.grew(len);
+                finish_eviction(victims, &segment, offset, &indexes, &ledger, &dir);
+                Ok(len)
             })
             .await;
         match written {
@@ -230,7 +282,7 @@ impl SegmentWriter {
                 if let Some(a) = self.active.borrow_mut().as_mut() {
                     a.next = offset + len;
                 }
-                let mut at = offset;
+                let mut at = offset + carried;
                 let mut blobs = Vec::with_capacity(records.len());
                 for r in &records {
                     let data_offset = at + HEADER_LEN as u64 + r.key.len() as u64;
@@ -241,12 +293,44 @@ impl SegmentWriter {
                 }
                 Ok(blobs)
             }
-            Err((e, cut_back)) => {
+            Err((e, cut_back, victims)) => {
                 if !cut_back {
                     self.active.borrow_mut().take();
                 }
+                self.give_back(victims);
                 Err(StoreError::Io(e))
             }
+        }
+    }
+
+    /// Evicts sealed segments until `need` more bytes fit under the bound:
+    /// their unseen blobs leave the index now, their carried records are
+    /// for the write that follows. [`StoreError::Full`] when evicting every
+    /// candidate would not make the room (nothing is stored, the fill
+    /// passes through).
+    async fn make_room(&self, need: u64) -> Result<Vec<Victim>, StoreError> {
+        let (ledger, indexes, shard_of) = (self.ledger.clone(), self.indexes.clone(), self.shard_of.clone());
+        glommio::executor()
+            .spawn_blocking(move || {
+                let excess = ledger.excess_with(need);
+                let mut victims: Vec<Victim> = Vec::new();
+                while victims.iter().map(Victim::frees).sum::<u64>() < excess {
+                    let Some((segment, len)) = ledger.take_victim() else {
+                        for v in victims {
+                            ledger.give_back(v.segment, v.len);
+                        }
+                        return Err(StoreError::Full);
+                    };
+                    victims.push(evict::plan(segment, len, &indexes, &shard_of, &ledger));
+                }
+                Ok(victims)
+            })
+            .await
+    }
+
+    fn give_back(&self, victims: Vec<Victim>) {
+        for v in victims {
+            self.ledger.give_back(v.segment, v.len);
         }
     }
 
@@ -256,14 +340,22 @@ impl SegmentWriter {
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         // A blob larger than a segment gets a segment of its own size.
         let capacity = self.segment_bytes.max(need);
-        let dir = self.dir.clone();
+        let (dir, ledger) = (self.dir.clone(), self.ledger.clone());
         let active = glommio::executor()
             .spawn_blocking(move || -> std::io::Result<Active> {
                 if let Some(old) = old {
-                    if let Err(e) = segment::write_seal(&old.file, old.next) {
-                        // Unsealed segments are fully verified at the next start-up: slower, still safe.
-                        log::warn!("could not seal segment {:016x}: {e}", old.segment.id());
-                    }
+                    let len = match segment::write_seal(&old.file, old.next) {
+                        Ok(seal) => {
+                            ledger.grew(seal);
+                            old.next + seal
+                        }
+                        Err(e) => {
+                            // Unsealed segments are fully verified at the next start-up: slower, still safe.
+                            log::warn!("could not seal segment {:016x}: {e}", old.segment.id());
+                            old.next
+                        }
+                    };
+                    ledger.sealed(old.segment, len);
                 }
                 let file = segment::create(&dir, id)?;
                 let segment = Arc::new(Segment::map(id, &file, capacity)?);
@@ -273,5 +365,37 @@ impl SegmentWriter {
             .map_err(StoreError::Io)?;
         *self.active.borrow_mut() = Some(active.clone());
         Ok(active)
+    }
+}
+
+/// After the write that holds their carried records: points the index at
+/// the copies (unless a refill or a purge came in between), then deletes
+/// the victims' files. A reader still holding a victim keeps its map.
+fn finish_eviction(victims: Vec<Victim>, segment: &Arc<Segment>, offset: u64, indexes: &[Index], ledger: &Ledger, dir: &std::path::Path) {
+    let mut at = offset;
+    for v in victims {
+        for c in &v.carried {
+            let data_offset = at + HEADER_LEN as u64 + c.key.len() as u64;
+            at += c.record_len();
+            let (module, version) = c.module_version();
+            let was = (v.segment.id(), c.data_offset);
+            let copy = StoredBlob::new(segment.clone(), data_offset, c.len, c.sha256, c.stored_at_ms);
+            if let (Some(shard), Some(copy)) = (c.shard, copy) {
+                if let Some(index) = indexes.get(shard) {
+                    index.replace_record(module, version, c.kind, was, copy);
+                }
+            }
+            ledger.carried_records.fetch_add(1, Ordering::Relaxed);
+            ledger.carried_bytes.fetch_add(c.len, Ordering::Relaxed);
+        }
+        let name = segment::segment_file_name(v.segment.id());
+        match std::fs::remove_file(segment::segment_path(dir, v.segment.id())) {
+            Ok(()) => {
+                log::info!("evicted segment {name} ({} bytes, {} record(s) carried forward)", v.len, v.carried.len());
+                ledger.evicted(v.len);
+            }
+            // Its blobs have left the index either way; the file is counted until it goes.
+            Err(e) => log::error!("evicting segment {name}: could not delete it: {e}"),
+        }
     }
 }

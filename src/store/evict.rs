@@ -1,0 +1,118 @@
+//! Eviction of one segment: which of its records outlive it.
+//!
+//! A record the index still serves from the victim is carried forward
+//! (copied into the evicting writer's segment, its stored time kept) if it
+//! was served since it was stored there, as segcache's merge keeps the
+//! items still in use; otherwise it leaves the index and is fetched again
+//! when next asked for. Tombstones and the index's go.sum hashes are always
+//! carried: they are small, and losing one would bring a purged blob back
+//! after a restart, or let a changed upstream file in unnoticed.
+//!
+//! Every carried payload is hashed against its header first: eviction
+//! never launders a damaged byte into a record this process trusts. This
+//! module plans and edits the index; it never writes a file (the writer
+//! that needs the room does the I/O).
+
+use std::sync::Arc;
+
+use super::index::Index;
+use super::ledger::Ledger;
+use super::record::{self, align_up, RecordKind, HEADER_LEN};
+use super::segment::Segment;
+
+/// Which index shard holds a key (the runtime's routing, kept by the store).
+pub type ShardOf = Arc<dyn Fn(&str, &str, RecordKind) -> usize + Send + Sync>;
+
+/// A record to copy forward out of a victim.
+pub struct Carried {
+    /// Holds the victim mapped until the copy is written.
+    pub victim: Arc<Segment>,
+    pub kind: RecordKind,
+    pub key: String,
+    pub data_offset: u64,
+    pub len: u64,
+    pub sha256: [u8; 32],
+    pub stored_at_ms: u64,
+    /// The index shard that serves it from the victim, to point at the copy
+    /// once written (`None` for a tombstone, which no index holds).
+    pub shard: Option<usize>,
+}
+
+impl Carried {
+    pub fn payload(&self) -> &[u8] {
+        self.victim.get(self.data_offset, self.len).unwrap_or_default()
+    }
+
+    /// Bytes the copy takes in a segment.
+    pub fn record_len(&self) -> u64 {
+        align_up(HEADER_LEN as u64 + self.key.len() as u64 + self.len)
+    }
+
+    /// The key's module and version (a tombstone's key is one too).
+    pub fn module_version(&self) -> (&str, &str) {
+        self.key.split_once('@').unwrap_or((&self.key, ""))
+    }
+}
+
+/// A segment chosen for eviction, and what of it is carried.
+pub struct Victim {
+    pub segment: Arc<Segment>,
+    /// Its file's length, counted in the ledger.
+    pub len: u64,
+    pub carried: Vec<Carried>,
+}
+
+impl Victim {
+    /// Bytes its eviction frees once the carried records are written elsewhere.
+    pub fn frees(&self) -> u64 {
+        self.len.saturating_sub(self.carried.iter().map(Carried::record_len).sum())
+    }
+}
+
+/// Walks `segment` (a sealed victim of `len` bytes), drops from the index
+/// what it serves from there unseen since, and returns what must be carried.
+pub fn plan(segment: Arc<Segment>, len: u64, indexes: &[Index], shard_of: &ShardOf, ledger: &Ledger) -> Victim {
+    let mut carried = Vec::new();
+    let mut dropped = 0u64;
+    if !segment.is_cut() {
+        for r in segment.records(len) {
+            let keep = |shard: Option<usize>| Carried {
+                victim: segment.clone(),
+                kind: r.kind,
+                key: r.key.to_string(),
+                data_offset: r.data_offset,
+                len: r.payload.len() as u64,
+                sha256: r.sha256,
+                stored_at_ms: r.stored_at_ms,
+                shard,
+            };
+            let whole = || record::payload_sha256(r.payload) == r.sha256;
+            if r.kind == RecordKind::Tombstone {
+                if whole() {
+                    carried.push(keep(None));
+                } else {
+                    log::error!("evicting segment {:016x}: a damaged tombstone for {} is lost", segment.id(), r.key);
+                }
+                continue;
+            }
+            let Some((module, version)) = r.key.split_once('@') else { continue };
+            let shard = shard_of(module, version, r.kind) % indexes.len().max(1);
+            let Some(index) = indexes.get(shard) else { continue };
+            let here = (segment.id(), r.data_offset);
+            // Superseded, withdrawn or never published: nothing serves it.
+            let Some(entry) = index.get(module, version, r.kind).filter(|e| e.blob.record_id() == here) else { continue };
+            let wanted = r.kind == RecordKind::GoSum || entry.was_hit();
+            drop(entry);
+            if wanted && whole() {
+                carried.push(keep(Some(shard)));
+            } else if index.remove_record(module, version, r.kind, here) {
+                dropped += 1;
+                if wanted {
+                    log::error!("evicting segment {:016x}: {} ({}) fails its checksum; dropped", segment.id(), r.key, r.kind.label());
+                }
+            }
+        }
+    }
+    ledger.dropped_blobs.fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+    Victim { segment, len, carried }
+}

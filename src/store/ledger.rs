@@ -1,0 +1,111 @@
+//! The store's size bound (`--max-store-size`): the bytes every segment
+//! file holds, which sealed segments may be evicted, and which goes next.
+//!
+//! Owns the accounting and the choice of victim, nothing else: it never
+//! reads a record, never touches an index and never does I/O (what a
+//! victim's records become is [`super::evict`]'s, and the writer that
+//! needs the room does the work). Its mutex is taken only to seal a
+//! segment or to choose a victim, never by a hit.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::segment::Segment;
+
+/// The segments of a store and their bytes on disk.
+pub struct Ledger {
+    /// The bound (`u64::MAX`: none, the store only grows); a reload may change it.
+    max_bytes: AtomicU64,
+    /// Bytes of every segment file this store holds (sealed and active), as
+    /// written: what the bound is held against.
+    on_disk: AtomicU64,
+    /// Sealed segments, by id, with their length: the candidates for
+    /// eviction. A segment chosen is taken out, so two writers never evict
+    /// the same one.
+    sealed: Mutex<HashMap<u64, (Arc<Segment>, u64)>>,
+    /// What eviction did, for the metrics.
+    pub evicted_segments: AtomicU64,
+    pub evicted_bytes: AtomicU64,
+    /// Blobs an evicted segment held that were dropped (fetched again when asked for).
+    pub dropped_blobs: AtomicU64,
+    /// Records copied forward out of an evicted segment (hit since stored,
+    /// or a tombstone or go.sum hash, which are always kept), and their bytes.
+    pub carried_records: AtomicU64,
+    pub carried_bytes: AtomicU64,
+}
+
+impl Ledger {
+    pub fn new(max_bytes: Option<u64>) -> Ledger {
+        Ledger {
+            max_bytes: AtomicU64::new(max_bytes.unwrap_or(u64::MAX)),
+            on_disk: AtomicU64::new(0),
+            sealed: Mutex::default(),
+            evicted_segments: AtomicU64::new(0),
+            evicted_bytes: AtomicU64::new(0),
+            dropped_blobs: AtomicU64::new(0),
+            carried_records: AtomicU64::new(0),
+            carried_bytes: AtomicU64::new(0),
+        }
+    }
+
+    pub fn max_bytes(&self) -> Option<u64> {
+        Some(self.max_bytes.load(Ordering::Relaxed)).filter(|&m| m != u64::MAX)
+    }
+
+    /// Sets the bound (`None`: none). The next write past it evicts.
+    pub fn set_max_bytes(&self, max_bytes: Option<u64>) {
+        self.max_bytes.store(max_bytes.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Bytes of segment files on disk, as this store wrote or found them.
+    pub fn on_disk(&self) -> u64 {
+        self.on_disk.load(Ordering::Relaxed)
+    }
+
+    /// By how many bytes writing `need` more would pass the bound (0: it fits).
+    pub fn excess_with(&self, need: u64) -> u64 {
+        self.max_bytes().map_or(0, |max| (self.on_disk() + need).saturating_sub(max))
+    }
+
+    pub fn grew(&self, bytes: u64) {
+        self.on_disk.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A sealed segment of `len` bytes (already counted by `grew`) becomes
+    /// a candidate for eviction.
+    pub fn sealed(&self, segment: Arc<Segment>, len: u64) {
+        self.candidates().insert(segment.id(), (segment, len));
+    }
+
+    /// Takes the next victim out of the candidates: the segment whose blobs
+    /// were served least recently (the oldest first among equals).
+    pub fn take_victim(&self) -> Option<(Arc<Segment>, u64)> {
+        let mut sealed = self.candidates();
+        let id = sealed.iter().min_by_key(|(id, (seg, _))| (seg.last_hit_ms(), **id)).map(|(id, _)| *id)?;
+        sealed.remove(&id)
+    }
+
+    /// A victim whose eviction failed (its records could not be carried):
+    /// a candidate again.
+    pub fn give_back(&self, segment: Arc<Segment>, len: u64) {
+        self.sealed(segment, len);
+    }
+
+    /// A victim's file is gone.
+    pub fn evicted(&self, len: u64) {
+        self.on_disk.fetch_sub(len.min(self.on_disk()), Ordering::Relaxed);
+        self.evicted_segments.fetch_add(1, Ordering::Relaxed);
+        self.evicted_bytes.fetch_add(len, Ordering::Relaxed);
+    }
+
+    /// How many sealed segments are candidates now.
+    pub fn sealed_segments(&self) -> usize {
+        self.candidates().len()
+    }
+
+    fn candidates(&self) -> MutexGuard<'_, HashMap<u64, (Arc<Segment>, u64)>> {
+        // Every change is one insert or remove: a panicked holder left the map whole.
+        self.sealed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
