@@ -101,8 +101,11 @@ pub struct Metrics {
     cores: Box<[CachePadded<CoreMetrics>]>,
     /// Figures kept elsewhere (the store's bytes on disk, its evictions),
     /// printed after the counters: set once by whoever owns them.
-    more: std::sync::OnceLock<Box<dyn Fn(&mut String) + Send + Sync>>,
+    more: std::sync::OnceLock<Box<PrintMore>>,
 }
+
+/// Writes figures kept outside the counters (see [`Metrics::print_also`]).
+type PrintMore = dyn Fn(&mut String) + Send + Sync;
 
 /// Appends one metric in Prometheus text (for [`Metrics::print_also`]).
 pub fn write_metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {

@@ -131,7 +131,7 @@ impl Index {
     pub fn replace_record(&self, module: &str, version: &str, kind: RecordKind, was: (u64, u64), blob: StoredBlob) -> bool {
         let _changing = self.changing();
         let hash = key_hash(module, version, kind);
-        if !self.get_hashed(hash, module, version, kind).is_some_and(|e| e.blob.record_id() == was) {
+        if self.get_hashed(hash, module, version, kind).is_none_or(|e| e.blob.record_id() != was) {
             return false;
         }
         self.insert_hashed(hash, module, version, kind, blob);
@@ -142,7 +142,7 @@ impl Index {
     pub fn remove_record(&self, module: &str, version: &str, kind: RecordKind, was: (u64, u64)) -> bool {
         let _changing = self.changing();
         let hash = key_hash(module, version, kind);
-        if !self.get_hashed(hash, module, version, kind).is_some_and(|e| e.blob.record_id() == was) {
+        if self.get_hashed(hash, module, version, kind).is_none_or(|e| e.blob.record_id() != was) {
             return false;
         }
         self.remove_hashed(hash, module, version, kind).is_some()
