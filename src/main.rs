@@ -7,6 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use gomodproxy::config::flags::Command;
 
+/// See Cargo.toml: start-up's index build halves with it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `--log-format json`, set once the configuration is read (lines before
 /// that are text).
 static LOG_JSON: AtomicBool = AtomicBool::new(false);
@@ -62,9 +66,10 @@ fn main() -> anyhow::Result<()> {
             gomodproxy::runtime::serve(config, |started| {
                 let r = &started.recovery;
                 log::info!(
-                    "store recovered: {} records in {} segments in {:?} ({} re-verified, {} bytes of torn tail cut, {} segments skipped, {} withdrawn)",
+                    "store recovered: {} records in {} segments ({} from index snapshots) in {:?} ({} re-verified, {} bytes of torn tail cut, {} segments skipped, {} withdrawn)",
                     r.records,
                     r.segments,
+                    r.snapshots_used,
                     r.elapsed,
                     r.records_verified,
                     r.bytes_cut,

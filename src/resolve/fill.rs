@@ -354,6 +354,11 @@ impl Filler {
         }
     }
 
+    /// Seals the writer's open segment (see [`SegmentWriter::close`]).
+    pub async fn close_store(&self) {
+        self.writer.close().await;
+    }
+
     /// Withdraws this core's records of `targets` for good: tombstones
     /// written and synced (they survive restarts and hide the records),
     /// then gone from the index, so the next request fills them afresh.

@@ -119,6 +119,11 @@ impl Shard {
         }
     }
 
+    /// Seals this core's open segment (a clean shutdown, once drained).
+    pub async fn close_store(&self) {
+        self.filler.close_store().await;
+    }
+
     /// This core's number (its executor's place in the mesh).
     pub fn id(&self) -> usize {
         self.id

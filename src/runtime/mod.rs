@@ -25,6 +25,7 @@ pub mod verify;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -110,7 +111,10 @@ fn block_shutdown_signals() -> libc::sigset_t {
 /// stop accepting (the balancer's health checks fail over and the backlog
 /// drains to other hosts), let open connections finish what they are
 /// sending for up to `grace`, then exit. A second signal exits at once.
-/// Nothing needs flushing: every published record is already durable.
+/// Nothing needs flushing (every published record is already durable), but
+/// each core, once drained, seals its open segment with its index snapshot
+/// (`stores_closed` counts them): the exit waits a little for that, so the
+/// next start-up scans nothing.
 fn spawn_signal_thread(
     signals: libc::sigset_t,
     listeners: Vec<RawFd>,
@@ -118,6 +122,7 @@ fn spawn_signal_thread(
     metrics: &'static Metrics,
     grace: Duration,
     reloader: Arc<reload::Reloader>,
+    stores_closed: (&'static AtomicUsize, usize),
 ) {
     std::thread::Builder::new()
         .name("gomodproxy-signals".into())
@@ -156,11 +161,23 @@ fn spawn_signal_thread(
             while metrics.connections_open() > 0 && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            log::info!("drained ({} connections still open); exiting", metrics.connections_open());
+            let sealing = std::time::Instant::now() + STORE_CLOSE_WAIT;
+            while stores_closed.0.load(Ordering::Acquire) < stores_closed.1 && std::time::Instant::now() < sealing {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            log::info!(
+                "drained ({} connections still open, {} of {} cores' segments sealed); exiting",
+                metrics.connections_open(),
+                stores_closed.0.load(Ordering::Acquire),
+                stores_closed.1
+            );
             std::process::exit(0);
         })
         .ok();
 }
+
+/// How long an exit waits, once drained, for the cores to seal their segments.
+const STORE_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Channel capacity between each pair of cores. A full channel makes the
 /// sender wait, which is the back-pressure we want.
@@ -265,6 +282,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let live = reloader.clone();
     let indexes = store.indexes();
     let shutdown = Shutdown::leak();
+    let stores_closed: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
     let drain_timeout = config.drain_timeout;
     let store = Arc::new(store);
     // Start-up only: each core takes its own listener out by its mesh id.
@@ -305,6 +323,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                 let writer = store.writer(segment_bytes);
                 let core_metrics = metrics.core(id);
                 let shard = Rc::new(Shard::new(id, cores, indexes.clone(), &live.sources, writer, &live.cache, core_metrics));
+                let shard_for_close = shard.clone();
                 glommio::spawn_local(shard.clone().scrub(config.scrub_bytes_per_sec)).detach();
                 let mesh = Mesh::new(id, peers);
                 if let Some(r) = receivers.as_mut() {
@@ -323,10 +342,10 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                     // SAFETY: the descriptor is a bound, listening TCP socket whose ownership moves here.
                     unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(socket.into_raw_fd()) }
                 });
-                Ok::<_, String>((id, handler, listener, tls))
+                Ok::<_, String>((id, handler, listener, tls, shard_for_close))
             }
             .await;
-            let (id, handler, listener, tls_listener) = match started {
+            let (id, handler, listener, tls_listener, shard) = match started {
                 Ok(x) => x,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -347,6 +366,10 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                 }
             };
             futures_lite::future::zip(plain, secure).await;
+            // Drained: the open segment is sealed with its snapshot, so the
+            // next start-up reads no header of it.
+            shard.close_store().await;
+            stores_closed.fetch_add(1, Ordering::Release);
         })
         .map_err(|e| RuntimeError::Executors(e.to_string()))?;
 
@@ -357,7 +380,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
             Err(_) => return Err(RuntimeError::Executors("an executor exited during start-up".into())),
         }
     }
-    spawn_signal_thread(signals, listener_fds, shutdown, metrics, drain_timeout, reloader);
+    spawn_signal_thread(signals, listener_fds, shutdown, metrics, drain_timeout, reloader, (stores_closed, cores));
     on_started(Started { addr, tls: tls_addr, admin: admin_addr, recovery });
     for r in handles.join_all() {
         if let Err(e) = r {

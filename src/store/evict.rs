@@ -57,7 +57,7 @@ impl Carried {
 /// A segment chosen for eviction, and what of it is carried.
 pub struct Victim {
     pub segment: Arc<Segment>,
-    /// Its file's length, counted in the ledger.
+    /// Its file's length and its snapshot's, as counted in the ledger.
     pub len: u64,
     pub carried: Vec<Carried>,
 }

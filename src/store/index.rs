@@ -2,9 +2,11 @@
 //!
 //! One index per core. Only the owning core inserts (fills are single-flight
 //! on the owner), but every core may read it: lookups are lock-free
-//! (crossbeam's epoch-based skip list), so a cache hit costs neither a lock
-//! nor a hop to another core. The index never decides what to store and never
-//! holds an entry whose bytes are not durable.
+//! (papaya's hash table, memory reclaimed by epochs), so a cache hit costs
+//! neither a lock nor a hop to another core: one probe, where a skip list
+//! of a million entries cost about 20 dependent cache misses (3 µs against
+//! 0.06 µs per cold lookup, measured here). The index never decides what to
+//! store and never holds an entry whose bytes are not durable.
 //!
 //! Changes are serialised by a mutex of the index's own, taken only by
 //! writers (the owning core's fills and purges, and eviction, which may run
@@ -14,15 +16,16 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crossbeam_skiplist::SkipMap;
 
 use super::record::RecordKind;
 use super::segment::StoredBlob;
 
-/// The in-memory key hash. Seeds are fixed so every core computes the same
-/// value; it never reaches the disk, so the hash function may change freely.
-fn key_hasher() -> ahash::RandomState {
-    ahash::RandomState::with_seeds(0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89)
+/// The in-memory key hash: seeded at random once per process (every core
+/// computes the same value; module paths are chosen by clients, so the
+/// table's buckets must not be predictable). It never reaches the disk.
+fn key_hasher() -> &'static ahash::RandomState {
+    static HASHER: std::sync::OnceLock<ahash::RandomState> = std::sync::OnceLock::new();
+    HASHER.get_or_init(ahash::RandomState::new)
 }
 
 pub fn key_hash(module: &str, version: &str, kind: RecordKind) -> u64 {
@@ -84,9 +87,95 @@ impl Entry {
     }
 }
 
+/// The chain at a hash with `new` in it: in place of the record of its key
+/// if `new` is the later one (`None`: it is not, nothing changes), else
+/// beside the others (a 64-bit collision). Rare: rebuilds the chain.
+fn with_record(head: &Arc<Entry>, new: Arc<Entry>) -> Option<Arc<Entry>> {
+    let order = |e: &Entry| (e.blob.stored_at_ms(), e.blob.record_id());
+    let mut chain = Vec::new();
+    let mut cur = Some(head);
+    while let Some(e) = cur {
+        chain.push(e.clone());
+        cur = e.next.as_ref();
+    }
+    match chain.iter().position(|e| e.key == new.key && e.kind == new.kind) {
+        Some(i) if order(&new) > order(&chain[i]) => chain[i] = new,
+        Some(_) => return None,
+        None => chain.push(new),
+    }
+    let mut next: Option<Arc<Entry>> = None;
+    for e in chain.into_iter().rev() {
+        next = Some(Arc::new(Entry {
+            key: e.key.clone(),
+            module_len: e.module_len,
+            kind: e.kind,
+            blob: e.blob.clone(),
+            hit: AtomicBool::new(e.was_hit()),
+            next: next.take(),
+        }));
+    }
+    next
+}
+
+/// A record found at start-up, for [`Index::load`]: its entry, built
+/// where it was found (on the thread that read its segment), and its hash.
+pub struct Loaded {
+    hash: u64,
+    entry: Arc<Entry>,
+}
+
+impl Loaded {
+    pub fn new(module: &str, version: &str, kind: RecordKind, blob: StoredBlob) -> Loaded {
+        let mut key = String::with_capacity(module.len() + 1 + version.len());
+        key.push_str(module);
+        key.push('@');
+        key.push_str(version);
+        let hash = key_hash(module, version, kind);
+        let entry = Arc::new(Entry { key: key.into_boxed_str(), module_len: module.len(), kind, blob, hit: AtomicBool::new(false), next: None });
+        Loaded { hash, entry }
+    }
+
+    pub fn entry(&self) -> &Entry {
+        &self.entry
+    }
+
+    /// Its [`key_hash`].
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// The table's hasher: the key is a [`key_hash`] already.
+#[derive(Clone, Default)]
+pub struct KeyIsHash;
+
+impl BuildHasher for KeyIsHash {
+    type Hasher = PassThrough;
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+pub struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys reach it; anything else is folded in, never dropped.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 #[derive(Default)]
 pub struct Index {
-    map: SkipMap<u64, Arc<Entry>>,
+    map: papaya::HashMap<u64, Arc<Entry>, KeyIsHash>,
     /// Held by every change (see the module's comment).
     changes: Mutex<()>,
 }
@@ -102,8 +191,9 @@ impl Index {
     }
 
     fn get_hashed(&self, hash: u64, module: &str, version: &str, kind: RecordKind) -> Option<Arc<Entry>> {
-        let head = self.map.get(&hash)?;
-        let mut cur = Some(head.value());
+        let map = self.map.pin();
+        let head = map.get(&hash)?;
+        let mut cur = Some(head);
         while let Some(e) = cur {
             if e.is(module, version, kind) {
                 return Some(e.clone());
@@ -152,9 +242,10 @@ impl Index {
     /// entry is left. Collisions are astronomically rare, so this stays
     /// O(1) in practice.
     fn chain_without(&self, hash: u64, module: &str, version: &str, kind: RecordKind) -> Option<Arc<Entry>> {
-        let head = self.map.get(&hash)?;
+        let map = self.map.pin();
+        let head = map.get(&hash)?;
         let mut rest = None;
-        let mut cur = Some(head.value());
+        let mut cur = Some(head);
         while let Some(e) = cur {
             if !e.is(module, version, kind) {
                 rest = Some(Arc::new(Entry {
@@ -178,7 +269,7 @@ impl Index {
         key.push('@');
         key.push_str(version);
         let entry = Arc::new(Entry { key: key.into_boxed_str(), module_len: module.len(), kind, blob, hit: AtomicBool::new(false), next });
-        self.map.insert(hash, entry);
+        self.map.pin().insert(hash, entry);
     }
 
     /// Publishes `blob` unless an entry of the same key was stored later
@@ -195,6 +286,60 @@ impl Index {
         self.insert_hashed(hash, module, version, kind, blob)
     }
 
+    /// Builds an empty index from every record start-up found: the later
+    /// of two records of a key wins (as [`Index::insert_if_newer`]; of two
+    /// stored the same millisecond, the one later on disk), and what
+    /// `withdrawn` says a tombstone hides is left out. Returns how many
+    /// were left out so. `withdrawn` is asked only for hashes in
+    /// `tombstoned` (most records have no tombstone, and asking reads the
+    /// entry: a cache miss). The records are split by hash between
+    /// `threads` threads, so no two touch one key.
+    pub fn load(
+        &self,
+        found: Vec<Loaded>,
+        tombstoned: &std::collections::HashSet<u64>,
+        withdrawn: &(impl Fn(&Entry) -> bool + Sync),
+        threads: usize,
+    ) -> usize {
+        let _changing = self.changing();
+        self.map.pin().reserve(found.len());
+        if threads <= 1 {
+            return self.load_part(found, tombstoned, withdrawn);
+        }
+        let mut parts: Vec<Vec<Loaded>> = (0..threads).map(|_| Vec::with_capacity(found.len() / threads + 16)).collect();
+        for l in found {
+            parts[(l.hash % threads as u64) as usize].push(l);
+        }
+        std::thread::scope(|scope| {
+            let loads: Vec<_> = parts.into_iter().map(|part| scope.spawn(move || self.load_part(part, tombstoned, withdrawn))).collect();
+            loads.into_iter().map(|l| l.join().unwrap_or(0)).sum()
+        })
+    }
+
+    fn load_part(&self, found: Vec<Loaded>, tombstoned: &std::collections::HashSet<u64>, withdrawn: &impl Fn(&Entry) -> bool) -> usize {
+        let map = self.map.pin();
+        let mut hidden = 0;
+        for l in found {
+            // Each record on its own: a tombstone hides a record of its key
+            // stored before it, whichever of them wins.
+            if tombstoned.contains(&l.hash) && withdrawn(&l.entry) {
+                hidden += 1;
+                continue;
+            }
+            match map.get(&l.hash) {
+                None => {
+                    map.insert(l.hash, l.entry);
+                }
+                Some(head) => {
+                    if let Some(chain) = with_record(head, l.entry) {
+                        map.insert(l.hash, chain);
+                    }
+                }
+            }
+        }
+        hidden
+    }
+
     /// Withdraws the entry of a key, if any.
     pub fn remove(&self, module: &str, version: &str, kind: RecordKind) -> Option<Arc<Entry>> {
         let _changing = self.changing();
@@ -205,10 +350,10 @@ impl Index {
         let removed = self.get_hashed(hash, module, version, kind)?;
         match self.chain_without(hash, module, version, kind) {
             Some(chain) => {
-                self.map.insert(hash, chain);
+                self.map.pin().insert(hash, chain);
             }
             None => {
-                self.map.remove(&hash);
+                self.map.pin().remove(&hash);
             }
         }
         Some(removed)
@@ -216,15 +361,16 @@ impl Index {
 
     /// Every entry, in no particular order (a snapshot as it is walked).
     pub fn entries(&self) -> impl Iterator<Item = Arc<Entry>> + '_ {
-        self.map.iter().flat_map(|head| {
-            let mut chain = Vec::new();
-            let mut cur = Some(head.value().clone());
+        let map = self.map.pin();
+        let mut all = Vec::with_capacity(map.len());
+        for (_, head) in map.iter() {
+            let mut cur = Some(head.clone());
             while let Some(e) = cur {
                 cur = e.next.clone();
-                chain.push(e);
+                all.push(e);
             }
-            chain
-        })
+        }
+        all.into_iter()
     }
 
     /// What a purge of `module` (or of `module@version`) withdraws: a
@@ -304,7 +450,34 @@ mod tests {
         assert!(idx.get_hashed(42, "example.com/b", "v1.0.0", RecordKind::Zip).is_none());
         assert_eq!(idx.get_hashed(42, "example.com/c", "v1.0.0", RecordKind::Zip).unwrap().blob.bytes()[0], 2);
         assert!(idx.remove_hashed(42, "example.com/c", "v1.0.0", RecordKind::Zip).is_some());
-        assert!(idx.map.get(&42).is_none(), "an emptied chain leaves no head");
+        assert!(idx.map.pin().get(&42).is_none(), "an emptied chain leaves no head");
+    }
+
+    #[test]
+    fn a_sorted_load_keeps_the_later_record_of_each_key_chains_collisions_and_leaves_out_the_withdrawn() {
+        let idx = Index::new();
+        let at = |m: &str, v: &str, k, tag: u8| Loaded::new(m, v, k, blob(tag));
+        let mut collided = at("example.com/c", "v1.0.0", RecordKind::Zip, 7);
+        collided.hash = key_hash("example.com/a", "v1.0.0", RecordKind::Zip);
+        let gone = key_hash("example.com/gone", "v1.0.0", RecordKind::Zip);
+        let found = vec![
+            at("example.com/a", "v1.0.0", RecordKind::Zip, 5),
+            at("example.com/a", "v1.0.0", RecordKind::Zip, 3),
+            at("example.com/a", "v1.0.0", RecordKind::Mod, 2),
+            collided,
+            at("example.com/b", "v1.0.0", RecordKind::Zip, 9),
+            at("example.com/gone", "v1.0.0", RecordKind::Zip, 4),
+        ];
+        let hidden = idx.load(found, &[gone].into_iter().collect(), &|e: &Entry| e.module() == "example.com/gone", 2);
+        assert_eq!(hidden, 1);
+        let get = |m, k| idx.get(m, "v1.0.0", k).map(|e| e.blob.bytes()[0]);
+        assert_eq!(get("example.com/a", RecordKind::Zip), Some(5), "stored later (tag = stored time) wins, whatever the order found");
+        assert_eq!(get("example.com/a", RecordKind::Mod), Some(2));
+        assert_eq!(get("example.com/b", RecordKind::Zip), Some(9));
+        assert_eq!(get("example.com/gone", RecordKind::Zip), None);
+        let chained = idx.get_hashed(key_hash("example.com/a", "v1.0.0", RecordKind::Zip), "example.com/c", "v1.0.0", RecordKind::Zip);
+        assert_eq!(chained.map(|e| e.blob.bytes()[0]), Some(7), "a colliding key is chained, not lost");
+        assert_eq!(idx.entries().count(), 4);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod index;
 pub mod ledger;
 pub mod record;
 pub mod segment;
+pub mod snapshot;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -107,7 +108,23 @@ pub struct RecoveryStats {
     pub segments_skipped: usize,
     /// Blobs hidden by a tombstone (quarantined or purged).
     pub withdrawn: usize,
+    /// Segments whose index snapshot was used (the others were scanned).
+    pub snapshots_used: usize,
     pub elapsed: Duration,
+}
+
+impl RecoveryStats {
+    /// Adds what another start-up thread counted.
+    fn add(&mut self, other: &RecoveryStats) {
+        self.segments += other.segments;
+        self.records += other.records;
+        self.records_verified += other.records_verified;
+        self.bytes_cut += other.bytes_cut;
+        self.records_skipped += other.records_skipped;
+        self.segments_skipped += other.segments_skipped;
+        self.withdrawn += other.withdrawn;
+        self.snapshots_used += other.snapshots_used;
+    }
 }
 
 /// An opened store: the recovered indexes (one per shard) and what the
@@ -157,59 +174,79 @@ impl Store {
             let name = entry.file_name();
             match name.to_str().and_then(segment::parse_segment_file_name) {
                 Some(id) => ids.push(id),
+                None if name.to_str().and_then(snapshot::parse_snapshot_file_name).is_some() => {}
                 None => log::warn!("ignoring unexpected file {:?} in {}", name, segments_dir.display()),
             }
         }
         ids.sort_unstable();
 
         let indexes: Vec<Index> = (0..shards.max(1)).map(|_| Index::new()).collect();
+        let shard_of: ShardOf = Arc::new(shard_of);
         let ledger = Arc::new(Ledger::new(None));
+        // Segments are read on every CPU this process may use, each thread
+        // taking the next segment not yet taken.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(ids.len()).max(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let read = |_| {
+            let mut found = Found::new(indexes.len());
+            while let Some(&id) = ids.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                found.segment(&segments_dir, id, read_only, &shard_of);
+            }
+            found
+        };
+        let parts: Vec<Found> = std::thread::scope(|scope| {
+            let readers: Vec<_> = (0..threads).map(|t| scope.spawn(move || read(t))).collect();
+            readers.into_iter().filter_map(|r| r.join().ok()).collect()
+        });
         let mut stats = RecoveryStats::default();
         // (module, version, withdrawn kind) → when the latest tombstone was written.
         let mut tombstones: HashMap<(String, String, RecordKind), u64> = HashMap::new();
-        for &id in &ids {
-            let publish = |module: &str, version: &str, kind: RecordKind, blob: StoredBlob| {
-                if kind == RecordKind::UnverifiedSumTile {
-                    return;
-                }
-                if kind == RecordKind::Tombstone {
-                    if let Some(withdrawn) = blob.bytes().first().copied().and_then(RecordKind::from_byte) {
-                        let at = tombstones.entry((module.to_string(), version.to_string(), withdrawn)).or_insert(0);
-                        *at = (*at).max(blob.stored_at_ms());
-                    }
-                    return;
-                }
-                indexes[shard_of(module, version, kind) % indexes.len()].insert_if_newer(module, version, kind, blob);
-            };
-            match recover_segment(&segments_dir, id, read_only, &mut stats, publish) {
-                Ok((segment, len)) => {
-                    stats.segments += 1;
-                    ledger.grew(len);
-                    ledger.sealed(segment, len);
-                }
-                Err(e) => {
-                    // A segment we cannot read is skipped, not fatal: its blobs
-                    // will be fetched again.
-                    log::error!("skipping segment {}: {e}", segment::segment_file_name(id));
-                    stats.segments_skipped += 1;
+        let mut by_shard: Vec<Vec<index::Loaded>> = (0..indexes.len()).map(|_| Vec::new()).collect();
+        for part in parts {
+            stats.add(&part.stats);
+            for (key, at) in part.tombstones {
+                let latest = tombstones.entry(key).or_insert(0);
+                *latest = (*latest).max(at);
+            }
+            for (all, mut some) in by_shard.iter_mut().zip(part.by_shard) {
+                if all.is_empty() {
+                    *all = some;
+                } else {
+                    all.append(&mut some);
                 }
             }
+            for (segment, len) in part.opened {
+                ledger.grew(len);
+                ledger.sealed(segment, len);
+            }
+        }
+        if !read_only {
+            remove_orphan_snapshots(&segments_dir, &ids);
         }
         // A tombstone hides what was stored before it, not a later refill.
-        for ((module, version, kind), at) in tombstones {
-            let index = &indexes[shard_of(&module, &version, kind) % indexes.len()];
-            if index.get(&module, &version, kind).is_some_and(|e| e.blob.stored_at_ms() <= at) {
-                index.remove(&module, &version, kind);
-                stats.withdrawn += 1;
-            }
-        }
+        let tombstoned: std::collections::HashSet<u64> = tombstones.keys().map(|(m, v, k)| index::key_hash(m, v, *k)).collect();
+        let hidden = |e: &index::Entry| {
+            tombstones.get(&(e.module().to_string(), e.version().to_string(), e.kind())).is_some_and(|&at| e.blob.stored_at_ms() <= at)
+        };
+        // Every shard's index at once, each on as many threads as the CPUs allow.
+        let per_shard = (std::thread::available_parallelism().map_or(1, |n| n.get()) / indexes.len()).max(1);
+        let (tombstoned, hidden) = (&tombstoned, &hidden);
+        let withdrawn: Vec<usize> = std::thread::scope(|scope| {
+            let builds: Vec<_> = indexes
+                .iter()
+                .zip(by_shard)
+                .map(|(index, found)| scope.spawn(move || index.load(found, tombstoned, hidden, per_shard)))
+                .collect();
+            builds.into_iter().map(|b| b.join().unwrap_or(0)).collect()
+        });
+        stats.withdrawn = withdrawn.iter().sum();
         stats.elapsed = started.elapsed();
         let next = ids.last().map_or(1, |last| last + 1);
         Ok(Store {
             segments_dir,
             next_segment_id: Arc::new(AtomicU64::new(next)),
             indexes: indexes.into(),
-            shard_of: Arc::new(shard_of),
+            shard_of,
             ledger,
             stats,
             read_only,
@@ -329,7 +366,122 @@ fn lock_dir(data_dir: &Path) -> Result<File, StoreError> {
     Ok(file)
 }
 
+/// What one start-up thread found in the segments it read.
 struct Found {
+    /// Records to index, by shard.
+    by_shard: Vec<Vec<index::Loaded>>,
+    /// (module, version, withdrawn kind) → when its latest tombstone was written.
+    tombstones: HashMap<(String, String, RecordKind), u64>,
+    /// Each segment opened, with the bytes it and its snapshot take.
+    opened: Vec<(Arc<Segment>, u64)>,
+    stats: RecoveryStats,
+}
+
+impl Found {
+    fn new(shards: usize) -> Found {
+        Found { by_shard: (0..shards).map(|_| Vec::new()).collect(), tombstones: HashMap::new(), opened: Vec::new(), stats: RecoveryStats::default() }
+    }
+
+    /// Reads segment `id`: from its snapshot if that holds, else by a scan.
+    fn segment(&mut self, dir: &Path, id: u64, read_only: bool, shard_of: &ShardOf) {
+        let (by_shard, tombstones) = (&mut self.by_shard, &mut self.tombstones);
+        let mut publish = |module: &str, version: &str, kind: RecordKind, blob: StoredBlob| {
+            if kind == RecordKind::UnverifiedSumTile {
+                return;
+            }
+            if kind == RecordKind::Tombstone {
+                if let Some(withdrawn) = blob.bytes().first().copied().and_then(RecordKind::from_byte) {
+                    let at = tombstones.entry((module.to_string(), version.to_string(), withdrawn)).or_insert(0);
+                    *at = (*at).max(blob.stored_at_ms());
+                }
+                return;
+            }
+            let shard = shard_of(module, version, kind) % by_shard.len();
+            by_shard[shard].push(index::Loaded::new(module, version, kind, blob));
+        };
+        let opened = match open_from_snapshot(dir, id, read_only, &mut self.stats, &mut publish) {
+            Some(opened) => opened,
+            None => recover_segment(dir, id, read_only, &mut self.stats, &mut publish),
+        };
+        match opened {
+            Ok(opened) => {
+                self.stats.segments += 1;
+                self.opened.push(opened);
+            }
+            Err(e) => {
+                // A segment we cannot read is skipped, not fatal: its blobs
+                // will be fetched again.
+                log::error!("skipping segment {}: {e}", segment::segment_file_name(id));
+                self.stats.segments_skipped += 1;
+            }
+        }
+    }
+}
+
+/// Opens segment `id` from its index snapshot, if it has one that holds
+/// for the file as it is (see [`snapshot`]); `None`: scan it. Returns the
+/// segment and the bytes it and its snapshot take on disk.
+fn open_from_snapshot(
+    dir: &Path,
+    id: u64,
+    read_only: bool,
+    stats: &mut RecoveryStats,
+    publish: &mut impl FnMut(&str, &str, RecordKind, StoredBlob),
+) -> Option<io::Result<(Arc<Segment>, u64)>> {
+    let name = segment::segment_file_name(id);
+    let bytes = match snapshot::read(dir, id) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return None,
+        Err(why) => {
+            log::warn!("segment {name}: index snapshot not used ({why:?}); scanning the segment");
+            return None;
+        }
+    };
+    let opened = (|| {
+        let file = OpenOptions::new().read(true).write(!read_only).open(segment::segment_path(dir, id))?;
+        let len = file.metadata()?.len();
+        Ok((file, len))
+    })();
+    let (file, len) = match opened {
+        Ok(x) => x,
+        Err(e) => return Some(Err(e)),
+    };
+    let listed = match snapshot::decode(&bytes, len) {
+        Ok(listed) => listed,
+        Err(why) => {
+            log::warn!("segment {name}: index snapshot not used ({why:?}); scanning the segment");
+            return None;
+        }
+    };
+    let seg = match Segment::map(id, &file, len) {
+        Ok(seg) => Arc::new(seg),
+        Err(e) => return Some(Err(e)),
+    };
+    seg.expect_checks(listed.len());
+    for (place, r) in listed.iter().enumerate() {
+        let Some((module, version)) = r.key.split_once('@') else { continue };
+        if let Some(blob) = StoredBlob::unchecked(seg.clone(), place as u32, r.data_offset, r.len, r.sha256, r.stored_at_ms) {
+            publish(module, version, r.kind, blob);
+            stats.records += 1;
+        }
+    }
+    stats.snapshots_used += 1;
+    Some(Ok((seg, len + bytes.len() as u64)))
+}
+
+/// Deletes snapshots whose segment is gone (evicted by a process that
+/// stopped before it deleted the snapshot too).
+fn remove_orphan_snapshots(dir: &Path, ids: &[u64]) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let id = entry.file_name().to_str().and_then(snapshot::parse_snapshot_file_name);
+        if id.is_some_and(|id| ids.binary_search(&id).is_err()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+struct FoundRecord {
     record_start: u64,
     stored_at_ms: u64,
     data_offset: u64,
@@ -349,12 +501,15 @@ struct Found {
 /// A damaged record is skipped, not taken for the end: the scan looks for
 /// the next record at record alignment whose header and payload both check
 /// (see [`resync`]), and only where none follows is the rest a torn tail.
+///
+/// Writes the segment's index snapshot from what it found; returns the
+/// segment and the bytes it and its snapshot take on disk.
 fn recover_segment(
     dir: &Path,
     id: u64,
     read_only: bool,
     stats: &mut RecoveryStats,
-    mut publish: impl FnMut(&str, &str, RecordKind, StoredBlob),
+    publish: &mut impl FnMut(&str, &str, RecordKind, StoredBlob),
 ) -> io::Result<(Arc<Segment>, u64)> {
     let path = segment::segment_path(dir, id);
     let file = OpenOptions::new().read(true).write(!read_only).open(&path)?;
@@ -362,12 +517,12 @@ fn recover_segment(
     let mut seg = Arc::new(Segment::map(id, &file, file_len)?);
     let name = segment::segment_file_name(id);
 
-    let mut found: Vec<Found> = Vec::new();
+    let mut found: Vec<FoundRecord> = Vec::new();
     let mut offset = 0u64;
     let mut sealed = false;
     while offset + HEADER_LEN as u64 <= file_len {
         let Some(rest) = seg.get(offset, file_len - offset) else { break };
-        let record = decode_header(rest).ok().and_then(|h| Found::at(offset, h, file_len));
+        let record = decode_header(rest).ok().and_then(|h| FoundRecord::at(offset, h, file_len));
         let Some(f) = record else {
             // Damaged here: carry on from the next provably whole record, if any.
             match resync(&seg, offset, file_len) {
@@ -422,12 +577,23 @@ fn recover_segment(
         seg.expect_checks(found.len());
     }
 
+    let mut listed = Vec::with_capacity(found.len());
     for (place, f) in found.into_iter().enumerate() {
-        let key = seg.get(f.key_start, f.key_len).and_then(|k| std::str::from_utf8(k).ok()).and_then(|k| k.split_once('@'));
-        let Some((module, version)) = key else {
+        let key = seg.get(f.key_start, f.key_len).and_then(|k| std::str::from_utf8(k).ok());
+        let Some((module, version)) = key.and_then(|k| k.split_once('@')) else {
             log::warn!("segment {name}: record at {} has a malformed key; skipped", f.record_start);
             continue;
         };
+        if let Some(key) = key {
+            listed.push(snapshot::Listed {
+                kind: f.kind,
+                key,
+                data_offset: f.data_offset,
+                len: f.len,
+                sha256: f.sha256,
+                stored_at_ms: f.stored_at_ms,
+            });
+        }
         let blob = if sealed {
             StoredBlob::unchecked(seg.clone(), place as u32, f.data_offset, f.len, f.sha256, f.stored_at_ms)
         } else {
@@ -439,16 +605,20 @@ fn recover_segment(
         }
     }
     let len = file.metadata()?.len();
-    Ok((seg, len))
+    // The next start-up reads this instead of the segment's headers: the
+    // records found good here, not a second walk (which would stop at a
+    // damaged header and lose what follows it).
+    let snapshot = if read_only { snapshot::len_on_disk(dir, id) } else { snapshot::save(dir, id, snapshot::encode(len, listed.into_iter())) };
+    Ok((seg, len + snapshot))
 }
 
-impl Found {
+impl FoundRecord {
     /// The record a decoded header at `offset` describes, if the file holds all of it.
-    fn at(offset: u64, h: record::Header, file_len: u64) -> Option<Found> {
+    fn at(offset: u64, h: record::Header, file_len: u64) -> Option<FoundRecord> {
         let key_start = offset + HEADER_LEN as u64;
         let data_offset = key_start + h.key_len as u64;
         let end = data_offset.checked_add(h.payload_len)?;
-        (end <= file_len).then_some(Found {
+        (end <= file_len).then_some(FoundRecord {
             record_start: offset,
             stored_at_ms: h.stored_at_ms,
             data_offset,
@@ -471,7 +641,7 @@ fn resync(seg: &Segment, from: u64, end: u64) -> Option<u64> {
     while at + HEADER_LEN as u64 <= end {
         let rest = seg.get(at, end - at)?;
         if rest[..4] == magic {
-            if let Some(f) = decode_header(rest).ok().and_then(|h| Found::at(at, h, end)) {
+            if let Some(f) = decode_header(rest).ok().and_then(|h| FoundRecord::at(at, h, end)) {
                 if f.kind == RecordKind::Seal || seg.get(f.data_offset, f.len).is_some_and(|p| payload_sha256(p) == f.sha256) {
                     return Some(at);
                 }

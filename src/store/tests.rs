@@ -241,7 +241,7 @@ fn the_writer_appends_publishable_records_and_rotates() {
     assert_eq!(a.bytes(), &small[..]);
     assert_eq!(b.bytes(), &big[..]);
     assert_eq!(c.bytes(), &small[..]);
-    let segments = fs::read_dir(dir.path().join("segments")).unwrap().count();
+    let segments = files_with(dir.path(), "seg").len();
     assert_eq!(segments, 3, "the oversized blob got a segment of its own, and the next record a fresh one");
     drop(store);
     let store = Store::open(dir.path(), 1, owner).unwrap();
@@ -501,4 +501,101 @@ fn a_store_that_cannot_make_room_passes_the_write_back_as_full() {
         fill(&writer, &store, "example.com/small", RecordKind::Zip, &payload_of(2, 1000)).await.unwrap();
     });
     assert!(store.ledger().on_disk() <= 32 << 10);
+}
+
+/// Writes `n` small records through a writer of `segment`-byte segments
+/// (a tombstone for the first one last), then closes it: sealed, snapshotted.
+fn write_and_close(store: &Store, n: usize, segment: u64) {
+    let writer = store.writer(segment);
+    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
+    ex.run(async {
+        for i in 0..n {
+            fill(&writer, store, &format!("example.com/s{i}"), RecordKind::Mod, &payload_of(i, 300)).await.unwrap();
+        }
+        let tombstone = bytes::Bytes::from_static(&[RecordKind::Mod as u8]);
+        writer.append(RecordKind::Tombstone, "example.com/s0", "v1.0.0", tombstone.clone(), payload_sha256(&tombstone)).await.unwrap();
+        writer.close().await;
+    });
+}
+
+fn files_with(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
+        fs::read_dir(dir.join("segments")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == ext)).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_closed_store_opens_from_its_index_snapshots_tombstones_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    write_and_close(&store, 100, 8 << 10);
+    drop(store);
+    let segments = files_with(dir.path(), "seg").len();
+    assert!(segments >= 4);
+    assert_eq!(files_with(dir.path(), "snap").len(), segments, "every segment sealed with its snapshot");
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    let stats = store.stats();
+    assert_eq!((stats.snapshots_used, stats.segments, stats.records_verified), (segments, segments, 0), "{stats:?}");
+    assert_eq!(stats.withdrawn, 1, "the tombstone, listed in its snapshot, hides s0");
+    assert!(get(&store, "example.com/s0", "v1.0.0", RecordKind::Mod).is_none());
+    for i in 1..100 {
+        let e = store.indexes()[0].get(&format!("example.com/s{i}"), "v1.0.0", RecordKind::Mod).unwrap();
+        assert_eq!(e.blob.integrity(), Integrity::Unchecked, "hashed on first use, as any sealed segment's");
+        assert!(e.blob.verify());
+        assert_eq!(e.blob.bytes(), &payload_of(i, 300)[..]);
+    }
+}
+
+#[test]
+fn a_snapshot_that_does_not_hold_for_its_segment_is_ignored_and_the_segment_scanned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    write_and_close(&store, 100, 8 << 10);
+    drop(store);
+    let (segs, snaps) = (files_with(dir.path(), "seg"), files_with(dir.path(), "snap"));
+    // A segment that grew (bytes appended after its seal), a snapshot with
+    // a flipped byte, one cut short, one deleted.
+    std::fs::OpenOptions::new().append(true).open(&segs[0]).unwrap().write_all_at(b"junk", 0).unwrap();
+    let mut bad = fs::read(&snaps[1]).unwrap();
+    bad[40] ^= 1;
+    fs::write(&snaps[1], bad).unwrap();
+    let cut = fs::read(&snaps[2]).unwrap();
+    fs::write(&snaps[2], &cut[..cut.len() / 2]).unwrap();
+    fs::remove_file(&snaps[3]).unwrap();
+    // And a snapshot left behind by a segment evicted during a crash.
+    fs::write(dir.path().join("segments").join(snapshot::snapshot_file_name(0xdead)), b"orphan").unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    assert_eq!(store.stats().snapshots_used, segs.len() - 4, "{:?}", store.stats());
+    assert_eq!(store.stats().records, 101);
+    for i in 1..100 {
+        assert_eq!(get(&store, &format!("example.com/s{i}"), "v1.0.0", RecordKind::Mod), Some(payload_of(i, 300)), "s{i}");
+    }
+    assert!(get(&store, "example.com/s0", "v1.0.0", RecordKind::Mod).is_none());
+    drop(store);
+    assert!(!dir.path().join("segments").join(snapshot::snapshot_file_name(0xdead)).exists(), "orphan removed");
+    // The scans wrote fresh snapshots: every segment opens from one now.
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    assert_eq!(store.stats().snapshots_used, segs.len());
+    assert_eq!(store.stats().records, 101);
+}
+
+#[test]
+fn a_snapshot_written_after_a_scan_keeps_the_records_past_a_damaged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let recs: Vec<(&str, &str, RecordKind, &[u8])> = vec![
+        ("example.com/a", "v1.0.0", RecordKind::Mod, b"aaaa"),
+        ("example.com/b", "v1.0.0", RecordKind::Mod, b"bbbb"),
+        ("example.com/c", "v1.0.0", RecordKind::Mod, b"cccc"),
+    ];
+    let (file, offsets) = write_segment(dir.path(), 1, &recs);
+    // Damage b's header: the scan skips it and resumes at c.
+    file.write_all_at(&[0xff], offsets[1] + 20).unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    assert_eq!(store.stats().records, 2);
+    drop(store);
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    assert_eq!(store.stats().snapshots_used, 1);
+    assert_eq!(get(&store, "example.com/c", "v1.0.0", RecordKind::Mod).as_deref(), Some(&b"cccc"[..]));
+    assert!(get(&store, "example.com/b", "v1.0.0", RecordKind::Mod).is_none());
 }

@@ -334,6 +334,28 @@ impl SegmentWriter {
         }
     }
 
+    /// Seals the open segment and writes its index snapshot, so the next
+    /// start-up neither verifies nor scans it (a clean shutdown). Waits for
+    /// the write under way; a later append opens a new segment.
+    pub async fn close(&self) {
+        let Ok(_turn) = self.turn.acquire_permit(1).await else { return };
+        let Some(old) = self.active.borrow_mut().take() else { return };
+        if self.read_only.get() {
+            return;
+        }
+        let (dir, ledger) = (self.dir.clone(), self.ledger.clone());
+        let _ = glommio::executor()
+            .spawn_blocking(move || match segment::write_seal(&old.file, old.next) {
+                Ok(seal) => {
+                    let snapshot = super::snapshot::write(&dir, &old.segment, old.next + seal);
+                    ledger.grew(seal + snapshot);
+                    ledger.sealed(old.segment, old.next + seal + snapshot);
+                }
+                Err(e) => log::warn!("could not seal segment {:016x} at shutdown: {e}", old.segment.id()),
+            })
+            .await;
+    }
+
     /// Seals the active segment (if any) and opens a new one with room for `need` bytes.
     async fn rotate(&self, need: u64) -> Result<Active, StoreError> {
         let old = self.active.borrow_mut().take();
@@ -355,7 +377,10 @@ impl SegmentWriter {
                             old.next
                         }
                     };
-                    ledger.sealed(old.segment, len);
+                    let snapshot = super::snapshot::write(&dir, &old.segment, len);
+                    ledger.grew(snapshot);
+                    // Its snapshot goes with it, and counts with it.
+                    ledger.sealed(old.segment, len + snapshot);
                 }
                 let file = segment::create(&dir, id)?;
                 let segment = Arc::new(Segment::map(id, &file, capacity)?);
@@ -389,6 +414,8 @@ fn finish_eviction(victims: Vec<Victim>, segment: &Arc<Segment>, offset: u64, in
             ledger.carried_bytes.fetch_add(c.len, Ordering::Relaxed);
         }
         let name = segment::segment_file_name(v.segment.id());
+        // The snapshot first: one left behind is only deleted at start-up.
+        let _ = std::fs::remove_file(super::snapshot::snapshot_path(dir, v.segment.id()));
         match std::fs::remove_file(segment::segment_path(dir, v.segment.id())) {
             Ok(()) => {
                 log::info!("evicted segment {name} ({} bytes, {} record(s) carried forward)", v.len, v.carried.len());
