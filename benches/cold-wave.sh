@@ -31,6 +31,8 @@ for ((i = 0; i < modules; i++)); do
         printf 'url = "http://127.0.0.1:18500/example.com/wave/m%d/@v/v1.0.0.%s"\noutput = "/dev/null"\nfail\n' "$i" "$ext"
     done
 done >"$work/urls"
+# utime + stime of process $1, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # Seconds for one cold wave through the build at $1.
 wave() {
     rm -rf "$work/data"
@@ -39,11 +41,15 @@ wave() {
     server=$!
     # Ready when it answers (a lingering socket of the last run accepts too).
     for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:18500/healthz && break; sleep 0.05; done
-    local t0 t1
+    local t0 t1 cpu0 cpu1
+    cpu0=$(cpu_ticks "$server")
     t0=$(date +%s.%N)
     # curl's parallel mode: one process, CONNS keep-alive connections.
     taskset -c 0 curl --no-progress-meter -Z --parallel-max "$conns" -K "$work/urls" >/dev/null 2>"$work/curl.err" || { cat "$work/curl.err" >&2; return 1; }
     t1=$(date +%s.%N)
+    cpu1=$(cpu_ticks "$server")
+    # The server's CPU time (all its threads) for the wave, on stderr.
+    echo "server CPU $(echo "($cpu1 - $cpu0) / $(getconf CLK_TCK)" | bc -l | cut -c1-5) s over $(echo "$t1 - $t0" | bc | cut -c1-5) s ($1)" >&2
     echo "$t1 - $t0" | bc
     kill "$server"; wait "$server" 2>/dev/null || true
     server=""

@@ -4,7 +4,7 @@
 //! (module, version, kind), and served straight from read-only maps.
 //!
 //! This module owns the bytes on disk and the rules that make them safe:
-//! header-last writes, start-up recovery that cuts torn tails, verification
+//! batches of whole records synced once, start-up recovery that cuts torn tails, verification
 //! of segments that were open during a crash, the later of two records of
 //! a key winning, tombstones that withdraw a blob for good. It never talks to the network
 //! and never decides what deserves caching: that is the caller's business.

@@ -11,8 +11,10 @@
 //! 60  reserved u32            64  key ("module@version", UTF-8)   64+key_len  payload
 //! ```
 //!
-//! The header is written last, after the key and payload are synced, so a
-//! valid header means a complete record. This module only encodes and
+//! A record is written whole and synced with the rest of its batch (see
+//! `segment::write_records`): in a sealed segment a valid header means a
+//! complete record, in one left open by a crash every payload is hashed
+//! against its header before it counts. This module only encodes and
 //! decodes; it never does I/O and never trusts a byte it decodes.
 
 use sha2::{Digest, Sha256};

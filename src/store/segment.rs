@@ -8,7 +8,6 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -390,8 +389,8 @@ pub struct NewRecord<'a> {
     pub stored_at_ms: u64,
 }
 
-/// Writes one record at `offset` with the header-last protocol; returns
-/// the bytes it takes.
+/// Writes one record at `offset` (see [`write_records`]); returns the
+/// bytes it takes.
 pub fn write_record(
     file: &File,
     offset: u64,
@@ -404,28 +403,79 @@ pub fn write_record(
     write_records(file, offset, &[NewRecord { kind, key, payload, sha256: *sha256, stored_at_ms }])
 }
 
-/// Writes consecutive records from `offset` with the header-last protocol:
-/// every key and payload, one sync, every header, one sync. A crash at any
-/// point leaves, from `offset`, whole records followed by no valid header
-/// (a torn tail that recovery cuts off): the records are durable together,
-/// for the price of one record's syncs. Returns the bytes they take.
+/// Writes consecutive records from `offset`, each header with its key and
+/// payload, in as few `pwritev`s as the kernel allows, then syncs them
+/// once: durable together, for the price of one sync. Returns the bytes
+/// they take.
+///
+/// A crash before the sync ends may leave any of the batch's pages on disk
+/// and not others: a header whose payload did not make it. That is safe
+/// because a segment is only ever trusted on its headers once sealed, and
+/// a seal is written after every record before it was synced: recovery
+/// hashes every payload of a segment left open, keeps the records that
+/// hash right (none of this batch was published, so keeping one is
+/// harmless) and cuts the rest as a torn tail. (It used to sync payloads,
+/// then write and sync headers: twice the syncs for a guarantee the
+/// recovery of open segments already gives.)
 pub fn write_records(file: &File, offset: u64, records: &[NewRecord<'_>]) -> io::Result<u64> {
-    let mut at = offset;
-    for r in records {
-        let body_at = at + HEADER_LEN as u64;
-        file.write_all_at(r.key.as_bytes(), body_at)?;
-        file.write_all_at(r.payload, body_at + r.key.len() as u64)?;
-        at += record::align_up(HEADER_LEN as u64 + r.key.len() as u64 + r.payload.len() as u64);
+    const PADDING: [u8; record::ALIGN as usize] = [0; record::ALIGN as usize];
+    let headers: Vec<[u8; HEADER_LEN]> =
+        records.iter().map(|r| record::encode_header(r.kind, r.key, r.payload.len() as u64, &r.sha256, r.stored_at_ms)).collect();
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(records.len() * 4);
+    let mut len = 0u64;
+    for (i, (r, header)) in records.iter().zip(&headers).enumerate() {
+        let unpadded = HEADER_LEN as u64 + r.key.len() as u64 + r.payload.len() as u64;
+        let padding = (record::align_up(unpadded) - unpadded) as usize;
+        parts.extend([&header[..], r.key.as_bytes(), r.payload]);
+        // The last record's padding is not written: the next write starts aligned anyway.
+        if i + 1 < records.len() {
+            parts.push(&PADDING[..padding]);
+        }
+        len += unpadded + padding as u64;
     }
+    write_all_vectored_at(file, &parts, offset)?;
     file.sync_data()?;
+    Ok(len)
+}
+
+/// `pwritev(2)` until every byte of `parts` is written from `offset`.
+fn write_all_vectored_at(file: &File, parts: &[&[u8]], offset: u64) -> io::Result<()> {
+    // The kernel takes at most IOV_MAX (1024) slices per call.
+    const MAX_SLICES: usize = 1024;
     let mut at = offset;
-    for r in records {
-        let header = record::encode_header(r.kind, r.key, r.payload.len() as u64, &r.sha256, r.stored_at_ms);
-        file.write_all_at(&header, at)?;
-        at += record::align_up(HEADER_LEN as u64 + r.key.len() as u64 + r.payload.len() as u64);
+    let mut rest: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    let mut first = 0;
+    while first < rest.len() {
+        let batch = &rest[first..rest.len().min(first + MAX_SLICES)];
+        let iov: Vec<libc::iovec> = batch.iter().map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() }).collect();
+        let offset = libc::off_t::try_from(at).map_err(|_| io::Error::other("segment offset out of range"))?;
+        // SAFETY: every iovec points into a slice borrowed for this call; the
+        // kernel only reads them.
+        let n = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int, offset) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let mut written = n as usize;
+        at += written as u64;
+        // Skip what was written: whole slices, then part of one.
+        while written > 0 && first < rest.len() {
+            if written >= rest[first].len() {
+                written -= rest[first].len();
+                first += 1;
+            } else {
+                rest[first] = &rest[first][written..];
+                written = 0;
+            }
+        }
     }
-    file.sync_data()?;
-    Ok(at - offset)
+    Ok(())
 }
 
 /// Appends the seal record that says "closed, every record before me verified".

@@ -12,7 +12,7 @@
 //! Under a size bound the writer that needs room makes it before it
 //! writes: it evicts whole sealed segments (see [`super::ledger`] for the
 //! choice, [`super::evict`] for what outlives a victim), writes the
-//! carried records with its own batch (for the same two syncs), points the
+//! carried records with its own batch (for the same sync), points the
 //! index at the copies, and only then deletes the victims' files. A blob
 //! being sent from a victim keeps its map (and the file's blocks) until the
 //! send is done.
@@ -88,7 +88,7 @@ pub struct SegmentWriter {
     turn: Semaphore,
     /// Appends waiting for the next write (group commit).
     waiting: RefCell<Vec<Waiting>>,
-    /// Writes made (each one sync of payloads, one of headers).
+    /// Writes made (each one sync).
     writes: std::cell::Cell<u64>,
     /// After a failed write (a full disk, an I/O error), no write is tried
     /// before this instant: appends fail at once, their blobs are passed
@@ -164,7 +164,7 @@ impl SegmentWriter {
     ///
     /// Group commit: appends that arrive while a write is under way wait
     /// for their turn together, and whichever takes the turn first writes
-    /// them all at once, for the syncs of one record. Each append still
+    /// them all at once, for the sync of one record. Each append still
     /// returns only once its own bytes and headers are durable.
     pub async fn append_all(&self, records: Vec<Append<'_>>) -> Result<Vec<StoredBlob>, StoreError> {
         let mut owned = Vec::with_capacity(records.len());
