@@ -212,3 +212,39 @@ fn kill9_during_eviction_and_during_a_purge_leaves_only_whole_blobs_and_the_purg
         }
     }
 }
+
+#[test]
+fn sighup_with_a_smaller_bound_evicts_down_to_it_on_the_next_fill() {
+    const FILLS: usize = 40;
+    let mut builder = Fixture::builder();
+    for i in 0..FILLS {
+        builder = builder.module(filler(i, 600_000));
+    }
+    let fx = builder.build();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gomodproxy.toml");
+    let write = |max: &str| {
+        std::fs::write(&config, format!("upstream = \"{}\"\nsumdb = \"off\"\nsegment_size = \"1MiB\"\n{max}", fx.file_url())).unwrap()
+    };
+    write("");
+    let server = Server::start_with(ServerOpts { extra_args: vec!["--config".into(), config.display().to_string()], ..ServerOpts::new("") });
+    let get = |i: usize| http_get(server.addr(), &format!("/{}", artifact_path(&format!("example.com/fill{i}"), V, "zip")));
+    for i in 0..FILLS - 1 {
+        assert_eq!(get(i).status, 200);
+    }
+    let unbounded = segments_on_disk(server.data_dir()).0;
+    assert!(unbounded > 20 * MIB, "{unbounded}");
+    assert_eq!(metric(server.addr(), "gomodproxy_store_max_bytes"), 0);
+
+    write("max_store_size = \"16MiB\"\n");
+    let pid = server.pid().expect("running") as libc::pid_t;
+    // SAFETY: a signal to the child process this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    assert!(server.wait_for_log(Duration::from_secs(10), |l| l.contains("configuration reloaded")));
+    assert_eq!(metric(server.addr(), "gomodproxy_store_max_bytes"), 16 * MIB);
+    // The next write makes its room: down to the new bound at once.
+    assert_eq!(get(FILLS - 1).body, fx.artifact(&format!("example.com/fill{}", FILLS - 1), V, "zip"));
+    let (on_disk, _) = segments_on_disk(server.data_dir());
+    assert!(on_disk <= 17 * MIB, "{on_disk} bytes on disk after the reload's first fill");
+    assert_eq!(get(0).body, fx.artifact("example.com/fill0", V, "zip"), "an evicted zip comes back");
+}

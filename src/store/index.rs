@@ -326,14 +326,10 @@ impl Index {
                 hidden += 1;
                 continue;
             }
-            match map.get(&l.hash) {
-                None => {
-                    map.insert(l.hash, l.entry);
-                }
-                Some(head) => {
-                    if let Some(chain) = with_record(head, l.entry) {
-                        map.insert(l.hash, chain);
-                    }
+            // One probe for the usual case, a key seen once.
+            if let Err(taken) = map.try_insert(l.hash, l.entry) {
+                if let Some(chain) = with_record(taken.current, taken.not_inserted) {
+                    map.insert(l.hash, chain);
                 }
             }
         }
