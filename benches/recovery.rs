@@ -7,9 +7,6 @@
 
 use std::time::Instant;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use gomodproxy::resolve::route;
 use gomodproxy::store::{record, RecordKind, Store};
 

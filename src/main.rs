@@ -7,10 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use gomodproxy::config::flags::Command;
 
-/// See Cargo.toml: start-up's index build halves with it.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// `--log-format json`, set once the configuration is read (lines before
 /// that are text).
 static LOG_JSON: AtomicBool = AtomicBool::new(false);
