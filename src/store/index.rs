@@ -85,6 +85,19 @@ impl Entry {
     pub fn was_hit(&self) -> bool {
         self.hit.load(Ordering::Relaxed)
     }
+
+    /// A copy of it in front of `next` (entries are shared and immutable:
+    /// a chain is changed by rebuilding it).
+    fn relinked(&self, next: Option<Arc<Entry>>) -> Arc<Entry> {
+        Arc::new(Entry {
+            key: self.key.clone(),
+            module_len: self.module_len,
+            kind: self.kind,
+            blob: self.blob.clone(),
+            hit: AtomicBool::new(self.was_hit()),
+            next,
+        })
+    }
 }
 
 /// The chain at a hash with `new` in it: in place of the record of its key
@@ -105,14 +118,7 @@ fn with_record(head: &Arc<Entry>, new: Arc<Entry>) -> Option<Arc<Entry>> {
     }
     let mut next: Option<Arc<Entry>> = None;
     for e in chain.into_iter().rev() {
-        next = Some(Arc::new(Entry {
-            key: e.key.clone(),
-            module_len: e.module_len,
-            kind: e.kind,
-            blob: e.blob.clone(),
-            hit: AtomicBool::new(e.was_hit()),
-            next: next.take(),
-        }));
+        next = Some(e.relinked(next.take()));
     }
     next
 }
@@ -248,14 +254,7 @@ impl Index {
         let mut cur = Some(head);
         while let Some(e) = cur {
             if !e.is(module, version, kind) {
-                rest = Some(Arc::new(Entry {
-                    key: e.key.clone(),
-                    module_len: e.module_len,
-                    kind: e.kind,
-                    blob: e.blob.clone(),
-                    hit: AtomicBool::new(e.was_hit()),
-                    next: rest.take(),
-                }));
+                rest = Some(e.relinked(rest.take()));
             }
             cur = e.next.as_ref();
         }
@@ -312,6 +311,8 @@ impl Index {
         }
         std::thread::scope(|scope| {
             let loads: Vec<_> = parts.into_iter().map(|part| scope.spawn(move || self.load_part(part, tombstoned, withdrawn))).collect();
+            // A part that panicked is left out of the index (and of the count): its
+            // blobs are fetched again. The panic itself is the bug to look for.
             loads.into_iter().map(|l| l.join().unwrap_or(0)).sum()
         })
     }

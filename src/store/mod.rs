@@ -187,7 +187,7 @@ impl Store {
         // taking the next segment not yet taken.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(ids.len()).max(1);
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let read = |_| {
+        let read = || {
             let mut found = Found::new(indexes.len());
             while let Some(&id) = ids.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
                 found.segment(&segments_dir, id, read_only, &shard_of);
@@ -195,9 +195,11 @@ impl Store {
             found
         };
         let parts: Vec<Found> = std::thread::scope(|scope| {
-            let readers: Vec<_> = (0..threads).map(|t| scope.spawn(move || read(t))).collect();
-            readers.into_iter().filter_map(|r| r.join().ok()).collect()
-        });
+            let readers: Vec<_> = (0..threads).map(|_| scope.spawn(read)).collect();
+            readers.into_iter().map(|r| r.join()).collect::<Result<_, _>>()
+        })
+        // A reader that panicked read segments nobody else will: no index without them.
+        .map_err(|_| StoreError::Corrupt("a start-up thread reading segments failed"))?;
         let mut stats = RecoveryStats::default();
         // (module, version, withdrawn kind) → when the latest tombstone was written.
         let mut tombstones: HashMap<(String, String, RecordKind), u64> = HashMap::new();
@@ -237,8 +239,9 @@ impl Store {
                 .zip(by_shard)
                 .map(|(index, found)| scope.spawn(move || index.load(found, tombstoned, hidden, per_shard)))
                 .collect();
-            builds.into_iter().map(|b| b.join().unwrap_or(0)).collect()
-        });
+            builds.into_iter().map(|b| b.join()).collect::<Result<_, _>>()
+        })
+        .map_err(|_| StoreError::Corrupt("a start-up thread building an index failed"))?;
         stats.withdrawn = withdrawn.iter().sum();
         stats.elapsed = started.elapsed();
         let next = ids.last().map_or(1, |last| last + 1);

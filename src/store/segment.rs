@@ -360,7 +360,12 @@ pub fn segment_file_name(id: u64) -> String {
 }
 
 pub fn parse_segment_file_name(name: &str) -> Option<u64> {
-    let hex = name.strip_suffix(".seg")?;
+    parse_id_file_name(name, ".seg")
+}
+
+/// The id in a store file's name: 16 lowercase hex digits, then `suffix`.
+pub fn parse_id_file_name(name: &str, suffix: &str) -> Option<u64> {
+    let hex = name.strip_suffix(suffix)?;
     if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
         return None;
     }

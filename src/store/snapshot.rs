@@ -41,11 +41,7 @@ pub fn snapshot_file_name(id: u64) -> String {
 }
 
 pub fn parse_snapshot_file_name(name: &str) -> Option<u64> {
-    let hex = name.strip_suffix(".snap")?;
-    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-        return None;
-    }
-    u64::from_str_radix(hex, 16).ok()
+    super::segment::parse_id_file_name(name, ".snap")
 }
 
 pub fn snapshot_path(dir: &Path, id: u64) -> PathBuf {
