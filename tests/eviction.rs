@@ -227,7 +227,8 @@ fn sighup_with_a_smaller_bound_evicts_down_to_it_on_the_next_fill() {
         std::fs::write(&config, format!("upstream = \"{}\"\nsumdb = \"off\"\nsegment_size = \"1MiB\"\n{max}", fx.file_url())).unwrap()
     };
     write("");
-    let server = Server::start_with(ServerOpts { extra_args: vec!["--config".into(), config.display().to_string()], ..ServerOpts::new("") });
+    let server =
+        Server::start_with(ServerOpts { extra_args: vec!["--config".into(), config.display().to_string()], ..ServerOpts::new("") });
     let get = |i: usize| http_get(server.addr(), &format!("/{}", artifact_path(&format!("example.com/fill{i}"), V, "zip")));
     for i in 0..FILLS - 1 {
         assert_eq!(get(i).status, 200);

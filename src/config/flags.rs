@@ -621,7 +621,9 @@ impl ServeArgs {
             None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         };
         if args.max_store_size.is_some_and(|max| max / (4 * cores as u64) < 1 << 20) {
-            return Err(ConfigError::Invalid("--max-store-size must be at least 4MiB per core (segments are a quarter of it per core, at least 1MiB)"));
+            return Err(ConfigError::Invalid(
+                "--max-store-size must be at least 4MiB per core (segments are a quarter of it per core, at least 1MiB)",
+            ));
         }
         if args.max_header_bytes < 1024 || args.max_uri_bytes < 256 || args.max_uri_bytes >= args.max_header_bytes {
             return Err(ConfigError::Invalid("need --max-uri-bytes >= 256 and --max-header-bytes >= 1024 and larger than --max-uri-bytes"));

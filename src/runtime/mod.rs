@@ -447,9 +447,21 @@ fn print_ledger(out: &mut String, ledger: &crate::store::Ledger) {
     write_metric(out, "store_bytes", "gauge", "Bytes of segment files on disk.", ledger.on_disk());
     write_metric(out, "store_max_bytes", "gauge", "The store's bound (--max-store-size); 0: none.", ledger.max_bytes().unwrap_or(0));
     write_metric(out, "store_sealed_segments", "gauge", "Sealed segments (the candidates for eviction).", ledger.sealed_segments() as u64);
-    write_metric(out, "segments_evicted", "counter", "Segments evicted to keep the store under its bound.", ledger.evicted_segments.load(Relaxed));
+    write_metric(
+        out,
+        "segments_evicted",
+        "counter",
+        "Segments evicted to keep the store under its bound.",
+        ledger.evicted_segments.load(Relaxed),
+    );
     write_metric(out, "evicted_bytes", "counter", "Bytes of the segment files evicted.", ledger.evicted_bytes.load(Relaxed));
-    write_metric(out, "evicted_blobs", "counter", "Blobs dropped with their segment (fetched again when asked for).", ledger.dropped_blobs.load(Relaxed));
+    write_metric(
+        out,
+        "evicted_blobs",
+        "counter",
+        "Blobs dropped with their segment (fetched again when asked for).",
+        ledger.dropped_blobs.load(Relaxed),
+    );
     write_metric(
         out,
         "carried_records",
@@ -457,7 +469,13 @@ fn print_ledger(out: &mut String, ledger: &crate::store::Ledger) {
         "Records copied forward out of evicted segments (served since stored, tombstones, go.sum hashes).",
         ledger.carried_records.load(Relaxed),
     );
-    write_metric(out, "carried_bytes", "counter", "Payload bytes copied forward out of evicted segments.", ledger.carried_bytes.load(Relaxed));
+    write_metric(
+        out,
+        "carried_bytes",
+        "counter",
+        "Payload bytes copied forward out of evicted segments.",
+        ledger.carried_bytes.load(Relaxed),
+    );
 }
 
 /// Connections the open-file limit leaves room for: each segment keeps a

@@ -16,7 +16,6 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-
 use super::record::RecordKind;
 use super::segment::StoredBlob;
 
@@ -137,7 +136,8 @@ impl Loaded {
         key.push('@');
         key.push_str(version);
         let hash = key_hash(module, version, kind);
-        let entry = Arc::new(Entry { key: key.into_boxed_str(), module_len: module.len(), kind, blob, hit: AtomicBool::new(false), next: None });
+        let entry =
+            Arc::new(Entry { key: key.into_boxed_str(), module_len: module.len(), kind, blob, hit: AtomicBool::new(false), next: None });
         Loaded { hash, entry }
     }
 

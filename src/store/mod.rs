@@ -382,7 +382,12 @@ struct Found {
 
 impl Found {
     fn new(shards: usize) -> Found {
-        Found { by_shard: (0..shards).map(|_| Vec::new()).collect(), tombstones: HashMap::new(), opened: Vec::new(), stats: RecoveryStats::default() }
+        Found {
+            by_shard: (0..shards).map(|_| Vec::new()).collect(),
+            tombstones: HashMap::new(),
+            opened: Vec::new(),
+            stats: RecoveryStats::default(),
+        }
     }
 
     /// Reads segment `id`: from its snapshot if that holds, else by a scan.
@@ -611,7 +616,8 @@ fn recover_segment(
     // The next start-up reads this instead of the segment's headers: the
     // records found good here, not a second walk (which would stop at a
     // damaged header and lose what follows it).
-    let snapshot = if read_only { snapshot::len_on_disk(dir, id) } else { snapshot::save(dir, id, snapshot::encode(len, listed.into_iter())) };
+    let snapshot =
+        if read_only { snapshot::len_on_disk(dir, id) } else { snapshot::save(dir, id, snapshot::encode(len, listed.into_iter())) };
     Ok((seg, len + snapshot))
 }
 

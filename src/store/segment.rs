@@ -452,7 +452,8 @@ fn write_all_vectored_at(file: &File, parts: &[&[u8]], offset: u64) -> io::Resul
     let mut first = 0;
     while first < rest.len() {
         let batch = &rest[first..rest.len().min(first + MAX_SLICES)];
-        let iov: Vec<libc::iovec> = batch.iter().map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() }).collect();
+        let iov: Vec<libc::iovec> =
+            batch.iter().map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() }).collect();
         let offset = libc::off_t::try_from(at).map_err(|_| io::Error::other("segment offset out of range"))?;
         // SAFETY: every iovec points into a slice borrowed for this call; the
         // kernel only reads them.

@@ -519,8 +519,11 @@ fn write_and_close(store: &Store, n: usize, segment: u64) {
 }
 
 fn files_with(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> =
-        fs::read_dir(dir.join("segments")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == ext)).collect();
+    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
     v.sort();
     v
 }

@@ -262,7 +262,13 @@ impl SegmentWriter {
                     sha256: c.sha256,
                     stored_at_ms: c.stored_at_ms,
                 });
-                let new = for_disk.iter().map(|r| NewRecord { kind: r.kind, key: &r.key, payload: &r.payload, sha256: r.sha256, stored_at_ms: stored_at });
+                let new = for_disk.iter().map(|r| NewRecord {
+                    kind: r.kind,
+                    key: &r.key,
+                    payload: &r.payload,
+                    sha256: r.sha256,
+                    stored_at_ms: stored_at,
+                });
                 let all: Vec<NewRecord<'_>> = copies.chain(new).collect();
                 // A failed write leaves partial bytes after `offset`: cut
                 // them, so the segment can take the next write where this
