@@ -168,14 +168,15 @@ impl Store {
             fs::create_dir_all(&segments_dir)?;
         }
 
-        let mut ids = Vec::new();
+        let (mut ids, mut snapshots) = (Vec::new(), Vec::new());
         for entry in fs::read_dir(&segments_dir)? {
             let entry = entry?;
             let name = entry.file_name();
-            match name.to_str().and_then(segment::parse_segment_file_name) {
-                Some(id) => ids.push(id),
-                None if name.to_str().and_then(snapshot::parse_snapshot_file_name).is_some() => {}
-                None => log::warn!("ignoring unexpected file {:?} in {}", name, segments_dir.display()),
+            let name = name.to_str();
+            match (name.and_then(segment::parse_segment_file_name), name.and_then(snapshot::parse_snapshot_file_name)) {
+                (Some(id), _) => ids.push(id),
+                (None, Some(id)) => snapshots.push(id),
+                (None, None) => log::warn!("ignoring unexpected file {:?} in {}", entry.file_name(), segments_dir.display()),
             }
         }
         ids.sort_unstable();
@@ -223,7 +224,11 @@ impl Store {
             }
         }
         if !read_only {
-            remove_orphan_snapshots(&segments_dir, &ids);
+            // Snapshots whose segment is gone (evicted by a process that
+            // stopped before it deleted the snapshot too).
+            for id in snapshots.into_iter().filter(|id| ids.binary_search(id).is_err()) {
+                let _ = fs::remove_file(snapshot::snapshot_path(&segments_dir, id));
+            }
         }
         // A tombstone hides what was stored before it, not a later refill.
         let tombstoned: std::collections::HashSet<u64> = tombstones.keys().map(|(m, v, k)| index::key_hash(m, v, *k)).collect();
@@ -475,18 +480,6 @@ fn open_from_snapshot(
     }
     stats.snapshots_used += 1;
     Some(Ok((seg, len + bytes.len() as u64)))
-}
-
-/// Deletes snapshots whose segment is gone (evicted by a process that
-/// stopped before it deleted the snapshot too).
-fn remove_orphan_snapshots(dir: &Path, ids: &[u64]) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let id = entry.file_name().to_str().and_then(snapshot::parse_snapshot_file_name);
-        if id.is_some_and(|id| ids.binary_search(&id).is_err()) {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
 }
 
 struct FoundRecord {
