@@ -21,3 +21,14 @@ $2
 }
 NGINX
 }
+
+# The EXIT trap of a bench that runs nginx: stops the caller's servers (its
+# `pids` array) and the nginx configured in its `work` directory, then
+# removes that directory.
+# shellcheck disable=SC2154  # pids and work are the sourcing script's
+nginx_bench_cleanup() {
+    kill "${pids[@]}" 2>/dev/null || true
+    nginx -c "$work/nginx.conf" -s stop 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}

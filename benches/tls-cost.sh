@@ -19,13 +19,7 @@ bin=$(realpath "${BIN:-./target/release/gomodproxy}")
 work=$(mktemp -d /tmp/gomodproxy-tls.XXXXXX)
 chmod 755 "$work"
 pids=()
-cleanup() {
-    kill "${pids[@]}" 2>/dev/null || true
-    nginx -c "$work/nginx.conf" -s stop 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap nginx_bench_cleanup EXIT
 ulimit -n 20000
 for p in 18690 18691 18692 18693; do
     if curl -sk -o /dev/null "http://127.0.0.1:$p/" || curl -sk -o /dev/null "https://127.0.0.1:$p/"; then

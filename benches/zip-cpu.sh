@@ -20,13 +20,7 @@ bin=$(realpath "${BIN:-./target/release/gomodproxy}")
 work=$(mktemp -d /tmp/gomodproxy-zipcpu.XXXXXX)
 chmod 755 "$work"  # nginx workers run unprivileged
 pids=()
-cleanup() {
-    kill "${pids[@]}" 2>/dev/null || true
-    nginx -c "$work/nginx.conf" -s stop 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap nginx_bench_cleanup EXIT
 ulimit -n 20000
 
 python3 - "$work/tree" "$mib" <<'PY'
