@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
 
 fn config(dir: &tempfile::TempDir, text: &str) -> String {
     let path = dir.path().join("gomodproxy.toml");
@@ -30,7 +31,11 @@ fn the_file_sets_flags_and_the_command_line_and_environment_override_it() {
     assert_eq!(http_get(server.addr(), &mod_path).body, fx.artifact("example.com/a", "v1.0.0", "mod"));
     let list = http_get(server.addr(), &format!("/{}", list_path("example.com/a")));
     assert!(list.header("cache-control").unwrap().contains("max-age=7"), "{list:?}");
-    assert!(server.log_lines().iter().any(|l| l.contains("private modules (corp.example,*.corp.example)")), "{:?}", server.log_lines());
+    assert!(
+        server.wait_for_log(Duration::from_secs(5), |l| l.contains("private modules (corp.example,*.corp.example)")),
+        "{:?}",
+        server.log_lines()
+    );
 
     // A flag beats the file: here the file's upstream is dead, the flag's is not.
     let dead = config(&dir, "upstream = \"http://127.0.0.1:1\"\nsumdb = \"off\"\n");

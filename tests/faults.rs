@@ -577,7 +577,7 @@ fn the_connect_timeout_gives_up_on_a_handshake_that_never_completes() {
     assert_eq!(r.status, 200, "{}", r.body_str());
     assert!(r.body == fx.artifact("example.com/f/slow", "v1.0.0", "info"));
     assert!(
-        server.log_lines().iter().any(|l| l.contains("timed out connecting (--upstream-connect-timeout)")),
+        server.wait_for_log(Duration::from_secs(5), |l| l.contains("timed out connecting (--upstream-connect-timeout)")),
         "the log names the connect timeout: {:?}",
         server.log_lines()
     );

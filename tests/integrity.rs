@@ -90,7 +90,10 @@ fn a_byte_flipped_in_a_sealed_segment_is_never_served_and_is_fetched_afresh() {
         assert_eq!(up.hits(&p), want_hits, "{ext}: only the damaged blobs are fetched again");
     }
     assert_eq!(metric(server.addr(), "gomodproxy_blobs_quarantined"), 2);
-    assert!(server.log_lines().iter().any(|l| l.contains("SECURITY") && l.contains("quarantined")), "the quarantine is logged");
+    assert!(
+        server.wait_for_log(Duration::from_secs(5), |l| l.contains("SECURITY") && l.contains("quarantined")),
+        "the quarantine is logged"
+    );
 
     // The fresh copies are durable and the old ones stay withdrawn.
     server.restart();

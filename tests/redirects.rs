@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
 
 use std::io::Write;
 
@@ -30,7 +31,7 @@ fn redirects_to_another_origin_are_refused_and_within_it_followed() {
     let r = http_get(server.addr(), &info);
     assert_eq!(r.status, 502, "{}", r.body_str());
     assert_eq!(elsewhere.total_hits(), 0, "the redirect target was never asked");
-    assert!(server.log_lines().iter().any(|l| l.contains("not followed")), "the refusal is logged");
+    assert!(server.wait_for_log(Duration::from_secs(5), |l| l.contains("not followed")), "the refusal is logged");
 
     // Within the upstream's own origin: followed. The tree sits below a
     // prefix; the upstream's root redirects into it.

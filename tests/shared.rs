@@ -228,7 +228,7 @@ fn a_damaged_object_in_the_bucket_is_never_served_nor_kept() {
         assert!(r.body == fx.artifact(SMALL, "v1.0.0", ext), "{ext}: the upstream's bytes, not the damaged copy");
     }
     assert_eq!(metric(reader.addr(), "gomodproxy_shared_errors"), 2, "both copies refused");
-    assert!(reader.log_lines().iter().any(|l| l.contains("shared store's copy is refused")));
+    assert!(reader.wait_for_log(Duration::from_secs(5), |l| l.contains("shared store's copy is refused")));
     // ...and replaced in the bucket by the checked bytes, for every node.
     for ext in ["info", "zip"] {
         let object = s3.object_file(&format!("p/{}", artifact_path(SMALL, "v1.0.0", ext)));

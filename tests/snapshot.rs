@@ -22,10 +22,10 @@ fn zip(i: usize) -> String {
     format!("/{}", artifact_path(&format!("example.com/snap{i}"), V, "zip"))
 }
 
-/// The numbers of the last `store recovered` line: (records, segments,
-/// from snapshots, re-verified).
+/// The numbers of the running process's `store recovered` line: (records,
+/// segments, from snapshots, re-verified).
 fn last_recovery(server: &Server) -> (u64, u64, u64, u64) {
-    let line = server.log_lines().into_iter().rfind(|l| l.contains("store recovered:")).expect("a recovery line");
+    let line = server.own_log_line(Duration::from_secs(10), |l| l.contains("store recovered:")).expect("a recovery line");
     // "store recovered: R records in S segments (N from index snapshots) in T (V re-verified, ..."
     let rest = &line[line.find("store recovered:").unwrap()..];
     let numbers: Vec<u64> = rest.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();

@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
 
 use std::collections::HashMap;
 
@@ -45,5 +46,5 @@ fn a_file_upstreams_errors_never_show_clients_its_directory() {
         assert_eq!(r.status, status, "{target}: {}", r.body_str());
         assert!(!r.body_str().contains(&dir), "{target}: the body names the directory: {}", r.body_str());
     }
-    assert!(server.log_lines().iter().any(|l| l.contains(&dir)), "the log names it");
+    assert!(server.wait_for_log(Duration::from_secs(5), |l| l.contains(&dir)), "the log names it");
 }

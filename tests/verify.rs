@@ -78,7 +78,11 @@ fn verify_finds_a_flipped_byte_quarantines_it_and_the_next_request_fetches_it_af
     assert_eq!(r.status, 200, "{}", r.body_str());
     assert!(r.body == zip, "the upstream's bytes, not the flipped ones");
     assert_eq!(upstream.hits(&zip_path), 2);
-    assert!(server.log_lines().iter().any(|l| l.contains("1 withdrawn")), "{:?}", server.log_lines());
+    assert!(
+        server.own_log_line(Duration::from_secs(5), |l| l.contains("store recovered")).is_some_and(|l| l.contains("1 withdrawn")),
+        "{:?}",
+        server.log_lines()
+    );
 }
 
 #[test]

@@ -147,8 +147,9 @@ pub struct Server {
     tls: Option<SocketAddr>,
     /// Incremented per (re)start so log lines say which process wrote them.
     generation: usize,
-    /// Every stderr line of every process this Server started, in order.
-    logs: Arc<Mutex<Vec<String>>>,
+    /// Every stderr line of every process this Server started, in order,
+    /// with the generation of the process that wrote it.
+    logs: Arc<Mutex<Vec<(usize, String)>>>,
 }
 
 static SERVER_SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -238,12 +239,13 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let etag = tag.clone();
         let logs = self.logs.clone();
+        let generation = self.generation;
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 match line {
                     Ok(l) => {
                         eprintln!("[{etag} stderr] {l}");
-                        logs.lock().unwrap().push(l);
+                        logs.lock().unwrap().push((generation, l));
                     }
                     Err(_) => break,
                 }
@@ -338,12 +340,22 @@ impl Server {
     /// Every stderr line the server processes started by this `Server`
     /// have written so far (all generations, in order).
     pub fn log_lines(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
+        self.logs.lock().unwrap().iter().map(|(_, l)| l.clone()).collect()
     }
 
     /// Waits (bounded) until some stderr line satisfies `pred`.
     pub fn wait_for_log(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
-        wait_until(timeout, || self.logs.lock().unwrap().iter().any(|l| pred(l)))
+        wait_until(timeout, || self.logs.lock().unwrap().iter().any(|(_, l)| pred(l)))
+    }
+
+    /// The first stderr line of the running process (not an earlier
+    /// generation's) that satisfies `pred`, waiting up to `timeout` for it:
+    /// stderr is forwarded on a thread of its own, so a line written before
+    /// `listening on` may still arrive after it.
+    pub fn own_log_line(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let find = || self.logs.lock().unwrap().iter().find(|(g, l)| *g == self.generation && pred(l)).map(|(_, l)| l.clone());
+        wait_until(timeout, || find().is_some());
+        find()
     }
 
     pub fn pid(&self) -> Option<u32> {
