@@ -87,6 +87,11 @@ core_metrics! {
     blobs_checked: "counter", "Stored blobs hashed on their first use (or by the scrub) since start-up.";
     blobs_quarantined: "counter", "Stored blobs withdrawn because their bytes differ from their recorded SHA-256 or their file lost them.";
     scrubbed_bytes: "counter", "Bytes of stored blobs the background scrub has hashed.";
+    prefetch_queued: "counter", "Dependency .info/.mod keys queued for prefetch (required by a go.mod a client was served, stored nowhere).";
+    prefetch_fetched: "counter", "Prefetched .info/.mod files fetched from the sources and stored.";
+    prefetch_failed: "counter", "Prefetches the sources failed (each pauses that core's prefetching).";
+    prefetch_dropped: "counter", "Prefetch keys dropped: queue full, no fetch turn to spare, or prefetching paused.";
+    prefetch_pauses: "counter", "Times a core paused prefetching because the sources failed or answered slowly.";
     audit_dropped: "counter", "Audit log lines dropped (the writer fell behind or could not write).";
     store_read_only: "gauge", "1 when the data directory is read-only (what it holds is served, nothing is stored).";
     store_errors: "counter", "Blobs that could not be stored and were passed through.";

@@ -280,6 +280,14 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_MODULE_FETCH_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     module_fetch_concurrency: u32,
 
+    /// Dependency-graph prefetch: when a client is served a go.mod, fetch
+    /// the `.info` and `.mod` of each version it requires that is not
+    /// stored, in the background (bounded, deduplicated, with fetch turns
+    /// clients leave free; paused while the upstream fails or is slow), so
+    /// the go command's walk of the module graph finds them waiting.
+    #[arg(long, env = "GOMODPROXY_PREFETCH", value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    prefetch: String,
+
     /// Total time allowed for one upstream fetch.
     #[arg(long, env = "GOMODPROXY_UPSTREAM_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
     upstream_timeout: Duration,
@@ -715,6 +723,7 @@ impl ServeArgs {
             fetch_threads: args.fetch_threads,
             fetch_concurrency: args.fetch_concurrency as usize,
             module_fetch_concurrency: args.module_fetch_concurrency as usize,
+            prefetch: args.prefetch == "on",
             upstream_timeout: args.upstream_timeout,
             upstream_http,
             upstream_connect_timeout: args.upstream_connect_timeout,

@@ -78,6 +78,9 @@ pub struct Config {
     pub fetch_concurrency: usize,
     /// Of those, fetches for one module at once.
     pub module_fetch_concurrency: usize,
+    /// `--prefetch on`: the `.info`/`.mod` of what a served go.mod requires
+    /// are fetched ahead of the client.
+    pub prefetch: bool,
     /// Total time for one upstream fetch, body included.
     pub upstream_timeout: Duration,
     /// Longest wait for a TCP (and TLS) connection to an upstream.

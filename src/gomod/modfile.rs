@@ -333,21 +333,49 @@ pub fn module_path(body: &[u8]) -> Option<String> {
     let mut found = None;
     each_statement(body, |s| {
         if let ("module", [p]) = (s.verb, s.args) {
-            found = match p.kind {
-                Kind::Ident => Some(p.text.to_string()),
-                Kind::Str if p.text.len() >= 2 => {
-                    let inner = &p.text[1..p.text.len() - 1];
-                    if p.text.starts_with('`') {
-                        Some(inner.to_string())
-                    } else {
-                        let unescaped = inner.replace("\\\\", "\u{0}").replace("\\\"", "\"").replace('\u{0}', "\\");
-                        (!unescaped.contains('\\')).then_some(unescaped)
-                    }
-                }
-                _ => None,
-            };
+            found = path_arg(p);
         }
     });
+    found
+}
+
+/// A path argument as written: bare, or quoted (unquoted here; escapes
+/// other than `\\` and `\"` make it unknown).
+fn path_arg(p: &Token<'_>) -> Option<String> {
+    match p.kind {
+        Kind::Ident => Some(p.text.to_string()),
+        Kind::Str if p.text.len() >= 2 => {
+            let inner = &p.text[1..p.text.len() - 1];
+            if p.text.starts_with('`') {
+                Some(inner.to_string())
+            } else {
+                let unescaped = inner.replace("\\\\", "\u{0}").replace("\\\"", "\"").replace('\u{0}', "\\");
+                (!unescaped.contains('\\')).then_some(unescaped)
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The `(path, version)` of every `require` of `body` (in blocks too), in
+/// file order, if the file parses. What it names is unchecked: callers
+/// validate each pair before they act on it.
+pub fn requirements(body: &[u8]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let Ok(text) = std::str::from_utf8(body) else { return found };
+    let Ok(tokens) = lex(text) else { return found };
+    let parsed = statements(&tokens, |s| {
+        if let ("require", [p, v]) = (s.verb, s.args) {
+            if let (Some(path), true) = (path_arg(p), is_version(v)) {
+                found.push((path, unquoted(v).to_string()));
+            }
+        }
+        Ok(())
+    });
+    // What came before a syntax error counts for nothing either.
+    if parsed.is_err() {
+        found.clear();
+    }
     found
 }
 
@@ -452,6 +480,16 @@ mod tests {
         assert_eq!(got, want.map(|(a, b)| (a.to_string(), b.to_string())));
     }
 
+    #[test]
+    fn requirements_single_blocks_quoted_and_nothing_from_a_broken_file() {
+        let got = requirements(
+            b"module example.com/a\n\ngo 1.16\n\nrequire example.com/b v1.0.0\nrequire (\n\texample.com/c v1.2.3 // indirect\n\t\"example.com/q\" \"v0.1.0\"\n\texample.com/bad notaversion\n)\nreplace example.com/b => example.com/x v9.9.9\n",
+        );
+        let want = [("example.com/b", "v1.0.0"), ("example.com/c", "v1.2.3"), ("example.com/q", "v0.1.0")];
+        assert_eq!(got, want.map(|(a, b)| (a.to_string(), b.to_string())));
+        assert!(requirements(b"module example.com/a\nrequire (\n\texample.com/b v1.0.0\n").is_empty(), "an unterminated block");
+        assert!(requirements(b"\xff\xfe").is_empty());
+    }
     fn ok(s: &str) {
         assert_eq!(check(s.as_bytes()), Ok(()), "{s:?}");
     }

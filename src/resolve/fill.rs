@@ -87,6 +87,8 @@ pub struct Filler {
 /// a thread of a small shared pool that every other module's miss needs.
 pub struct FetchGate {
     core: Rc<Semaphore>,
+    /// Turns a background fill (prefetch) must leave free for clients.
+    reserve: u64,
     per_module: u64,
     /// The modules with fetches under way or waiting; dropped when idle.
     modules: RefCell<HashMap<Box<str>, Rc<Semaphore>>>,
@@ -105,6 +107,7 @@ impl FetchGate {
         let per_core = per_core.max(1) as u64;
         FetchGate {
             core: Rc::new(Semaphore::new(per_core)),
+            reserve: per_core / 2,
             per_module: (per_module.max(1) as u64).min(per_core),
             modules: RefCell::default(),
         }
@@ -120,6 +123,32 @@ impl FetchGate {
         let core_turn = self.core.acquire_static_permit(1).await.map_err(closed)?;
         Ok(FetchTurn { gate: self, module: module.into(), _module_turn: module_turn, _core_turn: core_turn })
     }
+
+    /// A turn for a background fill (a prefetch), now or not at all: only
+    /// while more than half of the core's turns are free and the module
+    /// has one free, so a prefetch never takes a turn a client's fill
+    /// would wait for.
+    pub fn try_enter_background(&self, module: &str) -> Option<FetchTurn<'_>> {
+        if self.core.available() <= self.reserve {
+            return None;
+        }
+        let module_gate =
+            self.modules.borrow_mut().entry(module.into()).or_insert_with(|| Rc::new(Semaphore::new(self.per_module))).clone();
+        let turns = module_gate.try_acquire_static_permit(1).ok().zip(self.core.try_acquire_static_permit(1).ok());
+        match turns {
+            Some((module_turn, core_turn)) => {
+                Some(FetchTurn { gate: self, module: module.into(), _module_turn: module_turn, _core_turn: core_turn })
+            }
+            None => {
+                // Not left behind in the map when nobody else holds or waits for it.
+                let mut modules = self.modules.borrow_mut();
+                if Rc::strong_count(&module_gate) <= 2 {
+                    modules.remove(module);
+                }
+                None
+            }
+        }
+    }
 }
 
 impl Drop for FetchTurn<'_> {
@@ -134,6 +163,12 @@ impl Drop for FetchTurn<'_> {
 }
 
 impl Filler {
+    /// The gate every fill of this core passes (a prefetch takes its turn
+    /// before it joins the single flight).
+    pub fn gate(&self) -> &FetchGate {
+        &self.gate
+    }
+
     pub fn new(
         sources: View<FillSources>,
         writer: SegmentWriter,
@@ -155,6 +190,7 @@ impl Filler {
         key: &ArtifactKey,
         progress: Option<&Arc<Progress>>,
         on_stream: impl FnOnce(),
+        turn: Option<FetchTurn<'_>>,
     ) -> Result<(Filled, Arc<str>), ResolveError> {
         self.metrics.upstream_fetches.bump();
         let sources = self.sources.get();
@@ -177,7 +213,10 @@ impl Filler {
         let shared_applies = shared.is_some();
         let metrics = self.metrics;
         let queued_at = std::time::Instant::now();
-        let turn = self.gate.enter(&key.module).await?;
+        let turn = match turn {
+            Some(turn) => turn,
+            None => self.gate.enter(&key.module).await?,
+        };
         let job = spawn_fetch(move || {
             metrics.fetch_queue_micros.add(queued_at.elapsed().as_micros() as u64);
             // Ask the checksum database while the module downloads: the
@@ -686,5 +725,19 @@ mod tests {
         assert_eq!(info(b"v1.2.0-rc.1\nv1.2.0-rc.2 extra\n"), "{\"Version\":\"v1.2.0-rc.2\"}");
         assert_eq!(info(b"v2.0.0+incompatible\nv1.0.0\nbogus\n"), "{\"Version\":\"v2.0.0+incompatible\"}");
         assert!(matches!(fetch_latest(&Tree(b""), "example.com/a"), Err(FetchError::NotFound { .. })));
+    }
+
+    #[test]
+    fn a_background_turn_leaves_half_the_core_and_the_module_gate_to_clients() {
+        let gate = FetchGate::new(4, 1);
+        let a = gate.try_enter_background("example.com/a").expect("all four turns free");
+        assert!(gate.try_enter_background("example.com/a").is_none(), "the module's one turn is taken");
+        let b = gate.try_enter_background("example.com/b").expect("three free");
+        assert!(gate.try_enter_background("example.com/c").is_none(), "two free: they are the clients'");
+        assert!(!gate.modules.borrow().contains_key("example.com/c"), "a refused module leaves nothing behind");
+        drop(a);
+        assert!(gate.try_enter_background("example.com/c").is_some());
+        drop(b);
+        assert!(gate.modules.borrow().is_empty());
     }
 }

@@ -43,6 +43,11 @@ pub struct SingleFlight {
 }
 
 impl SingleFlight {
+    /// Whether a fill of `key` is under way.
+    pub fn in_flight(&self, key: &ArtifactKey) -> bool {
+        self.flights.borrow().contains_key(key)
+    }
+
     pub fn join(&self, key: &ArtifactKey) -> Joined {
         let (tx, rx) = local_channel::new_bounded(1);
         match self.flights.borrow_mut().entry(key.clone()) {

@@ -17,6 +17,7 @@ pub mod flight;
 pub mod live;
 pub mod memory;
 pub mod policy;
+pub mod prefetch;
 pub mod route;
 pub mod shard;
 
@@ -86,10 +87,13 @@ pub trait Resolve {
 /// runtime's channel mesh; that core answers with [`Shard::resolve_owned`]).
 pub trait ToOwner {
     fn ask(&self, owner: usize, key: ArtifactKey) -> impl Future<Output = Resolved>;
+    /// Has `owner` prefetch `key` ([`Shard::prefetch_owned`]).
+    fn prefetch(&self, owner: usize, key: ArtifactKey) -> impl Future<Output = prefetch::Prefetched>;
 }
 
 /// One core's [`Resolve`]: keys this core owns are answered by its own
 /// shard, the rest cross to their owner through `to_owner`.
+#[derive(Clone)]
 pub struct CoreResolver<T> {
     shard: Rc<Shard>,
     to_owner: T,
@@ -98,6 +102,44 @@ pub struct CoreResolver<T> {
 impl<T: ToOwner> CoreResolver<T> {
     pub fn new(shard: Rc<Shard>, to_owner: T) -> CoreResolver<T> {
         CoreResolver { shard, to_owner }
+    }
+
+    /// This core's prefetch queue.
+    pub fn prefetch(&self) -> &prefetch::Prefetch {
+        self.shard.prefetch()
+    }
+
+    /// Has the owner of `key` prefetch it (see [`prefetch`]).
+    pub async fn prefetch_one(&self, key: ArtifactKey) -> prefetch::Prefetched {
+        let owner = route::owner_of_key(&key, self.shard.cores());
+        if owner == self.shard.id() {
+            self.shard.prefetch_owned(key).await
+        } else {
+            self.to_owner.prefetch(owner, key).await
+        }
+    }
+
+    /// Spawns this core's prefetch workers in `queue` (a task queue of low shares).
+    pub fn spawn_prefetch(&self, queue: glommio::TaskQueueHandle) -> Result<(), glommio::GlommioError<()>>
+    where
+        T: Clone + 'static,
+    {
+        for _ in 0..self.shard.prefetch_workers() {
+            glommio::spawn_local_into(prefetch::work(self.clone()), queue)?.detach();
+        }
+        Ok(())
+    }
+
+    /// A go.mod prefetch just stored: what it requires may be prefetched too.
+    fn after_go_mod_prefetched(&self, module: &str, version: &str, walk: prefetch::Walk) {
+        self.shard.after_go_mod_prefetched(module, version, walk);
+    }
+
+    /// A go.mod was served: what it requires may be prefetched.
+    fn served(&self, module: &str, version: &str, kind: Kind, bytes: &[u8]) {
+        if kind == Kind::Mod {
+            self.shard.after_go_mod_read(module, version, bytes);
+        }
     }
 
     async fn resolve_once(&self, key: ArtifactKey) -> Resolved {
@@ -113,7 +155,9 @@ impl<T: ToOwner> CoreResolver<T> {
 
 impl<T: ToOwner> Resolve for CoreResolver<T> {
     fn stored(&self, module: &str, version: &str, kind: Kind) -> Option<StoredBlob> {
-        self.shard.stored(module, version, kind)
+        let blob = self.shard.stored(module, version, kind)?;
+        self.served(module, version, kind, blob.bytes());
+        Some(blob)
     }
 
     /// A zip still arriving is handed out only once its first bytes are
@@ -126,6 +170,11 @@ impl<T: ToOwner> Resolve for CoreResolver<T> {
         // third round only guards against a bug looping here.
         for _ in 0..3 {
             let resolved = self.resolve_once(key.clone()).await;
+            match &resolved {
+                Ok(Artifact { body: Body::Stored(blob), .. }) => self.served(&key.module, &key.version, key.kind, blob.bytes()),
+                Ok(Artifact { body: Body::Memory { bytes, .. }, .. }) => self.served(&key.module, &key.version, key.kind, bytes),
+                _ => {}
+            }
             let Ok(Artifact { body: Body::Filling(stream), .. }) = &resolved else { return resolved };
             match stream.progress.readable(0).await {
                 Readable::UpTo(_) | Readable::End => return resolved,

@@ -15,7 +15,7 @@ use crate::artifact::{CacheClass, FetchError, Kind};
 /// What the resolve layer is told by configuration.
 ///
 /// `Default` is for tests and benches: nothing remembered as not found,
-/// nothing streamed, 60 s TTLs. The command line's defaults are its own
+/// nothing streamed, nothing prefetched, 60 s TTLs. The command line's defaults are its own
 /// (`config::flags`).
 #[derive(Debug, Clone)]
 pub struct CacheSettings {
@@ -36,6 +36,8 @@ pub struct CacheSettings {
     /// Of those, fetches for any one module (`--module-fetch-concurrency`):
     /// slow answers for one module never hold every slot.
     pub fetches_per_module: usize,
+    /// Prefetch what the go.mods clients are served require (`--prefetch`).
+    pub prefetch: bool,
 }
 
 impl Default for CacheSettings {
@@ -48,6 +50,7 @@ impl Default for CacheSettings {
             hit_routing: HitRouting::Local,
             fetches_per_core: 64,
             fetches_per_module: 4,
+            prefetch: false,
         }
     }
 }

@@ -20,11 +20,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::fill::{FillSources, Filled, Filler};
+use super::fill::{FetchTurn, FillSources, Filled, Filler};
 use super::flight::{Joined, SingleFlight};
 use super::live::{Live, View};
 use super::memory::BoundedMap;
 use super::policy::{self, CacheSettings, HitRouting, NegativeUpdate};
+use super::prefetch::{Prefetch, Prefetched};
 use super::route;
 use super::{Artifact, ResolveError, Resolved};
 use crate::artifact::fill::{FillFailure, Progress};
@@ -72,6 +73,8 @@ pub struct Shard {
     /// First-use hashes of large stored blobs under way, by record: who
     /// else asks waits for the verdict instead of hashing again.
     checks: RefCell<std::collections::HashMap<(u64, u64), Rc<glommio::sync::Semaphore>>>,
+    /// What this core queued to prefetch (keys of any owner).
+    prefetch: Prefetch,
 }
 
 /// Ends a first-use check: forgets it and wakes whoever waits for its verdict.
@@ -116,7 +119,34 @@ impl Shard {
             negative: RefCell::default(),
             unstreamable: RefCell::default(),
             checks: RefCell::default(),
+            prefetch: Prefetch::new(metrics),
         }
+    }
+
+    /// This core's prefetch queue.
+    pub fn prefetch(&self) -> &Prefetch {
+        &self.prefetch
+    }
+
+    /// A client was served the go.mod of `module@version` on this core:
+    /// queues what it requires for prefetch, when prefetch is on.
+    pub fn after_go_mod_read(&self, module: &str, version: &str, go_mod: &[u8]) {
+        if self.settings.with(|s| s.prefetch) {
+            self.prefetch.after_go_mod_read(module, version, go_mod, &self.indexes);
+        }
+    }
+
+    /// A prefetch stored the go.mod of `module@version`, queued with `walk`.
+    pub fn after_go_mod_prefetched(&self, module: &str, version: &str, walk: super::prefetch::Walk) {
+        let owner = route::owner_of(module, self.cores);
+        if let Some(entry) = self.indexes[owner].get(module, version, store::RecordKind::Mod) {
+            self.prefetch.after_go_mod_prefetched(module, version, entry.blob.bytes(), &self.indexes, walk);
+        }
+    }
+
+    /// How many prefetch workers this core runs.
+    pub fn prefetch_workers(&self) -> usize {
+        Prefetch::workers(self.settings.with(|s| s.fetches_per_core))
     }
 
     /// Seals this core's open segment (a clean shutdown, once drained).
@@ -318,7 +348,7 @@ impl Shard {
                 // Detached: the fill must finish even if the client that started it leaves.
                 let shard = self.clone();
                 glommio::spawn_local(async move {
-                    let result = shard.fill(&key).await;
+                    let result = shard.fill(&key, None).await;
                     shard.remember(&key, &result);
                     shard.flights.land(&key, &result);
                 })
@@ -327,6 +357,46 @@ impl Shard {
             }
         };
         rx.recv().await.unwrap_or(Err(ResolveError::Internal("the fill was abandoned")))
+    }
+
+    /// On the owner: fills `key` for a prefetch, unless something is known
+    /// of it already, a fill of it is under way, or no fetch turn is to
+    /// spare. Clients who ask meanwhile join its fill. Detached: a fill
+    /// that started lands even if the asker goes away.
+    pub async fn prefetch_owned(self: &Rc<Self>, key: ArtifactKey) -> Prefetched {
+        let shard = self.clone();
+        let (tx, rx) = glommio::channels::local_channel::new_bounded(1);
+        glommio::spawn_local(async move {
+            let outcome = shard.prefetch_here(&key).await;
+            let _ = tx.try_send(outcome);
+        })
+        .detach();
+        rx.recv().await.unwrap_or(Prefetched::Failed)
+    }
+
+    async fn prefetch_here(&self, key: &ArtifactKey) -> Prefetched {
+        if !self.settings.with(|s| s.prefetch) {
+            return Prefetched::Busy;
+        }
+        let stored = key.kind.record_kind().is_some_and(|rk| self.indexes[self.id].get(&key.module, &key.version, rk).is_some());
+        let known_missing =
+            self.negative.borrow().get(key).is_some_and(|n| policy::is_fresh(n.fetched_at, self.settings.with(|s| s.negative_ttl)));
+        if stored || known_missing || self.flights.in_flight(key) {
+            return Prefetched::Known;
+        }
+        let Some(turn) = self.filler.gate().try_enter_background(&key.module) else { return Prefetched::Busy };
+        // Nothing awaited since `in_flight`: this is the first to ask.
+        let Joined::Leader(_own_result) = self.flights.join(key) else { return Prefetched::Known };
+        let result = self.fill(key, Some(turn)).await;
+        self.remember(key, &result);
+        self.flights.land(key, &result);
+        match result {
+            // Passed through: the store could not keep it (full, read-only).
+            Ok(Artifact { body: Body::Memory { .. }, .. }) => Prefetched::Unkept,
+            Ok(_) => Prefetched::Fetched,
+            Err(ResolveError::Fetch(FetchError::NotFound { .. })) => Prefetched::Missing,
+            Err(_) => Prefetched::Failed,
+        }
     }
 
     /// What this owner already knows about `key`: a stored or fresh
@@ -405,8 +475,9 @@ impl Shard {
     }
 
     /// Fills `key` (streamed to its requesters when policy says so), then
-    /// keeps what the fill produced where its kind belongs.
-    async fn fill(&self, key: &ArtifactKey) -> Resolved {
+    /// keeps what the fill produced where its kind belongs. With a `turn`
+    /// taken already (a prefetch's), the fill waits for none.
+    async fn fill(&self, key: &ArtifactKey, turn: Option<FetchTurn<'_>>) -> Resolved {
         if key.kind == Kind::Query {
             // The sources' answer of the moment, for everyone in this flight;
             // its stored copy (replaced as answers change) is only the
@@ -437,7 +508,7 @@ impl Shard {
                 }
             }
         };
-        let (filled, source) = match self.filler.fill(key, progress.as_ref(), on_stream).await {
+        let (filled, source) = match self.filler.fill(key, progress.as_ref(), on_stream, turn).await {
             Ok((filled, source)) => (Ok(filled), Some(source)),
             Err(e) => (Err(e), None),
         };

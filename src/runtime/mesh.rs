@@ -17,6 +17,7 @@ use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::channels::local_channel::{self, LocalSender};
 
 use crate::artifact::ArtifactKey;
+use crate::resolve::prefetch::Prefetched;
 use crate::resolve::{ResolveError, Resolved, Shard, ToOwner};
 use crate::store::RecordKind;
 
@@ -34,6 +35,10 @@ pub enum Msg {
     Purge { call: u64, from: usize, module: String, version: Option<String> },
     /// The answer to purge call `call`.
     Purged { call: u64, result: Purged },
+    /// Prefetch `key` on your shard and tell `from` under `call` how it went.
+    Prefetch { call: u64, from: usize, key: ArtifactKey },
+    /// How prefetch call `call` went.
+    Prefetched { call: u64, outcome: Prefetched },
 }
 
 /// One core's end of the mesh.
@@ -45,12 +50,21 @@ pub struct Mesh {
     pending: RefCell<HashMap<u64, LocalSender<Resolved>>>,
     /// Purges this core asked another for, waiting for their answer.
     pending_purges: RefCell<HashMap<u64, LocalSender<Purged>>>,
+    /// Prefetches this core's workers asked another core for.
+    pending_prefetches: RefCell<HashMap<u64, LocalSender<Prefetched>>>,
     next_call: Cell<u64>,
 }
 
 impl Mesh {
     pub fn new(id: usize, peers: Option<Senders<Msg>>) -> Rc<Mesh> {
-        Rc::new(Mesh { id, peers, pending: RefCell::default(), pending_purges: RefCell::default(), next_call: Cell::new(0) })
+        Rc::new(Mesh {
+            id,
+            peers,
+            pending: RefCell::default(),
+            pending_purges: RefCell::default(),
+            pending_prefetches: RefCell::default(),
+            next_call: Cell::new(0),
+        })
     }
 
     /// Serves messages from every peer for the life of the core: requests
@@ -101,7 +115,28 @@ impl Mesh {
                     let _ = tx.try_send(result);
                 }
             }
+            Msg::Prefetch { call, from, key } => {
+                let (mesh, shard) = (self.clone(), shard.clone());
+                glommio::spawn_local(async move {
+                    let outcome = shard.prefetch_owned(key).await;
+                    if let Some(peers) = &mesh.peers {
+                        let _ = peers.send_to(from, Msg::Prefetched { call, outcome }).await;
+                    }
+                })
+                .detach();
+            }
+            Msg::Prefetched { call, outcome } => {
+                if let Some(tx) = self.pending_prefetches.borrow_mut().remove(&call) {
+                    let _ = tx.try_send(outcome);
+                }
+            }
         }
+    }
+
+    fn next_call(&self) -> u64 {
+        let call = self.next_call.get();
+        self.next_call.set(call.wrapping_add(1));
+        call
     }
 
     /// Purges `module` (or `module@version`) on its owner core `owner`
@@ -111,8 +146,7 @@ impl Mesh {
             return shard.purge_owned(module, version).await;
         }
         let Some(peers) = &self.peers else { return Err(ResolveError::Internal("a module routed to another core with no mesh")) };
-        let call = self.next_call.get();
-        self.next_call.set(call.wrapping_add(1));
+        let call = self.next_call();
         let (tx, rx) = local_channel::new_bounded(1);
         self.pending_purges.borrow_mut().insert(call, tx);
         let msg = Msg::Purge { call, from: self.id, module: module.to_string(), version: version.map(str::to_string) };
@@ -127,8 +161,7 @@ impl Mesh {
 impl ToOwner for Rc<Mesh> {
     async fn ask(&self, owner: usize, key: ArtifactKey) -> Resolved {
         let Some(peers) = &self.peers else { return Err(ResolveError::Internal("a key routed to another core with no mesh")) };
-        let call = self.next_call.get();
-        self.next_call.set(call.wrapping_add(1));
+        let call = self.next_call();
         let (tx, rx) = local_channel::new_bounded(1);
         self.pending.borrow_mut().insert(call, tx);
         if peers.send_to(owner, Msg::Resolve { call, from: self.id, key }).await.is_err() {
@@ -136,5 +169,17 @@ impl ToOwner for Rc<Mesh> {
             return Err(ResolveError::Internal("the owner core is not accepting work"));
         }
         rx.recv().await.unwrap_or(Err(ResolveError::Internal("the owner core dropped the request")))
+    }
+
+    async fn prefetch(&self, owner: usize, key: ArtifactKey) -> Prefetched {
+        let Some(peers) = &self.peers else { return Prefetched::Failed };
+        let call = self.next_call();
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.pending_prefetches.borrow_mut().insert(call, tx);
+        if peers.send_to(owner, Msg::Prefetch { call, from: self.id, key }).await.is_err() {
+            self.pending_prefetches.borrow_mut().remove(&call);
+            return Prefetched::Failed;
+        }
+        rx.recv().await.unwrap_or(Prefetched::Failed)
     }
 }

@@ -183,6 +183,10 @@ const STORE_CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// sender wait, which is the back-pressure we want.
 const MESH_CAPACITY: usize = 1024;
 
+/// The prefetch workers' share of a busy core (the default queue, which
+/// serves clients, has glommio's 1000).
+const PREFETCH_SHARES: usize = 50;
+
 /// Runs the server until every executor stops. `on_started` is called once,
 /// when all cores are accepting connections.
 pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), RuntimeError> {
@@ -336,7 +340,15 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
                         Rc::new(admin::Admin { shard: shard.clone(), mesh: mesh.clone(), metrics, shutdown, edge: live.edge.view() });
                     glommio::spawn_local(admin.serve(listener)).detach();
                 }
-                let handler = ProxyHandler::new(CoreResolver::new(shard, mesh), live.proxy.view(), core_metrics, metrics);
+                let resolver = CoreResolver::new(shard, mesh);
+                // Prefetch yields to everything else this core does.
+                let background = glommio::executor().create_task_queue(
+                    glommio::Shares::Static(PREFETCH_SHARES),
+                    glommio::Latency::NotImportant,
+                    "prefetch",
+                );
+                resolver.spawn_prefetch(background).map_err(|e| format!("starting the prefetch workers: {e}"))?;
+                let handler = ProxyHandler::new(resolver, live.proxy.view(), core_metrics, metrics);
                 let handler = crate::edge::Edge::new(handler, live.edge.view(), audit.clone(), rates.clone());
                 let tls = tls_sockets.lock().ok().and_then(|mut s| s.get_mut(id).and_then(Option::take)).map(|socket| {
                     // SAFETY: the descriptor is a bound, listening TCP socket whose ownership moves here.

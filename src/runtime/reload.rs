@@ -88,6 +88,7 @@ pub fn settings(config: &Config, running: Option<(&Config, &FillSources)>) -> Re
         hit_routing: config.hit_routing,
         fetches_per_core: config.fetch_concurrency,
         fetches_per_module: config.module_fetch_concurrency,
+        prefetch: config.prefetch,
     });
     let proxy = ProxySettings { sumdb_names: config.sumdbs.iter().map(|db| db.name.as_str().into()).collect(), cache: cache.clone() };
     let edge = edge_settings(config)?;
