@@ -17,7 +17,8 @@
 # `go mod download` would): `go get` of gin, viper and client_golang, then
 # `go mod download all`. Not run by CI.
 #
-#   [REAL=1] [DELAY_MS=20] [DEPTH=6] [WIDTH=24] [GO_DIRECTIVE=1.16] benches/prefetch.sh [ROUNDS]
+#   [REAL=1] [DELAY_MS=20] [DEPTH=6] [WIDTH=24] [GO_DIRECTIVE=1.16] [AUDIT=prefix] benches/prefetch.sh [ROUNDS]
+# AUDIT: each run writes its audit log to prefix.on / prefix.off (appended).
 # gomodproxy --cores 1 on CPU 1. Needs: go, curl, python3, `cargo build --release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -280,11 +280,12 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_MODULE_FETCH_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     module_fetch_concurrency: u32,
 
-    /// Dependency-graph prefetch: when a client is served a go.mod, fetch
-    /// the `.info` and `.mod` of each version it requires that is not
-    /// stored, in the background (bounded, deduplicated, with fetch turns
-    /// clients leave free; paused while the upstream fails or is slow), so
-    /// the go command's walk of the module graph finds them waiting.
+    /// Dependency-graph prefetch: when a client is served a pre-1.17
+    /// (unpruned) go.mod, fetch the `.mod` and `.info` files of the
+    /// versions it requires that are not stored, in the background (bounded,
+    /// deduplicated, with fetch turns clients leave free; paused while the
+    /// upstream fails or is slow), so the go command's walk of the module
+    /// graph finds them waiting.
     #[arg(long, env = "GOMODPROXY_PREFETCH", value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
     prefetch: String,
 

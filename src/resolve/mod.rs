@@ -130,11 +130,6 @@ impl<T: ToOwner> CoreResolver<T> {
         Ok(())
     }
 
-    /// A go.mod prefetch just stored: what it requires may be prefetched too.
-    fn after_go_mod_prefetched(&self, module: &str, version: &str, walk: prefetch::Walk) {
-        self.shard.after_go_mod_prefetched(module, version, walk);
-    }
-
     /// A go.mod was served: what it requires may be prefetched.
     fn served(&self, module: &str, version: &str, kind: Kind, bytes: &[u8]) {
         if kind == Kind::Mod {

@@ -12,22 +12,26 @@
 //! ([`Shard::prefetch_owned`]): single-flight with the clients' requests,
 //! and only with a fetch turn to spare.
 //!
-//! How far it reads ahead follows the go command's graph pruning (the
-//! modules reference, "Module graph pruning"; cmd/go's `readModGraph`):
-//! below a go.mod older than go 1.17 the go command loads every go.mod of
-//! the whole closure, so a go.mod prefetched on such a path has its
-//! requirements queued too; a go 1.17+ go.mod lists what its packages
-//! need and the go command reads those go.mods only on demand, so its
-//! requirements are queued one level deep, and followed further only once
-//! a client reads them. What it fetches that nobody asks for stays bounded
-//! by what clients read.
+//! What it reads ahead follows the go command's graph pruning (the
+//! modules reference, "Module graph pruning"; cmd/go's `readModGraph`).
+//! Below a go.mod older than go 1.17 the go command loads the go.mod of
+//! every version in the closure, eagerly but only GOMAXPROCS at a time: a
+//! client served such a go.mod has the `.mod` of each version it requires
+//! queued, and the `.info` of the highest version of each module required
+//! so far (what minimal version selection will ask for). One level: a
+//! go.mod only prefetch fetched is followed once a client reads it, which
+//! is soon when the walk really goes there (measured: following it at once
+//! saved nothing and fetched three times as much nobody asked for on a real
+//! graph). A go 1.17+ go.mod lists what its packages need, and the go
+//! command reads those go.mods only on demand, for the versions it
+//! selects: nothing is guessed for it.
 //!
 //! It never fetches for a client and never makes a client wait: its
 //! workers run in a task queue of low shares and take no fetch turn a
 //! client would wait for.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +40,7 @@ use glommio::sync::Semaphore;
 use super::route;
 use super::{CoreResolver, ToOwner};
 use crate::artifact::{ArtifactKey, Kind};
-use crate::gomod::{modfile, module};
+use crate::gomod::{modfile, module, semver};
 use crate::metrics::CoreMetrics;
 use crate::store::Index;
 
@@ -45,13 +49,10 @@ use crate::store::Index;
 /// queue of them.
 const QUEUE_CAPACITY: usize = 1024;
 
-/// go.mods one core remembers having queued the requirements of (per
+/// go.mods one core remembers having queued the requirements of, and
+/// module paths it remembers the highest required version of (per
 /// generation; two are kept).
 const NOTED_GENERATION: usize = 16 * 1024;
-
-/// How many go.mods deep prefetch follows an unpruned path below a go.mod
-/// a client read (a hostile upstream's graph has no end).
-const MAX_DEPTH: u8 = 16;
 
 /// A prefetch slower than this means the upstream is struggling: prefetch pauses.
 const SLOW: Duration = Duration::from_secs(2);
@@ -78,22 +79,6 @@ pub enum Prefetched {
     Unkept,
 }
 
-/// Where a queued key sits in the walk of the module graph.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Walk {
-    /// go.mods between it and the one a client read (1: required by that one).
-    depth: u8,
-    /// Every go.mod on the path to it predates graph pruning: the go
-    /// command will load its go.mod's requirements too.
-    unpruned: bool,
-}
-
-/// A key waiting for a worker.
-struct Queued {
-    key: ArtifactKey,
-    walk: Walk,
-}
-
 /// Whether the go command loads the whole closure below this go.mod: its
 /// `go` directive predates 1.17 (cmd/go's `pruningForGoVersion`), or it has
 /// none (then 1.16 is assumed).
@@ -107,15 +92,18 @@ pub fn is_unpruned(go_mod: &[u8]) -> bool {
 /// One core's prefetch queue and its state.
 pub struct Prefetch {
     /// `.mod` keys: the graph walk waits for these first.
-    queue: RefCell<VecDeque<Queued>>,
+    queue: RefCell<VecDeque<ArtifactKey>>,
     /// `.info` keys: the go command asks for these once the walk is over.
-    later: RefCell<VecDeque<Queued>>,
+    later: RefCell<VecDeque<ArtifactKey>>,
     /// The keys queued or being fetched from here (each key once).
     pending: RefCell<HashSet<ArtifactKey, ahash::RandomState>>,
     /// Hashes of the go.mods (module, version) whose requirements were
     /// queued from here: the newer generation and the one before it.
     noted: RefCell<[HashSet<u64, ahash::RandomState>; 2]>,
     noted_hasher: ahash::RandomState,
+    /// The highest version of each module path required so far (two
+    /// generations, like `noted`).
+    highest: RefCell<[HashMap<Box<str>, Box<str>, ahash::RandomState>; 2]>,
     /// One unit per queued key; the workers wait on it.
     ready: Rc<Semaphore>,
     /// Set while paused after trouble.
@@ -133,6 +121,7 @@ impl Prefetch {
             pending: RefCell::default(),
             noted: RefCell::default(),
             noted_hasher: ahash::RandomState::new(),
+            highest: RefCell::default(),
             ready: Rc::new(Semaphore::new(0)),
             paused_until: Cell::new(None),
             next_pause: Cell::new(FIRST_PAUSE),
@@ -160,23 +149,12 @@ impl Prefetch {
         }
     }
 
-    /// A client was served the go.mod of `module@version`: queues the
-    /// `.mod` and `.info` of each version it requires that no core stores
-    /// (each go.mod once per core, each key once).
+    /// A client was served the go.mod of `module@version`: if it predates
+    /// graph pruning, queues the `.mod` (and, for the highest version
+    /// required so far, the `.info`) of each version it requires that no
+    /// core stores (each go.mod once per core, each key once).
     pub fn after_go_mod_read(&self, module: &str, version: &str, go_mod: &[u8], indexes: &[Index]) {
-        self.queue_requirements(module, version, go_mod, indexes, Walk { depth: 1, unpruned: is_unpruned(go_mod) });
-    }
-
-    /// A go.mod prefetch fetched with `walk`: on an unpruned path the go
-    /// command will read what it requires too, so that is queued.
-    pub fn after_go_mod_prefetched(&self, module: &str, version: &str, go_mod: &[u8], indexes: &[Index], walk: Walk) {
-        if walk.unpruned && walk.depth < MAX_DEPTH {
-            self.queue_requirements(module, version, go_mod, indexes, Walk { depth: walk.depth + 1, unpruned: true });
-        }
-    }
-
-    fn queue_requirements(&self, module: &str, version: &str, go_mod: &[u8], indexes: &[Index], walk: Walk) {
-        if self.paused() {
+        if !is_unpruned(go_mod) || self.paused() {
             return;
         }
         let id = self.noted_hasher.hash_one((module, version));
@@ -197,16 +175,36 @@ impl Prefetch {
                 continue;
             }
             let owner = &indexes[route::owner_of(&path, indexes.len())];
+            let infos = self.highest_so_far(&path, &v);
             for kind in [Kind::Mod, Kind::Info] {
+                if kind == Kind::Info && !infos {
+                    continue;
+                }
                 let stored = kind.record_kind().is_some_and(|rk| owner.get(&path, &v, rk).is_some());
                 if !stored {
-                    self.push(ArtifactKey { module: path.as_str().into(), version: v.as_str().into(), kind }, walk);
+                    self.push(ArtifactKey { module: path.as_str().into(), version: v.as_str().into(), kind });
                 }
             }
         }
     }
 
-    fn push(&self, key: ArtifactKey, walk: Walk) {
+    /// Whether `version` is the highest of `path` required so far (and
+    /// now remembered as such).
+    fn highest_so_far(&self, path: &str, version: &str) -> bool {
+        let mut highest = self.highest.borrow_mut();
+        let known = highest[0].get(path).or_else(|| highest[1].get(path));
+        if known.is_some_and(|h| semver::compare(version, h) == std::cmp::Ordering::Less) {
+            return false;
+        }
+        if highest[0].len() >= NOTED_GENERATION {
+            highest.swap(0, 1);
+            highest[0].clear();
+        }
+        highest[0].insert(path.into(), version.into());
+        true
+    }
+
+    fn push(&self, key: ArtifactKey) {
         let mut pending = self.pending.borrow_mut();
         if pending.contains(&key) {
             return;
@@ -217,23 +215,23 @@ impl Prefetch {
         }
         pending.insert(key.clone());
         let queue = if key.kind == Kind::Mod { &self.queue } else { &self.later };
-        queue.borrow_mut().push_back(Queued { key, walk });
+        queue.borrow_mut().push_back(key);
         self.metrics.prefetch_queued.bump();
         self.ready.signal(1);
     }
 
     /// The next key to prefetch, waiting for one; `None` once closed.
-    async fn next(&self) -> Option<Queued> {
+    async fn next(&self) -> Option<ArtifactKey> {
         loop {
             self.ready.acquire(1).await.ok()?;
             let next = self.queue.borrow_mut().pop_front().or_else(|| self.later.borrow_mut().pop_front());
-            let Some(queued) = next else { continue };
+            let Some(key) = next else { continue };
             if self.paused() {
-                self.pending.borrow_mut().remove(&queued.key);
+                self.pending.borrow_mut().remove(&key);
                 self.metrics.prefetch_dropped.bump();
                 continue;
             }
-            return Some(queued);
+            return Some(key);
         }
     }
 
@@ -272,11 +270,11 @@ impl Prefetch {
         }
         self.paused_until.set(Some(Instant::now() + pause));
         self.next_pause.set((pause * 2).min(LONGEST_PAUSE));
-        let mut dropped: Vec<Queued> = self.queue.borrow_mut().drain(..).collect();
+        let mut dropped: Vec<ArtifactKey> = self.queue.borrow_mut().drain(..).collect();
         dropped.extend(self.later.borrow_mut().drain(..));
         let mut pending = self.pending.borrow_mut();
-        for q in &dropped {
-            pending.remove(&q.key);
+        for k in &dropped {
+            pending.remove(k);
             self.metrics.prefetch_dropped.bump();
         }
     }
@@ -287,13 +285,10 @@ impl Prefetch {
 /// [`Prefetch::workers`] times per core, in a task queue of low shares.
 pub async fn work<T: ToOwner>(resolver: CoreResolver<T>) {
     let prefetch = resolver.prefetch();
-    while let Some(Queued { key, walk }) = prefetch.next().await {
+    while let Some(key) = prefetch.next().await {
         let started = Instant::now();
         let outcome = resolver.prefetch_one(key.clone()).await;
         prefetch.settle(&key, outcome, started.elapsed());
-        if outcome == Prefetched::Fetched && key.kind == Kind::Mod {
-            resolver.after_go_mod_prefetched(&key.module, &key.version, walk);
-        }
     }
 }
 
@@ -310,12 +305,7 @@ mod tests {
     }
 
     fn queued(p: &Prefetch) -> Vec<String> {
-        p.queue
-            .borrow()
-            .iter()
-            .chain(p.later.borrow().iter())
-            .map(|q| format!("{}@{}{}", q.key.module, q.key.version, q.key.kind.label()))
-            .collect()
+        p.queue.borrow().iter().chain(p.later.borrow().iter()).map(|k| format!("{}@{}{}", k.module, k.version, k.kind.label())).collect()
     }
 
     const GO_MOD: &[u8] =
@@ -343,7 +333,7 @@ mod tests {
         let p = Prefetch::new(metrics());
         let idx = indexes();
         p.after_go_mod_read("example.com/a", "v1.0.0", GO_MOD, &idx);
-        let key = p.queue.borrow_mut().pop_front().unwrap().key;
+        let key = p.queue.borrow_mut().pop_front().unwrap();
         p.settle(&key, Prefetched::Failed, Duration::from_millis(1));
         assert!(p.paused());
         assert!(queued(&p).is_empty() && p.pending.borrow().is_empty(), "what was queued is dropped");
@@ -362,36 +352,41 @@ mod tests {
     }
 
     #[test]
-    fn prefetched_go_mods_are_followed_only_on_an_unpruned_path_and_only_so_deep() {
+    fn only_an_unpruned_go_mod_has_its_requirements_queued() {
         assert!(is_unpruned(b"module example.com/a\n"), "no go directive: 1.16");
         assert!(is_unpruned(b"module example.com/a\ngo 1.16\n"));
         assert!(!is_unpruned(b"module example.com/a\ngo 1.17\n"));
         assert!(!is_unpruned(b"module example.com/a\ngo 1.21rc1\n"));
         let p = Prefetch::new(metrics());
         let idx = indexes();
-        let pruned = b"module example.com/p\ngo 1.21\nrequire example.com/q v1.0.0\n";
+        // A go 1.17+ go.mod: the go command reads its requirements on demand.
         p.after_go_mod_read("example.com/top", "v1.0.0", b"module example.com/top\ngo 1.21\nrequire example.com/p v1.0.0\n", &idx);
-        let walk = p.queue.borrow()[0].walk;
-        assert_eq!(walk, Walk { depth: 1, unpruned: false });
-        // Below a go 1.17+ go.mod the go command reads on demand: not followed.
-        p.after_go_mod_prefetched("example.com/p", "v1.0.0", pruned, &idx, walk);
-        assert_eq!(queued(&p).len(), 2);
-        // Below an old one it reads everything: followed, one level further each time.
-        let old = b"module example.com/o\ngo 1.16\nrequire example.com/q v1.0.0\n";
-        p.after_go_mod_read("example.com/old", "v1.0.0", b"module example.com/old\nrequire example.com/o v1.0.0\n", &idx);
-        let walk = p.queue.borrow()[1].walk;
-        assert_eq!(walk, Walk { depth: 1, unpruned: true });
-        p.after_go_mod_prefetched("example.com/o", "v1.0.0", old, &idx, walk);
-        assert_eq!(p.queue.borrow()[2].walk, Walk { depth: 2, unpruned: true });
-        assert_eq!(queued(&p)[2], "example.com/q@v1.0.0.mod");
-        p.after_go_mod_prefetched(
-            "example.com/deep",
-            "v1.0.0",
-            b"module example.com/deep\nrequire example.com/r v1.0.0\n",
-            &idx,
-            Walk { depth: MAX_DEPTH, unpruned: true },
+        assert!(queued(&p).is_empty());
+        p.after_go_mod_read("example.com/old", "v1.0.0", b"module example.com/old\ngo 1.16\nrequire example.com/o v1.0.0\n", &idx);
+        assert_eq!(queued(&p), ["example.com/o@v1.0.0.mod", "example.com/o@v1.0.0.info"]);
+    }
+
+    #[test]
+    fn an_info_is_queued_only_for_the_highest_version_required_so_far() {
+        let p = Prefetch::new(metrics());
+        let idx = indexes();
+        let read = |m: &str, needs: &str| {
+            p.after_go_mod_read(m, "v1.0.0", format!("module {m}\nrequire example.com/x {needs}\n").as_bytes(), &idx)
+        };
+        read("example.com/a", "v1.2.0");
+        read("example.com/b", "v1.1.0");
+        read("example.com/c", "v1.3.0");
+        // Every go.mod (the walk loads them all), the .info of v1.2.0 and v1.3.0 only.
+        assert_eq!(
+            queued(&p),
+            [
+                "example.com/x@v1.2.0.mod",
+                "example.com/x@v1.1.0.mod",
+                "example.com/x@v1.3.0.mod",
+                "example.com/x@v1.2.0.info",
+                "example.com/x@v1.3.0.info"
+            ]
         );
-        assert_eq!(queued(&p).len(), 6, "no deeper than MAX_DEPTH");
     }
 
     #[test]

@@ -136,14 +136,6 @@ impl Shard {
         }
     }
 
-    /// A prefetch stored the go.mod of `module@version`, queued with `walk`.
-    pub fn after_go_mod_prefetched(&self, module: &str, version: &str, walk: super::prefetch::Walk) {
-        let owner = route::owner_of(module, self.cores);
-        if let Some(entry) = self.indexes[owner].get(module, version, store::RecordKind::Mod) {
-            self.prefetch.after_go_mod_prefetched(module, version, entry.blob.bytes(), &self.indexes, walk);
-        }
-    }
-
     /// How many prefetch workers this core runs.
     pub fn prefetch_workers(&self) -> usize {
         Prefetch::workers(self.settings.with(|s| s.fetches_per_core))
