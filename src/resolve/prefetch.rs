@@ -61,6 +61,9 @@ const SLOW: Duration = Duration::from_secs(2);
 const FIRST_PAUSE: Duration = Duration::from_secs(10);
 const LONGEST_PAUSE: Duration = Duration::from_secs(300);
 
+/// Module path -> the highest version of it required so far.
+type HighestVersions = HashMap<Box<str>, Box<str>, ahash::RandomState>;
+
 /// How one prefetch ended, as the owner tells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prefetched {
@@ -103,7 +106,7 @@ pub struct Prefetch {
     noted_hasher: ahash::RandomState,
     /// The highest version of each module path required so far (two
     /// generations, like `noted`).
-    highest: RefCell<[HashMap<Box<str>, Box<str>, ahash::RandomState>; 2]>,
+    highest: RefCell<[HighestVersions; 2]>,
     /// One unit per queued key; the workers wait on it.
     ready: Rc<Semaphore>,
     /// Set while paused after trouble.
