@@ -178,6 +178,30 @@ fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
 }
 
 #[test]
+fn a_connection_idle_past_the_buffer_grace_serves_pipelined_requests_and_cuts_a_stuck_head() {
+    // Idle for longer than the 500 ms grace, a keep-alive connection has
+    // given its buffers back and waits on one byte: what arrives then must
+    // be read whole, and the header timeout must still run from that byte.
+    let fx = small_fixture();
+    let server = server(&fx, 1, &["--idle-timeout", "10s", "--header-timeout", "1s"]);
+    let addr = server.addr();
+    let mut c = RawConn::connect(addr);
+    assert_eq!(c.request("GET", "/healthz").status, 200);
+    thread::sleep(Duration::from_millis(800));
+    let mut two = c.request_bytes("GET", &path(SMALL, "mod"));
+    two.extend(c.request_bytes("GET", &path(SMALL, "info")));
+    c.send(&two).unwrap();
+    let (a, b) = (c.read_response(false).unwrap(), c.read_response(false).unwrap());
+    assert_eq!((a.status, a.body_str()), (200, fx.module(SMALL, V).mod_file()));
+    assert_eq!((b.status, b.body_str()), (200, fx.module(SMALL, V).info_json()));
+    thread::sleep(Duration::from_millis(800));
+    c.send(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+    c.set_read_timeout(BOUND);
+    assert!(c.peer_closed(), "a head stuck after an idle spell was not cut within {BOUND:?} (--header-timeout 1s)");
+    assert_healthy(addr);
+}
+
+#[test]
 fn max_connections_holds_the_next_connection_until_one_closes() {
     let fx = small_fixture();
     let server = server(&fx, 1, &["--max-connections", "4"]);

@@ -64,6 +64,8 @@ impl Default for HttpLimits {
 
 /// A connection's read buffer: grows from small (most Go-client requests are
 /// a few hundred bytes) up to the head-size limit, and is compacted in place.
+/// It holds no memory until bytes arrive, and gives its memory back when
+/// the connection idles (see [`read_idle`]).
 struct ReadBuf {
     data: Vec<u8>,
     start: usize,
@@ -74,7 +76,7 @@ impl ReadBuf {
     const INITIAL: usize = 1024;
 
     fn new() -> ReadBuf {
-        ReadBuf { data: vec![0; Self::INITIAL], start: 0, end: 0 }
+        ReadBuf { data: Vec::new(), start: 0, end: 0 }
     }
 
     fn filled(&self) -> &[u8] {
@@ -83,6 +85,18 @@ impl ReadBuf {
 
     fn is_empty(&self) -> bool {
         self.start == self.end
+    }
+
+    /// Whether it holds memory.
+    fn holds_memory(&self) -> bool {
+        self.data.capacity() > 0
+    }
+
+    /// Gives the memory back (only while empty).
+    fn release(&mut self) {
+        if self.is_empty() {
+            *self = ReadBuf::new();
+        }
     }
 
     fn consume(&mut self, n: usize) {
@@ -95,6 +109,9 @@ impl ReadBuf {
 
     /// Room to read into, making some if needed (up to `max` buffered bytes).
     fn spare(&mut self, max: usize) -> &mut [u8] {
+        if self.data.is_empty() {
+            self.data = vec![0; Self::INITIAL.min(max.max(1))];
+        }
         if self.end == self.data.len() {
             if self.start > 0 {
                 self.data.copy_within(self.start..self.end, 0);
@@ -106,6 +123,42 @@ impl ReadBuf {
         }
         &mut self.data[self.end..]
     }
+}
+
+/// How long a keep-alive connection waits for its next request with its
+/// buffers before it gives them back and waits on a single byte: a busy
+/// client keeps them, an idle connection holds only its own small state.
+const IDLE_GRACE: Duration = Duration::from_millis(500);
+
+/// Reads the first bytes of the next request into the empty `buf`, waiting
+/// at most `wait`. Past [`IDLE_GRACE`] the read buffer and the response
+/// head are let go, and the wait goes on for one byte read into the stack
+/// (glommio waits for readiness, then reads: nothing is lent to the kernel
+/// while waiting). Returns the bytes added to `buf` (0: the peer closed).
+async fn read_idle<C: Conn>(stream: &mut C, buf: &mut ReadBuf, head: &mut Vec<u8>, wait: Duration, max: usize) -> io::Result<usize> {
+    let mut wait = wait;
+    if buf.holds_memory() {
+        let grace = wait.min(IDLE_GRACE);
+        stream.tcp().set_read_timeout(Some(grace))?;
+        match stream.read(buf.spare(max)).await {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && wait > grace => wait -= grace,
+            Ok(n) => {
+                buf.end += n;
+                return Ok(n);
+            }
+            Err(e) => return Err(e),
+        }
+        buf.release();
+        *head = Vec::new();
+    }
+    stream.tcp().set_read_timeout(Some(wait))?;
+    let mut first = [0u8; 1];
+    let n = stream.read(&mut first).await?;
+    if n == 1 {
+        buf.spare(max)[0] = first[0];
+        buf.end += 1;
+    }
+    Ok(n)
 }
 
 fn count_status(metrics: &CoreMetrics, status: u16) {
@@ -169,7 +222,7 @@ pub async fn serve_connection<S: Service, C: Conn>(
     }
     let _ = stream.tcp().set_write_timeout(Some(limits.write_timeout));
     let mut buf = ReadBuf::new();
-    let mut head = Vec::with_capacity(256);
+    let mut head = Vec::new();
     // When the first byte of the request being read arrived.
     let mut request_began: Option<Instant> = None;
     // Slack above the head limit so the parser can see the limit being crossed.
@@ -179,7 +232,7 @@ pub async fn serve_connection<S: Service, C: Conn>(
     // about it closes the connection without an answer.
     let proxy = service.proxy_header(peer.ip());
     let client = match proxy {
-        ProxyHeader::Required => match read_proxy_header(&mut stream, &mut buf, limits).await {
+        ProxyHeader::Required => match Box::pin(read_proxy_header(&mut stream, &mut buf, limits)).await {
             Some(addr) => addr.unwrap_or(peer),
             None => return,
         },
@@ -196,56 +249,22 @@ pub async fn serve_connection<S: Service, C: Conn>(
                 metrics.requests.bump();
                 // While draining, finish this response and close.
                 let connection = response::Connection::of(req.keep_alive && !shutdown.is_draining(), req.http10);
-                let keep_alive = connection.stays_open();
-                let send_body = req.method == Method::Get;
-                let parsed_at = Instant::now();
-                let method = if send_body { "GET" } else { "HEAD" };
-                let incoming =
-                    Incoming { method, target: req.target, if_none_match: req.if_none_match, authorization: req.authorization, client };
-                let mut resp = service.serve(&incoming).await;
-                count_status(metrics, resp.status);
-                // The connection takes the stream over, so that it can let go
-                // of the fill buffer as soon as the fill is done.
-                if let Some(fill) = resp.body.take_filling() {
-                    let progress = fill.progress.clone();
-                    let sent = match send_filling(&mut stream, &mut head, &resp, fill, send_body, connection).await {
-                        Some(n) => n,
-                        // The fill failed or the client left: cut the connection
-                        // short, so the body never reaches its Content-Length.
-                        None => {
-                            if !progress.is_streaming() {
-                                metrics.streams_cut.bump();
-                            }
-                            service.served(&incoming, &resp, 0, parsed_at.elapsed());
-                            return;
-                        }
-                    };
-                    service.served(&incoming, &resp, sent, parsed_at.elapsed());
-                    metrics.body_bytes.add(sent);
-                    buf.consume(used);
-                    request_began = if buf.is_empty() { None } else { Some(Instant::now()) };
-                    if !keep_alive || shutdown.is_draining() {
-                        let _ = stream.close().await;
-                        return;
-                    }
-                    continue;
-                }
-                let full = resp.body.bytes();
-                let body = if send_body && resp.status != 304 { full } else { &[][..] };
-                response::write_head(&mut head, &resp, full.len(), connection);
-                let file = if body.is_empty() { None } else { resp.body.file_range() };
-                let sent = stream.send_all(&head, body, file).await;
-                service.served(&incoming, &resp, if sent.is_ok() { body.len() as u64 } else { 0 }, parsed_at.elapsed());
-                if sent.is_err() {
-                    return;
-                }
-                metrics.body_bytes.add(body.len() as u64);
+                // Boxed, the response's whole life (the service's future:
+                // the edge, the protocol, a hop to the owner; the send's):
+                // what an idle keep-alive connection holds is this
+                // function's own future, and those are several KB. One
+                // allocation a request buys ~4 KB less per idle connection.
+                let outcome = Box::pin(respond(&mut stream, &mut head, service, metrics, &req, client, connection)).await;
                 buf.consume(used);
                 request_began = if buf.is_empty() { None } else { Some(Instant::now()) };
                 // A drain that began while this response was going out ends the connection too.
-                if !keep_alive || shutdown.is_draining() {
-                    let _ = stream.close().await;
-                    return;
+                match outcome {
+                    Responded::Sent if connection.stays_open() && !shutdown.is_draining() => {}
+                    Responded::Sent => {
+                        let _ = stream.close().await;
+                        return;
+                    }
+                    Responded::Cut => return,
                 }
             }
             Ok(Parsed::Partial) => {
@@ -257,29 +276,96 @@ pub async fn serve_connection<S: Service, C: Conn>(
                         _ => return,
                     },
                 };
+                if request_began.is_none() {
+                    // Between requests: the next one's first bytes.
+                    match read_idle(&mut stream, &mut buf, &mut head, wait, max_buffered).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => request_began = Some(Instant::now()),
+                    }
+                    continue;
+                }
                 if stream.tcp().set_read_timeout(Some(wait)).is_err() {
                     return;
                 }
-                let n = match stream.read(buf.spare(max_buffered)).await {
+                match stream.read(buf.spare(max_buffered)).await {
                     Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                if buf.is_empty() {
-                    request_began = Some(Instant::now());
+                    Ok(n) => buf.end += n,
                 }
-                buf.end += n;
             }
             Err(_) if first_request && refuse_header && proxy_protocol::looks_like_header(buf.filled()) => return,
             Err(e) => {
                 count_status(metrics, e.status());
-                let resp = Reply::text(e.status(), Body::from_static(e.message()));
-                response::write_head(&mut head, &resp, resp.body.bytes().len(), response::Connection::Close);
-                let _ = stream.send_all(&head, resp.body.bytes(), None).await;
-                let _ = stream.close().await;
+                // Boxed like a response (the reply and the send's future are large).
+                Box::pin(async {
+                    let resp = Reply::text(e.status(), Body::from_static(e.message()));
+                    response::write_head(&mut head, &resp, resp.body.bytes().len(), response::Connection::Close);
+                    let _ = stream.send_all(&head, resp.body.bytes(), None).await;
+                    let _ = stream.close().await;
+                })
+                .await;
                 return;
             }
         }
     }
+}
+
+/// How a response went out.
+enum Responded {
+    /// Whole: the connection may serve the next request.
+    Sent,
+    /// Not whole (the client left, the fill failed): the connection ends
+    /// without a close, so a cut body never reaches its Content-Length.
+    Cut,
+}
+
+/// Serves one parsed request on `stream`: asks the service, sends the
+/// response, and tells the service what went out.
+async fn respond<S: Service, C: Conn>(
+    stream: &mut C,
+    head: &mut Vec<u8>,
+    service: &S,
+    metrics: &CoreMetrics,
+    req: &request::Request<'_>,
+    client: SocketAddr,
+    connection: response::Connection,
+) -> Responded {
+    let send_body = req.method == Method::Get;
+    let parsed_at = Instant::now();
+    let method = if send_body { "GET" } else { "HEAD" };
+    let incoming = Incoming { method, target: req.target, if_none_match: req.if_none_match, authorization: req.authorization, client };
+    let mut resp = service.serve(&incoming).await;
+    count_status(metrics, resp.status);
+    // The connection takes the stream over, so that it can let go of the
+    // fill buffer as soon as the fill is done.
+    if let Some(fill) = resp.body.take_filling() {
+        let progress = fill.progress.clone();
+        return match send_filling(stream, head, &resp, fill, send_body, connection).await {
+            Some(sent) => {
+                service.served(&incoming, &resp, sent, parsed_at.elapsed());
+                metrics.body_bytes.add(sent);
+                Responded::Sent
+            }
+            // The fill failed or the client left.
+            None => {
+                if !progress.is_streaming() {
+                    metrics.streams_cut.bump();
+                }
+                service.served(&incoming, &resp, 0, parsed_at.elapsed());
+                Responded::Cut
+            }
+        };
+    }
+    let full = resp.body.bytes();
+    let body = if send_body && resp.status != 304 { full } else { &[][..] };
+    response::write_head(head, &resp, full.len(), connection);
+    let file = if body.is_empty() { None } else { resp.body.file_range() };
+    let sent = stream.send_all(head, body, file).await;
+    service.served(&incoming, &resp, if sent.is_ok() { body.len() as u64 } else { 0 }, parsed_at.elapsed());
+    if sent.is_err() {
+        return Responded::Cut;
+    }
+    metrics.body_bytes.add(body.len() as u64);
+    Responded::Sent
 }
 
 /// Reads and consumes the PROXY header at the start of a connection:

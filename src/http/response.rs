@@ -61,6 +61,8 @@ impl Connection {
 /// body is `body_len` bytes (sent or not: HEAD carries the length too).
 pub fn write_head(out: &mut Vec<u8>, resp: &Reply, body_len: usize, connection: Connection) {
     out.clear();
+    // Once per connection (or after it idled): no growth step by step.
+    out.reserve(256);
     let _ = write!(out, "HTTP/1.1 {} {}\r\nServer: gomodproxy\r\n", resp.status, reason(resp.status));
     if resp.status != 304 {
         let _ = write!(out, "Content-Type: {}\r\nContent-Length: {}\r\n", resp.content_type, body_len);

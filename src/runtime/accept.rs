@@ -53,21 +53,26 @@ impl Connections {
                         // swapped later reaches new connections only.
                         Transport::Tls(view) => Some(futures_rustls::TlsAcceptor::from(Arc::clone(&*view.get()))),
                     };
-                    glommio::spawn_local(async move {
+                    let fut = async move {
                         match tls {
                             None => crate::http::serve_connection(stream, &*handler, &limits, metrics, &shutdown).await,
+                            // Boxed: a TLS connection's state (rustls's, the
+                            // handshake's) must not make every plain one larger.
                             Some(acceptor) => {
-                                // The handshake gets the time a request head gets.
-                                let _ = stream.set_read_timeout(Some(limits.header_timeout));
-                                if let Ok(tls) = acceptor.accept(stream).await {
-                                    crate::http::serve_connection(tls, &*handler, &limits, metrics, &shutdown).await;
-                                }
+                                Box::pin(async {
+                                    // The handshake gets the time a request head gets.
+                                    let _ = stream.set_read_timeout(Some(limits.header_timeout));
+                                    if let Ok(tls) = acceptor.accept(stream).await {
+                                        crate::http::serve_connection(tls, &*handler, &limits, metrics, &shutdown).await;
+                                    }
+                                })
+                                .await
                             }
                         }
                         metrics.connections_open.sub(1);
                         drop(slot);
-                    })
-                    .detach();
+                    };
+                    glommio::spawn_local(fut).detach();
                 }
                 Err(_) if self.shutdown.is_draining() => {
                     // Keep the executor (and so its connections) alive until they
