@@ -20,6 +20,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -208,14 +209,19 @@ impl Conn for futures_rustls::server::TlsStream<TcpStream> {
 }
 
 /// Serves one connection until the client closes it, a limit ends it, or
-/// a response says `Connection: close`.
+/// a response says `Connection: close`. `_held` (the caller's connection
+/// slot) is dropped when the connection ends. Everything is taken by
+/// value: this future is the connection's task, and what it borrowed from
+/// a wrapper would be stored twice.
 pub async fn serve_connection<S: Service, C: Conn>(
     mut stream: C,
-    service: &S,
-    limits: &HttpLimits,
-    metrics: &CoreMetrics,
-    shutdown: &Shutdown,
+    service: Rc<S>,
+    limits: HttpLimits,
+    metrics: &'static CoreMetrics,
+    shutdown: Shutdown,
+    _held: impl Sized,
 ) {
+    let (service, limits, shutdown) = (&*service, &limits, &shutdown);
     let _ = stream.tcp().set_nodelay(true);
     if send::make_nonblocking(stream.tcp()).is_err() {
         return;

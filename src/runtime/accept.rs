@@ -20,6 +20,19 @@ pub enum Transport {
     Tls(View<Arc<rustls::ServerConfig>>),
 }
 
+/// A connection's place in its core's budget: counted open and holding
+/// one of the core's slots until its task ends.
+struct OpenConnection {
+    metrics: &'static CoreMetrics,
+    _slot: glommio::sync::StaticPermit,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.metrics.connections_open.sub(1);
+    }
+}
+
 /// What every connection of every core is served with.
 #[derive(Clone)]
 pub struct Connections {
@@ -46,33 +59,31 @@ impl Connections {
                 Ok(stream) => {
                     metrics.connections_accepted.bump();
                     metrics.connections_open.bump();
+                    let open = OpenConnection { metrics, _slot: slot };
                     let (handler, limits, shutdown) = (handler.clone(), self.limits, self.shutdown);
-                    let tls = match &transport {
-                        Transport::Plain => None,
-                        // The configuration of the moment: a certificate
-                        // swapped later reaches new connections only.
-                        Transport::Tls(view) => Some(futures_rustls::TlsAcceptor::from(Arc::clone(&*view.get()))),
-                    };
-                    let fut = async move {
-                        match tls {
-                            None => crate::http::serve_connection(stream, &*handler, &limits, metrics, &shutdown).await,
-                            // Boxed: a TLS connection's state (rustls's, the
-                            // handshake's) must not make every plain one larger.
-                            Some(acceptor) => {
-                                Box::pin(async {
-                                    // The handshake gets the time a request head gets.
-                                    let _ = stream.set_read_timeout(Some(limits.header_timeout));
-                                    if let Ok(tls) = acceptor.accept(stream).await {
-                                        crate::http::serve_connection(tls, &*handler, &limits, metrics, &shutdown).await;
-                                    }
-                                })
-                                .await
-                            }
+                    // Each transport its own task type: the connection's
+                    // future is the task, so a plain connection holds none of
+                    // a TLS one's state (rustls's, the handshake's) and
+                    // nothing twice.
+                    match &transport {
+                        Transport::Plain => {
+                            let task = crate::http::serve_connection(stream, handler, limits, metrics, shutdown, open);
+                            glommio::spawn_local(task).detach();
                         }
-                        metrics.connections_open.sub(1);
-                        drop(slot);
-                    };
-                    glommio::spawn_local(fut).detach();
+                        Transport::Tls(view) => {
+                            // The configuration of the moment: a certificate
+                            // swapped later reaches new connections only.
+                            let acceptor = futures_rustls::TlsAcceptor::from(Arc::clone(&*view.get()));
+                            glommio::spawn_local(async move {
+                                // The handshake gets the time a request head gets.
+                                let _ = stream.set_read_timeout(Some(limits.header_timeout));
+                                if let Ok(tls) = acceptor.accept(stream).await {
+                                    crate::http::serve_connection(tls, handler, limits, metrics, shutdown, open).await;
+                                }
+                            })
+                            .detach();
+                        }
+                    }
                 }
                 Err(_) if self.shutdown.is_draining() => {
                     // Keep the executor (and so its connections) alive until they
