@@ -11,6 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::rc::Rc;
 
 use glommio::channels::channel_mesh::{Receivers, Senders};
@@ -85,14 +86,8 @@ impl Mesh {
     fn on_message(self: &Rc<Self>, msg: Msg, shard: &Rc<Shard>) {
         match msg {
             Msg::Resolve { call, from, key } => {
-                let (mesh, shard) = (self.clone(), shard.clone());
-                glommio::spawn_local(async move {
-                    let result = shard.resolve_owned(key).await;
-                    if let Some(peers) = &mesh.peers {
-                        let _ = peers.send_to(from, Msg::Resolved { call, result }).await;
-                    }
-                })
-                .detach();
+                let shard = shard.clone();
+                self.answer(from, async move { shard.resolve_owned(key).await }, move |result| Msg::Resolved { call, result });
             }
             Msg::Resolved { call, result } => {
                 if let Some(tx) = self.pending.borrow_mut().remove(&call) {
@@ -101,14 +96,9 @@ impl Mesh {
                 }
             }
             Msg::Purge { call, from, module, version } => {
-                let (mesh, shard) = (self.clone(), shard.clone());
-                glommio::spawn_local(async move {
-                    let result = shard.purge_owned(&module, version.as_deref()).await;
-                    if let Some(peers) = &mesh.peers {
-                        let _ = peers.send_to(from, Msg::Purged { call, result }).await;
-                    }
-                })
-                .detach();
+                let shard = shard.clone();
+                let purge = async move { shard.purge_owned(&module, version.as_deref()).await };
+                self.answer(from, purge, move |result| Msg::Purged { call, result });
             }
             Msg::Purged { call, result } => {
                 if let Some(tx) = self.pending_purges.borrow_mut().remove(&call) {
@@ -116,14 +106,8 @@ impl Mesh {
                 }
             }
             Msg::Prefetch { call, from, key } => {
-                let (mesh, shard) = (self.clone(), shard.clone());
-                glommio::spawn_local(async move {
-                    let outcome = shard.prefetch_owned(key).await;
-                    if let Some(peers) = &mesh.peers {
-                        let _ = peers.send_to(from, Msg::Prefetched { call, outcome }).await;
-                    }
-                })
-                .detach();
+                let shard = shard.clone();
+                self.answer(from, async move { shard.prefetch_owned(key).await }, move |outcome| Msg::Prefetched { call, outcome });
             }
             Msg::Prefetched { call, outcome } => {
                 if let Some(tx) = self.pending_prefetches.borrow_mut().remove(&call) {
@@ -131,6 +115,19 @@ impl Mesh {
                 }
             }
         }
+    }
+
+    /// Runs `work` (a request from core `from`) on this core, detached, and
+    /// sends `from` its answer as `reply` makes it.
+    fn answer<T: 'static>(self: &Rc<Self>, from: usize, work: impl Future<Output = T> + 'static, reply: impl FnOnce(T) -> Msg + 'static) {
+        let mesh = self.clone();
+        glommio::spawn_local(async move {
+            let answer = reply(work.await);
+            if let Some(peers) = &mesh.peers {
+                let _ = peers.send_to(from, answer).await;
+            }
+        })
+        .detach();
     }
 
     fn next_call(&self) -> u64 {
