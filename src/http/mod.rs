@@ -216,12 +216,12 @@ impl Conn for futures_rustls::server::TlsStream<TcpStream> {
 pub async fn serve_connection<S: Service, C: Conn>(
     mut stream: C,
     service: Rc<S>,
-    limits: HttpLimits,
+    limits: &'static HttpLimits,
     metrics: &'static CoreMetrics,
     shutdown: Shutdown,
     _held: impl Sized,
 ) {
-    let (service, limits, shutdown) = (&*service, &limits, &shutdown);
+    let service = &*service;
     let _ = stream.tcp().set_nodelay(true);
     if send::make_nonblocking(stream.tcp()).is_err() {
         return;

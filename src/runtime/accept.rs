@@ -36,7 +36,9 @@ impl Drop for OpenConnection {
 /// What every connection of every core is served with.
 #[derive(Clone)]
 pub struct Connections {
-    pub limits: HttpLimits,
+    /// Leaked once at start-up (like the drain flag): a connection holds a
+    /// pointer, not its own copy.
+    pub limits: &'static HttpLimits,
     /// Most open connections on one core.
     pub max: u64,
     pub shutdown: Shutdown,

@@ -303,7 +303,7 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let max_connections = config.max_connections.unwrap_or_else(|| default_max_connections(cores, recovery.segments));
     log::info!("accepting up to {max_connections} connections");
     let per_core_connections = max_connections.div_ceil(cores).max(1) as u64;
-    let connections = accept::Connections { limits: config.limits, max: per_core_connections, shutdown };
+    let connections = accept::Connections { limits: Box::leak(Box::new(config.limits)), max: per_core_connections, shutdown };
 
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("gomodproxy")
