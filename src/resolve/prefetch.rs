@@ -61,8 +61,35 @@ const SLOW: Duration = Duration::from_secs(2);
 const FIRST_PAUSE: Duration = Duration::from_secs(10);
 const LONGEST_PAUSE: Duration = Duration::from_secs(300);
 
-/// Module path -> the highest version of it required so far.
-type HighestVersions = HashMap<Box<str>, Box<str>, ahash::RandomState>;
+/// A map bounded by generations: inserts go to the newer one, lookups see
+/// both, and a full newer generation replaces the older (whose entries
+/// are forgotten all at once, with no bookkeeping per entry).
+struct Generations<K, V> {
+    maps: [HashMap<K, V, ahash::RandomState>; 2],
+}
+
+impl<K: std::hash::Hash + Eq, V> Default for Generations<K, V> {
+    fn default() -> Self {
+        Generations { maps: [HashMap::default(), HashMap::default()] }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V> Generations<K, V> {
+    fn get<Q: std::hash::Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        self.maps[0].get(key).or_else(|| self.maps[1].get(key))
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        if self.maps[0].len() >= NOTED_GENERATION {
+            self.maps.swap(0, 1);
+            self.maps[0].clear();
+        }
+        self.maps[0].insert(key, value);
+    }
+}
 
 /// How one prefetch ended, as the owner tells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,12 +128,11 @@ pub struct Prefetch {
     /// The keys queued or being fetched from here (each key once).
     pending: RefCell<HashSet<ArtifactKey, ahash::RandomState>>,
     /// Hashes of the go.mods (module, version) whose requirements were
-    /// queued from here: the newer generation and the one before it.
-    noted: RefCell<[HashSet<u64, ahash::RandomState>; 2]>,
+    /// queued from here.
+    noted: RefCell<Generations<u64, ()>>,
     noted_hasher: ahash::RandomState,
-    /// The highest version of each module path required so far (two
-    /// generations, like `noted`).
-    highest: RefCell<[HighestVersions; 2]>,
+    /// The highest version of each module path required so far.
+    highest: RefCell<Generations<Box<str>, Box<str>>>,
     /// One unit per queued key; the workers wait on it.
     ready: Rc<Semaphore>,
     /// Set while paused after trouble.
@@ -163,14 +189,10 @@ impl Prefetch {
         let id = self.noted_hasher.hash_one((module, version));
         {
             let mut noted = self.noted.borrow_mut();
-            if noted[0].contains(&id) || noted[1].contains(&id) {
+            if noted.get(&id).is_some() {
                 return;
             }
-            if noted[0].len() >= NOTED_GENERATION {
-                noted.swap(0, 1);
-                noted[0].clear();
-            }
-            noted[0].insert(id);
+            noted.insert(id, ());
         }
         for (path, v) in modfile::requirements(go_mod) {
             // Hostile bytes name what they like: only what a client could ask for.
@@ -195,15 +217,10 @@ impl Prefetch {
     /// now remembered as such).
     fn highest_so_far(&self, path: &str, version: &str) -> bool {
         let mut highest = self.highest.borrow_mut();
-        let known = highest[0].get(path).or_else(|| highest[1].get(path));
-        if known.is_some_and(|h| semver::compare(version, h) == std::cmp::Ordering::Less) {
+        if highest.get(path).is_some_and(|h| semver::compare(version, h) == std::cmp::Ordering::Less) {
             return false;
         }
-        if highest[0].len() >= NOTED_GENERATION {
-            highest.swap(0, 1);
-            highest[0].clear();
-        }
-        highest[0].insert(path.into(), version.into());
+        highest.insert(path.into(), version.into());
         true
     }
 
@@ -390,6 +407,21 @@ mod tests {
                 "example.com/x@v1.3.0.info"
             ]
         );
+    }
+
+    #[test]
+    fn generations_forget_the_older_one_when_the_newer_fills() {
+        let mut g: Generations<usize, ()> = Generations::default();
+        for i in 0..NOTED_GENERATION {
+            g.insert(i, ());
+        }
+        g.insert(NOTED_GENERATION, ());
+        assert!(g.get(&0).is_some() && g.get(&NOTED_GENERATION).is_some(), "both generations are read");
+        for i in 0..NOTED_GENERATION {
+            g.insert(NOTED_GENERATION + 1 + i, ());
+        }
+        assert!(g.get(&0).is_none(), "the oldest generation is gone");
+        assert!(g.maps[0].len() + g.maps[1].len() <= 2 * NOTED_GENERATION);
     }
 
     #[test]

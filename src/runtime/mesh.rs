@@ -42,6 +42,23 @@ pub enum Msg {
     Prefetched { call: u64, outcome: Prefetched },
 }
 
+/// Why a call to another core got no answer.
+enum CallFailed {
+    /// A single core: there is no other to ask (a routing bug).
+    NoMesh,
+    NotAccepting,
+    /// The owner's end went away without answering.
+    Dropped,
+}
+
+/// Hands the answer to call `call` to whoever waits for it in `pending`.
+fn deliver<T>(pending: &RefCell<HashMap<u64, LocalSender<T>>>, call: u64, answer: T) {
+    if let Some(tx) = pending.borrow_mut().remove(&call) {
+        // The asker may have gone away (client closed); that is fine.
+        let _ = tx.try_send(answer);
+    }
+}
+
 /// One core's end of the mesh.
 pub struct Mesh {
     id: usize,
@@ -89,31 +106,18 @@ impl Mesh {
                 let shard = shard.clone();
                 self.answer(from, async move { shard.resolve_owned(key).await }, move |result| Msg::Resolved { call, result });
             }
-            Msg::Resolved { call, result } => {
-                if let Some(tx) = self.pending.borrow_mut().remove(&call) {
-                    // The asker may have gone away (client closed); that is fine.
-                    let _ = tx.try_send(result);
-                }
-            }
+            Msg::Resolved { call, result } => deliver(&self.pending, call, result),
             Msg::Purge { call, from, module, version } => {
                 let shard = shard.clone();
                 let purge = async move { shard.purge_owned(&module, version.as_deref()).await };
                 self.answer(from, purge, move |result| Msg::Purged { call, result });
             }
-            Msg::Purged { call, result } => {
-                if let Some(tx) = self.pending_purges.borrow_mut().remove(&call) {
-                    let _ = tx.try_send(result);
-                }
-            }
+            Msg::Purged { call, result } => deliver(&self.pending_purges, call, result),
             Msg::Prefetch { call, from, key } => {
                 let shard = shard.clone();
                 self.answer(from, async move { shard.prefetch_owned(key).await }, move |outcome| Msg::Prefetched { call, outcome });
             }
-            Msg::Prefetched { call, outcome } => {
-                if let Some(tx) = self.pending_prefetches.borrow_mut().remove(&call) {
-                    let _ = tx.try_send(outcome);
-                }
-            }
+            Msg::Prefetched { call, outcome } => deliver(&self.pending_prefetches, call, outcome),
         }
     }
 
@@ -130,10 +134,24 @@ impl Mesh {
         .detach();
     }
 
-    fn next_call(&self) -> u64 {
+    /// Sends `make(call, from)` to core `owner` and waits for the answer
+    /// [`Mesh::on_message`] hands over through `pending` under that call.
+    async fn call<T>(
+        &self,
+        pending: &RefCell<HashMap<u64, LocalSender<T>>>,
+        owner: usize,
+        make: impl FnOnce(u64, usize) -> Msg,
+    ) -> Result<T, CallFailed> {
+        let Some(peers) = &self.peers else { return Err(CallFailed::NoMesh) };
         let call = self.next_call.get();
         self.next_call.set(call.wrapping_add(1));
-        call
+        let (tx, rx) = local_channel::new_bounded(1);
+        pending.borrow_mut().insert(call, tx);
+        if peers.send_to(owner, make(call, self.id)).await.is_err() {
+            pending.borrow_mut().remove(&call);
+            return Err(CallFailed::NotAccepting);
+        }
+        rx.recv().await.ok_or(CallFailed::Dropped)
     }
 
     /// Purges `module` (or `module@version`) on its owner core `owner`
@@ -142,41 +160,27 @@ impl Mesh {
         if owner == self.id {
             return shard.purge_owned(module, version).await;
         }
-        let Some(peers) = &self.peers else { return Err(ResolveError::Internal("a module routed to another core with no mesh")) };
-        let call = self.next_call();
-        let (tx, rx) = local_channel::new_bounded(1);
-        self.pending_purges.borrow_mut().insert(call, tx);
-        let msg = Msg::Purge { call, from: self.id, module: module.to_string(), version: version.map(str::to_string) };
-        if peers.send_to(owner, msg).await.is_err() {
-            self.pending_purges.borrow_mut().remove(&call);
-            return Err(ResolveError::Internal("the owner core is not accepting work"));
+        let (module, version) = (module.to_string(), version.map(str::to_string));
+        match self.call(&self.pending_purges, owner, |call, from| Msg::Purge { call, from, module, version }).await {
+            Ok(purged) => purged,
+            Err(CallFailed::NoMesh) => Err(ResolveError::Internal("a module routed to another core with no mesh")),
+            Err(CallFailed::NotAccepting) => Err(ResolveError::Internal("the owner core is not accepting work")),
+            Err(CallFailed::Dropped) => Err(ResolveError::Internal("the owner core dropped the purge")),
         }
-        rx.recv().await.unwrap_or(Err(ResolveError::Internal("the owner core dropped the purge")))
     }
 }
 
 impl ToOwner for Rc<Mesh> {
     async fn ask(&self, owner: usize, key: ArtifactKey) -> Resolved {
-        let Some(peers) = &self.peers else { return Err(ResolveError::Internal("a key routed to another core with no mesh")) };
-        let call = self.next_call();
-        let (tx, rx) = local_channel::new_bounded(1);
-        self.pending.borrow_mut().insert(call, tx);
-        if peers.send_to(owner, Msg::Resolve { call, from: self.id, key }).await.is_err() {
-            self.pending.borrow_mut().remove(&call);
-            return Err(ResolveError::Internal("the owner core is not accepting work"));
+        match self.call(&self.pending, owner, |call, from| Msg::Resolve { call, from, key }).await {
+            Ok(resolved) => resolved,
+            Err(CallFailed::NoMesh) => Err(ResolveError::Internal("a key routed to another core with no mesh")),
+            Err(CallFailed::NotAccepting) => Err(ResolveError::Internal("the owner core is not accepting work")),
+            Err(CallFailed::Dropped) => Err(ResolveError::Internal("the owner core dropped the request")),
         }
-        rx.recv().await.unwrap_or(Err(ResolveError::Internal("the owner core dropped the request")))
     }
 
     async fn prefetch(&self, owner: usize, key: ArtifactKey) -> Prefetched {
-        let Some(peers) = &self.peers else { return Prefetched::Failed };
-        let call = self.next_call();
-        let (tx, rx) = local_channel::new_bounded(1);
-        self.pending_prefetches.borrow_mut().insert(call, tx);
-        if peers.send_to(owner, Msg::Prefetch { call, from: self.id, key }).await.is_err() {
-            self.pending_prefetches.borrow_mut().remove(&call);
-            return Prefetched::Failed;
-        }
-        rx.recv().await.unwrap_or(Prefetched::Failed)
+        self.call(&self.pending_prefetches, owner, |call, from| Msg::Prefetch { call, from, key }).await.unwrap_or(Prefetched::Failed)
     }
 }
