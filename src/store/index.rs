@@ -36,35 +36,60 @@ pub fn key_hash(module: &str, version: &str, kind: RecordKind) -> u64 {
     h.finish()
 }
 
+/// Where an entry's "module@version" is.
+#[derive(Debug, Clone)]
+enum Key {
+    /// Its own allocation: a blob stored or carried by this process.
+    Owned(Box<str>),
+    /// In its segment's found keys (see [`StoredBlob::found_key`]): a
+    /// record start-up found, which then costs no allocation of its own.
+    Found { at: u32, len: u16 },
+}
+
 /// One published blob and, on a 64-bit hash collision, the next one.
 #[derive(Debug)]
 pub struct Entry {
-    /// "module@version"; `module_len` splits it.
-    key: Box<str>,
-    module_len: usize,
+    key: Key,
+    /// Splits the key into module and version.
+    module_len: u16,
     kind: RecordKind,
-    pub blob: StoredBlob,
     /// Served since it was published in its segment: eviction carries it
     /// forward into a new segment instead of dropping it (a second
     /// chance, as CLOCK gives a page). A carried copy starts unset.
     hit: AtomicBool,
+    pub blob: StoredBlob,
     next: Option<Arc<Entry>>,
 }
 
 impl Entry {
+    fn new(key: Key, module_len: usize, kind: RecordKind, blob: StoredBlob, next: Option<Arc<Entry>>) -> Entry {
+        // Keys are at most MAX_KEY_LEN (1 KiB) bytes, checked before they are stored or read.
+        Entry { key, module_len: module_len.min(u16::MAX as usize) as u16, kind, hit: AtomicBool::new(false), blob, next }
+    }
+
+    /// "module@version".
+    fn key(&self) -> &str {
+        match &self.key {
+            Key::Owned(key) => key,
+            Key::Found { at, len } => self.blob.found_key(*at, *len),
+        }
+    }
+
     fn is(&self, module: &str, version: &str, kind: RecordKind) -> bool {
+        let key = self.key();
+        let split = self.module_len as usize;
         self.kind == kind
-            && self.key.len() == module.len() + 1 + version.len()
-            && &self.key[..self.module_len] == module
-            && &self.key[self.module_len + 1..] == version
+            && key.len() == module.len() + 1 + version.len()
+            && key.get(..split) == Some(module)
+            && key.get(split + 1..) == Some(version)
     }
 
     pub fn module(&self) -> &str {
-        &self.key[..self.module_len]
+        self.key().get(..self.module_len as usize).unwrap_or_default()
     }
 
     pub fn version(&self) -> &str {
-        &self.key[self.module_len + 1..]
+        self.key().get(self.module_len as usize + 1..).unwrap_or_default()
     }
 
     pub fn kind(&self) -> RecordKind {
@@ -88,15 +113,18 @@ impl Entry {
     /// A copy of it in front of `next` (entries are shared and immutable:
     /// a chain is changed by rebuilding it).
     fn relinked(&self, next: Option<Arc<Entry>>) -> Arc<Entry> {
-        Arc::new(Entry {
-            key: self.key.clone(),
-            module_len: self.module_len,
-            kind: self.kind,
-            blob: self.blob.clone(),
-            hit: AtomicBool::new(self.was_hit()),
-            next,
-        })
+        let copy = Entry::new(self.key.clone(), self.module_len as usize, self.kind, self.blob.clone(), next);
+        copy.hit.store(self.was_hit(), Ordering::Relaxed);
+        Arc::new(copy)
     }
+}
+
+fn owned_key(module: &str, version: &str) -> Key {
+    let mut key = String::with_capacity(module.len() + 1 + version.len());
+    key.push_str(module);
+    key.push('@');
+    key.push_str(version);
+    Key::Owned(key.into_boxed_str())
 }
 
 /// The chain at a hash with `new` in it: in place of the record of its key
@@ -110,7 +138,7 @@ fn with_record(head: &Arc<Entry>, new: Arc<Entry>) -> Option<Arc<Entry>> {
         chain.push(e.clone());
         cur = e.next.as_ref();
     }
-    match chain.iter().position(|e| e.key == new.key && e.kind == new.kind) {
+    match chain.iter().position(|e| e.key() == new.key() && e.kind == new.kind) {
         Some(i) if order(&new) > order(&chain[i]) => chain[i] = new,
         Some(_) => return None,
         None => chain.push(new),
@@ -130,24 +158,46 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    pub fn new(module: &str, version: &str, kind: RecordKind, blob: StoredBlob) -> Loaded {
-        let mut key = String::with_capacity(module.len() + 1 + version.len());
-        key.push_str(module);
-        key.push('@');
-        key.push_str(version);
+    /// The record of `key` ("module@version", split after `module_len`
+    /// bytes), which lies at `at` in the found keys its segment keeps (see
+    /// [`StoredBlob::found_key`]).
+    pub fn found(key: &str, module_len: usize, at: u32, kind: RecordKind, blob: StoredBlob) -> Loaded {
+        let (module, version) = (key.get(..module_len).unwrap_or_default(), key.get(module_len + 1..).unwrap_or_default());
         let hash = key_hash(module, version, kind);
-        let entry =
-            Arc::new(Entry { key: key.into_boxed_str(), module_len: module.len(), kind, blob, hit: AtomicBool::new(false), next: None });
-        Loaded { hash, entry }
+        let key = Key::Found { at, len: key.len().min(u16::MAX as usize) as u16 };
+        Loaded { hash, entry: Arc::new(Entry::new(key, module_len, kind, blob, None)) }
     }
 
-    pub fn entry(&self) -> &Entry {
-        &self.entry
+    /// The record of `module@version`, with a key of its own.
+    pub fn owned(module: &str, version: &str, kind: RecordKind, blob: StoredBlob) -> Loaded {
+        let hash = key_hash(module, version, kind);
+        Loaded { hash, entry: Arc::new(Entry::new(owned_key(module, version), module.len(), kind, blob, None)) }
     }
+}
 
-    /// Its [`key_hash`].
-    pub fn hash(&self) -> u64 {
-        self.hash
+/// Start-up's way into an index: records found on disk, published from
+/// every thread that reads segments at once, before anything else uses
+/// the index. The later of two records of a key wins (as
+/// [`Index::insert_if_newer`]; of two stored the same millisecond, the one
+/// later on disk), whatever order they are found in.
+pub struct Loading<'a> {
+    map: papaya::HashMapRef<'a, u64, Arc<Entry>, KeyIsHash, papaya::LocalGuard<'a>>,
+}
+
+impl Loading<'_> {
+    pub fn publish(&self, found: Loaded) {
+        let Loaded { hash, entry } = found;
+        // One probe for the usual case, a key seen once.
+        if let Err(taken) = self.map.try_insert(hash, entry) {
+            let new = taken.not_inserted;
+            self.map.compute(hash, |current| match current {
+                None => papaya::Operation::Insert(new.clone()),
+                Some((_, head)) => match with_record(head, new.clone()) {
+                    Some(chain) => papaya::Operation::Insert(chain),
+                    None => papaya::Operation::Abort(()),
+                },
+            });
+        }
     }
 }
 
@@ -263,12 +313,7 @@ impl Index {
 
     fn insert_hashed(&self, hash: u64, module: &str, version: &str, kind: RecordKind, blob: StoredBlob) {
         let next = self.chain_without(hash, module, version, kind);
-        let mut key = String::with_capacity(module.len() + 1 + version.len());
-        key.push_str(module);
-        key.push('@');
-        key.push_str(version);
-        let entry = Arc::new(Entry { key: key.into_boxed_str(), module_len: module.len(), kind, blob, hit: AtomicBool::new(false), next });
-        self.map.pin().insert(hash, entry);
+        self.map.pin().insert(hash, Arc::new(Entry::new(owned_key(module, version), module.len(), kind, blob, next)));
     }
 
     /// Publishes `blob` unless an entry of the same key was stored later
@@ -285,56 +330,27 @@ impl Index {
         self.insert_hashed(hash, module, version, kind, blob)
     }
 
-    /// Builds an empty index from every record start-up found: the later
-    /// of two records of a key wins (as [`Index::insert_if_newer`]; of two
-    /// stored the same millisecond, the one later on disk), and what
-    /// `withdrawn` says a tombstone hides is left out. Returns how many
-    /// were left out so. `withdrawn` is asked only for hashes in
-    /// `tombstoned` (most records have no tombstone, and asking reads the
-    /// entry: a cache miss). The records are split by hash between
-    /// `threads` threads, so no two touch one key.
-    pub fn load(
-        &self,
-        found: Vec<Loaded>,
-        tombstoned: &std::collections::HashSet<u64>,
-        withdrawn: &(impl Fn(&Entry) -> bool + Sync),
-        threads: usize,
-    ) -> usize {
-        let _changing = self.changing();
-        self.map.pin().reserve(found.len());
-        if threads <= 1 {
-            return self.load_part(found, tombstoned, withdrawn);
-        }
-        let mut parts: Vec<Vec<Loaded>> = (0..threads).map(|_| Vec::with_capacity(found.len() / threads + 16)).collect();
-        for l in found {
-            parts[(l.hash % threads as u64) as usize].push(l);
-        }
-        std::thread::scope(|scope| {
-            let loads: Vec<_> = parts.into_iter().map(|part| scope.spawn(move || self.load_part(part, tombstoned, withdrawn))).collect();
-            // A part that panicked is left out of the index (and of the count): its
-            // blobs are fetched again. The panic itself is the bug to look for.
-            loads.into_iter().map(|l| l.join().unwrap_or(0)).sum()
-        })
+    /// Start-up's way in (see [`Loading`]).
+    pub fn loading(&self) -> Loading<'_> {
+        Loading { map: self.map.pin() }
     }
 
-    fn load_part(&self, found: Vec<Loaded>, tombstoned: &std::collections::HashSet<u64>, withdrawn: &impl Fn(&Entry) -> bool) -> usize {
-        let map = self.map.pin();
-        let mut hidden = 0;
-        for l in found {
-            // Each record on its own: a tombstone hides a record of its key
-            // stored before it, whichever of them wins.
-            if tombstoned.contains(&l.hash) && withdrawn(&l.entry) {
-                hidden += 1;
-                continue;
-            }
-            // One probe for the usual case, a key seen once.
-            if let Err(taken) = map.try_insert(l.hash, l.entry) {
-                if let Some(chain) = with_record(taken.current, taken.not_inserted) {
-                    map.insert(l.hash, chain);
-                }
-            }
+    /// Makes room for `records` more entries.
+    pub fn reserve(&self, records: usize) {
+        self.map.pin().reserve(records);
+    }
+
+    /// Start-up, once every record is in: withdraws the entry of a key if
+    /// it was stored at or before `at` (a tombstone's time: it hides what
+    /// was stored before it, not a later refill). Since the later of two
+    /// records wins, an entry hidden so had no later record to show instead.
+    pub fn withdraw_stored_by(&self, module: &str, version: &str, kind: RecordKind, at: u64) -> bool {
+        let _changing = self.changing();
+        let hash = key_hash(module, version, kind);
+        if self.get_hashed(hash, module, version, kind).is_none_or(|e| e.blob.stored_at_ms() > at) {
+            return false;
         }
-        hidden
+        self.remove_hashed(hash, module, version, kind).is_some()
     }
 
     /// Withdraws the entry of a key, if any.
@@ -451,30 +467,50 @@ mod tests {
     }
 
     #[test]
-    fn a_sorted_load_keeps_the_later_record_of_each_key_chains_collisions_and_leaves_out_the_withdrawn() {
+    fn a_load_from_many_threads_keeps_the_later_record_of_each_key_and_chains_collisions() {
         let idx = Index::new();
-        let at = |m: &str, v: &str, k, tag: u8| Loaded::new(m, v, k, blob(tag));
-        let mut collided = at("example.com/c", "v1.0.0", RecordKind::Zip, 7);
-        collided.hash = key_hash("example.com/a", "v1.0.0", RecordKind::Zip);
-        let gone = key_hash("example.com/gone", "v1.0.0", RecordKind::Zip);
-        let found = vec![
-            at("example.com/a", "v1.0.0", RecordKind::Zip, 5),
-            at("example.com/a", "v1.0.0", RecordKind::Zip, 3),
-            at("example.com/a", "v1.0.0", RecordKind::Mod, 2),
-            collided,
-            at("example.com/b", "v1.0.0", RecordKind::Zip, 9),
-            at("example.com/gone", "v1.0.0", RecordKind::Zip, 4),
-        ];
-        let hidden = idx.load(found, &[gone].into_iter().collect(), &|e: &Entry| e.module() == "example.com/gone", 2);
-        assert_eq!(hidden, 1);
+        let at = |m: &str, v: &str, k, tag: u8| Loaded::owned(m, v, k, blob(tag));
+        let found = || {
+            let mut collided = at("example.com/c", "v1.0.0", RecordKind::Zip, 7);
+            collided.hash = key_hash("example.com/a", "v1.0.0", RecordKind::Zip);
+            vec![
+                at("example.com/a", "v1.0.0", RecordKind::Zip, 5),
+                at("example.com/a", "v1.0.0", RecordKind::Zip, 3),
+                at("example.com/a", "v1.0.0", RecordKind::Mod, 2),
+                collided,
+                at("example.com/b", "v1.0.0", RecordKind::Zip, 9),
+                at("example.com/a", "v1.0.0", RecordKind::Zip, 4),
+                at("example.com/gone", "v1.0.0", RecordKind::Zip, 4),
+            ]
+        };
+        // Every thread publishes every record, each in its own order.
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let (idx, mut found) = (&idx, found());
+                found.rotate_left(t);
+                if t % 2 == 1 {
+                    found.reverse();
+                }
+                scope.spawn(move || {
+                    let loading = idx.loading();
+                    for l in found {
+                        loading.publish(l);
+                    }
+                });
+            }
+        });
         let get = |m, k| idx.get(m, "v1.0.0", k).map(|e| e.blob.bytes()[0]);
         assert_eq!(get("example.com/a", RecordKind::Zip), Some(5), "stored later (tag = stored time) wins, whatever the order found");
         assert_eq!(get("example.com/a", RecordKind::Mod), Some(2));
         assert_eq!(get("example.com/b", RecordKind::Zip), Some(9));
-        assert_eq!(get("example.com/gone", RecordKind::Zip), None);
         let chained = idx.get_hashed(key_hash("example.com/a", "v1.0.0", RecordKind::Zip), "example.com/c", "v1.0.0", RecordKind::Zip);
         assert_eq!(chained.map(|e| e.blob.bytes()[0]), Some(7), "a colliding key is chained, not lost");
-        assert_eq!(idx.entries().count(), 4);
+        assert_eq!(idx.entries().count(), 5);
+        // A tombstone hides what was stored at or before it, not a later record.
+        assert!(!idx.withdraw_stored_by("example.com/b", "v1.0.0", RecordKind::Zip, 8));
+        assert!(idx.withdraw_stored_by("example.com/gone", "v1.0.0", RecordKind::Zip, 4));
+        assert_eq!(get("example.com/gone", RecordKind::Zip), None);
+        assert_eq!(get("example.com/b", RecordKind::Zip), Some(9));
     }
 
     #[test]

@@ -169,13 +169,18 @@ impl Store {
         }
 
         let (mut ids, mut snapshots) = (Vec::new(), Vec::new());
+        // What the snapshots take on disk: about how many records there are.
+        let mut snapshot_bytes = 0;
         for entry in fs::read_dir(&segments_dir)? {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_str();
             match (name.and_then(segment::parse_segment_file_name), name.and_then(snapshot::parse_snapshot_file_name)) {
                 (Some(id), _) => ids.push(id),
-                (None, Some(id)) => snapshots.push(id),
+                (None, Some(id)) => {
+                    snapshot_bytes += entry.metadata().map_or(0, |m| m.len());
+                    snapshots.push(id);
+                }
                 (None, None) => log::warn!("ignoring unexpected file {:?} in {}", entry.file_name(), segments_dir.display()),
             }
         }
@@ -185,16 +190,23 @@ impl Store {
         let shard_of: ShardOf = Arc::new(shard_of);
         let ledger = Arc::new(Ledger::new(None));
         // Segments are read on every CPU this process may use, each thread
-        // taking the next segment not yet taken.
+        // taking the next segment not yet taken and publishing what it finds
+        // straight into the indexes (which take concurrent inserts).
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(ids.len()).max(1);
+        let per_index = snapshot::records_in(snapshot_bytes) / indexes.len();
         let next = std::sync::atomic::AtomicUsize::new(0);
         let read = || {
-            let mut found = Found::new(indexes.len());
+            let loading: Vec<_> = indexes.iter().map(Index::loading).collect();
+            let mut found = Found::new();
             while let Some(&id) = ids.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
-                found.segment(&segments_dir, id, read_only, &shard_of);
+                found.segment(&segments_dir, id, read_only, &shard_of, &loading);
             }
             found
         };
+        // Room for the records the snapshots list, made before any thread publishes.
+        for index in &indexes {
+            index.reserve(per_index);
+        }
         let parts: Vec<Found> = std::thread::scope(|scope| {
             let readers: Vec<_> = (0..threads).map(|_| scope.spawn(read)).collect();
             readers.into_iter().map(|r| r.join()).collect::<Result<_, _>>()
@@ -204,19 +216,11 @@ impl Store {
         let mut stats = RecoveryStats::default();
         // (module, version, withdrawn kind) → when the latest tombstone was written.
         let mut tombstones: HashMap<(String, String, RecordKind), u64> = HashMap::new();
-        let mut by_shard: Vec<Vec<index::Loaded>> = (0..indexes.len()).map(|_| Vec::new()).collect();
         for part in parts {
             stats.add(&part.stats);
             for (key, at) in part.tombstones {
                 let latest = tombstones.entry(key).or_insert(0);
                 *latest = (*latest).max(at);
-            }
-            for (all, mut some) in by_shard.iter_mut().zip(part.by_shard) {
-                if all.is_empty() {
-                    *all = some;
-                } else {
-                    all.append(&mut some);
-                }
             }
             for (segment, len) in part.opened {
                 ledger.grew(len);
@@ -230,24 +234,10 @@ impl Store {
                 let _ = fs::remove_file(snapshot::snapshot_path(&segments_dir, id));
             }
         }
-        // A tombstone hides what was stored before it, not a later refill.
-        let tombstoned: std::collections::HashSet<u64> = tombstones.keys().map(|(m, v, k)| index::key_hash(m, v, *k)).collect();
-        let hidden = |e: &index::Entry| {
-            tombstones.get(&(e.module().to_string(), e.version().to_string(), e.kind())).is_some_and(|&at| e.blob.stored_at_ms() <= at)
-        };
-        // Every shard's index at once, each on as many threads as the CPUs allow.
-        let per_shard = (std::thread::available_parallelism().map_or(1, |n| n.get()) / indexes.len()).max(1);
-        let (tombstoned, hidden) = (&tombstoned, &hidden);
-        let withdrawn: Vec<usize> = std::thread::scope(|scope| {
-            let builds: Vec<_> = indexes
-                .iter()
-                .zip(by_shard)
-                .map(|(index, found)| scope.spawn(move || index.load(found, tombstoned, hidden, per_shard)))
-                .collect();
-            builds.into_iter().map(|b| b.join()).collect::<Result<_, _>>()
-        })
-        .map_err(|_| StoreError::Corrupt("a start-up thread building an index failed"))?;
-        stats.withdrawn = withdrawn.iter().sum();
+        for ((module, version, kind), at) in &tombstones {
+            let shard = shard_of(module, version, *kind) % indexes.len();
+            stats.withdrawn += indexes[shard].withdraw_stored_by(module, version, *kind, *at) as usize;
+        }
         stats.elapsed = started.elapsed();
         let next = ids.last().map_or(1, |last| last + 1);
         Ok(Store {
@@ -376,54 +366,113 @@ fn lock_dir(data_dir: &Path) -> Result<File, StoreError> {
 
 /// What one start-up thread found in the segments it read.
 struct Found {
-    /// Records to index, by shard.
-    by_shard: Vec<Vec<index::Loaded>>,
     /// (module, version, withdrawn kind) → when its latest tombstone was written.
     tombstones: HashMap<(String, String, RecordKind), u64>,
     /// Each segment opened, with the bytes it and its snapshot take.
     opened: Vec<(Arc<Segment>, u64)>,
     stats: RecoveryStats,
+    /// The last snapshot read (its buffer reused for the next).
+    snapshot: Vec<u8>,
+    /// The records of the segment being read, with their shards (the
+    /// buffer reused for the next).
+    records: Vec<(usize, index::Loaded)>,
+}
+
+/// Takes the records of one segment as it is read, to publish once all of
+/// it was read and found usable (a snapshot refused half-way, or a scan
+/// that fails, publishes nothing); their keys go into one buffer the
+/// segment will keep.
+struct Publish<'a> {
+    shard_of: &'a ShardOf,
+    shards: usize,
+    records: &'a mut Vec<(usize, index::Loaded)>,
+    /// (module, version, withdrawn kind) and when: the segment's tombstones.
+    tombstones: Vec<((String, String, RecordKind), u64)>,
+    keys: String,
+    /// Records taken (of every kind).
+    taken: usize,
+}
+
+impl Publish<'_> {
+    /// Room for `records` records whose keys take `key_bytes`.
+    fn expect(&mut self, records: usize, key_bytes: usize) {
+        self.keys.reserve_exact(key_bytes);
+        self.records.reserve(records);
+    }
+
+    /// One record whose key ("module@version") was read from disk: records
+    /// of a malformed key are left out.
+    fn record(&mut self, key: &str, kind: RecordKind, blob: StoredBlob) {
+        let Some((module, version)) = key.split_once('@') else { return };
+        self.taken += 1;
+        if kind == RecordKind::UnverifiedSumTile {
+            return;
+        }
+        if kind == RecordKind::Tombstone {
+            if let Some(withdrawn) = blob.bytes().first().copied().and_then(RecordKind::from_byte) {
+                self.tombstones.push(((module.to_string(), version.to_string(), withdrawn), blob.stored_at_ms()));
+            }
+            return;
+        }
+        let shard = (self.shard_of)(module, version, kind) % self.shards;
+        let loaded = match u32::try_from(self.keys.len()) {
+            Ok(at) => {
+                self.keys.push_str(key);
+                index::Loaded::found(key, module.len(), at, kind, blob)
+            }
+            // Past 4 GiB of keys in one segment (never, at MAX_KEY_LEN and
+            // any sane segment size): the key is its own allocation.
+            Err(_) => index::Loaded::owned(module, version, kind, blob),
+        };
+        self.records.push((shard, loaded));
+    }
+
+    /// Forgets what it took (the segment is read again another way).
+    fn clear(&mut self) {
+        self.records.clear();
+        self.tombstones.clear();
+        self.keys.clear();
+        self.taken = 0;
+    }
 }
 
 impl Found {
-    fn new(shards: usize) -> Found {
-        Found {
-            by_shard: (0..shards).map(|_| Vec::new()).collect(),
-            tombstones: HashMap::new(),
-            opened: Vec::new(),
-            stats: RecoveryStats::default(),
-        }
+    fn new() -> Found {
+        Found { tombstones: HashMap::new(), opened: Vec::new(), stats: RecoveryStats::default(), snapshot: Vec::new(), records: Vec::new() }
     }
 
-    /// Reads segment `id`: from its snapshot if that holds, else by a scan.
-    fn segment(&mut self, dir: &Path, id: u64, read_only: bool, shard_of: &ShardOf) {
-        let (by_shard, tombstones) = (&mut self.by_shard, &mut self.tombstones);
-        let mut publish = |module: &str, version: &str, kind: RecordKind, blob: StoredBlob| {
-            if kind == RecordKind::UnverifiedSumTile {
-                return;
-            }
-            if kind == RecordKind::Tombstone {
-                if let Some(withdrawn) = blob.bytes().first().copied().and_then(RecordKind::from_byte) {
-                    let at = tombstones.entry((module.to_string(), version.to_string(), withdrawn)).or_insert(0);
-                    *at = (*at).max(blob.stored_at_ms());
-                }
-                return;
-            }
-            let shard = shard_of(module, version, kind) % by_shard.len();
-            by_shard[shard].push(index::Loaded::new(module, version, kind, blob));
-        };
-        let opened = match open_from_snapshot(dir, id, read_only, &mut self.stats, &mut publish) {
+    /// Reads segment `id`, from its snapshot if that holds, else by a scan,
+    /// and publishes its records into `indexes` (one per shard).
+    fn segment(&mut self, dir: &Path, id: u64, read_only: bool, shard_of: &ShardOf, indexes: &[index::Loading<'_>]) {
+        let mut publish =
+            Publish { shard_of, shards: indexes.len(), records: &mut self.records, tombstones: Vec::new(), keys: String::new(), taken: 0 };
+        let opened = match open_from_snapshot(dir, id, read_only, &mut self.snapshot, &mut self.stats, &mut publish) {
             Some(opened) => opened,
-            None => recover_segment(dir, id, read_only, &mut self.stats, &mut publish),
+            None => {
+                publish.clear();
+                recover_segment(dir, id, read_only, &mut self.stats, &mut publish)
+            }
         };
+        let (keys, tombstones) = (std::mem::take(&mut publish.keys), std::mem::take(&mut publish.tombstones));
         match opened {
             Ok(opened) => {
+                // Before any entry of it is published: their keys are in here.
+                opened.0.keep_found_keys(keys.into_boxed_str());
+                self.stats.records += publish.taken;
+                for (shard, loaded) in self.records.drain(..) {
+                    indexes[shard].publish(loaded);
+                }
+                for (key, at) in tombstones {
+                    let latest = self.tombstones.entry(key).or_insert(0);
+                    *latest = (*latest).max(at);
+                }
                 self.stats.segments += 1;
                 self.opened.push(opened);
             }
             Err(e) => {
                 // A segment we cannot read is skipped, not fatal: its blobs
                 // will be fetched again.
+                self.records.clear();
                 log::error!("skipping segment {}: {e}", segment::segment_file_name(id));
                 self.stats.segments_skipped += 1;
             }
@@ -432,24 +481,27 @@ impl Found {
 }
 
 /// Opens segment `id` from its index snapshot, if it has one that holds
-/// for the file as it is (see [`snapshot`]); `None`: scan it. Returns the
-/// segment and the bytes it and its snapshot take on disk.
+/// for the file as it is (see [`snapshot`]); `None`: scan it (what it
+/// published is to be withdrawn). Returns the segment and the bytes it and
+/// its snapshot take on disk.
 fn open_from_snapshot(
     dir: &Path,
     id: u64,
     read_only: bool,
+    bytes: &mut Vec<u8>,
     stats: &mut RecoveryStats,
-    publish: &mut impl FnMut(&str, &str, RecordKind, StoredBlob),
+    publish: &mut Publish<'_>,
 ) -> Option<io::Result<(Arc<Segment>, u64)>> {
     let name = segment::segment_file_name(id);
-    let bytes = match snapshot::read(dir, id) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return None,
+    let refused = |why: snapshot::Refused| log::warn!("segment {name}: index snapshot not used ({why:?}); scanning the segment");
+    match snapshot::read(dir, id, bytes) {
+        Ok(true) => {}
+        Ok(false) => return None,
         Err(why) => {
-            log::warn!("segment {name}: index snapshot not used ({why:?}); scanning the segment");
+            refused(why);
             return None;
         }
-    };
+    }
     let opened = (|| {
         let file = OpenOptions::new().read(true).write(!read_only).open(segment::segment_path(dir, id))?;
         let len = file.metadata()?.len();
@@ -459,10 +511,10 @@ fn open_from_snapshot(
         Ok(x) => x,
         Err(e) => return Some(Err(e)),
     };
-    let listed = match snapshot::decode(&bytes, len) {
+    let listed = match snapshot::decode(bytes, len) {
         Ok(listed) => listed,
         Err(why) => {
-            log::warn!("segment {name}: index snapshot not used ({why:?}); scanning the segment");
+            refused(why);
             return None;
         }
     };
@@ -471,11 +523,17 @@ fn open_from_snapshot(
         Err(e) => return Some(Err(e)),
     };
     seg.expect_checks(listed.len());
-    for (place, r) in listed.iter().enumerate() {
-        let Some((module, version)) = r.key.split_once('@') else { continue };
+    publish.expect(listed.len(), listed.key_bytes());
+    for (place, r) in listed.enumerate() {
+        let r = match r {
+            Ok(r) => r,
+            Err(why) => {
+                refused(why);
+                return None;
+            }
+        };
         if let Some(blob) = StoredBlob::unchecked(seg.clone(), place as u32, r.data_offset, r.len, r.sha256, r.stored_at_ms) {
-            publish(module, version, r.kind, blob);
-            stats.records += 1;
+            publish.record(r.key, r.kind, blob);
         }
     }
     stats.snapshots_used += 1;
@@ -510,7 +568,7 @@ fn recover_segment(
     id: u64,
     read_only: bool,
     stats: &mut RecoveryStats,
-    publish: &mut impl FnMut(&str, &str, RecordKind, StoredBlob),
+    publish: &mut Publish<'_>,
 ) -> io::Result<(Arc<Segment>, u64)> {
     let path = segment::segment_path(dir, id);
     let file = OpenOptions::new().read(true).write(!read_only).open(&path)?;
@@ -579,30 +637,28 @@ fn recover_segment(
     }
 
     let mut listed = Vec::with_capacity(found.len());
+    publish.expect(found.len(), found.iter().map(|f| f.key_len as usize).sum());
     for (place, f) in found.into_iter().enumerate() {
         let key = seg.get(f.key_start, f.key_len).and_then(|k| std::str::from_utf8(k).ok());
-        let Some((module, version)) = key.and_then(|k| k.split_once('@')) else {
+        let Some(key) = key.filter(|k| k.contains('@')) else {
             log::warn!("segment {name}: record at {} has a malformed key; skipped", f.record_start);
             continue;
         };
-        if let Some(key) = key {
-            listed.push(snapshot::Listed {
-                kind: f.kind,
-                key,
-                data_offset: f.data_offset,
-                len: f.len,
-                sha256: f.sha256,
-                stored_at_ms: f.stored_at_ms,
-            });
-        }
+        listed.push(snapshot::Listed {
+            kind: f.kind,
+            key,
+            data_offset: f.data_offset,
+            len: f.len,
+            sha256: f.sha256,
+            stored_at_ms: f.stored_at_ms,
+        });
         let blob = if sealed {
             StoredBlob::unchecked(seg.clone(), place as u32, f.data_offset, f.len, f.sha256, f.stored_at_ms)
         } else {
             StoredBlob::new(seg.clone(), f.data_offset, f.len, f.sha256, f.stored_at_ms)
         };
         if let Some(blob) = blob {
-            publish(module, version, f.kind, blob);
-            stats.records += 1;
+            publish.record(key, f.kind, blob);
         }
     }
     let len = file.metadata()?.len();

@@ -31,6 +31,11 @@ pub struct Segment {
     /// once hashed since the segment was opened. Unset for segments this
     /// process wrote or verified whole.
     checks: OnceLock<Box<[AtomicU8]>>,
+    /// The keys of the records start-up found in it, end to end: their
+    /// index entries name their keys by place in here, so a start-up
+    /// allocates one key buffer per segment, not one per record. Unset
+    /// for a segment this process created (its entries own their keys).
+    found_keys: OnceLock<Box<str>>,
     /// Set once its file was found shorter than a blob in it: something
     /// outside cut it. No blob of it is served again (bytes written there
     /// later could fill the hole and make a lost range look whole), and
@@ -105,6 +110,7 @@ impl Segment {
             map,
             file: file.try_clone()?,
             checks: OnceLock::new(),
+            found_keys: OnceLock::new(),
             cut,
             seen_len: AtomicU64::new(0),
             seen_at_ms: AtomicU64::new(0),
@@ -116,6 +122,11 @@ impl Segment {
     /// blobs made with [`StoredBlob::unchecked`] are hashed on first use.
     pub fn expect_checks(&self, records: usize) {
         let _ = self.checks.set((0..records).map(|_| AtomicU8::new(Integrity::Unchecked as u8)).collect());
+    }
+
+    /// Keeps the keys start-up found in it (see `found_keys`); once.
+    pub fn keep_found_keys(&self, keys: Box<str>) {
+        let _ = self.found_keys.set(keys);
     }
 
     fn check_slot(&self, place: u32) -> Option<&AtomicU8> {
@@ -344,6 +355,13 @@ impl StoredBlob {
 
     pub fn sha256(&self) -> &[u8; 32] {
         &self.sha256
+    }
+
+    /// `len` bytes at `at` of the keys start-up found in its segment (see
+    /// [`Segment::keep_found_keys`]); empty where there are none such.
+    pub fn found_key(&self, at: u32, len: u16) -> &str {
+        let keys = self.segment.found_keys.get().map_or("", |k| k);
+        keys.get(at as usize..at as usize + len as usize).unwrap_or_default()
     }
 
     pub fn len(&self) -> u64 {

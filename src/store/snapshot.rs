@@ -115,6 +115,13 @@ pub fn encode<'a>(segment_len: u64, records: impl ExactSizeIterator<Item = Liste
     out
 }
 
+/// About how many records snapshots of `bytes` list (keys of 32 bytes
+/// assumed: module paths and versions are seldom shorter), to make room
+/// for them before they are read.
+pub fn records_in(bytes: u64) -> usize {
+    usize::try_from(bytes / (ENTRY_LEN as u64 + 32)).unwrap_or(usize::MAX)
+}
+
 /// Why a snapshot was not used (the segment is scanned instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
@@ -124,25 +131,29 @@ pub enum Refused {
     LengthChanged,
 }
 
-/// Reads the snapshot of segment `id`, for a segment file of `segment_len`
-/// bytes: `Ok(None)` where there is none.
-pub fn read(dir: &Path, id: u64) -> Result<Option<Vec<u8>>, Refused> {
-    match fs::read(snapshot_path(dir, id)) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+/// Reads the snapshot of segment `id` into `buf` (a buffer a start-up
+/// thread reuses from segment to segment, so a million records cost no
+/// fresh pages per segment): `Ok(false)` where there is none.
+pub fn read(dir: &Path, id: u64, buf: &mut Vec<u8>) -> Result<bool, Refused> {
+    use std::io::Read;
+    buf.clear();
+    match fs::File::open(snapshot_path(dir, id)) {
+        Ok(mut file) => file.read_to_end(buf).map(|_| true).map_err(|_| Refused::Unreadable),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(_) => Err(Refused::Unreadable),
     }
 }
 
-/// The records a snapshot lists, checked against itself and against a
-/// segment file of `segment_len` bytes: every entry's bytes lie inside it.
-pub fn decode(bytes: &[u8], segment_len: u64) -> Result<Vec<Listed<'_>>, Refused> {
+/// The records a snapshot lists, checked against itself (its checksum,
+/// here) and against a segment file of `segment_len` bytes (every entry's
+/// bytes lie inside it, as they are walked: a walk that meets an error
+/// refuses the whole snapshot).
+pub fn decode(bytes: &[u8], segment_len: u64) -> Result<Listing<'_>, Refused> {
     let body_len = bytes.len().checked_sub(4).ok_or(Refused::Damaged)?;
     let (body, crc) = bytes.split_at(body_len);
     if crc32fast::hash(body).to_le_bytes() != crc || body.len() < HEAD_LEN {
         return Err(Refused::Damaged);
     }
-    let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
     if body[0..4] != MAGIC.to_le_bytes() || body[4] != FORMAT {
         return Err(Refused::Damaged);
     }
@@ -151,38 +162,91 @@ pub fn decode(bytes: &[u8], segment_len: u64) -> Result<Vec<Listed<'_>>, Refused
     }
     let count = u64_at(body, 16);
     // Each entry takes at least ENTRY_LEN bytes: a count past that is a lie.
-    if count > (body.len() / ENTRY_LEN) as u64 {
-        return Err(Refused::Damaged);
+    let key_bytes = (body.len() - HEAD_LEN).checked_sub(count.saturating_mul(ENTRY_LEN as u64) as usize).ok_or(Refused::Damaged)?;
+    Ok(Listing { body, at: HEAD_LEN, left: count as usize, key_bytes, segment_len })
+}
+
+fn u64_at(b: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(b.get(i..i + 8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]))
+}
+
+/// A snapshot's records as they are walked ([`decode`]).
+pub struct Listing<'a> {
+    body: &'a [u8],
+    at: usize,
+    left: usize,
+    key_bytes: usize,
+    segment_len: u64,
+}
+
+impl<'a> Listing<'a> {
+    /// How many records it lists.
+    pub fn len(&self) -> usize {
+        self.left
     }
-    let mut records = Vec::with_capacity(count as usize);
-    let mut at = HEAD_LEN;
-    for _ in 0..count {
-        let e = body.get(at..at + ENTRY_LEN).ok_or(Refused::Damaged)?;
+
+    pub fn is_empty(&self) -> bool {
+        self.left == 0
+    }
+
+    /// The bytes of all its keys together.
+    pub fn key_bytes(&self) -> usize {
+        self.key_bytes
+    }
+
+    fn entry(&mut self) -> Result<Listed<'a>, Refused> {
+        let e = self.body.get(self.at..self.at + ENTRY_LEN).ok_or(Refused::Damaged)?;
         let kind = RecordKind::from_byte(e[0]).ok_or(Refused::Damaged)?;
         let key_len = u16::from_le_bytes([e[2], e[3]]) as usize;
         if key_len > MAX_KEY_LEN {
             return Err(Refused::Damaged);
         }
-        let key = body.get(at + ENTRY_LEN..at + ENTRY_LEN + key_len).ok_or(Refused::Damaged)?;
+        let key_at = self.at + ENTRY_LEN;
+        let key = self.body.get(key_at..key_at + key_len).ok_or(Refused::Damaged)?;
         let key = std::str::from_utf8(key).map_err(|_| Refused::Damaged)?;
         let mut sha256 = [0u8; 32];
         sha256.copy_from_slice(&e[32..64]);
         let r = Listed { kind, key, data_offset: u64_at(e, 8), len: u64_at(e, 16), stored_at_ms: u64_at(e, 24), sha256 };
-        if r.data_offset.checked_add(r.len).is_none_or(|end| end > segment_len) {
+        if r.data_offset.checked_add(r.len).is_none_or(|end| end > self.segment_len) {
             return Err(Refused::Damaged);
         }
-        records.push(r);
-        at += ENTRY_LEN + key_len;
+        self.at = key_at + key_len;
+        self.left -= 1;
+        // The last entry ends where the body does.
+        if self.left == 0 && self.at != self.body.len() {
+            return Err(Refused::Damaged);
+        }
+        Ok(r)
     }
-    if at != body.len() {
-        return Err(Refused::Damaged);
+}
+
+impl<'a> Iterator for Listing<'a> {
+    type Item = Result<Listed<'a>, Refused>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            // An empty listing must be an empty body.
+            return (self.at != self.body.len()).then(|| {
+                self.at = self.body.len();
+                Err(Refused::Damaged)
+            });
+        }
+        let entry = self.entry();
+        if entry.is_err() {
+            self.left = 0;
+            self.at = self.body.len();
+        }
+        Some(entry)
     }
-    Ok(records)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decode_all(bytes: &[u8], segment_len: u64) -> Result<Vec<Listed<'_>>, Refused> {
+        decode(bytes, segment_len)?.collect()
+    }
 
     fn sample() -> Vec<Listed<'static>> {
         vec![
@@ -194,18 +258,28 @@ mod tests {
     #[test]
     fn round_trips_and_refuses_another_length_or_any_damage() {
         let bytes = encode(4096, sample().into_iter());
-        assert_eq!(decode(&bytes, 4096).unwrap(), sample());
-        assert_eq!(decode(&bytes, 4104), Err(Refused::LengthChanged));
+        assert_eq!(decode_all(&bytes, 4096).unwrap(), sample());
+        assert_eq!(decode(&bytes, 4096).unwrap().key_bytes(), 40);
+        assert_eq!(decode_all(&bytes, 4104), Err(Refused::LengthChanged));
         for cut in 0..bytes.len() {
-            assert!(decode(&bytes[..cut], 4096).is_err(), "cut at {cut}");
+            assert!(decode_all(&bytes[..cut], 4096).is_err(), "cut at {cut}");
         }
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x10;
-            assert!(decode(&bad, 4096).is_err(), "flip at {i}");
+            assert!(decode_all(&bad, 4096).is_err(), "flip at {i}");
+        }
+        // A snapshot whose checksum holds but whose count lies (more
+        // records, or fewer, than its body holds) is refused as it is walked.
+        for count in [0u64, 1, 3, 1000] {
+            let mut lying = bytes[..bytes.len() - 4].to_vec();
+            lying[16..24].copy_from_slice(&count.to_le_bytes());
+            let crc = crc32fast::hash(&lying);
+            lying.extend_from_slice(&crc.to_le_bytes());
+            assert!(decode_all(&lying, 4096).is_err(), "count {count}");
         }
         // A whole, well-formed snapshot that points outside its segment is refused too.
         let outside = encode(100, sample().into_iter());
-        assert_eq!(decode(&outside, 100), Err(Refused::Damaged));
+        assert_eq!(decode_all(&outside, 100), Err(Refused::Damaged));
     }
 }

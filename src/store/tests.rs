@@ -602,3 +602,28 @@ fn a_snapshot_written_after_a_scan_keeps_the_records_past_a_damaged_one() {
     assert_eq!(get(&store, "example.com/c", "v1.0.0", RecordKind::Mod).as_deref(), Some(&b"cccc"[..]));
     assert!(get(&store, "example.com/b", "v1.0.0", RecordKind::Mod).is_none());
 }
+
+#[test]
+fn a_snapshot_refused_half_way_publishes_nothing_of_itself_and_the_segment_is_scanned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    write_and_close(&store, 100, 8 << 10);
+    drop(store);
+    let (segs, snaps) = (files_with(dir.path(), "seg"), files_with(dir.path(), "snap"));
+    // Its checksum holds, and every entry but the last is sound: the last
+    // points past its segment's end.
+    let seg_len = fs::metadata(&segs[1]).unwrap().len();
+    let bytes = fs::read(&snaps[1]).unwrap();
+    let mut listed: Vec<snapshot::Listed<'_>> = snapshot::decode(&bytes, seg_len).unwrap().map(Result::unwrap).collect();
+    assert!(listed.len() > 2);
+    let last = listed.len() - 1;
+    listed[last].data_offset = seg_len;
+    fs::write(&snaps[1], snapshot::encode(seg_len, listed.into_iter())).unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    let stats = store.stats();
+    assert_eq!((stats.snapshots_used, stats.segments, stats.records), (segs.len() - 1, segs.len(), 101), "{stats:?}");
+    assert_eq!(store.indexes()[0].len(), 99, "each record once: none left over from the refused snapshot");
+    for i in 1..100 {
+        assert_eq!(get(&store, &format!("example.com/s{i}"), "v1.0.0", RecordKind::Mod), Some(payload_of(i, 300)), "s{i}");
+    }
+}
