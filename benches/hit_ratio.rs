@@ -111,8 +111,7 @@ fn main() {
         let (mut hits, mut max_on_disk, mut failed) = (0usize, 0u64, 0usize);
         for &id in &trace {
             let id = id as usize;
-            if let Some(e) = index.get(&names[id], "v1.0.0", RecordKind::Zip) {
-                e.note_hit();
+            if index.read(&names[id], "v1.0.0", RecordKind::Zip, |e| e.note_hit()).is_some() {
                 hits += 1;
                 continue;
             }

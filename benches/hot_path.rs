@@ -81,11 +81,11 @@ fn index_lookup(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % 100_000;
             let module = format!("example.com/org{}/mod{i}", i % 100);
-            black_box(index.get(&module, "v1.0.0", RecordKind::Info).is_some())
+            black_box(index.blob(&module, "v1.0.0", RecordKind::Info).is_some())
         })
     });
     group.bench_function("index_lookup_miss_100k", |b| {
-        b.iter(|| black_box(index.get(black_box("example.com/none/x"), "v1.0.0", RecordKind::Info).is_none()))
+        b.iter(|| black_box(index.blob(black_box("example.com/none/x"), "v1.0.0", RecordKind::Info).is_none()))
     });
     group.finish();
 }

@@ -202,8 +202,8 @@ impl Filler {
         // was (and is fetched again now: evicted, purged or quarantined).
         // (A record whose bytes fail their own checksum counts as none.)
         let first_hash = go_sum_key(&key.version, key.kind).and_then(|v| {
-            let entry = self.indexes[self.own].get(&key.module, &v, RecordKind::GoSum)?;
-            entry.blob.verify().then(|| String::from_utf8_lossy(entry.blob.bytes()).into_owned())
+            let blob = self.indexes[self.own].blob(&key.module, &v, RecordKind::GoSum)?;
+            blob.verify().then(|| String::from_utf8_lossy(blob.bytes()).into_owned())
         });
         // Hash (and verify) on the blocking thread too: a 500 MiB zip must
         // not stall the reactor. A streamed zip's readers wait for the last
@@ -350,8 +350,8 @@ impl Filler {
         // An answer that changes, refreshed to the same bytes, is not
         // written again: the store would only grow. The caller marks it fresh.
         if !key.kind.is_immutable() {
-            if let Some(same) = self.indexes[self.own].get(&key.module, &key.version, kind).filter(|e| *e.blob.sha256() == sha) {
-                return Ok(Filled::Unchanged(same.blob.clone()));
+            if let Some(same) = self.indexes[self.own].blob(&key.module, &key.version, kind).filter(|b| *b.sha256() == sha) {
+                return Ok(Filled::Unchanged(same));
             }
         }
         // The first time a version's file is stored, its go.sum hash is

@@ -205,7 +205,7 @@ impl Prefetch {
                 if kind == Kind::Info && !infos {
                     continue;
                 }
-                let stored = kind.record_kind().is_some_and(|rk| owner.get(&path, &v, rk).is_some());
+                let stored = kind.record_kind().is_some_and(|rk| owner.contains(&path, &v, rk));
                 if !stored {
                     self.push(ArtifactKey { module: path.as_str().into(), version: v.as_str().into(), kind });
                 }

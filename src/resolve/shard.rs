@@ -172,12 +172,14 @@ impl Shard {
         if self.hit_routing == HitRouting::Owner && owner != self.id {
             return None;
         }
-        let entry = self.indexes[owner].get(module, version, record_kind)?;
-        if !self.fit_to_serve_here(&entry.blob) {
-            return None;
-        }
-        entry.note_hit();
-        Some(entry.blob.clone())
+        self.indexes[owner]
+            .read(module, version, record_kind, |entry| {
+                self.fit_to_serve_here(&entry.blob).then(|| {
+                    entry.note_hit();
+                    entry.blob.clone()
+                })
+            })
+            .flatten()
     }
 
     /// Whether a stored blob may be served by whichever core holds it, with
@@ -210,9 +212,7 @@ impl Shard {
     /// segment file has lost them, is quarantined: withdrawn for good, so
     /// the request that found it is answered as a miss and fetched afresh.
     async fn vet_stored(&self, module: &str, version: &str, kind: store::RecordKind) {
-        let Some(entry) = self.indexes[self.id].get(module, version, kind) else { return };
-        let blob = entry.blob.clone();
-        drop(entry);
+        let Some(blob) = self.indexes[self.id].blob(module, version, kind) else { return };
         let good = loop {
             match blob.integrity() {
                 Integrity::Unchecked if blob.len() > CHECK_INLINE_BYTES => {
@@ -245,8 +245,8 @@ impl Shard {
     async fn quarantine(&self, module: &str, version: &str, kind: store::RecordKind, blob: &StoredBlob) {
         blob.mark_corrupt();
         // Another request may have quarantined (or refilled) it meanwhile.
-        let current = self.indexes[self.id].get(module, version, kind);
-        if !current.is_some_and(|e| e.blob.same_record(blob)) {
+        let current = self.indexes[self.id].blob(module, version, kind);
+        if !current.is_some_and(|b| b.same_record(blob)) {
             return;
         }
         self.metrics.blobs_quarantined.bump();
@@ -285,7 +285,7 @@ impl Shard {
         }
         let (mut blobs, mut bytes) = (0u64, 0u64);
         for (module, version, kind) in unchecked {
-            let Some(len) = self.indexes[self.id].get(&module, &version, kind).map(|e| e.blob.len()) else { continue };
+            let Some(len) = self.indexes[self.id].read(&module, &version, kind, |e| e.blob.len()) else { continue };
             // Paced before the work, so a burst of large blobs never runs ahead of the rate.
             glommio::timer::sleep(std::time::Duration::from_micros(len.saturating_mul(1_000_000) / bytes_per_sec)).await;
             self.vet_stored(&module, &version, kind).await;
@@ -370,7 +370,7 @@ impl Shard {
         if !self.settings.with(|s| s.prefetch) {
             return Prefetched::Busy;
         }
-        let stored = key.kind.record_kind().is_some_and(|rk| self.indexes[self.id].get(&key.module, &key.version, rk).is_some());
+        let stored = key.kind.record_kind().is_some_and(|rk| self.indexes[self.id].contains(&key.module, &key.version, rk));
         let known_missing =
             self.negative.borrow().get(key).is_some_and(|n| policy::is_fresh(n.fetched_at, self.settings.with(|s| s.negative_ttl)));
         if stored || known_missing || self.flights.in_flight(key) {
@@ -396,7 +396,7 @@ impl Shard {
     fn cached(&self, key: &ArtifactKey) -> Option<Resolved> {
         let ttl = policy::ttl(&self.settings.get(), key.kind);
         let hit = match key.kind.record_kind() {
-            Some(kind) if key.kind.is_immutable() => self.indexes[self.id].get(&key.module, &key.version, kind).map(|e| {
+            Some(kind) if key.kind.is_immutable() => self.indexes[self.id].read(&key.module, &key.version, kind, |e| {
                 e.note_hit();
                 Artifact { body: Body::Stored(e.blob.clone()), stale: false, source: None }
             }),
@@ -404,11 +404,15 @@ impl Shard {
             // within its TTL (in memory), or when its stored copy was
             // written within it (after a restart).
             record_kind => self.fresh_recent(key, ttl).or_else(|| {
-                let entry = self.indexes[self.id].get(&key.module, &key.version, record_kind?)?;
-                policy::is_fresh_at(entry.blob.stored_at_ms(), store::unix_ms(), ttl).then(|| {
-                    entry.note_hit();
-                    Artifact { body: Body::Stored(entry.blob.clone()), stale: false, source: None }
-                })
+                let now = store::unix_ms();
+                self.indexes[self.id]
+                    .read(&key.module, &key.version, record_kind?, |entry| {
+                        policy::is_fresh_at(entry.blob.stored_at_ms(), now, ttl).then(|| {
+                            entry.note_hit();
+                            Artifact { body: Body::Stored(entry.blob.clone()), stale: false, source: None }
+                        })
+                    })
+                    .flatten()
             }),
         };
         if let Some(hit) = hit {
@@ -444,9 +448,9 @@ impl Shard {
         if let Some(r) = self.recent.borrow().get(key) {
             return Some(Body::Memory { bytes: r.bytes.clone(), sha256: None });
         }
-        let entry = self.indexes[self.id].get(&key.module, &key.version, key.kind.record_kind()?)?;
+        let blob = self.indexes[self.id].blob(&key.module, &key.version, key.kind.record_kind()?)?;
         // Answers that change are small: checked here, on the executor.
-        self.checked_now(&entry.blob).then(|| Body::Stored(entry.blob.clone()))
+        self.checked_now(&blob).then_some(Body::Stored(blob))
     }
 
     /// Remembers a 404/410 for `--negative-ttl`; any answer forgets it.

@@ -163,11 +163,11 @@ fn check_module_file(
     };
     // A kept hash whose own bytes are damaged is reported as itself, not held against the file.
     let first = go_sum_key(version, kind)
-        .and_then(|v| index.get(module, &v, RecordKind::GoSum))
-        .filter(|e| record::payload_sha256(e.blob.bytes()) == *e.blob.sha256());
+        .and_then(|v| index.blob(module, &v, RecordKind::GoSum))
+        .filter(|b| record::payload_sha256(b.bytes()) == *b.sha256());
     if let Some(first) = first {
         report.by_first_hash += 1;
-        let expected = String::from_utf8_lossy(first.blob.bytes());
+        let expected = String::from_utf8_lossy(first.bytes());
         if got != expected {
             return plain(format!("the stored bytes hash to {got}; its first download hashed to {expected}"));
         }

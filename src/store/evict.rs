@@ -100,9 +100,10 @@ pub fn plan(segment: Arc<Segment>, len: u64, indexes: &[Index], shard_of: &Shard
             let Some(index) = indexes.get(shard) else { continue };
             let here = (segment.id(), r.data_offset);
             // Superseded, withdrawn or never published: nothing serves it.
-            let Some(entry) = index.get(module, version, r.kind).filter(|e| e.blob.record_id() == here) else { continue };
-            let wanted = r.kind == RecordKind::GoSum || entry.was_hit();
-            drop(entry);
+            let Some(was_hit) = index.read(module, version, r.kind, |e| (e.blob.record_id() == here).then(|| e.was_hit())).flatten() else {
+                continue;
+            };
+            let wanted = r.kind == RecordKind::GoSum || was_hit;
             if wanted && whole() {
                 carried.push(keep(Some(shard)));
             } else if index.remove_record(module, version, r.kind, here) {

@@ -14,7 +14,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use super::record::RecordKind;
 use super::segment::StoredBlob;
@@ -58,11 +58,11 @@ pub struct Entry {
     /// chance, as CLOCK gives a page). A carried copy starts unset.
     hit: AtomicBool,
     pub blob: StoredBlob,
-    next: Option<Arc<Entry>>,
+    next: Option<Box<Entry>>,
 }
 
 impl Entry {
-    fn new(key: Key, module_len: usize, kind: RecordKind, blob: StoredBlob, next: Option<Arc<Entry>>) -> Entry {
+    fn new(key: Key, module_len: usize, kind: RecordKind, blob: StoredBlob, next: Option<Box<Entry>>) -> Entry {
         // Keys are at most MAX_KEY_LEN (1 KiB) bytes, checked before they are stored or read.
         Entry { key, module_len: module_len.min(u16::MAX as usize) as u16, kind, hit: AtomicBool::new(false), blob, next }
     }
@@ -110,12 +110,17 @@ impl Entry {
         self.hit.load(Ordering::Relaxed)
     }
 
-    /// A copy of it in front of `next` (entries are shared and immutable:
-    /// a chain is changed by rebuilding it).
-    fn relinked(&self, next: Option<Arc<Entry>>) -> Arc<Entry> {
+    /// A copy of it in front of `next` (entries in the table are shared
+    /// and immutable: a chain is changed by rebuilding it).
+    fn relinked(&self, next: Option<Box<Entry>>) -> Entry {
         let copy = Entry::new(self.key.clone(), self.module_len as usize, self.kind, self.blob.clone(), next);
         copy.hit.store(self.was_hit(), Ordering::Relaxed);
-        Arc::new(copy)
+        copy
+    }
+
+    /// The entries of its chain, itself first.
+    fn chain(&self) -> impl Iterator<Item = &Entry> {
+        std::iter::successors(Some(self), |e| e.next.as_deref())
     }
 }
 
@@ -130,22 +135,22 @@ fn owned_key(module: &str, version: &str) -> Key {
 /// The chain at a hash with `new` in it: in place of the record of its key
 /// if `new` is the later one (`None`: it is not, nothing changes), else
 /// beside the others (a 64-bit collision). Rare: rebuilds the chain.
-fn with_record(head: &Arc<Entry>, new: Arc<Entry>) -> Option<Arc<Entry>> {
+fn with_record(head: &Entry, new: &Entry) -> Option<Entry> {
     let order = |e: &Entry| (e.blob.stored_at_ms(), e.blob.record_id());
-    let mut chain = Vec::new();
-    let mut cur = Some(head);
-    while let Some(e) = cur {
-        chain.push(e.clone());
-        cur = e.next.as_ref();
-    }
+    let mut chain: Vec<&Entry> = head.chain().collect();
     match chain.iter().position(|e| e.key() == new.key() && e.kind == new.kind) {
-        Some(i) if order(&new) > order(&chain[i]) => chain[i] = new,
+        Some(i) if order(new) > order(chain[i]) => chain[i] = new,
         Some(_) => return None,
         None => chain.push(new),
     }
-    let mut next: Option<Arc<Entry>> = None;
-    for e in chain.into_iter().rev() {
-        next = Some(e.relinked(next.take()));
+    relinked(chain.into_iter())
+}
+
+/// Copies of `entries`, chained in their order.
+fn relinked<'a>(entries: impl DoubleEndedIterator<Item = &'a Entry>) -> Option<Entry> {
+    let mut next: Option<Entry> = None;
+    for e in entries.rev() {
+        next = Some(e.relinked(next.take().map(Box::new)));
     }
     next
 }
@@ -154,7 +159,7 @@ fn with_record(head: &Arc<Entry>, new: Arc<Entry>) -> Option<Arc<Entry>> {
 /// where it was found (on the thread that read its segment), and its hash.
 pub struct Loaded {
     hash: u64,
-    entry: Arc<Entry>,
+    entry: Entry,
 }
 
 impl Loaded {
@@ -165,13 +170,13 @@ impl Loaded {
         let (module, version) = (key.get(..module_len).unwrap_or_default(), key.get(module_len + 1..).unwrap_or_default());
         let hash = key_hash(module, version, kind);
         let key = Key::Found { at, len: key.len().min(u16::MAX as usize) as u16 };
-        Loaded { hash, entry: Arc::new(Entry::new(key, module_len, kind, blob, None)) }
+        Loaded { hash, entry: Entry::new(key, module_len, kind, blob, None) }
     }
 
     /// The record of `module@version`, with a key of its own.
     pub fn owned(module: &str, version: &str, kind: RecordKind, blob: StoredBlob) -> Loaded {
         let hash = key_hash(module, version, kind);
-        Loaded { hash, entry: Arc::new(Entry::new(owned_key(module, version), module.len(), kind, blob, None)) }
+        Loaded { hash, entry: Entry::new(owned_key(module, version), module.len(), kind, blob, None) }
     }
 }
 
@@ -181,7 +186,7 @@ impl Loaded {
 /// [`Index::insert_if_newer`]; of two stored the same millisecond, the one
 /// later on disk), whatever order they are found in.
 pub struct Loading<'a> {
-    map: papaya::HashMapRef<'a, u64, Arc<Entry>, KeyIsHash, papaya::LocalGuard<'a>>,
+    map: Pinned<'a>,
 }
 
 impl Loading<'_> {
@@ -191,8 +196,8 @@ impl Loading<'_> {
         if let Err(taken) = self.map.try_insert(hash, entry) {
             let new = taken.not_inserted;
             self.map.compute(hash, |current| match current {
-                None => papaya::Operation::Insert(new.clone()),
-                Some((_, head)) => match with_record(head, new.clone()) {
+                None => papaya::Operation::Insert(new.relinked(None)),
+                Some((_, head)) => match with_record(head, &new) {
                     Some(chain) => papaya::Operation::Insert(chain),
                     None => papaya::Operation::Abort(()),
                 },
@@ -200,6 +205,8 @@ impl Loading<'_> {
         }
     }
 }
+
+type Pinned<'a> = papaya::HashMapRef<'a, u64, Entry, KeyIsHash, papaya::LocalGuard<'a>>;
 
 /// The table's hasher: the key is a [`key_hash`] already.
 #[derive(Clone, Default)]
@@ -231,7 +238,9 @@ impl Hasher for PassThrough {
 
 #[derive(Default)]
 pub struct Index {
-    map: papaya::HashMap<u64, Arc<Entry>, KeyIsHash>,
+    /// The entries themselves, not pointers to them: one allocation per
+    /// entry (the table's own), and a hit reads it in place.
+    map: papaya::HashMap<u64, Entry, KeyIsHash>,
     /// Held by every change (see the module's comment).
     changes: Mutex<()>,
 }
@@ -241,22 +250,32 @@ impl Index {
         Index::default()
     }
 
-    /// Lock-free; callable from any core.
-    pub fn get(&self, module: &str, version: &str, kind: RecordKind) -> Option<Arc<Entry>> {
-        self.get_hashed(key_hash(module, version, kind), module, version, kind)
+    /// What `read` makes of the entry of a key, if there is one. Lock-free,
+    /// callable from any core, and nothing is copied or counted: a hit
+    /// takes what it serves (a [`StoredBlob`]) in `read`. Keep `read`
+    /// short: the entry's memory is held while it runs.
+    pub fn read<R>(&self, module: &str, version: &str, kind: RecordKind, read: impl FnOnce(&Entry) -> R) -> Option<R> {
+        let map = self.map.pin();
+        Self::found(&map, key_hash(module, version, kind), module, version, kind).map(read)
     }
 
-    fn get_hashed(&self, hash: u64, module: &str, version: &str, kind: RecordKind) -> Option<Arc<Entry>> {
-        let map = self.map.pin();
-        let head = map.get(&hash)?;
-        let mut cur = Some(head);
-        while let Some(e) = cur {
-            if e.is(module, version, kind) {
-                return Some(e.clone());
-            }
-            cur = e.next.as_ref();
-        }
-        None
+    /// The blob stored for a key, if any.
+    pub fn blob(&self, module: &str, version: &str, kind: RecordKind) -> Option<StoredBlob> {
+        self.read(module, version, kind, |e| e.blob.clone())
+    }
+
+    /// Whether a blob is stored for a key.
+    pub fn contains(&self, module: &str, version: &str, kind: RecordKind) -> bool {
+        self.read(module, version, kind, |_| ()).is_some()
+    }
+
+    fn found<'m>(map: &'m Pinned<'_>, hash: u64, module: &str, version: &str, kind: RecordKind) -> Option<&'m Entry> {
+        map.get(&hash)?.chain().find(|e| e.is(module, version, kind))
+    }
+
+    /// The record id of the entry of a key (see [`StoredBlob::record_id`]).
+    fn record_of(&self, hash: u64, module: &str, version: &str, kind: RecordKind) -> Option<(u64, u64)> {
+        Self::found(&self.map.pin(), hash, module, version, kind).map(|e| e.blob.record_id())
     }
 
     /// Publishes `blob`, replacing any older entry for the same key.
@@ -277,7 +296,7 @@ impl Index {
     pub fn replace_record(&self, module: &str, version: &str, kind: RecordKind, was: (u64, u64), blob: StoredBlob) -> bool {
         let _changing = self.changing();
         let hash = key_hash(module, version, kind);
-        if self.get_hashed(hash, module, version, kind).is_none_or(|e| e.blob.record_id() != was) {
+        if self.record_of(hash, module, version, kind) != Some(was) {
             return false;
         }
         self.insert_hashed(hash, module, version, kind, blob);
@@ -288,32 +307,24 @@ impl Index {
     pub fn remove_record(&self, module: &str, version: &str, kind: RecordKind, was: (u64, u64)) -> bool {
         let _changing = self.changing();
         let hash = key_hash(module, version, kind);
-        if self.get_hashed(hash, module, version, kind).is_none_or(|e| e.blob.record_id() != was) {
+        if self.record_of(hash, module, version, kind) != Some(was) {
             return false;
         }
-        self.remove_hashed(hash, module, version, kind).is_some()
+        self.remove_hashed(hash, module, version, kind)
     }
 
     /// The collision chain at `hash` rebuilt without the key, if any
     /// entry is left. Collisions are astronomically rare, so this stays
     /// O(1) in practice.
-    fn chain_without(&self, hash: u64, module: &str, version: &str, kind: RecordKind) -> Option<Arc<Entry>> {
+    fn chain_without(&self, hash: u64, module: &str, version: &str, kind: RecordKind) -> Option<Entry> {
         let map = self.map.pin();
-        let head = map.get(&hash)?;
-        let mut rest = None;
-        let mut cur = Some(head);
-        while let Some(e) = cur {
-            if !e.is(module, version, kind) {
-                rest = Some(e.relinked(rest.take()));
-            }
-            cur = e.next.as_ref();
-        }
-        rest
+        let rest: Vec<&Entry> = map.get(&hash)?.chain().filter(|e| !e.is(module, version, kind)).collect();
+        relinked(rest.into_iter())
     }
 
     fn insert_hashed(&self, hash: u64, module: &str, version: &str, kind: RecordKind, blob: StoredBlob) {
-        let next = self.chain_without(hash, module, version, kind);
-        self.map.pin().insert(hash, Arc::new(Entry::new(owned_key(module, version), module.len(), kind, blob, next)));
+        let next = self.chain_without(hash, module, version, kind).map(Box::new);
+        self.map.pin().insert(hash, Entry::new(owned_key(module, version), module.len(), kind, blob, next));
     }
 
     /// Publishes `blob` unless an entry of the same key was stored later
@@ -322,10 +333,9 @@ impl Index {
     pub fn insert_if_newer(&self, module: &str, version: &str, kind: RecordKind, blob: StoredBlob) {
         let _changing = self.changing();
         let hash = key_hash(module, version, kind);
-        if let Some(old) = self.get_hashed(hash, module, version, kind) {
-            if old.blob.stored_at_ms() > blob.stored_at_ms() {
-                return;
-            }
+        let stored_at = Self::found(&self.map.pin(), hash, module, version, kind).map(|e| e.blob.stored_at_ms());
+        if stored_at.is_some_and(|at| at > blob.stored_at_ms()) {
+            return;
         }
         self.insert_hashed(hash, module, version, kind, blob)
     }
@@ -347,20 +357,23 @@ impl Index {
     pub fn withdraw_stored_by(&self, module: &str, version: &str, kind: RecordKind, at: u64) -> bool {
         let _changing = self.changing();
         let hash = key_hash(module, version, kind);
-        if self.get_hashed(hash, module, version, kind).is_none_or(|e| e.blob.stored_at_ms() > at) {
+        let stored_at = Self::found(&self.map.pin(), hash, module, version, kind).map(|e| e.blob.stored_at_ms());
+        if stored_at.is_none_or(|stored| stored > at) {
             return false;
         }
-        self.remove_hashed(hash, module, version, kind).is_some()
+        self.remove_hashed(hash, module, version, kind)
     }
 
     /// Withdraws the entry of a key, if any.
-    pub fn remove(&self, module: &str, version: &str, kind: RecordKind) -> Option<Arc<Entry>> {
+    pub fn remove(&self, module: &str, version: &str, kind: RecordKind) -> bool {
         let _changing = self.changing();
         self.remove_hashed(key_hash(module, version, kind), module, version, kind)
     }
 
-    fn remove_hashed(&self, hash: u64, module: &str, version: &str, kind: RecordKind) -> Option<Arc<Entry>> {
-        let removed = self.get_hashed(hash, module, version, kind)?;
+    fn remove_hashed(&self, hash: u64, module: &str, version: &str, kind: RecordKind) -> bool {
+        if Self::found(&self.map.pin(), hash, module, version, kind).is_none() {
+            return false;
+        }
         match self.chain_without(hash, module, version, kind) {
             Some(chain) => {
                 self.map.pin().insert(hash, chain);
@@ -369,19 +382,16 @@ impl Index {
                 self.map.pin().remove(&hash);
             }
         }
-        Some(removed)
+        true
     }
 
-    /// Every entry, in no particular order (a snapshot as it is walked).
-    pub fn entries(&self) -> impl Iterator<Item = Arc<Entry>> + '_ {
+    /// A copy of every entry, in no particular order (as the table is
+    /// walked): for walks that take their time (a scrub, `verify`).
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
         let map = self.map.pin();
         let mut all = Vec::with_capacity(map.len());
         for (_, head) in map.iter() {
-            let mut cur = Some(head.clone());
-            while let Some(e) = cur {
-                cur = e.next.clone();
-                all.push(e);
-            }
+            all.extend(head.chain().map(|e| e.relinked(None)));
         }
         all.into_iter()
     }
@@ -417,6 +427,14 @@ impl Index {
 mod tests {
     use super::*;
     use crate::store::segment::Segment;
+    use std::sync::Arc;
+
+    impl Index {
+        /// The blob at `hash` of a key (a hash chosen to collide).
+        fn hashed(&self, hash: u64, module: &str, version: &str, kind: RecordKind) -> Option<StoredBlob> {
+            Self::found(&self.map.pin(), hash, module, version, kind).map(|e| e.blob.clone())
+        }
+    }
 
     fn blob(tag: u8) -> StoredBlob {
         let f = tempfile::tempfile().unwrap();
@@ -431,10 +449,10 @@ mod tests {
         idx.insert("example.com/a", "v1.0.0", RecordKind::Zip, blob(1));
         idx.insert("example.com/a", "v1.0.0", RecordKind::Mod, blob(2));
         // Same concatenation, different split: must not alias.
-        assert!(idx.get("example.com/a@v1", ".0.0", RecordKind::Zip).is_none());
-        assert_eq!(idx.get("example.com/a", "v1.0.0", RecordKind::Zip).unwrap().blob.bytes()[0], 1);
-        assert_eq!(idx.get("example.com/a", "v1.0.0", RecordKind::Mod).unwrap().blob.bytes()[0], 2);
-        assert!(idx.get("example.com/a", "v1.0.1", RecordKind::Zip).is_none());
+        assert!(idx.blob("example.com/a@v1", ".0.0", RecordKind::Zip).is_none());
+        assert_eq!(idx.blob("example.com/a", "v1.0.0", RecordKind::Zip).unwrap().bytes()[0], 1);
+        assert_eq!(idx.blob("example.com/a", "v1.0.0", RecordKind::Mod).unwrap().bytes()[0], 2);
+        assert!(idx.blob("example.com/a", "v1.0.1", RecordKind::Zip).is_none());
     }
 
     #[test]
@@ -443,7 +461,7 @@ mod tests {
         idx.insert("example.com/a", "v1.0.0", RecordKind::Info, blob(1));
         idx.insert("example.com/a", "v1.0.0", RecordKind::Info, blob(3));
         assert_eq!(idx.len(), 1);
-        assert_eq!(idx.get("example.com/a", "v1.0.0", RecordKind::Info).unwrap().blob.bytes()[0], 3);
+        assert_eq!(idx.blob("example.com/a", "v1.0.0", RecordKind::Info).unwrap().bytes()[0], 3);
     }
 
     #[test]
@@ -451,18 +469,18 @@ mod tests {
         let idx = Index::new();
         idx.insert_if_newer("example.com/a", "v1.0.0", RecordKind::SumAnswer, blob(5));
         idx.insert_if_newer("example.com/a", "v1.0.0", RecordKind::SumAnswer, blob(3));
-        assert_eq!(idx.get("example.com/a", "v1.0.0", RecordKind::SumAnswer).unwrap().blob.bytes()[0], 5, "older record kept out");
+        assert_eq!(idx.blob("example.com/a", "v1.0.0", RecordKind::SumAnswer).unwrap().bytes()[0], 5, "older record kept out");
         idx.insert_hashed(42, "example.com/b", "v1.0.0", RecordKind::Zip, blob(1));
         idx.insert_hashed(42, "example.com/c", "v1.0.0", RecordKind::Zip, blob(2));
         assert_eq!(idx.entries().count(), 3);
-        assert!(idx.remove("example.com/a", "v1.0.0", RecordKind::SumAnswer).is_some());
-        assert!(idx.get("example.com/a", "v1.0.0", RecordKind::SumAnswer).is_none());
-        assert!(idx.remove("example.com/a", "v1.0.0", RecordKind::SumAnswer).is_none());
+        assert!(idx.remove("example.com/a", "v1.0.0", RecordKind::SumAnswer));
+        assert!(idx.blob("example.com/a", "v1.0.0", RecordKind::SumAnswer).is_none());
+        assert!(!idx.remove("example.com/a", "v1.0.0", RecordKind::SumAnswer));
         // A collision neighbour survives its chain-mate's removal.
-        assert!(idx.remove_hashed(42, "example.com/b", "v1.0.0", RecordKind::Zip).is_some());
-        assert!(idx.get_hashed(42, "example.com/b", "v1.0.0", RecordKind::Zip).is_none());
-        assert_eq!(idx.get_hashed(42, "example.com/c", "v1.0.0", RecordKind::Zip).unwrap().blob.bytes()[0], 2);
-        assert!(idx.remove_hashed(42, "example.com/c", "v1.0.0", RecordKind::Zip).is_some());
+        assert!(idx.remove_hashed(42, "example.com/b", "v1.0.0", RecordKind::Zip));
+        assert!(idx.hashed(42, "example.com/b", "v1.0.0", RecordKind::Zip).is_none());
+        assert_eq!(idx.hashed(42, "example.com/c", "v1.0.0", RecordKind::Zip).unwrap().bytes()[0], 2);
+        assert!(idx.remove_hashed(42, "example.com/c", "v1.0.0", RecordKind::Zip));
         assert!(idx.map.pin().get(&42).is_none(), "an emptied chain leaves no head");
     }
 
@@ -499,12 +517,12 @@ mod tests {
                 });
             }
         });
-        let get = |m, k| idx.get(m, "v1.0.0", k).map(|e| e.blob.bytes()[0]);
+        let get = |m, k| idx.blob(m, "v1.0.0", k).map(|b| b.bytes()[0]);
         assert_eq!(get("example.com/a", RecordKind::Zip), Some(5), "stored later (tag = stored time) wins, whatever the order found");
         assert_eq!(get("example.com/a", RecordKind::Mod), Some(2));
         assert_eq!(get("example.com/b", RecordKind::Zip), Some(9));
-        let chained = idx.get_hashed(key_hash("example.com/a", "v1.0.0", RecordKind::Zip), "example.com/c", "v1.0.0", RecordKind::Zip);
-        assert_eq!(chained.map(|e| e.blob.bytes()[0]), Some(7), "a colliding key is chained, not lost");
+        let chained = idx.hashed(key_hash("example.com/a", "v1.0.0", RecordKind::Zip), "example.com/c", "v1.0.0", RecordKind::Zip);
+        assert_eq!(chained.map(|b| b.bytes()[0]), Some(7), "a colliding key is chained, not lost");
         assert_eq!(idx.entries().count(), 5);
         // A tombstone hides what was stored at or before it, not a later record.
         assert!(!idx.withdraw_stored_by("example.com/b", "v1.0.0", RecordKind::Zip, 8));
@@ -520,7 +538,7 @@ mod tests {
         idx.insert_hashed(42, "example.com/b", "v2.0.0", RecordKind::Zip, blob(2));
         idx.insert_hashed(42, "example.com/c", "v3.0.0", RecordKind::Mod, blob(3));
         idx.insert_hashed(42, "example.com/b", "v2.0.0", RecordKind::Zip, blob(4));
-        let get = |m, v, k| idx.get_hashed(42, m, v, k).map(|e| e.blob.bytes()[0]);
+        let get = |m, v, k| idx.hashed(42, m, v, k).map(|b| b.bytes()[0]);
         assert_eq!(get("example.com/a", "v1.0.0", RecordKind::Zip), Some(1));
         assert_eq!(get("example.com/b", "v2.0.0", RecordKind::Zip), Some(4));
         assert_eq!(get("example.com/c", "v3.0.0", RecordKind::Mod), Some(3));

@@ -23,7 +23,7 @@ fn write_segment(dir: &Path, id: u64, records: &[(&str, &str, RecordKind, &[u8])
 }
 
 fn get(store: &Store, m: &str, v: &str, k: RecordKind) -> Option<Vec<u8>> {
-    store.indexes()[0].get(m, v, k).map(|e| e.blob.bytes().to_vec())
+    store.indexes()[0].blob(m, v, k).map(|b| b.bytes().to_vec())
 }
 
 #[test]
@@ -121,9 +121,9 @@ fn a_damaged_header_mid_segment_skips_that_record_only_sealed_or_not() {
         }
         assert_eq!(store.stats().records_skipped, 1, "sealed={sealed}");
         assert_eq!(store.stats().bytes_cut, 0, "sealed={sealed}");
-        let d = store.indexes()[0].get("example.com/d", "v1.0.0", RecordKind::Mod).unwrap();
+        let d = store.indexes()[0].blob("example.com/d", "v1.0.0", RecordKind::Mod).unwrap();
         let want = if sealed { Integrity::Unchecked } else { Integrity::Verified };
-        assert_eq!(d.blob.integrity(), want, "sealed={sealed}");
+        assert_eq!(d.integrity(), want, "sealed={sealed}");
     }
 }
 
@@ -138,14 +138,14 @@ fn blobs_of_a_sealed_segment_are_unchecked_until_hashed_and_a_flipped_byte_is_ca
     segment::write_seal(&file, offsets[2]).unwrap();
     file.write_all_at(b"X", offsets[1] + HEADER_LEN as u64 + "example.com/b@v1.0.0".len() as u64).unwrap();
     let store = Store::open(dir.path(), 1, owner).unwrap();
-    let a = store.indexes()[0].get("example.com/a", "v1.0.0", RecordKind::Zip).unwrap().blob.clone();
-    let b = store.indexes()[0].get("example.com/b", "v1.0.0", RecordKind::Zip).unwrap().blob.clone();
+    let a = store.indexes()[0].blob("example.com/a", "v1.0.0", RecordKind::Zip).unwrap();
+    let b = store.indexes()[0].blob("example.com/b", "v1.0.0", RecordKind::Zip).unwrap();
     assert_eq!((a.integrity(), b.integrity()), (Integrity::Unchecked, Integrity::Unchecked), "start-up trusts no sealed payload");
     assert!(a.verify());
     assert!(!b.verify());
     assert_eq!((a.integrity(), b.integrity()), (Integrity::Verified, Integrity::Corrupt));
     // Every copy of the blob shares what was found.
-    let b_again = store.indexes()[0].get("example.com/b", "v1.0.0", RecordKind::Zip).unwrap().blob.clone();
+    let b_again = store.indexes()[0].blob("example.com/b", "v1.0.0", RecordKind::Zip).unwrap();
     assert_eq!(b_again.integrity(), Integrity::Corrupt);
 }
 
@@ -161,7 +161,7 @@ fn a_segment_file_cut_under_an_open_store_reads_as_zeros_and_fails_its_check_wit
     segment::write_seal(&file, offsets[2]).unwrap();
     let full = fs::read(dir.path().join("segments").join(segment::segment_file_name(1))).unwrap();
     let store = Store::open(dir.path(), 1, owner).unwrap();
-    let b = store.indexes()[0].get("example.com/b", "v1.0.0", RecordKind::Zip).unwrap().blob.clone();
+    let b = store.indexes()[0].blob("example.com/b", "v1.0.0", RecordKind::Zip).unwrap();
     assert!(b.on_disk());
     file.set_len(4096).unwrap();
     assert!(!b.verify(), "a check looks at the file afresh: the cut is seen before any byte is read");
@@ -175,7 +175,7 @@ fn a_segment_file_cut_under_an_open_store_reads_as_zeros_and_fails_its_check_wit
     fs::create_dir_all(dir.path().join("segments")).unwrap();
     fs::write(dir.path().join("segments").join(segment::segment_file_name(1)), &full).unwrap();
     let store = Store::open(dir.path(), 1, owner).unwrap();
-    let b = store.indexes()[0].get("example.com/b", "v1.0.0", RecordKind::Zip).unwrap().blob.clone();
+    let b = store.indexes()[0].blob("example.com/b", "v1.0.0", RecordKind::Zip).unwrap();
     assert!(b.on_disk());
     let file = fs::OpenOptions::new().write(true).open(dir.path().join("segments").join(segment::segment_file_name(1))).unwrap();
     file.set_len(4096).unwrap();
@@ -212,9 +212,9 @@ fn later_records_win_and_entries_go_to_their_shard() {
     let shard = |m: &str, _: &str, _: RecordKind| usize::from(m.ends_with('b'));
     let store = Store::open(dir.path(), 2, shard).unwrap();
     let idx = store.indexes();
-    assert_eq!(idx[0].get("example.com/a", "v1.0.0", RecordKind::Mod).unwrap().blob.bytes(), b"new");
-    assert!(idx[0].get("example.com/b", "v1.0.0", RecordKind::Mod).is_none());
-    assert_eq!(idx[1].get("example.com/b", "v1.0.0", RecordKind::Mod).unwrap().blob.bytes(), b"b");
+    assert_eq!(idx[0].blob("example.com/a", "v1.0.0", RecordKind::Mod).unwrap().bytes(), b"new");
+    assert!(idx[0].blob("example.com/b", "v1.0.0", RecordKind::Mod).is_none());
+    assert_eq!(idx[1].blob("example.com/b", "v1.0.0", RecordKind::Mod).unwrap().bytes(), b"b");
 }
 
 #[test]
@@ -268,7 +268,7 @@ fn the_later_write_wins_whatever_segment_holds_it() {
     write_timed(dir.path(), 2, &[("sumdb/sum.example", "latest", RecordKind::SumAnswer, b"older", 10)]);
     let store = Store::open(dir.path(), 1, owner).unwrap();
     assert_eq!(get(&store, "sumdb/sum.example", "latest", RecordKind::SumAnswer).as_deref(), Some(&b"newer"[..]));
-    assert_eq!(store.indexes()[0].get("sumdb/sum.example", "latest", RecordKind::SumAnswer).unwrap().blob.stored_at_ms(), 20);
+    assert_eq!(store.indexes()[0].blob("sumdb/sum.example", "latest", RecordKind::SumAnswer).unwrap().stored_at_ms(), 20);
 }
 
 #[test]
@@ -383,9 +383,7 @@ fn a_bounded_store_evicts_whole_segments_keeps_what_is_hit_and_stays_within_one_
         for i in 0..200 {
             fill(&writer, &store, &format!("example.com/m{i}"), RecordKind::Zip, &payload_of(i, 4000)).await.unwrap();
             // m0 is asked for all the time; the rest never again.
-            if let Some(e) = store.indexes()[0].get("example.com/m0", "v1.0.0", RecordKind::Zip) {
-                e.note_hit();
-            }
+            store.indexes()[0].read("example.com/m0", "v1.0.0", RecordKind::Zip, index::Entry::note_hit);
             let (counted, listed) = (store.ledger().on_disk(), bytes_on_disk(dir.path()));
             assert!(listed <= MAX + SEGMENT, "after fill {i}: {listed} bytes on disk, bound {MAX} + one segment {SEGMENT}");
             // The active segment's last record may end short of its 8-byte alignment.
@@ -440,9 +438,7 @@ fn eviction_carries_tombstones_and_go_sum_hashes_so_a_purge_outlives_the_segment
         for i in 0..40 {
             // Hits a clock tick (a few ms) after the last segment was opened.
             glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
-            if let Some(e) = store.indexes()[0].get("example.com/hot", "v1.0.0", RecordKind::Zip) {
-                e.note_hit();
-            }
+            store.indexes()[0].read("example.com/hot", "v1.0.0", RecordKind::Zip, index::Entry::note_hit);
             fill(&writer, &store, &format!("example.com/b{i}"), RecordKind::Zip, &payload_of(i, 3000)).await.unwrap();
         }
         purged.record_id().0
@@ -543,10 +539,10 @@ fn a_closed_store_opens_from_its_index_snapshots_tombstones_included() {
     assert_eq!(stats.withdrawn, 1, "the tombstone, listed in its snapshot, hides s0");
     assert!(get(&store, "example.com/s0", "v1.0.0", RecordKind::Mod).is_none());
     for i in 1..100 {
-        let e = store.indexes()[0].get(&format!("example.com/s{i}"), "v1.0.0", RecordKind::Mod).unwrap();
-        assert_eq!(e.blob.integrity(), Integrity::Unchecked, "hashed on first use, as any sealed segment's");
-        assert!(e.blob.verify());
-        assert_eq!(e.blob.bytes(), &payload_of(i, 300)[..]);
+        let b = store.indexes()[0].blob(&format!("example.com/s{i}"), "v1.0.0", RecordKind::Mod).unwrap();
+        assert_eq!(b.integrity(), Integrity::Unchecked, "hashed on first use, as any sealed segment's");
+        assert!(b.verify());
+        assert_eq!(b.bytes(), &payload_of(i, 300)[..]);
     }
 }
 
