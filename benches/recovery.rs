@@ -2,16 +2,25 @@
 //! for segments left open by a crash (every payload re-hashed), for sealed
 //! segments without index snapshots (every header read and checked), and
 //! for sealed segments with their snapshots (a clean restart, five times:
-//! the median and the fastest). Prints one
-//! line per case; run with `cargo bench --bench recovery [-- RECORDS]`
-//! (default 100000; with TMPDIR on a tmpfs, writing them is quick).
+//! the median and the fastest). Each open runs in a process of its own, as
+//! a start-up does: one open after another in one process would pay for
+//! the last one's freed memory (glibc consolidates a million freed chunks
+//! on the next large allocation). Prints one line per case; run with
+//! `cargo bench --bench recovery [-- RECORDS]` (default 100000; with
+//! TMPDIR on a tmpfs, writing them is quick).
 
 use std::time::Instant;
 
 use gomodproxy::resolve::route;
 use gomodproxy::store::{record, RecordKind, Store};
 
+/// Set in the child process that opens the store once: "DIR CORES RECORDS".
+const OPEN_ONLY: &str = "GOMODPROXY_RECOVERY_BENCH_OPEN";
+
 fn main() {
+    if let Ok(job) = std::env::var(OPEN_ONLY) {
+        return open_once(&job);
+    }
     let records: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100_000);
     let payload_len = 400; // a typical .info/.mod is a few hundred bytes
     let dir = tempfile::tempdir().expect("tempdir");
@@ -53,12 +62,16 @@ fn main() {
         }
         let cpu = std::cell::Cell::new(std::time::Duration::ZERO);
         let open = || {
-            let (t, cpu_before) = (Instant::now(), cpu_time());
-            let store = Store::open(copy.path(), cores, move |m, v, k| route::owner_of_record(m, v, k, cores)).expect("open");
-            let took = t.elapsed();
-            cpu.set(cpu_time() - cpu_before);
-            assert_eq!(store.stats().records, records);
-            (took, store.stats().clone())
+            let child = std::process::Command::new(std::env::current_exe().expect("own path"))
+                .env(OPEN_ONLY, format!("{} {cores} {records}", copy.path().display()))
+                .output()
+                .expect("run the open");
+            let out = String::from_utf8_lossy(&child.stdout);
+            assert!(child.status.success(), "open failed: {out}{}", String::from_utf8_lossy(&child.stderr));
+            // "WALL_NS CPU_NS VERIFIED SNAPSHOTS SEGMENTS"
+            let n: Vec<u128> = out.split_whitespace().map(|w| w.parse().expect("a number")).collect();
+            cpu.set(std::time::Duration::from_nanos(n[1] as u64));
+            (std::time::Duration::from_nanos(n[0] as u64), (n[2], n[3], n[4]))
         };
         let (unsealed, _) = open();
         // Sealed now, with snapshots: first without them (the scan), then with.
@@ -68,14 +81,14 @@ fn main() {
                 std::fs::remove_file(path).expect("remove snapshot");
             }
         }
-        let (scanned, stats) = open();
-        assert_eq!((stats.records_verified, stats.snapshots_used), (0, 0));
+        let (scanned, (verified, snapshots, _)) = open();
+        assert_eq!((verified, snapshots), (0, 0));
         // The clean restart, five times: this VM's spread is wide, so the
         // median and the fastest are printed.
         let mut from_snapshots: Vec<_> = (0..5)
             .map(|_| {
-                let (took, stats) = open();
-                assert_eq!(stats.snapshots_used, stats.segments);
+                let (took, (_, snapshots, segments)) = open();
+                assert_eq!(snapshots, segments);
                 (took, cpu.get())
             })
             .collect();
@@ -90,6 +103,23 @@ fn main() {
             per_million(from_snapshots[2].1)
         );
     }
+}
+
+/// The child's part: opens the store once and prints what it took.
+fn open_once(job: &str) {
+    let mut words = job.rsplitn(3, ' ');
+    let (records, cores, dir) = (words.next(), words.next(), words.next());
+    let records: usize = records.and_then(|r| r.parse().ok()).expect("records");
+    let cores: usize = cores.and_then(|c| c.parse().ok()).expect("cores");
+    let dir = std::path::Path::new(dir.expect("dir"));
+    let (t, cpu_before) = (Instant::now(), cpu_time());
+    let store = Store::open(dir, cores, move |m, v, k| route::owner_of_record(m, v, k, cores)).expect("open");
+    let (took, cpu) = (t.elapsed(), cpu_time() - cpu_before);
+    let stats = store.stats();
+    assert_eq!(stats.records, records);
+    println!("{} {} {} {} {}", took.as_nanos(), cpu.as_nanos(), stats.records_verified, stats.snapshots_used, stats.segments);
+    // The process ends here: its memory goes back whole, unfreed.
+    std::process::exit(0);
 }
 
 /// This process's CPU time so far, user and system, on every thread.

@@ -14,10 +14,10 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::record::RecordKind;
-use super::segment::StoredBlob;
+use super::segment::{BlobAt, Segment, StoredBlob};
 
 /// The in-memory key hash: seeded at random once per process (every core
 /// computes the same value; module paths are chosen by clients, so the
@@ -155,28 +155,51 @@ fn relinked<'a>(entries: impl DoubleEndedIterator<Item = &'a Entry>) -> Option<E
     next
 }
 
-/// A record found at start-up, for [`Index::load`]: its entry, built
-/// where it was found (on the thread that read its segment), and its hash.
+/// A record found at start-up, for [`Loading::publish`]: its entry and
+/// its hash.
 pub struct Loaded {
     hash: u64,
     entry: Entry,
 }
 
 impl Loaded {
-    /// The record of `key` ("module@version", split after `module_len`
-    /// bytes), which lies at `at` in the found keys its segment keeps (see
-    /// [`StoredBlob::found_key`]).
-    pub fn found(key: &str, module_len: usize, at: u32, kind: RecordKind, blob: StoredBlob) -> Loaded {
-        let (module, version) = (key.get(..module_len).unwrap_or_default(), key.get(module_len + 1..).unwrap_or_default());
-        let hash = key_hash(module, version, kind);
-        let key = Key::Found { at, len: key.len().min(u16::MAX as usize) as u16 };
-        Loaded { hash, entry: Entry::new(key, module_len, kind, blob, None) }
-    }
-
     /// The record of `module@version`, with a key of its own.
     pub fn owned(module: &str, version: &str, kind: RecordKind, blob: StoredBlob) -> Loaded {
         let hash = key_hash(module, version, kind);
         Loaded { hash, entry: Entry::new(owned_key(module, version), module.len(), kind, blob, None) }
+    }
+}
+
+/// A record found at start-up as its segment is read, for a [`Batch`].
+pub struct Pending {
+    hash: u64,
+    key: Key,
+    module_len: u16,
+    kind: RecordKind,
+    blob: BlobAt,
+}
+
+impl Pending {
+    /// The record of `key` ("module@version", split after `module_len`
+    /// bytes), which lies at `at` in the found keys its segment keeps (see
+    /// [`StoredBlob::found_key`]).
+    pub fn found(key: &str, module_len: usize, at: u32, kind: RecordKind, blob: BlobAt) -> Pending {
+        let (module, version) = (key.get(..module_len).unwrap_or_default(), key.get(module_len + 1..).unwrap_or_default());
+        let hash = key_hash(module, version, kind);
+        let key = Key::Found { at, len: key.len().min(u16::MAX as usize) as u16 };
+        Pending { hash, key, module_len: module_len.min(u16::MAX as usize) as u16, kind, blob }
+    }
+
+    /// The record of `module@version`, with a key of its own.
+    pub fn owned(module: &str, version: &str, kind: RecordKind, blob: BlobAt) -> Pending {
+        let hash = key_hash(module, version, kind);
+        Pending { hash, key: owned_key(module, version), module_len: module.len().min(u16::MAX as usize) as u16, kind, blob }
+    }
+
+    /// Its entry, for a blob of `segment`.
+    fn loaded(self, segment: &Arc<Segment>) -> Option<Loaded> {
+        let blob = StoredBlob::at(segment, &self.blob)?;
+        Some(Loaded { hash: self.hash, entry: Entry::new(self.key, self.module_len as usize, self.kind, blob, None) })
     }
 }
 
@@ -203,6 +226,78 @@ impl Loading<'_> {
                 },
             });
         }
+    }
+}
+
+/// Records waiting to be published into a set of indexes (one per shard,
+/// all sized alike with [`Index::reserve`]), grouped by the part of the
+/// table each lands in: the top bits of its slot. Published one group
+/// after another, they touch one small part of every table at a time,
+/// which stays in cache, where publishing them in the order found touched
+/// a random slot of a table of millions per record: two cache misses each
+/// (the slot's metadata byte and the slot), most of start-up's time.
+pub struct Batch {
+    groups: Vec<Vec<(usize, Pending)>>,
+    /// log2 of the slots of each table.
+    slot_bits: u32,
+    len: usize,
+}
+
+/// 256 groups: of a 2M-slot table (a million entries), each covers 8,192
+/// slots, 64 KiB of pointers and 8 KiB of metadata.
+const GROUP_BITS: u32 = 8;
+
+impl Batch {
+    /// For indexes made room in for `records_per_index` entries each.
+    pub fn new(records_per_index: usize) -> Batch {
+        // As papaya sizes a table for a reservation: a power of two at
+        // least 4/3 of it. Guessed wrong, publishing is only slower.
+        let slots = (records_per_index.saturating_mul(8) / 6).max(1).next_power_of_two();
+        Batch { groups: (0..1 << GROUP_BITS).map(|_| Vec::new()).collect(), slot_bits: slots.trailing_zeros(), len: 0 }
+    }
+
+    /// Room for `records` more.
+    pub fn reserve(&mut self, records: usize) {
+        let each = records / self.groups.len();
+        for group in &mut self.groups {
+            group.reserve(each + each / 4 + 4);
+        }
+    }
+
+    pub fn push(&mut self, shard: usize, record: Pending) {
+        let slot = record.hash & ((1u64 << self.slot_bits) - 1);
+        let group = ((slot << GROUP_BITS) >> self.slot_bits) as usize;
+        self.groups[group].push((shard, record));
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.groups.iter_mut().for_each(Vec::clear);
+        self.len = 0;
+    }
+
+    /// Publishes every record into `indexes[shard]`, group by group. The
+    /// `thread`-th of `threads` publishing at once starts at its own share
+    /// of the groups, so they do not write one part of a table together.
+    pub fn publish(&mut self, indexes: &[Loading<'_>], segment: &Arc<Segment>, thread: usize, threads: usize) {
+        let n = self.groups.len();
+        let first = thread % threads.max(1) * n / threads.max(1);
+        for i in 0..n {
+            for (shard, record) in self.groups[(first + i) % n].drain(..) {
+                if let Some(loaded) = record.loaded(segment) {
+                    indexes[shard].publish(loaded);
+                }
+            }
+        }
+        self.len = 0;
     }
 }
 
@@ -529,6 +624,38 @@ mod tests {
         assert!(idx.withdraw_stored_by("example.com/gone", "v1.0.0", RecordKind::Zip, 4));
         assert_eq!(get("example.com/gone", RecordKind::Zip), None);
         assert_eq!(get("example.com/b", RecordKind::Zip), Some(9));
+    }
+
+    #[test]
+    fn a_batch_groups_records_by_the_part_of_the_table_they_land_in() {
+        // 1,000 entries: a table of 2,048 slots (11 bits), 8 slots a group.
+        let mut batch = Batch::new(1000);
+        assert_eq!(batch.slot_bits, 11);
+        let at = BlobAt { offset: 0, len: 16, sha256: [1; 32], stored_at_ms: 1, place: None };
+        let with_hash = |hash| Pending { hash, ..Pending::owned("example.com/a", "v1.0.0", RecordKind::Zip, at) };
+        for hash in [0u64, 7, 8, 2047, 2048 + 9, u64::MAX] {
+            batch.push(0, with_hash(hash));
+        }
+        let group_of = |hash: u64| batch.groups.iter().position(|g| g.iter().any(|(_, p)| p.hash == hash)).unwrap();
+        assert_eq!((group_of(0), group_of(7), group_of(8), group_of(2047)), (0, 0, 1, 255));
+        assert_eq!((group_of(2048 + 9), group_of(u64::MAX)), (1, 255), "only the slot's bits count");
+        assert_eq!(batch.len(), 6);
+        // Published into the index, each once, whatever group it sat in.
+        let idx = Index::new();
+        idx.reserve(1000);
+        let seg = {
+            let f = tempfile::tempfile().unwrap();
+            std::io::Write::write_all(&mut &f, &[7; 16]).unwrap();
+            Arc::new(Segment::map(1, &f, 16).unwrap())
+        };
+        let mut batch = Batch::new(1000);
+        for (i, m) in ["example.com/a", "example.com/b", "example.com/c"].into_iter().enumerate() {
+            batch.push(0, Pending::owned(m, "v1.0.0", RecordKind::Zip, BlobAt { stored_at_ms: i as u64, ..at }));
+        }
+        batch.publish(&[idx.loading()], &seg, 1, 2);
+        assert!(batch.is_empty());
+        assert_eq!(idx.len(), 3);
+        assert_eq!(idx.blob("example.com/c", "v1.0.0", RecordKind::Zip).map(|b| b.stored_at_ms()), Some(2));
     }
 
     #[test]

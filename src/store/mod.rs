@@ -31,6 +31,7 @@ pub use evict::ShardOf;
 pub use index::Index;
 pub use ledger::Ledger;
 pub use record::RecordKind;
+use segment::BlobAt;
 pub use segment::{Integrity, StoredBlob};
 pub use writer::{Append, SegmentWriter};
 
@@ -195,9 +196,9 @@ impl Store {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(ids.len()).max(1);
         let per_index = snapshot::records_in(snapshot_bytes) / indexes.len();
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let read = || {
+        let read = |thread: usize| {
             let loading: Vec<_> = indexes.iter().map(Index::loading).collect();
-            let mut found = Found::new();
+            let mut found = Found::new(thread, threads, per_index);
             while let Some(&id) = ids.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
                 found.segment(&segments_dir, id, read_only, &shard_of, &loading);
             }
@@ -208,7 +209,7 @@ impl Store {
             index.reserve(per_index);
         }
         let parts: Vec<Found> = std::thread::scope(|scope| {
-            let readers: Vec<_> = (0..threads).map(|_| scope.spawn(read)).collect();
+            let readers: Vec<_> = (0..threads).map(|thread| scope.spawn(move || read(thread))).collect();
             readers.into_iter().map(|r| r.join()).collect::<Result<_, _>>()
         })
         // A reader that panicked read segments nobody else will: no index without them.
@@ -374,8 +375,11 @@ struct Found {
     /// The last snapshot read (its buffer reused for the next).
     snapshot: Vec<u8>,
     /// The records of the segment being read, with their shards (the
-    /// buffer reused for the next).
-    records: Vec<(usize, index::Loaded)>,
+    /// buffers reused for the next).
+    records: index::Batch,
+    /// Which of the threads reading segments this is.
+    thread: usize,
+    threads: usize,
 }
 
 /// Takes the records of one segment as it is read, to publish once all of
@@ -385,7 +389,7 @@ struct Found {
 struct Publish<'a> {
     shard_of: &'a ShardOf,
     shards: usize,
-    records: &'a mut Vec<(usize, index::Loaded)>,
+    records: &'a mut index::Batch,
     /// (module, version, withdrawn kind) and when: the segment's tombstones.
     tombstones: Vec<((String, String, RecordKind), u64)>,
     keys: String,
@@ -402,15 +406,16 @@ impl Publish<'_> {
 
     /// One record whose key ("module@version") was read from disk: records
     /// of a malformed key are left out.
-    fn record(&mut self, key: &str, kind: RecordKind, blob: StoredBlob) {
+    fn record(&mut self, segment: &Arc<Segment>, key: &str, kind: RecordKind, blob: BlobAt) {
         let Some((module, version)) = key.split_once('@') else { return };
         self.taken += 1;
         if kind == RecordKind::UnverifiedSumTile {
             return;
         }
         if kind == RecordKind::Tombstone {
-            if let Some(withdrawn) = blob.bytes().first().copied().and_then(RecordKind::from_byte) {
-                self.tombstones.push(((module.to_string(), version.to_string(), withdrawn), blob.stored_at_ms()));
+            let withdrawn = StoredBlob::at(segment, &blob).and_then(|b| b.bytes().first().copied()).and_then(RecordKind::from_byte);
+            if let Some(withdrawn) = withdrawn {
+                self.tombstones.push(((module.to_string(), version.to_string(), withdrawn), blob.stored_at_ms));
             }
             return;
         }
@@ -418,13 +423,13 @@ impl Publish<'_> {
         let loaded = match u32::try_from(self.keys.len()) {
             Ok(at) => {
                 self.keys.push_str(key);
-                index::Loaded::found(key, module.len(), at, kind, blob)
+                index::Pending::found(key, module.len(), at, kind, blob)
             }
             // Past 4 GiB of keys in one segment (never, at MAX_KEY_LEN and
             // any sane segment size): the key is its own allocation.
-            Err(_) => index::Loaded::owned(module, version, kind, blob),
+            Err(_) => index::Pending::owned(module, version, kind, blob),
         };
-        self.records.push((shard, loaded));
+        self.records.push(shard, loaded);
     }
 
     /// Forgets what it took (the segment is read again another way).
@@ -437,8 +442,18 @@ impl Publish<'_> {
 }
 
 impl Found {
-    fn new() -> Found {
-        Found { tombstones: HashMap::new(), opened: Vec::new(), stats: RecoveryStats::default(), snapshot: Vec::new(), records: Vec::new() }
+    /// For the `thread`-th of `threads`, into indexes made room in for
+    /// `records_per_index` entries each.
+    fn new(thread: usize, threads: usize, records_per_index: usize) -> Found {
+        Found {
+            tombstones: HashMap::new(),
+            opened: Vec::new(),
+            stats: RecoveryStats::default(),
+            snapshot: Vec::new(),
+            records: index::Batch::new(records_per_index),
+            thread,
+            threads,
+        }
     }
 
     /// Reads segment `id`, from its snapshot if that holds, else by a scan,
@@ -459,9 +474,7 @@ impl Found {
                 // Before any entry of it is published: their keys are in here.
                 opened.0.keep_found_keys(keys.into_boxed_str());
                 self.stats.records += publish.taken;
-                for (shard, loaded) in self.records.drain(..) {
-                    indexes[shard].publish(loaded);
-                }
+                self.records.publish(indexes, &opened.0, self.thread, self.threads);
                 for (key, at) in tombstones {
                     let latest = self.tombstones.entry(key).or_insert(0);
                     *latest = (*latest).max(at);
@@ -532,9 +545,8 @@ fn open_from_snapshot(
                 return None;
             }
         };
-        if let Some(blob) = StoredBlob::unchecked(seg.clone(), place as u32, r.data_offset, r.len, r.sha256, r.stored_at_ms) {
-            publish.record(r.key, r.kind, blob);
-        }
+        let blob = BlobAt { offset: r.data_offset, len: r.len, sha256: r.sha256, stored_at_ms: r.stored_at_ms, place: Some(place as u32) };
+        publish.record(&seg, r.key, r.kind, blob);
     }
     stats.snapshots_used += 1;
     Some(Ok((seg, len + bytes.len() as u64)))
@@ -652,14 +664,10 @@ fn recover_segment(
             sha256: f.sha256,
             stored_at_ms: f.stored_at_ms,
         });
-        let blob = if sealed {
-            StoredBlob::unchecked(seg.clone(), place as u32, f.data_offset, f.len, f.sha256, f.stored_at_ms)
-        } else {
-            StoredBlob::new(seg.clone(), f.data_offset, f.len, f.sha256, f.stored_at_ms)
-        };
-        if let Some(blob) = blob {
-            publish.record(key, f.kind, blob);
-        }
+        // A sealed segment's blobs are hashed on first use; the others were just now.
+        let place = sealed.then_some(place as u32);
+        let blob = BlobAt { offset: f.data_offset, len: f.len, sha256: f.sha256, stored_at_ms: f.stored_at_ms, place };
+        publish.record(&seg, key, f.kind, blob);
     }
     let len = file.metadata()?.len();
     // The next start-up reads this instead of the segment's headers: the

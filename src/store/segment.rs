@@ -255,6 +255,21 @@ pub struct StoredBlob {
     place: u32,
 }
 
+/// Where a blob found at start-up lies in its segment, before it is a
+/// [`StoredBlob`] (which holds a count on the segment: start-up takes it
+/// where it publishes the blob, not per record read, since a locked
+/// increment there waits for every store before it).
+#[derive(Debug, Clone, Copy)]
+pub struct BlobAt {
+    pub offset: u64,
+    pub len: u64,
+    pub sha256: [u8; 32],
+    pub stored_at_ms: u64,
+    /// Its record's place in a sealed segment (hashed on first use, see
+    /// [`StoredBlob::unchecked`]); `None`: verified whole already.
+    pub place: Option<u32>,
+}
+
 /// The payload's bytes, for holders that keep the blob as plain bytes
 /// (`bytes::Bytes::from_owner`): they keep its segment mapped.
 impl AsRef<[u8]> for StoredBlob {
@@ -280,6 +295,14 @@ impl StoredBlob {
             blob.place = place;
         }
         Some(blob)
+    }
+
+    /// The blob `at` describes in `segment`, if the segment holds its range.
+    pub fn at(segment: &Arc<Segment>, at: &BlobAt) -> Option<StoredBlob> {
+        match at.place {
+            Some(place) => StoredBlob::unchecked(segment.clone(), place, at.offset, at.len, at.sha256, at.stored_at_ms),
+            None => StoredBlob::new(segment.clone(), at.offset, at.len, at.sha256, at.stored_at_ms),
+        }
     }
 
     /// Whether `other` is this very record (not another record of its key).
