@@ -10,7 +10,13 @@
 //!
 //! Changes are serialised by a mutex of the index's own, taken only by
 //! writers (the owning core's fills and purges, and eviction, which may run
-//! on any core's writer): a hit never takes it.
+//! on any core's writer): a hit never takes it. Before any of that, at
+//! start-up, every thread that reads segments publishes into it at once
+//! ([`Loading`], [`Batch`]).
+//!
+//! The table holds the entries themselves, so an entry costs one
+//! allocation; a reader sees one in place ([`Index::read`]) for as long as
+//! its epoch guard lives, and takes away only what it keeps (a blob).
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
