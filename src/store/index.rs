@@ -186,14 +186,12 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// The record of `key` ("module@version", split after `module_len`
-    /// bytes), which lies at `at` in the found keys its segment keeps (see
-    /// [`StoredBlob::found_key`]).
-    pub fn found(key: &str, module_len: usize, at: u32, kind: RecordKind, blob: BlobAt) -> Pending {
-        let (module, version) = (key.get(..module_len).unwrap_or_default(), key.get(module_len + 1..).unwrap_or_default());
+    /// The record of `module@version`, whose key lies at `at` in the found
+    /// keys its segment keeps (see [`StoredBlob::found_key`]).
+    pub fn found(module: &str, version: &str, at: u32, kind: RecordKind, blob: BlobAt) -> Pending {
         let hash = key_hash(module, version, kind);
-        let key = Key::Found { at, len: key.len().min(u16::MAX as usize) as u16 };
-        Pending { hash, key, module_len: module_len.min(u16::MAX as usize) as u16, kind, blob }
+        let key = Key::Found { at, len: (module.len() + 1 + version.len()).min(u16::MAX as usize) as u16 };
+        Pending { hash, key, module_len: module.len().min(u16::MAX as usize) as u16, kind, blob }
     }
 
     /// The record of `module@version`, with a key of its own.
@@ -246,7 +244,6 @@ pub struct Batch {
     groups: Vec<Vec<(usize, Pending)>>,
     /// log2 of the slots of each table.
     slot_bits: u32,
-    len: usize,
 }
 
 /// 256 groups: of a 2M-slot table (a million entries), each covers 8,192
@@ -259,7 +256,7 @@ impl Batch {
         // As papaya sizes a table for a reservation: a power of two at
         // least 4/3 of it. Guessed wrong, publishing is only slower.
         let slots = (records_per_index.saturating_mul(8) / 6).max(1).next_power_of_two();
-        Batch { groups: (0..1 << GROUP_BITS).map(|_| Vec::new()).collect(), slot_bits: slots.trailing_zeros(), len: 0 }
+        Batch { groups: (0..1 << GROUP_BITS).map(|_| Vec::new()).collect(), slot_bits: slots.trailing_zeros() }
     }
 
     /// Room for `records` more.
@@ -274,20 +271,18 @@ impl Batch {
         let slot = record.hash & ((1u64 << self.slot_bits) - 1);
         let group = ((slot << GROUP_BITS) >> self.slot_bits) as usize;
         self.groups[group].push((shard, record));
-        self.len += 1;
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.groups.iter().map(Vec::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.groups.iter().all(Vec::is_empty)
     }
 
     pub fn clear(&mut self) {
         self.groups.iter_mut().for_each(Vec::clear);
-        self.len = 0;
     }
 
     /// Publishes every record into `indexes[shard]`, group by group. The
@@ -303,7 +298,6 @@ impl Batch {
                 }
             }
         }
-        self.len = 0;
     }
 }
 

@@ -423,7 +423,7 @@ impl Publish<'_> {
         let loaded = match u32::try_from(self.keys.len()) {
             Ok(at) => {
                 self.keys.push_str(key);
-                index::Pending::found(key, module.len(), at, kind, blob)
+                index::Pending::found(module, version, at, kind, blob)
             }
             // Past 4 GiB of keys in one segment (never, at MAX_KEY_LEN and
             // any sane segment size): the key is its own allocation.
@@ -494,8 +494,8 @@ impl Found {
 }
 
 /// Opens segment `id` from its index snapshot, if it has one that holds
-/// for the file as it is (see [`snapshot`]); `None`: scan it (what it
-/// published is to be withdrawn). Returns the segment and the bytes it and
+/// for the file as it is (see [`snapshot`]); `None`: scan it (what it gave
+/// `publish` is to be forgotten). Returns the segment and the bytes it and
 /// its snapshot take on disk.
 fn open_from_snapshot(
     dir: &Path,
