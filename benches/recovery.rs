@@ -16,6 +16,9 @@ use gomodproxy::store::{record, RecordKind, Store};
 
 /// Set in the child process that opens the store once: "DIR CORES RECORDS".
 const OPEN_ONLY: &str = "GOMODPROXY_RECOVERY_BENCH_OPEN";
+/// When set, a directory that keeps a copy of each sealed store, to open
+/// again under a profiler.
+const KEEP: &str = "GOMODPROXY_RECOVERY_BENCH_KEEP";
 
 fn main() {
     if let Ok(job) = std::env::var(OPEN_ONLY) {
@@ -93,6 +96,16 @@ fn main() {
             })
             .collect();
         from_snapshots.sort();
+        if let Ok(keep) = std::env::var(KEEP) {
+            // For `perf record` of one open: the sealed store with its snapshots.
+            let to = std::path::Path::new(&keep).join(format!("{cores}-shards"));
+            std::fs::create_dir_all(to.join("segments")).expect("mkdir");
+            for e in std::fs::read_dir(copy.path().join("segments")).expect("readdir") {
+                let e = e.expect("entry");
+                std::fs::copy(e.path(), to.join("segments").join(e.file_name())).expect("copy");
+            }
+            eprintln!("kept: {OPEN_ONLY}=\"{} {cores} {records}\"", to.display());
+        }
         let per_million = |d: std::time::Duration| d.as_secs_f64() * 1e3 * 1_000_000.0 / records as f64;
         println!(
             "recovery {records} records, {cores} shards: unsealed (after a crash) {:.0} ms/1M; sealed, headers scanned {:.0} ms/1M; sealed, from index snapshots {:.0} ms/1M (median of 5; fastest {:.0}; CPU time of the median {:.0})",

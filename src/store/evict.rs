@@ -50,7 +50,7 @@ impl Carried {
 
     /// The key's module and version (a tombstone's key is one too).
     pub fn module_version(&self) -> (&str, &str) {
-        self.key.split_once('@').unwrap_or((&self.key, ""))
+        record::split_key(&self.key).unwrap_or((&self.key, ""))
     }
 }
 
@@ -95,7 +95,7 @@ pub fn plan(segment: Arc<Segment>, len: u64, indexes: &[Index], shard_of: &Shard
                 }
                 continue;
             }
-            let Some((module, version)) = r.key.split_once('@') else { continue };
+            let Some((module, version)) = record::split_key(r.key) else { continue };
             let shard = shard_of(module, version, r.kind) % indexes.len().max(1);
             let Some(index) = indexes.get(shard) else { continue };
             let here = (segment.id(), r.data_offset);

@@ -407,7 +407,7 @@ impl Publish<'_> {
     /// One record whose key ("module@version") was read from disk: records
     /// of a malformed key are left out.
     fn record(&mut self, segment: &Arc<Segment>, key: &str, kind: RecordKind, blob: BlobAt) {
-        let Some((module, version)) = key.split_once('@') else { return };
+        let Some((module, version)) = record::split_key(key) else { return };
         self.taken += 1;
         if kind == RecordKind::UnverifiedSumTile {
             return;

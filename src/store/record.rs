@@ -137,6 +137,15 @@ impl Header {
     }
 }
 
+/// A record's key, `module@version`, split at its first `@` (neither a
+/// module path nor a version holds one). A byte search, where
+/// `str::split_once` with a char calls `memcmp` for each match: start-up
+/// splits every key it reads.
+pub fn split_key(key: &str) -> Option<(&str, &str)> {
+    let at = key.bytes().position(|b| b == b'@')?;
+    Some((&key[..at], &key[at + 1..]))
+}
+
 pub fn align_up(n: u64) -> u64 {
     n.div_ceil(ALIGN) * ALIGN
 }
