@@ -98,6 +98,81 @@ fn cross_core_hop(c: &mut Criterion) {
         eprintln!("cross-core hop bench needs two CPUs; skipped");
         return;
     }
+    wake_round_trip(c);
+    // Parked when idle (the default), then spinning for a while before it
+    // parks (`--spin-before-park`): the owner and the asker stay awake
+    // between round trips, so no wake-up is paid.
+    cross_core_hop_with(c, None, "");
+    cross_core_hop_with(c, Some(Duration::from_micros(100)), "_spin_100us");
+}
+
+/// The floor under a hop to a parked core: one thread on CPU 0 wakes one
+/// blocked on CPU 1 through an eventfd (as glommio wakes a parked executor)
+/// and blocks until it is woken back the same way.
+fn wake_round_trip(c: &mut Criterion) {
+    fn pin(cpu: usize) {
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays within it.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+    fn wait(fd: i32) {
+        let mut n = 0u64;
+        // SAFETY: reads 8 bytes into a u64 from an eventfd we own.
+        let got = unsafe { libc::read(fd, (&mut n as *mut u64).cast(), 8) };
+        assert_eq!(got, 8, "eventfd read");
+    }
+    fn wake(fd: i32) {
+        let one = 1u64;
+        // SAFETY: writes 8 bytes from a u64 to an eventfd we own.
+        let put = unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+        assert_eq!(put, 8, "eventfd write");
+    }
+    // SAFETY: eventfd has no preconditions; the descriptors live to the end.
+    let (ping, pong) = unsafe { (libc::eventfd(0, 0), libc::eventfd(0, 0)) };
+    assert!(ping >= 0 && pong >= 0, "eventfd");
+    let stop = Arc::new(AtomicBool::new(false));
+    let echo = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            pin(1);
+            loop {
+                wait(ping);
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                wake(pong);
+            }
+        })
+    };
+    pin(0);
+    c.bench_function("runtime/eventfd_wake_round_trip", |b| {
+        b.iter(|| {
+            wake(ping);
+            wait(pong);
+        })
+    });
+    stop.store(true, Ordering::Relaxed);
+    wake(ping);
+    echo.join().expect("echo thread");
+    // SAFETY: both descriptors are ours and no longer used.
+    unsafe {
+        libc::close(ping);
+        libc::close(pong);
+    }
+    // Let the criterion thread run anywhere again.
+    // SAFETY: as in `pin`, with every CPU this bench may use.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::CPU_SET(1, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn cross_core_hop_with(c: &mut Criterion, spin: Option<Duration>, suffix: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(filled_store(dir.path(), 2, 1_000));
     let module: String = (0..1_000)
@@ -115,58 +190,61 @@ fn cross_core_hop(c: &mut Criterion) {
     let mesh = MeshBuilder::<Msg, _>::full(2, 1024);
     let handles = {
         let stop = stop.clone();
-        LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(2, None))
-            .io_memory(1 << 20)
-            .on_all_shards(move || async move {
-                let (senders, mut receivers) = mesh.join().await.expect("mesh");
-                let id = senders.peer_id();
-                let shard = Rc::new(Shard::new(
-                    id,
-                    2,
-                    store.indexes(),
-                    &Live::new(FillSources {
-                        upstream: upstream.clone(),
-                        checksums: None,
-                        databases: Arc::from(Vec::new()),
-                        shared: None,
-                        git: None,
-                    }),
-                    store.writer(1 << 20),
-                    &Live::new((*settings).clone()),
-                    metrics.core(id),
-                ));
-                let mesh = Mesh::new(id, Some(senders));
-                mesh.listen(&mut receivers, shard.clone());
-                let core = CoreResolver::new(shard, mesh);
-                while !stop.load(Ordering::Relaxed) {
-                    // Only core 0 takes work; core 1 must stay free to answer.
-                    let work = if id == 0 { work_rx.try_recv().ok() } else { None };
-                    let Some((iters, hop)) = work else {
-                        glommio::timer::sleep(Duration::from_micros(200)).await;
-                        continue;
-                    };
-                    let key = ArtifactKey { module: module.clone().into(), version: "v1.0.0".into(), kind: Kind::Info };
-                    let started = Instant::now();
-                    for _ in 0..iters {
-                        if hop {
-                            black_box(core.resolve(key.clone()).await.is_ok());
-                        } else {
-                            black_box(core.stored(&key.module, &key.version, Kind::Info).is_some());
-                        }
+        let pool = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(2, None)).io_memory(1 << 20);
+        match spin {
+            Some(spin) => pool.spin_before_park(spin),
+            None => pool,
+        }
+        .on_all_shards(move || async move {
+            let (senders, mut receivers) = mesh.join().await.expect("mesh");
+            let id = senders.peer_id();
+            let shard = Rc::new(Shard::new(
+                id,
+                2,
+                store.indexes(),
+                &Live::new(FillSources {
+                    upstream: upstream.clone(),
+                    checksums: None,
+                    databases: Arc::from(Vec::new()),
+                    shared: None,
+                    git: None,
+                }),
+                store.writer(1 << 20),
+                &Live::new((*settings).clone()),
+                metrics.core(id),
+            ));
+            let mesh = Mesh::new(id, Some(senders));
+            mesh.listen(&mut receivers, shard.clone());
+            let core = CoreResolver::new(shard, mesh);
+            while !stop.load(Ordering::Relaxed) {
+                // Only core 0 takes work; core 1 must stay free to answer.
+                let work = if id == 0 { work_rx.try_recv().ok() } else { None };
+                let Some((iters, hop)) = work else {
+                    glommio::timer::sleep(Duration::from_micros(200)).await;
+                    continue;
+                };
+                let key = ArtifactKey { module: module.clone().into(), version: "v1.0.0".into(), kind: Kind::Info };
+                let started = Instant::now();
+                for _ in 0..iters {
+                    if hop {
+                        black_box(core.resolve(key.clone()).await.is_ok());
+                    } else {
+                        black_box(core.stored(&key.module, &key.version, Kind::Info).is_some());
                     }
-                    let _ = done_tx.send(started.elapsed());
                 }
-            })
-            .expect("executors")
+                let _ = done_tx.send(started.elapsed());
+            }
+        })
+        .expect("executors")
     };
     let mut group = c.benchmark_group("runtime");
-    group.bench_function("hit_via_cross_core_hop", |b| {
+    group.bench_function(format!("hit_via_cross_core_hop{suffix}"), |b| {
         b.iter_custom(|iters| {
             work_tx.send((iters, true)).expect("send");
             done_rx.recv().expect("elapsed")
         })
     });
-    group.bench_function("hit_via_local_index_read", |b| {
+    group.bench_function(format!("hit_via_local_index_read{suffix}"), |b| {
         b.iter_custom(|iters| {
             work_tx.send((iters, false)).expect("send");
             done_rx.recv().expect("elapsed")

@@ -73,6 +73,8 @@ pub struct Config {
     /// Pace of the background check of stored blobs, per core; 0: off.
     pub scrub_bytes_per_sec: u64,
     pub hit_routing: HitRouting,
+    /// `--spin-before-park`: how long a core polls before it sleeps; zero: not at all.
+    pub spin_before_park: std::time::Duration,
     pub fetch_threads: usize,
     /// Upstream fetches one core runs at once, each on a thread of its own.
     pub fetch_concurrency: usize,

@@ -305,11 +305,15 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
     let per_core_connections = max_connections.div_ceil(cores).max(1) as u64;
     let connections = accept::Connections { limits: Box::leak(Box::new(config.limits)), max: per_core_connections, shutdown };
 
-    let handles = LocalExecutorPoolBuilder::new(placement)
+    let pool = LocalExecutorPoolBuilder::new(placement)
         .name("gomodproxy")
         // We do no DMA file I/O; a small registered region keeps the memlock need low.
         .io_memory(1 << 20)
-        .blocking_thread_pool_placement(PoolPlacement::Unbound(config.fetch_threads.max(1)))
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(config.fetch_threads.max(1)));
+    // glommio polls only on executors bound to a CPU (as ours are, unless
+    // the allowed CPUs could not be read).
+    let pool = if config.spin_before_park.is_zero() { pool } else { pool.spin_before_park(config.spin_before_park) };
+    let handles = pool
         .on_all_shards(move || async move {
             let started = async {
                 let (peers, mut receivers, id) = if cores > 1 {

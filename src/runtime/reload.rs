@@ -176,6 +176,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("--cores", old.cores != new.cores);
     check("--segment-size", old.segment_bytes != new.segment_bytes);
     check("--scrub-rate", old.scrub_bytes_per_sec != new.scrub_bytes_per_sec);
+    check("--spin-before-park", old.spin_before_park != new.spin_before_park);
     check("--fetch-threads", old.fetch_threads != new.fetch_threads);
     check("--fetch-concurrency", old.fetch_concurrency != new.fetch_concurrency);
     check("--module-fetch-concurrency", old.module_fetch_concurrency != new.module_fetch_concurrency);
