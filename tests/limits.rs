@@ -250,8 +250,15 @@ fn max_connections_holds_the_next_connection_until_one_closes() {
 
 #[test]
 fn a_slow_reader_of_a_big_zip_does_not_delay_small_requests_on_its_core() {
+    // By sendfile, and from the segment's map (the default to loopback).
+    for sendfile in ["on", "off"] {
+        a_slow_reader_does_not_delay_others(sendfile);
+    }
+}
+
+fn a_slow_reader_does_not_delay_others(sendfile: &str) {
     let fx = big_fixture();
-    let server = server(&fx, 1, &[]);
+    let server = server(&fx, 1, &["--sendfile", sendfile]);
     let addr = server.addr();
     let zip = path(BIG, "zip");
     let want = fx.artifact(BIG, V, "zip");

@@ -264,6 +264,15 @@ pub struct ServeArgs {
     #[arg(long, env = "GOMODPROXY_HIT_ROUTING", default_value = "local", value_parser = parse_hit_routing())]
     hit_routing: HitRouting,
 
+    /// How large stored bodies (zips) go out on plain TCP: `on`, with
+    /// sendfile (page-cache pages handed to the socket: no copy to a
+    /// network card); `off`, by sendmsg from the segment's map (the kernel
+    /// copies them into the socket); `auto`, sendfile except to loopback
+    /// peers, where the receiver copies anyway and the copy costs the
+    /// server less than sendfile does (BENCHMARKS.md).
+    #[arg(long, env = "GOMODPROXY_SENDFILE", value_name = "auto|on|off", default_value = "auto", value_parser = parse_sendfile)]
+    sendfile: crate::http::send::Sendfile,
+
     /// How long a core polls for work before it sleeps when it runs out
     /// (e.g. 100us; 0s: sleep at once). A core asleep is woken through an
     /// eventfd, which costs a hop to it (a miss landing on a core that does
@@ -414,6 +423,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
         _ => Err(format!("{s:?}: unknown unit {unit:?} (use us, ms, s, m or h)")),
+    }
+}
+
+fn parse_sendfile(s: &str) -> Result<crate::http::send::Sendfile, String> {
+    use crate::http::send::Sendfile;
+    match s {
+        "auto" => Ok(Sendfile::Auto),
+        "on" => Ok(Sendfile::On),
+        "off" => Ok(Sendfile::Off),
+        _ => Err(format!("{s:?}: use auto, on or off")),
     }
 }
 
@@ -705,6 +724,7 @@ impl ServeArgs {
                 header_timeout: args.header_timeout,
                 idle_timeout: args.idle_timeout,
                 write_timeout: args.write_timeout,
+                sendfile: args.sendfile,
                 ..HttpLimits::default()
             },
             list_ttl: args.list_ttl,

@@ -9,7 +9,7 @@
 //! connection's side of a drain ([`Shutdown`]). It hands each request's
 //! target, validators, credentials and client address to the [`Service`]
 //! and writes the [`Reply`] it gets; it knows no Go rules, and must never
-//! block the executor or copy a body over plain TCP.
+//! block the executor or copy a body through user space over plain TCP.
 
 pub mod request;
 pub mod response;
@@ -34,7 +34,8 @@ use crate::metrics::CoreMetrics;
 pub use request::{HttpError, Method, Parsed, Request};
 pub use shutdown::Shutdown;
 
-/// Limits on what one client may make the server hold or wait for.
+/// Limits on what one client may make the server hold or wait for, and
+/// how its large bodies go out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
     /// Longest request target accepted (414 beyond).
@@ -48,6 +49,8 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
     /// One stalled write to a client that stopped reading.
     pub write_timeout: Duration,
+    /// Which connections send stored bodies with `sendfile` ([`send`]).
+    pub sendfile: send::Sendfile,
 }
 
 impl Default for HttpLimits {
@@ -59,6 +62,7 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
             write_timeout: Duration::from_secs(60),
+            sendfile: send::Sendfile::Auto,
         }
     }
 }
@@ -234,6 +238,9 @@ pub async fn serve_connection<S: Service, C: Conn>(
     // Slack above the head limit so the parser can see the limit being crossed.
     let max_buffered = limits.max_head_bytes + 1024;
     let Ok(peer) = stream.tcp().peer_addr() else { return };
+    // The socket's own peer (a balancer, where one sends PROXY headers):
+    // that is where the bytes go.
+    let sendfile = limits.sendfile.for_peer(peer.ip());
     // The balancer's PROXY header, where one must come; anything wrong
     // about it closes the connection without an answer.
     let proxy = service.proxy_header(peer.ip());
@@ -260,7 +267,7 @@ pub async fn serve_connection<S: Service, C: Conn>(
                 // what an idle keep-alive connection holds is this
                 // function's own future, and those are several KB. One
                 // allocation a request buys ~4 KB less per idle connection.
-                let outcome = Box::pin(respond(&mut stream, &mut head, service, metrics, &req, client, connection)).await;
+                let outcome = Box::pin(respond(&mut stream, &mut head, service, metrics, &req, client, connection, sendfile)).await;
                 buf.consume(used);
                 request_began = if buf.is_empty() { None } else { Some(Instant::now()) };
                 // A drain that began while this response was going out ends the connection too.
@@ -326,6 +333,8 @@ enum Responded {
 
 /// Serves one parsed request on `stream`: asks the service, sends the
 /// response, and tells the service what went out.
+// The connection's own state, passed as it is rather than bundled for one call.
+#[allow(clippy::too_many_arguments)]
 async fn respond<S: Service, C: Conn>(
     stream: &mut C,
     head: &mut Vec<u8>,
@@ -334,6 +343,7 @@ async fn respond<S: Service, C: Conn>(
     req: &request::Request<'_>,
     client: SocketAddr,
     connection: response::Connection,
+    sendfile: bool,
 ) -> Responded {
     let send_body = req.method == Method::Get;
     let parsed_at = Instant::now();
@@ -364,7 +374,7 @@ async fn respond<S: Service, C: Conn>(
     let full = resp.body.bytes();
     let body = if send_body && resp.status != 304 { full } else { &[][..] };
     response::write_head(head, &resp, full.len(), connection);
-    let file = if body.is_empty() { None } else { resp.body.file_range() };
+    let file = if body.is_empty() || !sendfile { None } else { resp.body.file_range() };
     let sent = stream.send_all(head, body, file).await;
     service.served(&incoming, &resp, if sent.is_ok() { body.len() as u64 } else { 0 }, parsed_at.elapsed());
     if sent.is_err() {

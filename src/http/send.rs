@@ -1,12 +1,17 @@
 //! Writing a response to the socket without copying its body through user space.
 //!
 //! Small responses go out as one vectored, non-blocking `sendmsg` of head and
-//! body (one syscall per response). Large bodies that lie in a segment file
-//! go out with `sendfile(2)`, which hands page-cache pages to the socket
-//! without the copy a `send` from the map would cost. When the socket is
-//! full we wait for room through glommio's write path with a single byte
-//! (the only copy), then go back to `sendfile`. Bodies are sent
-//! in bounded turns with a yield between them, so one client pulling a huge
+//! body (one syscall per response). A large body that lies in a segment
+//! file goes out with `sendfile(2)` where the connection's [`Sendfile`]
+//! policy says so: page-cache pages handed to the socket, which a network
+//! card sends without a copy. Otherwise it goes out by `sendmsg` straight
+//! from the body's memory (the segment's map, for a stored blob): the
+//! kernel copies it into the socket, and nothing copies it in user space.
+//! Over loopback, where the receiver copies every byte anyway, that copy
+//! costs the sender less than `sendfile`'s page references (BENCHMARKS.md).
+//! When the socket is full we wait for room through glommio's write path
+//! with a single byte (the only copy), then go on. Bodies are sent in
+//! bounded turns with a yield between them, so one client pulling a huge
 //! zip cannot starve the other connections on this core.
 //!
 //! glommio drives sockets with `MSG_DONTWAIT` calls and readiness polls, so
@@ -17,6 +22,29 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
+
+/// Where large bodies that lie in a segment file go out with `sendfile`
+/// (`--sendfile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sendfile {
+    /// For every peer but a loopback one.
+    #[default]
+    Auto,
+    On,
+    /// Always from memory, by `sendmsg`.
+    Off,
+}
+
+impl Sendfile {
+    /// Whether a connection whose TCP peer is `peer` sends with `sendfile`.
+    pub fn for_peer(self, peer: std::net::IpAddr) -> bool {
+        match self {
+            Sendfile::On => true,
+            Sendfile::Off => false,
+            Sendfile::Auto => !peer.to_canonical().is_loopback(),
+        }
+    }
+}
 
 /// Bytes written per turn before other connections on the core get theirs.
 pub const FAIR_CHUNK: usize = 1 << 20;
@@ -88,7 +116,8 @@ pub fn make_nonblocking(stream: &TcpStream) -> io::Result<()> {
 }
 
 /// Sends `head` and `body` completely. `file`, when given, holds `body` at
-/// that offset (and the socket must be non-blocking, see [`make_nonblocking`]).
+/// that offset, to send it from with `sendfile` (pass `None` to send it
+/// from memory). The socket must be non-blocking (see [`make_nonblocking`]).
 pub async fn send(stream: &mut TcpStream, head: &[u8], body: &[u8], file: Option<(RawFd, u64)>) -> io::Result<()> {
     let sock = stream.as_raw_fd();
     let use_sendfile = file.is_some() && body.len() >= SENDFILE_MIN;
@@ -110,14 +139,33 @@ pub async fn send(stream: &mut TcpStream, head: &[u8], body: &[u8], file: Option
                 None => pos += stream.write(&body[pos..pos + 1]).await?,
                 Some(n) => pos += n,
             },
-            _ => {
-                stream.write_all(&body[pos..end]).await?;
-                pos = end;
-            }
+            _ => match try_sendmsg(sock, &[], &body[pos..end], false)? {
+                // Socket full: wait for room as above.
+                0 => pos += stream.write(&body[pos..pos + 1]).await?,
+                n => pos += n,
+            },
         }
         if pos < body.len() {
             glommio::executor().yield_now().await;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sendfile;
+
+    #[test]
+    fn auto_sends_with_sendfile_to_every_peer_but_loopback() {
+        let peer = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        for local in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"] {
+            assert!(!Sendfile::Auto.for_peer(peer(local)), "{local}");
+            assert!(Sendfile::On.for_peer(peer(local)), "{local}");
+        }
+        for remote in ["10.0.0.7", "192.0.2.1", "2001:db8::1", "::ffff:10.0.0.7"] {
+            assert!(Sendfile::Auto.for_peer(peer(remote)), "{remote}");
+            assert!(!Sendfile::Off.for_peer(peer(remote)), "{remote}");
+        }
+    }
 }
