@@ -136,6 +136,10 @@ fn https_upstream_trusted_through_ssl_cert_file_with_bearer_credentials() {
     assert_serves_the_module(&server, &fx);
     let seen = up.authorizations.lock().unwrap().clone();
     assert!(!seen.is_empty() && seen.iter().all(|a| *a == format!("Bearer {TOKEN}")), "{seen:?}");
+    // Every connection to an https upstream took one handshake, and was counted.
+    let (connections, handshakes) =
+        (metric(server.addr(), "gomodproxy_upstream_connections"), metric(server.addr(), "gomodproxy_upstream_tls_handshakes"));
+    assert!(handshakes >= 1 && handshakes == connections, "{handshakes} TLS handshakes for {connections} upstream connections");
     let logs = server.log_lines();
     assert!(logs.iter().any(|l| l.contains("DEBUG")), "the log check is only meaningful at debug level");
     assert!(!logs.iter().any(|l| l.contains(TOKEN)), "the token leaked into the log");

@@ -53,4 +53,11 @@ fn a_wave_of_cold_misses_opens_no_more_upstream_connections_than_fetches_run_at_
         2 * MODULES,
         cores * threads
     );
+    // The server counts the connections it opened as the upstream does,
+    // and the lookups its fetches waited for: the first ones only (the
+    // DNS cache answers the rest). A plain http upstream takes no TLS.
+    assert_eq!(metric(server.addr(), "gomodproxy_upstream_connections") as usize, opened, "connections counted");
+    let waits = metric(server.addr(), "gomodproxy_upstream_dns_waits") as usize;
+    assert!((1..=opened).contains(&waits), "{waits} DNS waits for {opened} connections");
+    assert_eq!(metric(server.addr(), "gomodproxy_upstream_tls_handshakes"), 0);
 }

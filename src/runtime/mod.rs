@@ -272,7 +272,10 @@ pub fn serve(config: Config, on_started: impl FnOnce(Started)) -> Result<(), Run
         metrics.core(0).store_read_only.add(1);
     }
     let ledger = store.ledger().clone();
-    metrics.print_also(move |out| print_ledger(out, &ledger));
+    metrics.print_also(move |out| {
+        print_ledger(out, &ledger);
+        print_connect_stats(out);
+    });
     let reloader = Arc::new(reload::Reloader {
         sources: Live::new(sources),
         cache: Live::new((*cache).clone()),
@@ -457,6 +460,32 @@ pub fn fill_sources_with(config: &Config, git: Arc<GitSources>) -> FillSources {
 }
 
 /// The store's size and evictions, for `/metrics`.
+/// What connecting to the upstreams cost (see [`crate::upstream::dns::ConnectStats`]).
+fn print_connect_stats(out: &mut String) {
+    use crate::metrics::write_metric;
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &crate::upstream::dns::CONNECT_STATS;
+    let figures = [
+        (
+            "upstream_connections",
+            "Connections opened to http(s) upstream hosts (reused ones are not counted; counted with the DNS cache on).",
+            &s.connections,
+        ),
+        ("upstream_dns_waits", "DNS lookups a fetch waited for (a host not cached yet).", &s.lookups_waited),
+        ("upstream_dns_wait_micros", "Time fetches waited for DNS lookups, in microseconds.", &s.lookup_wait_micros),
+        (
+            "upstream_dns_failures",
+            "DNS lookups of upstream hosts that failed (waited for, or refreshes in the background).",
+            &s.lookup_failures,
+        ),
+        ("upstream_tls_handshakes", "TLS handshakes with upstream hosts.", &s.tls_handshakes),
+        ("upstream_tls_handshake_micros", "Time spent in TLS handshakes with upstream hosts, in microseconds.", &s.tls_handshake_micros),
+    ];
+    for (name, help, value) in figures {
+        write_metric(out, name, "counter", help, value.load(Relaxed));
+    }
+}
+
 fn print_ledger(out: &mut String, ledger: &crate::store::Ledger) {
     use crate::metrics::write_metric;
     use std::sync::atomic::Ordering::Relaxed;

@@ -12,8 +12,40 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// What connecting to the `http(s)` upstreams has cost, process-wide (a
+/// reload builds new caches; the figures go on). ureq asks its resolver
+/// once for every connection it opens, and never for one it reuses, so
+/// [`DnsCache::resolve`] is where new connections are counted.
+#[derive(Default)]
+pub struct ConnectStats {
+    /// Connections opened to upstream hosts (each asked the resolver once).
+    pub connections: AtomicU64,
+    /// Lookups a fetch waited for (a name not cached yet).
+    pub lookups_waited: AtomicU64,
+    pub lookup_wait_micros: AtomicU64,
+    /// Lookups that failed, waited for or in the background.
+    pub lookup_failures: AtomicU64,
+    /// TLS handshakes with upstream hosts, and the time they took.
+    pub tls_handshakes: AtomicU64,
+    pub tls_handshake_micros: AtomicU64,
+}
+
+pub static CONNECT_STATS: ConnectStats = ConnectStats {
+    connections: AtomicU64::new(0),
+    lookups_waited: AtomicU64::new(0),
+    lookup_wait_micros: AtomicU64::new(0),
+    lookup_failures: AtomicU64::new(0),
+    tls_handshakes: AtomicU64::new(0),
+    tls_handshake_micros: AtomicU64::new(0),
+};
+
+fn micros_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
 
 /// How a name is looked up: the system resolver, or a test's.
 type Lookup = dyn Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync;
@@ -71,6 +103,7 @@ impl DnsCache {
     /// Stale: from the cache, with one refresh started in the background.
     /// Unknown: looked up now (the only lookup a fetch ever waits for).
     pub fn resolve(&self, netloc: &str) -> io::Result<Vec<SocketAddr>> {
+        CONNECT_STATS.connections.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let cached = {
             let mut entries = self.entries();
@@ -90,7 +123,12 @@ impl DnsCache {
             }
             return Ok(addrs);
         }
-        let addrs = (self.0.lookup)(netloc)?;
+        let looked_up = (self.0.lookup)(netloc);
+        CONNECT_STATS.lookups_waited.fetch_add(1, Ordering::Relaxed);
+        CONNECT_STATS.lookup_wait_micros.fetch_add(micros_since(now), Ordering::Relaxed);
+        let addrs = looked_up.inspect_err(|_| {
+            CONNECT_STATS.lookup_failures.fetch_add(1, Ordering::Relaxed);
+        })?;
         self.store(netloc, &addrs);
         Ok(addrs)
     }
@@ -127,6 +165,7 @@ impl DnsCache {
             // is tried again on the next use.
             outcome => {
                 if let Err(e) = outcome {
+                    CONNECT_STATS.lookup_failures.fetch_add(1, Ordering::Relaxed);
                     log::warn!("resolving {netloc} failed: {e}; using its last known addresses");
                 }
                 if let Some(e) = self.entries().get_mut(netloc) {
@@ -134,6 +173,20 @@ impl DnsCache {
                 }
             }
         }
+    }
+}
+
+/// ureq's rustls connector, timed: the handshake runs to completion in
+/// `connect` (on the fetch thread, before the request is written).
+pub struct TimedTls(pub Arc<rustls::ClientConfig>);
+
+impl ureq::TlsConnector for TimedTls {
+    fn connect(&self, dns_name: &str, io: Box<dyn ureq::ReadWrite>) -> Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
+        let started = Instant::now();
+        let connected = ureq::TlsConnector::connect(&self.0, dns_name, io);
+        CONNECT_STATS.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+        CONNECT_STATS.tls_handshake_micros.fetch_add(micros_since(started), Ordering::Relaxed);
+        connected
     }
 }
 
