@@ -459,7 +459,6 @@ pub fn fill_sources_with(config: &Config, git: Arc<GitSources>) -> FillSources {
     FillSources { upstream, checksums, databases, shared: None, git: Some(git) }
 }
 
-/// The store's size and evictions, for `/metrics`.
 /// What connecting to the upstreams cost (see [`crate::upstream::dns::ConnectStats`]).
 fn print_connect_stats(out: &mut String) {
     use crate::metrics::write_metric;
@@ -486,6 +485,7 @@ fn print_connect_stats(out: &mut String) {
     }
 }
 
+/// The store's size and evictions, for `/metrics`.
 fn print_ledger(out: &mut String, ledger: &crate::store::Ledger) {
     use crate::metrics::write_metric;
     use std::sync::atomic::Ordering::Relaxed;

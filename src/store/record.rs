@@ -138,9 +138,8 @@ impl Header {
 }
 
 /// A record's key, `module@version`, split at its first `@` (neither a
-/// module path nor a version holds one). A byte search, where
-/// `str::split_once` with a char calls `memcmp` for each match: start-up
-/// splits every key it reads.
+/// module path nor a version holds one): the one place that knows how a
+/// key splits, for start-up and eviction.
 pub fn split_key(key: &str) -> Option<(&str, &str)> {
     let at = key.bytes().position(|b| b == b'@')?;
     Some((&key[..at], &key[at + 1..]))

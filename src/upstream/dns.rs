@@ -4,7 +4,8 @@
 //! query (the system resolver retries only after 5 s) never stalls a fetch
 //! of a host that was resolved before.
 //!
-//! Owns the cache and its refresh rule. The system resolver
+//! Owns the cache and its refresh rule, and the process's counts of
+//! upstream connections and of the lookups they waited for. The system resolver
 //! (`getaddrinfo`) does the lookups and tells no TTL, so the cache time is
 //! ours to set. It never connects anywhere and never decides which
 //! address a connection uses (ureq tries them in order).
@@ -19,8 +20,8 @@ use std::time::{Duration, Instant};
 /// What connecting to the `http(s)` upstreams has cost, process-wide (a
 /// reload builds new caches; the figures go on). ureq asks its resolver
 /// once for every connection it opens, and never for one it reuses, so
-/// [`DnsCache::resolve`] is where new connections are counted.
-#[derive(Default)]
+/// [`DnsCache::resolve`] is where new connections are counted; the TLS
+/// handshakes are timed in [`super::tls::TimedTls`].
 pub struct ConnectStats {
     /// Connections opened to upstream hosts (each asked the resolver once).
     pub connections: AtomicU64,
@@ -43,7 +44,7 @@ pub static CONNECT_STATS: ConnectStats = ConnectStats {
     tls_handshake_micros: AtomicU64::new(0),
 };
 
-fn micros_since(t: Instant) -> u64 {
+pub fn micros_since(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -173,20 +174,6 @@ impl DnsCache {
                 }
             }
         }
-    }
-}
-
-/// ureq's rustls connector, timed: the handshake runs to completion in
-/// `connect` (on the fetch thread, before the request is written).
-pub struct TimedTls(pub Arc<rustls::ClientConfig>);
-
-impl ureq::TlsConnector for TimedTls {
-    fn connect(&self, dns_name: &str, io: Box<dyn ureq::ReadWrite>) -> Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
-        let started = Instant::now();
-        let connected = ureq::TlsConnector::connect(&self.0, dns_name, io);
-        CONNECT_STATS.tls_handshakes.fetch_add(1, Ordering::Relaxed);
-        CONNECT_STATS.tls_handshake_micros.fetch_add(micros_since(started), Ordering::Relaxed);
-        connected
     }
 }
 

@@ -148,7 +148,7 @@ impl HttpFetcher {
         }
         let mut authorization = None;
         if let Some(setup) = &opts.http {
-            builder = builder.tls_connector(std::sync::Arc::new(super::dns::TimedTls(setup.tls.clone())));
+            builder = builder.tls_connector(std::sync::Arc::new(super::tls::TimedTls(setup.tls.clone())));
             authorization = setup.auth.for_base(&base).map(str::to_string);
         }
         if let Some(proxy) = super::auth::proxy_for(&base, |k| std::env::var(k).ok()) {

@@ -1,7 +1,8 @@
 //! The TLS client set-up of `https://` upstreams: which roots are trusted,
 //! and the optional client certificate.
 //!
-//! Owns building one `rustls::ClientConfig` at start-up. Roots come from
+//! Owns building one `rustls::ClientConfig` at start-up, and the ureq
+//! connector that uses it and times its handshakes. Roots come from
 //! `rustls-native-certs`, which reads the files named by `SSL_CERT_FILE`
 //! and/or `SSL_CERT_DIR` *instead of* the system store when either is set
 //! (so a corporate or test CA is trusted by pointing them at it), else the
@@ -40,6 +41,22 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
 
 /// The client configuration every `https://` upstream uses; `client` is a
 /// PEM certificate chain and its PEM private key.
+/// ureq's rustls connector, timed: the handshake runs to completion in
+/// `connect` (on the fetch thread, before the request is written).
+pub struct TimedTls(pub Arc<rustls::ClientConfig>);
+
+impl ureq::TlsConnector for TimedTls {
+    fn connect(&self, dns_name: &str, io: Box<dyn ureq::ReadWrite>) -> Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
+        use super::dns::{micros_since, CONNECT_STATS};
+        use std::sync::atomic::Ordering::Relaxed;
+        let started = std::time::Instant::now();
+        let connected = ureq::TlsConnector::connect(&self.0, dns_name, io);
+        CONNECT_STATS.tls_handshakes.fetch_add(1, Relaxed);
+        CONNECT_STATS.tls_handshake_micros.fetch_add(micros_since(started), Relaxed);
+        connected
+    }
+}
+
 pub fn client_config(client: Option<(&Path, &Path)>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     match rustls_native_certs::load_native_certs() {
