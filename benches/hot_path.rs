@@ -110,11 +110,13 @@ fn cross_core_hop(c: &mut Criterion) {
 /// blocked on CPU 1 through an eventfd (as glommio wakes a parked executor)
 /// and blocks until it is woken back the same way.
 fn wake_round_trip(c: &mut Criterion) {
-    fn pin(cpu: usize) {
+    fn pin(cpus: &[usize]) {
         // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays within it.
         unsafe {
             let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
+            for &cpu in cpus {
+                libc::CPU_SET(cpu, &mut set);
+            }
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
         }
     }
@@ -137,7 +139,7 @@ fn wake_round_trip(c: &mut Criterion) {
     let echo = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            pin(1);
+            pin(&[1]);
             loop {
                 wait(ping);
                 if stop.load(Ordering::Relaxed) {
@@ -147,7 +149,7 @@ fn wake_round_trip(c: &mut Criterion) {
             }
         })
     };
-    pin(0);
+    pin(&[0]);
     c.bench_function("runtime/eventfd_wake_round_trip", |b| {
         b.iter(|| {
             wake(ping);
@@ -162,14 +164,8 @@ fn wake_round_trip(c: &mut Criterion) {
         libc::close(ping);
         libc::close(pong);
     }
-    // Let the criterion thread run anywhere again.
-    // SAFETY: as in `pin`, with every CPU this bench may use.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        libc::CPU_SET(1, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
+    // Let the criterion thread run on both CPUs again.
+    pin(&[0, 1]);
 }
 
 fn cross_core_hop_with(c: &mut Criterion, spin: Option<Duration>, suffix: &str) {
