@@ -58,11 +58,7 @@ fn main() {
     for cores in [1usize, 16] {
         // First open: the segment was never sealed (as after kill -9), so every payload is verified.
         let copy = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(copy.path().join("segments")).expect("mkdir");
-        for e in std::fs::read_dir(dir.path().join("segments")).expect("readdir") {
-            let e = e.expect("entry");
-            std::fs::copy(e.path(), copy.path().join("segments").join(e.file_name())).expect("copy");
-        }
+        copy_segments(dir.path(), copy.path());
         let cpu = std::cell::Cell::new(std::time::Duration::ZERO);
         let open = || {
             let child = std::process::Command::new(std::env::current_exe().expect("own path"))
@@ -99,11 +95,7 @@ fn main() {
         if let Ok(keep) = std::env::var(KEEP) {
             // For `perf record` of one open: the sealed store with its snapshots.
             let to = std::path::Path::new(&keep).join(format!("{cores}-shards"));
-            std::fs::create_dir_all(to.join("segments")).expect("mkdir");
-            for e in std::fs::read_dir(copy.path().join("segments")).expect("readdir") {
-                let e = e.expect("entry");
-                std::fs::copy(e.path(), to.join("segments").join(e.file_name())).expect("copy");
-            }
+            copy_segments(copy.path(), &to);
             eprintln!("kept: {OPEN_ONLY}=\"{} {cores} {records}\"", to.display());
         }
         let per_million = |d: std::time::Duration| d.as_secs_f64() * 1e3 * 1_000_000.0 / records as f64;
@@ -115,6 +107,15 @@ fn main() {
             per_million(from_snapshots[0].0),
             per_million(from_snapshots[2].1)
         );
+    }
+}
+
+/// Copies a store's segment files (and their snapshots) from `from` to `to`.
+fn copy_segments(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to.join("segments")).expect("mkdir");
+    for e in std::fs::read_dir(from.join("segments")).expect("readdir") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), to.join("segments").join(e.file_name())).expect("copy");
     }
 }
 
