@@ -196,9 +196,9 @@ impl Store {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(ids.len()).max(1);
         let per_index = snapshot::records_in(snapshot_bytes) / indexes.len();
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let read = |thread: usize| {
+        let read = || {
             let loading: Vec<_> = indexes.iter().map(Index::loading).collect();
-            let mut found = Found::new(thread, threads, per_index);
+            let mut found = Found::new();
             while let Some(&id) = ids.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
                 found.segment(&segments_dir, id, read_only, &shard_of, &loading);
             }
@@ -209,7 +209,7 @@ impl Store {
             index.reserve(per_index);
         }
         let parts: Vec<Found> = std::thread::scope(|scope| {
-            let readers: Vec<_> = (0..threads).map(|thread| scope.spawn(move || read(thread))).collect();
+            let readers: Vec<_> = (0..threads).map(|_| scope.spawn(read)).collect();
             readers.into_iter().map(|r| r.join()).collect::<Result<_, _>>()
         })
         // A reader that panicked read segments nobody else will: no index without them.
@@ -377,9 +377,6 @@ struct Found {
     /// The records of the segment being read, with their shards (the
     /// buffers reused for the next).
     records: index::Batch,
-    /// Which of the threads reading segments this is.
-    thread: usize,
-    threads: usize,
 }
 
 /// Takes the records of one segment as it is read, to publish once all of
@@ -442,17 +439,13 @@ impl Publish<'_> {
 }
 
 impl Found {
-    /// For the `thread`-th of `threads`, into indexes made room in for
-    /// `records_per_index` entries each.
-    fn new(thread: usize, threads: usize, records_per_index: usize) -> Found {
+    fn new() -> Found {
         Found {
             tombstones: HashMap::new(),
             opened: Vec::new(),
             stats: RecoveryStats::default(),
             snapshot: Vec::new(),
-            records: index::Batch::new(records_per_index),
-            thread,
-            threads,
+            records: index::Batch::new(),
         }
     }
 
@@ -474,7 +467,7 @@ impl Found {
                 // Before any entry of it is published: their keys are in here.
                 opened.0.keep_found_keys(keys.into_boxed_str());
                 self.stats.records += publish.taken;
-                self.records.publish(indexes, &opened.0, self.thread, self.threads);
+                self.records.publish(indexes, &opened.0);
                 for (key, at) in tombstones {
                     let latest = self.tombstones.entry(key).or_insert(0);
                     *latest = (*latest).max(at);
