@@ -500,14 +500,6 @@ fn open_from_snapshot(
 ) -> Option<io::Result<(Arc<Segment>, u64)>> {
     let name = segment::segment_file_name(id);
     let refused = |why: snapshot::Refused| log::warn!("segment {name}: index snapshot not used ({why:?}); scanning the segment");
-    match snapshot::read(dir, id, bytes) {
-        Ok(true) => {}
-        Ok(false) => return None,
-        Err(why) => {
-            refused(why);
-            return None;
-        }
-    }
     let opened = (|| {
         let file = OpenOptions::new().read(true).write(!read_only).open(segment::segment_path(dir, id))?;
         let len = file.metadata()?.len();
@@ -517,8 +509,9 @@ fn open_from_snapshot(
         Ok(x) => x,
         Err(e) => return Some(Err(e)),
     };
-    let listed = match snapshot::decode(bytes, len) {
-        Ok(listed) => listed,
+    let mut listed = match snapshot::Stream::open(dir, id, len, bytes) {
+        Ok(Some(listed)) => listed,
+        Ok(None) => return None,
         Err(why) => {
             refused(why);
             return None;
@@ -528,9 +521,12 @@ fn open_from_snapshot(
         Ok(seg) => Arc::new(seg),
         Err(e) => return Some(Err(e)),
     };
+    // The count is the head's, proven only at the end of the walk, but
+    // bounded by the file's length (each record takes 64 bytes of it).
     seg.expect_checks(listed.len());
     publish.expect(listed.len(), listed.key_bytes());
-    for (place, r) in listed.enumerate() {
+    let mut place = 0u32;
+    while let Some(r) = listed.next() {
         let r = match r {
             Ok(r) => r,
             Err(why) => {
@@ -538,11 +534,12 @@ fn open_from_snapshot(
                 return None;
             }
         };
-        let blob = BlobAt { offset: r.data_offset, len: r.len, sha256: r.sha256, stored_at_ms: r.stored_at_ms, place: Some(place as u32) };
+        let blob = BlobAt { offset: r.data_offset, len: r.len, sha256: r.sha256, stored_at_ms: r.stored_at_ms, place: Some(place) };
         publish.record(&seg, r.key, r.kind, blob);
+        place += 1;
     }
     stats.snapshots_used += 1;
-    Some(Ok((seg, len + bytes.len() as u64)))
+    Some(Ok((seg, len + listed.file_len() as u64)))
 }
 
 struct FoundRecord {
