@@ -354,15 +354,6 @@ pub struct Listing<'a> {
 }
 
 impl<'a> Listing<'a> {
-    /// How many records it lists.
-    pub fn len(&self) -> usize {
-        self.left
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.left == 0
-    }
-
     /// The bytes of all its keys together.
     pub fn key_bytes(&self) -> usize {
         self.key_bytes
