@@ -222,9 +222,12 @@ impl BlockRef {
     /// # Safety
     /// Those `n` entries were counted in it and are gone (or never made).
     unsafe fn release(self, n: usize) {
-        // SAFETY: the block lives while it counts entries.
+        if n == 0 {
+            return; // it may be gone already: its last entry freed it
+        }
+        // SAFETY: the block lives while it counts entries, these among them.
         let block = unsafe { self.0.as_ref() };
-        if n > 0 && block.live.fetch_sub(n, Ordering::AcqRel) == n {
+        if block.live.fetch_sub(n, Ordering::AcqRel) == n {
             // SAFETY: nothing refers to it any more; allocated as a Box in `Batch::publish`.
             drop(unsafe { Box::from_raw(self.0.as_ptr()) });
         }

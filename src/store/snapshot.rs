@@ -35,6 +35,8 @@ const MAGIC: u32 = u32::from_le_bytes(*b"GMPS");
 const FORMAT: u8 = 1;
 const HEAD_LEN: usize = 24;
 const ENTRY_LEN: usize = 64;
+// A snapshot is never larger than the records it lists (see `Stream::open`).
+const _: () = assert!(ENTRY_LEN <= super::record::HEADER_LEN);
 
 pub fn snapshot_file_name(id: u64) -> String {
     format!("{id:016x}.snap")
@@ -221,6 +223,12 @@ impl<'b> Stream<'b> {
             Err(_) => return Err(Refused::Unreadable),
         };
         let len = file.metadata().map_err(|_| Refused::Unreadable)?.len();
+        // An entry takes no more bytes than its record's header and key do
+        // in the segment: a larger file is not this segment's snapshot, and
+        // is not read into memory.
+        if len > segment_len.saturating_add(HEAD_LEN as u64 + 4) {
+            return Err(Refused::Damaged);
+        }
         let len = usize::try_from(len).map_err(|_| Refused::Damaged)?;
         let body_len = len.checked_sub(4).ok_or(Refused::Damaged)?;
         // Shorter: only cut. Longer: zeroes only what the buffer never had.
@@ -477,6 +485,7 @@ mod tests {
             lying.extend_from_slice(&crc.to_le_bytes());
             assert!(stream_all(dir.path(), &lying, 4096).is_err(), "count {count}");
         }
+        assert_eq!(stream_all(dir.path(), &bytes, 50), Err(Refused::Damaged), "larger than its segment's records could list");
         let mut missing = Vec::new();
         assert!(matches!(Stream::open(dir.path(), 2, 4096, &mut missing), Ok(None)), "no snapshot: none, not an error");
     }
