@@ -112,7 +112,7 @@ impl RawConn {
 
     fn fill(&mut self) -> io::Result<usize> {
         let mut tmp = [0u8; 64 * 1024];
-        let n = self.stream.read(&mut tmp)?;
+        let n = read_retrying(&mut self.stream, &mut tmp)?;
         self.buf.extend_from_slice(&tmp[..n]);
         Ok(n)
     }
@@ -280,7 +280,7 @@ impl CheckConn {
 
     fn fill(&mut self) -> Result<usize, String> {
         let mut tmp = [0u8; 64 * 1024];
-        let n = self.stream.read(&mut tmp).map_err(|e| format!("read: {e}"))?;
+        let n = read_retrying(&mut self.stream, &mut tmp).map_err(|e| format!("read: {e}"))?;
         self.buf.extend_from_slice(&tmp[..n]);
         Ok(n)
     }
@@ -335,4 +335,16 @@ pub fn get_check(addr: SocketAddr, path: &str, want: &[u8]) -> Result<(), String
     let mut c = CheckConn::connect(addr).map_err(|e| format!("connect: {e}"))?;
     c.send_gets(&[path]).map_err(|e| format!("send: {e}"))?;
     c.expect_body(want).map_err(|e| format!("GET {path}: {e}"))
+}
+
+/// A read that a signal interrupted is tried again (a plain `read` gives
+/// back EINTR; a test process with child processes sees signals, and a
+/// CI run once failed on one while waiting out a hanging upstream).
+fn read_retrying(stream: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
 }
