@@ -20,6 +20,7 @@ use glommio::sync::{Semaphore, StaticPermit};
 
 use bytes::Bytes;
 
+use super::fetch_threads::FetchThreads;
 use super::live::View;
 use super::ResolveError;
 use crate::artifact::fill::Progress;
@@ -489,71 +490,6 @@ async fn spawn_fetch<T: Send + 'static>(fetch: impl FnOnce() -> Result<T, FetchE
         return Err(ResolveError::Internal("no thread could be started for the upstream fetch"));
     }
     rx.await.unwrap_or(Err(ResolveError::Internal("the upstream fetch thread vanished")))
-}
-
-type Job = Box<dyn FnOnce() + Send>;
-
-/// The threads upstream fetches run on, shared by every core: as many as
-/// run at once (each core's [`FetchGate`] bounds that), started when none
-/// is idle and kept [`FETCH_THREAD_LINGER`] after their last job, so a
-/// cold wave pays for no thread start per fetch.
-struct FetchThreads {
-    jobs: crossbeam_channel::Sender<Job>,
-    queue: crossbeam_channel::Receiver<Job>,
-    /// Threads waiting for a job, less the jobs sent to them and not yet
-    /// taken: a submitter claims one (decrements) before sending, else
-    /// starts a thread; a thread leaves only by claiming itself.
-    idle: std::sync::atomic::AtomicUsize,
-}
-
-const FETCH_THREAD_LINGER: std::time::Duration = std::time::Duration::from_secs(60);
-
-impl FetchThreads {
-    fn get() -> &'static FetchThreads {
-        static THREADS: std::sync::OnceLock<FetchThreads> = std::sync::OnceLock::new();
-        THREADS.get_or_init(|| {
-            let (jobs, queue) = crossbeam_channel::unbounded();
-            FetchThreads { jobs, queue, idle: Default::default() }
-        })
-    }
-
-    fn claim_idle(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        self.idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
-    }
-
-    /// Hands `job` to an idle thread, or to a new one. False: no thread could be started.
-    fn run(&'static self, job: Job) -> bool {
-        if self.claim_idle() {
-            return self.jobs.send(job).is_ok();
-        }
-        std::thread::Builder::new()
-            .name("gomodproxy-fetch".into())
-            .spawn(move || {
-                job();
-                self.serve();
-            })
-            .is_ok()
-    }
-
-    fn serve(&self) {
-        loop {
-            self.idle.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-            loop {
-                match self.queue.recv_timeout(FETCH_THREAD_LINGER) {
-                    // The submitter's claim took this thread off `idle`.
-                    Ok(job) => {
-                        job();
-                        break;
-                    }
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) if self.claim_idle() => return,
-                    // Claimed meanwhile: its job is on the way.
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-                }
-            }
-        }
-    }
 }
 
 /// The checksum-database lookup a fill started beside its download.

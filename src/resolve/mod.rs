@@ -6,13 +6,15 @@
 //! Owns routing to the owner core ([`route`]), single-flight ([`flight`]),
 //! every cache decision as a named function ([`policy`]), the bounded
 //! memory maps ([`memory`]), the fill itself ([`fill`]: fetch through the
-//! validating sources, store, publish), the dependency-graph prefetch that
+//! validating sources, store, publish) and the threads its fetches run on
+//! ([`fetch_threads`]), the dependency-graph prefetch that
 //! fills ahead of the go command ([`prefetch`]) and the per-core state
 //! that ties them together ([`shard`]). The protocol reaches it through the small [`Resolve`]
 //! trait, so protocol tests need no executors; the runtime's mesh reaches
 //! other cores' shards through [`ToOwner`]. It never parses a request,
 //! never knows HTTP statuses, and never touches a socket.
 
+pub mod fetch_threads;
 pub mod fill;
 pub mod flight;
 pub mod live;
