@@ -465,9 +465,9 @@ fn parse_segment_size(s: &str) -> Result<u64, String> {
     Some(parse_bytes(s)?).filter(|&b| b >= 1 << 20).ok_or_else(|| format!("{s:?}: segments must be at least 1MiB"))
 }
 
-/// `--admin-listen`: a loopback address, or `off`. Until admin calls carry
-/// a token (the edge issue), anyone who reaches the listener may purge: it
-/// must not be reachable from another host.
+/// `--admin-listen`: a loopback address, or `off`. Its GETs need no token,
+/// and without `--auth` neither does a purge: it must not be reachable from
+/// another host.
 #[derive(Debug, Clone, Copy)]
 struct AdminListen(Option<SocketAddr>);
 
