@@ -245,5 +245,5 @@ fn version_queries_and_retractions_match_direct_file_access() {
     let out = via.try_run(&q);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("404") || stderr.contains("410") || stderr.contains("not found"), "unexpected error: {stderr}");
+    assert!(stderr.contains("404 Not Found") || stderr.contains("410 Gone") || stderr.contains("not found"), "unexpected error: {stderr}");
 }

@@ -132,7 +132,7 @@ fn the_go_command_downloads_over_https_with_a_test_ca_and_netrc_credentials() {
     // The private module: refused without credentials...
     let out = env.try_run(&["mod", "download", "-json", &format!("{PRIVATE}@v1.0.0")]);
     assert!(!out.status.success(), "downloaded a private module without credentials");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("401"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("401 Unauthorized"), "{}", String::from_utf8_lossy(&out.stdout));
     // ...and read with a `machine host:port` line of .netrc.
     let netrc = dir.path().join("netrc");
     std::fs::write(&netrc, format!("machine 127.0.0.1:{} login ci password {TOKEN}\n", tls.port())).unwrap();
