@@ -107,3 +107,56 @@ fn the_last_answer_to_a_query_survives_a_restart_with_the_upstream_down() {
     let never = http_get(server.addr(), "/example.com/stale/@v/develop.info");
     assert!(never.status >= 500, "{}", never.body_str());
 }
+
+/// The segment files in `data/segments` now.
+fn segment_files(data: &std::path::Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(data.join("segments")).expect("segments dir").map(|e| e.expect("entry").file_name()).collect()
+}
+
+#[test]
+fn stale_list_latest_and_query_outlive_the_eviction_of_their_segments_and_a_restart() {
+    const FILLS: usize = 40;
+    let mut builder =
+        Fixture::builder().module(Module::new("example.com/stale", "v1.0.0")).module(Module::new("example.com/stale", "v1.1.0"));
+    for i in 0..FILLS {
+        builder = builder.module(
+            Module::new(&format!("example.com/evict{i}"), "v1.0.0").file("data.bin", pseudo_random_bytes(600_000, i as u64)).stored(),
+        );
+    }
+    let fx = builder.build();
+    let query = "/example.com/stale/@v/master.info";
+    std::fs::write(fx.root().join(&query[1..]), fx.artifact("example.com/stale", "v1.1.0", "info")).unwrap();
+    let mut upstream = CountingUpstream::serve(fx.root());
+    let mut server = Server::start_with(ServerOpts {
+        list_ttl: Some(1),
+        extra_args: vec!["--max-store-size".into(), "16MiB".into(), "--segment-size".into(), "1MiB".into()],
+        ..ServerOpts::new(upstream.url())
+    });
+    let list = format!("/{}", list_path("example.com/stale"));
+    let latest = format!("/{}", latest_path("example.com/stale"));
+    let fresh: Vec<_> = [&list, &latest, query].iter().map(|p| http_get(server.addr(), p)).collect();
+    assert!(fresh.iter().all(|r| r.status == 200), "{:?}", fresh.iter().map(|r| r.body_str()).collect::<Vec<_>>());
+
+    // Distinct fills until every segment that held the answers is evicted
+    // (about 24 MiB of zips through a 16 MiB bound); nobody asks for the
+    // answers meanwhile, so nothing marks them as served.
+    let before = segment_files(server.data_dir());
+    for i in 0..FILLS {
+        let m = format!("example.com/evict{i}");
+        assert_eq!(http_get(server.addr(), &format!("/{}", artifact_path(&m, "v1.0.0", "zip"))).status, 200, "{m}");
+    }
+    let now = segment_files(server.data_dir());
+    assert!(before.iter().all(|s| !now.contains(s)), "every segment of before {before:?} is evicted: {now:?}");
+    assert!(metric(server.addr(), "gomodproxy_segments_evicted") >= before.len() as u64);
+
+    upstream.shutdown();
+    server.restart();
+    // Let the TTL pass (this sleep decides *when* we ask, not what we assert).
+    std::thread::sleep(Duration::from_millis(1300));
+    for (path, fresh) in [&list, &latest, &query.to_string()].iter().zip(&fresh) {
+        let stale = http_get(server.addr(), path);
+        assert_eq!(stale.status, 200, "{path}: {}", stale.body_str());
+        assert_eq!(stale.body, fresh.body, "{path}");
+    }
+    assert!(metric(server.addr(), "gomodproxy_stale_served") >= 3);
+}

@@ -8,6 +8,14 @@
 //! carried: they are small, and losing one would bring a purged blob back
 //! after a restart, or let a changed upstream file in unnoticed.
 //!
+//! The stale-if-error reserve (the last good `list`, `@latest`, query and
+//! checksum-database answers) is carried too, served or not: fresh copies
+//! are answered from memory, so "served since stored" says nothing about
+//! them, and the day an upstream fails is the day they are wanted. They
+//! are small; still, they may take at most half a victim ([`RESERVE_SHARE_DIVISOR`]),
+//! so that an eviction always frees room (what does not fit leaves the
+//! index, as an unserved blob does).
+//!
 //! Every carried payload is hashed against its header first: eviction
 //! never launders a damaged byte into a record this process trusts. This
 //! module plans and edits the index; it never writes a file (the writer
@@ -19,6 +27,10 @@ use super::index::Index;
 use super::ledger::Ledger;
 use super::record::{self, align_up, RecordKind, HEADER_LEN};
 use super::segment::Segment;
+
+/// Carried stale-if-error reserve records take at most a victim's length
+/// divided by this.
+const RESERVE_SHARE_DIVISOR: u64 = 2;
 
 /// Which index shard holds a key (the runtime's routing, kept by the store).
 pub type ShardOf = Arc<dyn Fn(&str, &str, RecordKind) -> usize + Send + Sync>;
@@ -74,6 +86,7 @@ impl Victim {
 pub fn plan(segment: Arc<Segment>, len: u64, indexes: &[Index], shard_of: &ShardOf, ledger: &Ledger) -> Victim {
     let mut carried = Vec::new();
     let mut dropped = 0u64;
+    let mut reserve_room = len / RESERVE_SHARE_DIVISOR;
     if !segment.is_cut() {
         for r in segment.records(len) {
             let keep = |shard: Option<usize>| Carried {
@@ -103,8 +116,13 @@ pub fn plan(segment: Arc<Segment>, len: u64, indexes: &[Index], shard_of: &Shard
             let Some(was_hit) = index.read(module, version, r.kind, |e| (e.blob.record_id() == here).then(|| e.was_hit())).flatten() else {
                 continue;
             };
-            let wanted = r.kind == RecordKind::GoSum || was_hit;
+            let record_len = align_up(HEADER_LEN as u64 + r.key.len() as u64 + r.payload.len() as u64);
+            let reserved = !was_hit && r.kind.is_stale_reserve() && record_len <= reserve_room;
+            let wanted = r.kind == RecordKind::GoSum || was_hit || reserved;
             if wanted && whole() {
+                if reserved {
+                    reserve_room -= record_len;
+                }
                 carried.push(keep(Some(shard)));
             } else if index.remove_record(module, version, r.kind, here) {
                 dropped += 1;

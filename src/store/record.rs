@@ -100,6 +100,12 @@ impl RecordKind {
         )
     }
 
+    /// The stale-if-error reserve: the last good copy of an answer that
+    /// changes, kept for the day its sources fail.
+    pub fn is_stale_reserve(self) -> bool {
+        matches!(self, RecordKind::List | RecordKind::Latest | RecordKind::Query | RecordKind::SumAnswer)
+    }
+
     pub fn from_byte(b: u8) -> Option<RecordKind> {
         match b {
             1 => Some(RecordKind::Info),

@@ -458,6 +458,57 @@ fn eviction_carries_tombstones_and_go_sum_hashes_so_a_purge_outlives_the_segment
 }
 
 #[test]
+fn eviction_carries_the_stale_if_error_reserve_unserved_but_never_more_than_half_a_victim() {
+    const MAX: u64 = 128 << 10;
+    const SEGMENT: u64 = 16 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    store.ledger().set_max_bytes(Some(MAX));
+    let writer = store.writer(SEGMENT);
+    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
+    let reserve = [RecordKind::List, RecordKind::Latest, RecordKind::Query, RecordKind::SumAnswer];
+    ex.run(async {
+        // A module's answers that change, never read from the store again
+        // (fresh copies are served from memory), among zips nobody asks
+        // for again either; then enough zips to evict all of them.
+        for (i, kind) in reserve.iter().enumerate() {
+            fill(&writer, &store, "example.com/answers", *kind, &payload_of(i, 300)).await.unwrap();
+            fill(&writer, &store, &format!("example.com/cold{i}"), RecordKind::Zip, &payload_of(i, 3000)).await.unwrap();
+        }
+        for i in 0..120 {
+            fill(&writer, &store, &format!("example.com/z{i}"), RecordKind::Zip, &payload_of(i, 3000)).await.unwrap();
+            assert!(bytes_on_disk(dir.path()) <= MAX + SEGMENT, "after zip {i}");
+        }
+    });
+    assert!(store.ledger().evicted_segments.load(std::sync::atomic::Ordering::Relaxed) >= 10);
+    assert!(get(&store, "example.com/cold0", "v1.0.0", RecordKind::Zip).is_none(), "an unserved zip was evicted");
+    drop(writer);
+    drop(store);
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    for (i, kind) in reserve.iter().enumerate() {
+        assert_eq!(get(&store, "example.com/answers", "v1.0.0", *kind), Some(payload_of(i, 300)), "{kind:?} was carried, across a restart");
+    }
+
+    // A store of nothing but reserve records still makes room: a victim
+    // carries at most half of itself, so fills are stored, not refused as
+    // full, and the bound holds.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    store.ledger().set_max_bytes(Some(MAX));
+    let writer = store.writer(SEGMENT);
+    ex.run(async {
+        for i in 0..600 {
+            fill(&writer, &store, &format!("example.com/l{i}"), RecordKind::List, &payload_of(i, 1000)).await.unwrap();
+            assert!(bytes_on_disk(dir.path()) <= MAX + SEGMENT, "after list {i}");
+        }
+    });
+    let kept = store.indexes()[0].len();
+    assert!(kept < 600, "some reserve records left to make room: {kept} kept");
+    assert!(get(&store, "example.com/l599", "v1.0.0", RecordKind::List).is_some());
+    assert!(store.ledger().carried_records.load(std::sync::atomic::Ordering::Relaxed) > 0);
+}
+
+#[test]
 fn a_blob_held_by_a_reader_while_its_segment_is_evicted_stays_whole() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), 1, owner).unwrap();
