@@ -95,12 +95,24 @@ fn main() -> anyhow::Result<()> {
             .context("gomodproxy serve")?;
         }
         Command::Purge(args) => {
-            let purged = gomodproxy::runtime::purge::purge(&args.data, &args.target).context("gomodproxy purge")?;
+            let shared = args.shared_settings().context("gomodproxy purge")?;
+            let purged = gomodproxy::runtime::purge::purge(&args.data, &args.target, shared).context("gomodproxy purge")?;
             let mut out = std::io::stdout().lock();
-            for (module, version, kind) in &purged {
+            for (module, version, kind) in &purged.records {
                 let _ = writeln!(out, "purged {module}@{version} ({})", kind.label());
             }
-            let _ = writeln!(out, "purged {} record(s) of {}; fetched afresh on their next request", purged.len(), args.target);
+            let _ = writeln!(out, "purged {} record(s) of {}; fetched afresh on their next request", purged.records.len(), args.target);
+            match purged.shared {
+                None => {}
+                Some(Ok(n)) => {
+                    let _ = writeln!(out, "deleted {n} object(s) of {} from the shared store", args.target);
+                }
+                Some(Err(e)) => {
+                    let _ = out.flush();
+                    eprintln!("gomodproxy purge: the local store is purged, but the shared store's copies are not (run it again): {e}");
+                    std::process::exit(1);
+                }
+            }
         }
         Command::Verify(args) => {
             let config = args.into_config()?;

@@ -53,8 +53,59 @@ pub struct PurgeArgs {
     #[arg(long, env = "GOMODPROXY_DATA", default_value = "./data")]
     pub data: PathBuf,
 
+    /// The shared store the fleet's nodes serve from (serve's --shared-store): its copies of
+    /// what is purged are deleted too, so that no node reads them back. Other nodes' own
+    /// stores keep theirs: purge each of them as well (online: POST /purge).
+    #[arg(long, env = "GOMODPROXY_SHARED_STORE")]
+    shared_store: Option<String>,
+
     /// `MODULE` or `MODULE@VERSION` (decoded module path, canonical version).
     pub target: String,
+}
+
+impl PurgeArgs {
+    /// The shared store to purge too, checked as serve checks it. The
+    /// client waits as long as serve's defaults let it (10s to connect, 60s
+    /// for an answer) and gives the whole of each request two minutes; no
+    /// lease is ever taken.
+    pub fn shared_settings(&self) -> Result<Option<crate::shared::SharedSettings>, ConfigError> {
+        let Some(url) = self.shared_store.as_deref().map(str::trim) else { return Ok(None) };
+        check_shared_url(url)?;
+        Ok(Some(crate::shared::SharedSettings {
+            url: url.to_string(),
+            lease: Duration::from_secs(60),
+            wait_limit: Duration::ZERO,
+            node: "gomodproxy-purge".to_string(),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(120),
+            breaker_failures: 1,
+            breaker_cooldown: Duration::from_secs(1),
+        }))
+    }
+}
+
+/// The form of a `--shared-store` URL (the client is built, without
+/// touching the network, when it is first used).
+fn check_shared_url(url: &str) -> Result<(), ConfigError> {
+    let bad = |why: String| ConfigError::SharedStore(why);
+    let parsed = url::Url::parse(url).map_err(|e| bad(format!("{url}: {e}")))?;
+    match parsed.scheme() {
+        "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => {
+            if parsed.host_str().is_none_or(str::is_empty) {
+                return Err(bad(format!("{url}: no bucket (want {}://BUCKET/PREFIX)", parsed.scheme())));
+            }
+            Ok(())
+        }
+        "file" => {
+            let dir = parsed.to_file_path().map_err(|()| bad(format!("{url}: not a local directory")))?;
+            if !dir.is_dir() {
+                return Err(bad(format!("{}: no such directory", dir.display())));
+            }
+            Ok(())
+        }
+        other => Err(bad(format!("{url}: unknown scheme {other}:// (want s3://, gs://, az:// or file://)"))),
+    }
 }
 
 #[derive(Args)]
@@ -578,26 +629,10 @@ fn with_config_file(argv: Vec<std::ffi::OsString>, cli: Cli) -> Result<Cli, Conf
 
 impl ServeArgs {
     /// `--shared-store URL` and the settings the tier takes from other
-    /// flags: the URL's form is checked here (the client is built, without
-    /// touching the network, when the server starts).
+    /// flags: the URL's form is checked here (see [`check_shared_url`]).
     fn shared_settings(&self) -> Result<Option<crate::shared::SharedSettings>, ConfigError> {
         let Some(url) = self.shared_store.as_deref().map(str::trim) else { return Ok(None) };
-        let bad = |why: String| ConfigError::SharedStore(why);
-        let parsed = url::Url::parse(url).map_err(|e| bad(format!("{url}: {e}")))?;
-        match parsed.scheme() {
-            "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => {
-                if parsed.host_str().is_none_or(str::is_empty) {
-                    return Err(bad(format!("{url}: no bucket (want {}://BUCKET/PREFIX)", parsed.scheme())));
-                }
-            }
-            "file" => {
-                let dir = parsed.to_file_path().map_err(|()| bad(format!("{url}: not a local directory")))?;
-                if !dir.is_dir() {
-                    return Err(bad(format!("{}: no such directory", dir.display())));
-                }
-            }
-            other => return Err(bad(format!("{url}: unknown scheme {other}:// (want s3://, gs://, az:// or file://)"))),
-        }
+        check_shared_url(url)?;
         if self.shared_lease < Duration::from_millis(300) {
             return Err(ConfigError::Invalid("--shared-lease must be at least 300ms"));
         }

@@ -3,12 +3,15 @@
 //! go.sum hashes kept with them), or of a whole module (every version, its
 //! `list` and `@latest`), with tombstones that survive restarts. What was
 //! purged is fetched afresh on its next request, and its hashes recorded
-//! anew: a purge is how an operator accepts a version's new bytes.
+//! anew: a purge is how an operator accepts a version's new bytes. With
+//! `--shared-store` the fleet's copies in the object store are deleted too,
+//! after the local store's (so a refused purge touches neither).
 //!
 //! Owns choosing the records. It runs with the store's lock held (never
 //! beside a running server) and never touches checksum-database answers.
 
 use crate::gomod::module;
+use crate::shared::{SharedError, SharedSettings, SharedTier};
 use crate::store::{RecordKind, Store, StoreError};
 
 #[derive(Debug)]
@@ -41,16 +44,25 @@ pub fn check_target(path: &str, version: Option<&str>) -> Result<(), PurgeError>
     }
 }
 
-/// Purges `target` from the store under `data_dir`; returns the records withdrawn.
-pub fn purge(data_dir: &std::path::Path, target: &str) -> Result<Vec<(String, String, RecordKind)>, PurgeError> {
+/// What a purge withdrew: the local store's records, and (with a shared
+/// store) how many of the fleet's objects went, or why they did not.
+pub struct Purged {
+    pub records: Vec<(String, String, RecordKind)>,
+    pub shared: Option<Result<usize, SharedError>>,
+}
+
+/// Purges `target` from the store under `data_dir`, then from `shared` if given.
+pub fn purge(data_dir: &std::path::Path, target: &str, shared: Option<SharedSettings>) -> Result<Purged, PurgeError> {
     let (path, version) = match target.split_once('@') {
         Some((p, v)) => (p, Some(v)),
         None => (target, None),
     };
     check_target(path, version)?;
     let store = Store::open(data_dir, 1, |_, _, _| 0).map_err(PurgeError::Store)?;
-    let chosen = store.indexes()[0].module_records(path, version);
-    let refs: Vec<(&str, &str, RecordKind)> = chosen.iter().map(|(m, v, k)| (m.as_str(), v.as_str(), *k)).collect();
+    let records = store.indexes()[0].module_records(path, version);
+    let refs: Vec<(&str, &str, RecordKind)> = records.iter().map(|(m, v, k)| (m.as_str(), v.as_str(), *k)).collect();
     store.withdraw(&refs, |_, _, _| 0).map_err(PurgeError::Store)?;
-    Ok(chosen)
+    // Whether or not this node stored any of it: another may have put it there.
+    let shared = shared.map(|settings| SharedTier::open(settings).and_then(|tier| tier.purge(path, version)));
+    Ok(Purged { records, shared })
 }
