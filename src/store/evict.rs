@@ -12,9 +12,11 @@
 //! checksum-database answers) is carried too, served or not: fresh copies
 //! are answered from memory, so "served since stored" says nothing about
 //! them, and the day an upstream fails is the day they are wanted. They
-//! are small; still, they may take at most half a victim ([`RESERVE_SHARE_DIVISOR`]),
-//! so that an eviction always frees room (what does not fit leaves the
-//! index, as an unserved blob does).
+//! are small; still, they are carried (newest first) only while all that
+//! is carried out of a victim stays within half of it
+//! ([`RESERVE_SHARE_DIVISOR`]), so they never take an eviction's room below
+//! half a victim; what does not fit leaves the index, as an unserved blob
+//! does.
 //!
 //! Every carried payload is hashed against its header first: eviction
 //! never launders a damaged byte into a record this process trusts. This
@@ -85,8 +87,10 @@ impl Victim {
 /// what it serves from there unseen since, and returns what must be carried.
 pub fn plan(segment: Arc<Segment>, len: u64, indexes: &[Index], shard_of: &ShardOf, ledger: &Ledger) -> Victim {
     let mut carried = Vec::new();
+    // Unserved stale-if-error reserve records: carried after the rest, as
+    // far as what the rest leaves of the reserve's share allows.
+    let mut reserve = Vec::new();
     let mut dropped = 0u64;
-    let mut reserve_room = len / RESERVE_SHARE_DIVISOR;
     if !segment.is_cut() {
         for r in segment.records(len) {
             let keep = |shard: Option<usize>| Carried {
@@ -116,13 +120,12 @@ pub fn plan(segment: Arc<Segment>, len: u64, indexes: &[Index], shard_of: &Shard
             let Some(was_hit) = index.read(module, version, r.kind, |e| (e.blob.record_id() == here).then(|| e.was_hit())).flatten() else {
                 continue;
             };
-            let record_len = align_up(HEADER_LEN as u64 + r.key.len() as u64 + r.payload.len() as u64);
-            let reserved = !was_hit && r.kind.is_stale_reserve() && record_len <= reserve_room;
-            let wanted = r.kind == RecordKind::GoSum || was_hit || reserved;
+            if !was_hit && r.kind.is_stale_reserve() {
+                reserve.push(keep(Some(shard)));
+                continue;
+            }
+            let wanted = r.kind == RecordKind::GoSum || was_hit;
             if wanted && whole() {
-                if reserved {
-                    reserve_room -= record_len;
-                }
                 carried.push(keep(Some(shard)));
             } else if index.remove_record(module, version, r.kind, here) {
                 dropped += 1;
@@ -130,6 +133,26 @@ pub fn plan(segment: Arc<Segment>, len: u64, indexes: &[Index], shard_of: &Shard
                     log::error!("evicting segment {:016x}: {} ({}) fails its checksum; dropped", segment.id(), r.key, r.kind.label());
                 }
             }
+        }
+    }
+    // The newest answers first: an answer carried before must not keep a
+    // fresher one out for good.
+    reserve.sort_unstable_by_key(|c| std::cmp::Reverse(c.stored_at_ms));
+    let mut reserve_room = (len / RESERVE_SHARE_DIVISOR).saturating_sub(carried.iter().map(Carried::record_len).sum());
+    for c in reserve {
+        let whole = record::payload_sha256(c.payload()) == c.sha256;
+        if whole && c.record_len() <= reserve_room {
+            reserve_room -= c.record_len();
+            carried.push(c);
+            continue;
+        }
+        if !whole {
+            log::error!("evicting segment {:016x}: {} ({}) fails its checksum; dropped", segment.id(), c.key, c.kind.label());
+        }
+        let (module, version) = c.module_version();
+        let index = c.shard.and_then(|shard| indexes.get(shard));
+        if index.is_some_and(|index| index.remove_record(module, version, c.kind, (segment.id(), c.data_offset))) {
+            dropped += 1;
         }
     }
     ledger.dropped_blobs.fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
