@@ -105,12 +105,11 @@ fn main() -> anyhow::Result<()> {
             match purged.shared {
                 None => {}
                 Some(Ok(n)) => {
-                    let _ = writeln!(out, "deleted {n} object(s) of {} from the shared store", args.target);
+                    let _ = writeln!(out, "the shared store accepted {n} delete(s) for {}", args.target);
                 }
                 Some(Err(e)) => {
                     let _ = out.flush();
-                    eprintln!("gomodproxy purge: the local store is purged, but the shared store's copies are not (run it again): {e}");
-                    std::process::exit(1);
+                    anyhow::bail!("gomodproxy purge: the local store is purged, but the shared store's copies are not (run it again): {e}");
                 }
             }
         }

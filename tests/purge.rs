@@ -97,7 +97,7 @@ fn an_offline_purge_with_the_shared_store_deletes_the_fleets_copies_too() {
     let out = run_with_timeout(&mut cmd, Duration::from_secs(30));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("purged 5 record(s)") && text.contains("deleted 3 object(s)"), "{text}");
+    assert!(text.contains("purged 5 record(s)") && text.contains("the shared store accepted 3 delete(s)"), "{text}");
     for ext in ["info", "mod", "zip"] {
         assert!(!object("v1.0.0", ext).exists(), "{ext} left in the shared store");
         assert!(object("v1.1.0", ext).exists(), "{ext} of the other version kept");

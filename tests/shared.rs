@@ -240,7 +240,7 @@ fn a_damaged_object_in_the_bucket_is_never_served_nor_kept() {
 #[test]
 fn an_online_purge_deletes_the_fleets_copies_too() {
     let fx = fixture();
-    let s3 = S3Server::start();
+    let mut s3 = S3Server::start();
     let upstream = CountingUpstream::serve(fx.root());
     let n = node("127.0.0.2", &upstream.url(), &s3, "p", &[]);
     for ext in ["info", "mod", "zip"] {
@@ -250,6 +250,8 @@ fn an_online_purge_deletes_the_fleets_copies_too() {
     assert!(wait_until(Duration::from_secs(10), || metric(n.addr(), "gomodproxy_shared_writes") == 6));
     let r = admin_request(n.admin_addr(), "POST", &format!("/purge?module={SMALL}&version=v1.0.0"));
     assert_eq!(r.status, 200, "{}", r.body_str());
+    let answer: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(answer["shared_deletes"], 3, "{answer}");
     for ext in ["info", "mod", "zip"] {
         assert!(!s3.object_file(&format!("p/{}", artifact_path(SMALL, "v1.0.0", ext))).exists(), "{ext} left in the bucket");
         assert!(s3.object_file(&format!("p/{}", artifact_path(SMALL, "v1.1.0", ext))).exists(), "{ext} of the other version kept");
@@ -260,6 +262,26 @@ fn an_online_purge_deletes_the_fleets_copies_too() {
     let r = admin_request(n.admin_addr(), "POST", &format!("/purge?module={SMALL}"));
     assert_eq!(r.status, 200, "{}", r.body_str());
     assert!(wait_until(Duration::from_secs(10), || s3.keys(&format!("p/{SMALL}")).is_empty()), "{:?}", s3.keys("p"));
+
+    // With the bucket unreachable the purge says so (502, what this node
+    // withdrew listed); once it is back, the same purge finishes the job.
+    for ext in ["info", "mod", "zip"] {
+        assert_eq!(get(n.addr(), &path(SMALL, "v1.0.0", ext)).status, 200);
+    }
+    let objects: Vec<_> =
+        ["info", "mod", "zip"].iter().map(|ext| s3.object_file(&format!("p/{}", artifact_path(SMALL, "v1.0.0", ext)))).collect();
+    assert!(wait_until(Duration::from_secs(10), || objects.iter().all(|o| o.exists())));
+    s3.kill();
+    let r = admin_request(n.admin_addr(), "POST", &format!("/purge?module={SMALL}&version=v1.0.0"));
+    assert_eq!(r.status, 502, "{}", r.body_str());
+    let answer: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(answer["shared_error"].as_str().is_some_and(|e| !e.is_empty()), "{answer}");
+    assert_eq!(answer["purged"].as_array().map(Vec::len), Some(5), "{answer}");
+    s3.start_again();
+    let r = admin_request(n.admin_addr(), "POST", &format!("/purge?module={SMALL}&version=v1.0.0"));
+    assert_eq!(r.status, 404, "{}", r.body_str());
+    assert!(r.body_str().contains("the shared store accepted 3 delete(s)"), "{}", r.body_str());
+    assert!(objects.iter().all(|o| !o.exists()), "{objects:?}: left in the bucket");
 }
 
 #[test]

@@ -85,8 +85,8 @@ impl PurgeArgs {
     }
 }
 
-/// The form of a `--shared-store` URL (the client is built, without
-/// touching the network, when it is first used).
+/// The form of a `--shared-store` URL (the client itself is built, without
+/// touching the network, when the server starts or the purge begins).
 fn check_shared_url(url: &str) -> Result<(), ConfigError> {
     let bad = |why: String| ConfigError::SharedStore(why);
     let parsed = url::Url::parse(url).map_err(|e| bad(format!("{url}: {e}")))?;

@@ -436,13 +436,15 @@ impl Filler {
         Ok(())
     }
 
-    /// Deletes the shared tier's copies of what a purge withdrew (if there
-    /// is a tier), so no node reads them back. Returns how many went.
-    pub async fn withdraw_shared(&self, module: &str, version: Option<&str>) -> Result<usize, ResolveError> {
-        let Some(tier) = self.sources.get().shared.clone() else { return Ok(0) };
+    /// Deletes the shared tier's copies of what a purge withdrew, so no
+    /// node reads them back. Returns how many deletes the tier accepted
+    /// (`None`: there is no tier).
+    pub async fn withdraw_shared(&self, module: &str, version: Option<&str>) -> Result<Option<usize>, ResolveError> {
+        let Some(tier) = self.sources.get().shared.clone() else { return Ok(None) };
         let (module, version) = (module.to_string(), version.map(str::to_string));
         spawn_fetch(move || {
             tier.purge(&module, version.as_deref())
+                .map(Some)
                 .map_err(|e| FetchError::Unavailable { upstream: tier.name().to_string(), message: e.to_string() })
         })
         .await

@@ -54,6 +54,14 @@ struct Negative {
     fetched_at: Instant,
 }
 
+/// What an online purge did: the records withdrawn from this node's
+/// store, and (with a shared tier) how many deletes the tier accepted or
+/// why it refused them.
+pub struct PurgeOutcome {
+    pub withdrawn: Vec<(String, String, store::RecordKind)>,
+    pub shared: Option<Result<usize, String>>,
+}
+
 pub struct Shard {
     id: usize,
     cores: usize,
@@ -297,26 +305,32 @@ impl Shard {
     }
 
     /// Purges what this (owning) core stores of `module`, or of
-    /// `module@version`: see [`store::Index::module_records`]. Returns what
-    /// was withdrawn. The module's remembered `list`/`@latest` go too.
-    pub async fn purge_owned(&self, module: &str, version: Option<&str>) -> Result<Vec<(String, String, store::RecordKind)>, ResolveError> {
-        let targets = self.indexes[self.id].module_records(module, version);
-        self.filler.withdraw(&targets).await?;
-        // The fleet's copies too, or the next fill reads them back.
-        match self.filler.withdraw_shared(module, version).await {
-            Ok(0) => {}
-            Ok(n) => log::info!(module = module; "purged {n} object(s) of {module} from the shared store"),
-            Err(e) => log::error!(module = module; "purging {module} from the shared store failed (its copies may be read back): {e}"),
-        }
-        let mut recent = self.recent.borrow_mut();
+    /// `module@version` (see [`store::Index::module_records`]), then the
+    /// shared tier's copies, whether or not this node stored any: another
+    /// may have put them there. The module's remembered `list`/`@latest`
+    /// go too.
+    pub async fn purge_owned(&self, module: &str, version: Option<&str>) -> Result<PurgeOutcome, ResolveError> {
+        let withdrawn = self.indexes[self.id].module_records(module, version);
+        self.filler.withdraw(&withdrawn).await?;
         for kind in [Kind::List, Kind::Latest] {
-            recent.remove(&ArtifactKey { module: module.into(), version: "".into(), kind });
+            self.recent.borrow_mut().remove(&ArtifactKey { module: module.into(), version: "".into(), kind });
         }
-        drop(recent);
-        for (m, v, k) in &targets {
+        for (m, v, k) in &withdrawn {
             log::info!(module = m.as_str(), version = v.as_str(), kind = k.label(); "purged {m}@{v} ({})", k.label());
         }
-        Ok(targets)
+        // The fleet's copies too, or the next fill reads them back.
+        let shared = match self.filler.withdraw_shared(module, version).await {
+            Ok(None) => None,
+            Ok(Some(n)) => {
+                log::info!(module = module; "the shared store accepted {n} delete(s) for {module}");
+                Some(Ok(n))
+            }
+            Err(e) => {
+                log::error!(module = module; "purging {module} from the shared store failed (its copies may be read back): {e}");
+                Some(Err(e.to_string()))
+            }
+        };
+        Ok(PurgeOutcome { withdrawn, shared })
     }
 
     /// On the owner: what is known already, or a place in the one fill for `key`.

@@ -166,15 +166,32 @@ impl Admin {
         }
         let owner = route::owner_of(&module, self.shard.cores());
         match self.mesh.purge(&self.shard, owner, &module, version.as_deref()).await {
-            Ok(purged) if purged.is_empty() => {
+            Ok(outcome) if outcome.withdrawn.is_empty() && !matches!(outcome.shared, Some(Err(_))) => {
                 let what = version.map_or(module.clone(), |v| format!("{module}@{v}"));
-                Answer::text(404, format!("nothing stored for {what}"))
+                let shared = match outcome.shared {
+                    Some(Ok(n)) => format!(" (the shared store accepted {n} delete(s))"),
+                    _ => String::new(),
+                };
+                Answer::text(404, format!("nothing stored for {what}{shared}"))
             }
-            Ok(purged) => {
+            Ok(outcome) => {
                 let records: Vec<serde_json::Value> =
-                    purged.iter().map(|(m, v, k)| serde_json::json!({ "module": m, "version": v, "kind": k.label() })).collect();
-                let body = serde_json::json!({ "purged": records }).to_string() + "\n";
-                Answer { status: 200, content_type: "application/json", body }
+                    outcome.withdrawn.iter().map(|(m, v, k)| serde_json::json!({ "module": m, "version": v, "kind": k.label() })).collect();
+                let mut body = serde_json::json!({ "purged": records });
+                // The object store failing is a gateway's failure: 502, what
+                // this node withdrew listed all the same (a retry redoes only the rest).
+                let status = match outcome.shared {
+                    None => 200,
+                    Some(Ok(n)) => {
+                        body["shared_deletes"] = n.into();
+                        200
+                    }
+                    Some(Err(why)) => {
+                        body["shared_error"] = why.into();
+                        502
+                    }
+                };
+                Answer { status, content_type: "application/json", body: body.to_string() + "\n" }
             }
             Err(e) => Answer::text(500, format!("purge failed: {e}")),
         }

@@ -19,11 +19,11 @@ use glommio::channels::local_channel::{self, LocalSender};
 
 use crate::artifact::ArtifactKey;
 use crate::resolve::prefetch::Prefetched;
+use crate::resolve::shard::PurgeOutcome;
 use crate::resolve::{ResolveError, Resolved, Shard, ToOwner};
-use crate::store::RecordKind;
 
 /// What an owner's purge withdrew (module, version, kind), or why it could not.
-pub type Purged = Result<Vec<(String, String, RecordKind)>, ResolveError>;
+pub type Purged = Result<PurgeOutcome, ResolveError>;
 
 /// What crosses between cores.
 pub enum Msg {

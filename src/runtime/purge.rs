@@ -5,7 +5,8 @@
 //! purged is fetched afresh on its next request, and its hashes recorded
 //! anew: a purge is how an operator accepts a version's new bytes. With
 //! `--shared-store` the fleet's copies in the object store are deleted too,
-//! after the local store's (so a refused purge touches neither).
+//! after the local store's; whatever can be refused without the network is
+//! refused before either is touched.
 //!
 //! Owns choosing the records. It runs with the store's lock held (never
 //! beside a running server) and never touches checksum-database answers.
@@ -19,6 +20,8 @@ pub enum PurgeError {
     /// The target is not `MODULE` or `MODULE@VERSION`.
     BadTarget(String),
     Store(StoreError),
+    /// The shared store's client could not be built from its URL.
+    Shared(SharedError),
 }
 
 impl std::fmt::Display for PurgeError {
@@ -26,6 +29,7 @@ impl std::fmt::Display for PurgeError {
         match self {
             PurgeError::BadTarget(why) => f.write_str(why),
             PurgeError::Store(e) => write!(f, "{e}"),
+            PurgeError::Shared(e) => write!(f, "--shared-store: {e}"),
         }
     }
 }
@@ -45,24 +49,30 @@ pub fn check_target(path: &str, version: Option<&str>) -> Result<(), PurgeError>
 }
 
 /// What a purge withdrew: the local store's records, and (with a shared
-/// store) how many of the fleet's objects went, or why they did not.
+/// store) how many deletes it accepted, or why it refused them.
 pub struct Purged {
     pub records: Vec<(String, String, RecordKind)>,
     pub shared: Option<Result<usize, SharedError>>,
 }
 
-/// Purges `target` from the store under `data_dir`, then from `shared` if given.
+/// Purges `target` from the store under `data_dir`, then from `shared` if
+/// given. Everything that can be refused without the network (the target,
+/// the shared store's settings, the store's lock) is, before anything is
+/// withdrawn.
 pub fn purge(data_dir: &std::path::Path, target: &str, shared: Option<SharedSettings>) -> Result<Purged, PurgeError> {
     let (path, version) = match target.split_once('@') {
         Some((p, v)) => (p, Some(v)),
         None => (target, None),
     };
     check_target(path, version)?;
+    let tier = shared.map(SharedTier::open).transpose().map_err(PurgeError::Shared)?;
     let store = Store::open(data_dir, 1, |_, _, _| 0).map_err(PurgeError::Store)?;
     let records = store.indexes()[0].module_records(path, version);
     let refs: Vec<(&str, &str, RecordKind)> = records.iter().map(|(m, v, k)| (m.as_str(), v.as_str(), *k)).collect();
     store.withdraw(&refs, |_, _, _| 0).map_err(PurgeError::Store)?;
+    // The lock is not held through the object store's round trips.
+    drop(store);
     // Whether or not this node stored any of it: another may have put it there.
-    let shared = shared.map(|settings| SharedTier::open(settings).and_then(|tier| tier.purge(path, version)));
+    let shared = tier.map(|tier| tier.purge(path, version));
     Ok(Purged { records, shared })
 }

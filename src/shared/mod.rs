@@ -280,7 +280,8 @@ impl SharedTier {
     /// Deletes the tier's copies of `module@version` (`.info`, `.mod`,
     /// `.zip`), or of every version of `module`, so that a purge is not
     /// undone by the next fill reading them back. Blocking. Returns how
-    /// many objects went.
+    /// many deletes the store accepted: S3 accepts one for a key that is
+    /// not there, the others answer "not found", which is not counted.
     pub fn purge(&self, module: &str, version: Option<&str>) -> Result<usize, SharedError> {
         let keys: Vec<ObjectPath> = match version {
             Some(v) => [Kind::Info, Kind::Mod, Kind::Zip]
