@@ -22,7 +22,7 @@ use crate::resolve::prefetch::Prefetched;
 use crate::resolve::shard::PurgeOutcome;
 use crate::resolve::{ResolveError, Resolved, Shard, ToOwner};
 
-/// What an owner's purge withdrew (module, version, kind), or why it could not.
+/// What an owner's purge did ([`PurgeOutcome`]), or why it could not.
 pub type Purged = Result<PurgeOutcome, ResolveError>;
 
 /// What crosses between cores.

@@ -8,8 +8,8 @@
 //! after the local store's; whatever can be refused without the network is
 //! refused before either is touched.
 //!
-//! Owns choosing the records. It runs with the store's lock held (never
-//! beside a running server) and never touches checksum-database answers.
+//! Owns choosing the records. It withdraws them with the store's lock held
+//! (never beside a running server) and never touches checksum-database answers.
 
 use crate::gomod::module;
 use crate::shared::{SharedError, SharedSettings, SharedTier};
@@ -50,7 +50,7 @@ pub fn check_target(path: &str, version: Option<&str>) -> Result<(), PurgeError>
 
 /// What a purge withdrew: the local store's records, and (with a shared
 /// store) how many deletes it accepted, or why it refused them.
-pub struct Purged {
+pub struct PurgeReport {
     pub records: Vec<(String, String, RecordKind)>,
     pub shared: Option<Result<usize, SharedError>>,
 }
@@ -59,7 +59,7 @@ pub struct Purged {
 /// given. Everything that can be refused without the network (the target,
 /// the shared store's settings, the store's lock) is, before anything is
 /// withdrawn.
-pub fn purge(data_dir: &std::path::Path, target: &str, shared: Option<SharedSettings>) -> Result<Purged, PurgeError> {
+pub fn purge(data_dir: &std::path::Path, target: &str, shared: Option<SharedSettings>) -> Result<PurgeReport, PurgeError> {
     let (path, version) = match target.split_once('@') {
         Some((p, v)) => (p, Some(v)),
         None => (target, None),
@@ -74,5 +74,5 @@ pub fn purge(data_dir: &std::path::Path, target: &str, shared: Option<SharedSett
     drop(store);
     // Whether or not this node stored any of it: another may have put it there.
     let shared = tier.map(|tier| tier.purge(path, version));
-    Ok(Purged { records, shared })
+    Ok(PurgeReport { records, shared })
 }

@@ -30,8 +30,8 @@ use super::ledger::Ledger;
 use super::record::{self, align_up, RecordKind, HEADER_LEN};
 use super::segment::Segment;
 
-/// Carried stale-if-error reserve records take at most a victim's length
-/// divided by this.
+/// Stale-if-error reserve records are carried only while all that is
+/// carried out of a victim stays within its length divided by this.
 const RESERVE_SHARE_DIVISOR: u64 = 2;
 
 /// Which index shard holds a key (the runtime's routing, kept by the store).
