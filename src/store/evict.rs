@@ -140,13 +140,15 @@ pub fn plan(segment: Arc<Segment>, len: u64, indexes: &[Index], shard_of: &Shard
     reserve.sort_unstable_by_key(|c| std::cmp::Reverse(c.stored_at_ms));
     let mut reserve_room = (len / RESERVE_SHARE_DIVISOR).saturating_sub(carried.iter().map(Carried::record_len).sum());
     for c in reserve {
-        let whole = record::payload_sha256(c.payload()) == c.sha256;
-        if whole && c.record_len() <= reserve_room {
+        // Only what fits is hashed: the rest is dropped either way.
+        let fits = c.record_len() <= reserve_room;
+        let whole = fits && record::payload_sha256(c.payload()) == c.sha256;
+        if whole {
             reserve_room -= c.record_len();
             carried.push(c);
             continue;
         }
-        if !whole {
+        if fits {
             log::error!("evicting segment {:016x}: {} ({}) fails its checksum; dropped", segment.id(), c.key, c.kind.label());
         }
         let (module, version) = c.module_version();
