@@ -30,6 +30,17 @@ fn segments_on_disk(data: &Path) -> (u64, Option<(String, u64)>) {
     (total, largest)
 }
 
+/// The segments directory's files and their lengths, a line each (for a failure's message).
+fn listing(data: &Path) -> String {
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(data.join("segments"))
+        .expect("segments dir")
+        .filter_map(|e| e.ok())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().map_or(0, |m| m.len())))
+        .collect();
+    files.sort();
+    files.iter().map(|(name, len)| format!("  {name} {len}\n")).collect()
+}
+
 fn filler(i: usize, len: usize) -> Module {
     Module::new(&format!("example.com/fill{i}"), V).file("data.bin", pseudo_random_bytes(len, i as u64)).stored()
 }
@@ -118,7 +129,8 @@ fn a_zip_being_sent_while_its_segment_is_evicted_arrives_whole() {
     got.truncate(n);
 
     // Fills push the store past its bound: the big zip's segment, hit least
-    // recently, is evicted (its blob, being hit, is carried forward).
+    // recently, is evicted (its blob, all of its segment, is more than a
+    // victim may carry: it is fetched again when next asked for).
     for i in 0..40 {
         let m = format!("example.com/fill{i}");
         assert_eq!(http_get(server.addr(), &format!("/{}", artifact_path(&m, V, "zip"))).status, 200, "{m}");
@@ -147,7 +159,7 @@ fn a_zip_being_sent_while_its_segment_is_evicted_arrives_whole() {
         rest.extend_from_slice(&buf[..n]);
     }
     assert!(rest == want, "the zip sent across its segment's eviction differs");
-    // And it is still served, from its carried copy.
+    // And it is still served, fetched again.
     assert_eq!(http_get(server.addr(), &format!("/{path}")).body, want);
 }
 
@@ -199,7 +211,8 @@ fn kill9_during_eviction_and_during_a_purge_leaves_only_whole_blobs_and_the_purg
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         fills.join().expect("fills");
         server.start_again();
-        assert!(segments_on_disk(server.data_dir()).0 <= 17 * MIB, "round {round}");
+        let (on_disk, _) = segments_on_disk(server.data_dir());
+        assert!(on_disk <= 17 * MIB, "round {round}: {on_disk} bytes on disk after the crash:\n{}", listing(server.data_dir()));
         if round == 3 {
             let fetched = upstream.hits(&zip(0));
             assert_eq!(http_get(server.addr(), &zip(0)).body, fx.artifact("example.com/fill0", V, "zip"));

@@ -6,9 +6,16 @@
 //! victim's records become is [`super::evict`]'s, and the writer that
 //! needs the room does the work). Its mutex is taken only to seal a
 //! segment or to choose a victim, never by a hit.
+//!
+//! Two things keep writers on different cores from passing the bound
+//! together: a write claims its room ([`Claim`]) before it starts, against
+//! the bytes on disk and every claim under way; and one writer at a time
+//! evicts ([`EvictionTurn`]), so only one victim's carried copies are ever
+//! on disk beside the victim. That copy is the "within one segment" of the
+//! bound.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::segment::Segment;
@@ -20,6 +27,10 @@ pub struct Ledger {
     /// Bytes of every segment file this store holds (sealed and active), as
     /// written: what the bound is held against.
     on_disk: AtomicU64,
+    /// Bytes claimed by writes under way and not yet in `on_disk`.
+    claimed: AtomicU64,
+    /// Held by the writer that is evicting (see [`EvictionTurn`]).
+    evicting: AtomicBool,
     /// Sealed segments, by id, with their length: the candidates for
     /// eviction. A segment chosen is taken out, so two writers never evict
     /// the same one.
@@ -40,6 +51,8 @@ impl Ledger {
         Ledger {
             max_bytes: AtomicU64::new(max_bytes.unwrap_or(u64::MAX)),
             on_disk: AtomicU64::new(0),
+            claimed: AtomicU64::new(0),
+            evicting: AtomicBool::new(false),
             sealed: Mutex::default(),
             evicted_segments: AtomicU64::new(0),
             evicted_bytes: AtomicU64::new(0),
@@ -63,11 +76,34 @@ impl Ledger {
         self.on_disk.load(Ordering::Relaxed)
     }
 
-    /// By how many bytes writing `need` more would pass the bound (0: it fits).
-    pub fn excess_with(&self, need: u64) -> u64 {
-        self.max_bytes().map_or(0, |max| (self.on_disk() + need).saturating_sub(max))
+    /// Claims room for a write of `need` bytes, if it fits under the bound
+    /// beside the bytes on disk and every other claim under way (always,
+    /// with no bound). `None`: room must be made first.
+    pub fn try_claim(self: &Arc<Self>, need: u64) -> Option<Claim> {
+        let max = self.max_bytes.load(Ordering::Relaxed);
+        let mut claimed = self.claimed.load(Ordering::Relaxed);
+        loop {
+            // `on_disk` read apart from `claimed` can only be stale high:
+            // a committed claim adds to it before it leaves `claimed`, and
+            // eviction only lowers it. A stale read refuses, never overfills.
+            if self.on_disk().saturating_add(claimed).saturating_add(need) > max {
+                return None;
+            }
+            match self.claimed.compare_exchange_weak(claimed, claimed + need, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(Claim { ledger: self.clone(), bytes: need }),
+                Err(now) => claimed = now,
+            }
+        }
     }
 
+    /// The eviction turn, unless another writer holds it.
+    pub fn try_eviction_turn(self: &Arc<Self>) -> Option<EvictionTurn> {
+        self.evicting.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).ok()?;
+        Some(EvictionTurn { ledger: self.clone() })
+    }
+
+    /// Bytes written outside any claim: the copies an eviction carries (the
+    /// turn's slack over the bound), and the seals and snapshots of segments.
     pub fn grew(&self, bytes: u64) {
         self.on_disk.fetch_add(bytes, Ordering::Relaxed);
     }
@@ -107,5 +143,44 @@ impl Ledger {
     fn candidates(&self) -> MutexGuard<'_, HashMap<u64, (Arc<Segment>, u64)>> {
         // Every change is one insert or remove: a panicked holder left the map whole.
         self.sealed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Room for one write under the bound, held from before the write starts
+/// until its bytes are counted on disk ([`Claim::commit`]); dropped
+/// uncommitted (the write failed), the room is free again.
+pub struct Claim {
+    ledger: Arc<Ledger>,
+    bytes: u64,
+}
+
+impl Claim {
+    /// The write is on disk and took `written` bytes (at most the claim:
+    /// the last record's padding is not written).
+    pub fn commit(self, written: u64) {
+        // On disk first, then out of the claims: `try_claim` may see both
+        // for a moment, never neither.
+        self.ledger.grew(written);
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.ledger.claimed.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// The one writer allowed to evict now: it copies a victim's carried
+/// records, then deletes the victim, one victim at a time, so the bytes on
+/// disk pass the bound by at most one victim's carried copies. Not a lock
+/// a hit ever waits on: only a write that found no room asks for it, and a
+/// writer that finds it taken waits on a timer, never blocking its core.
+pub struct EvictionTurn {
+    ledger: Arc<Ledger>,
+}
+
+impl Drop for EvictionTurn {
+    fn drop(&mut self) {
+        self.ledger.evicting.store(false, Ordering::Release);
     }
 }

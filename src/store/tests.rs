@@ -410,6 +410,129 @@ fn a_bounded_store_evicts_whole_segments_keeps_what_is_hit_and_stays_within_one_
     assert_eq!(store.ledger().on_disk(), bytes_on_disk(dir.path()), "every file sealed: counted exactly");
 }
 
+/// The bytes of the directory's files at one instant, and the largest
+/// file's, or `None` when a file went while they were listed. Files only
+/// grow or go: if every file listed is still there once all are read, the
+/// total is at most what the directory held at that moment (a listing that
+/// counted a file deleted after it was read could count room twice).
+fn bytes_on_disk_now(dir: &Path) -> Option<(u64, u64)> {
+    let listed: Vec<(PathBuf, u64)> =
+        fs::read_dir(dir.join("segments")).ok()?.filter_map(|e| Some((e.as_ref().ok()?.path(), e.ok()?.metadata().ok()?.len()))).collect();
+    if listed.iter().any(|(path, _)| !path.exists()) {
+        return None;
+    }
+    Some((listed.iter().map(|(_, len)| len).sum(), listed.iter().map(|(_, len)| *len).max().unwrap_or(0)))
+}
+
+/// Samples [`bytes_on_disk_now`] until `stop`: the most bytes on disk, and the largest file.
+fn watch_bytes_on_disk(dir: &Path, stop: &std::sync::atomic::AtomicBool) -> (u64, u64) {
+    let (mut most, mut largest) = (0, 0);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Some((total, file)) = bytes_on_disk_now(dir) {
+            (most, largest) = (most.max(total), largest.max(file));
+        }
+    }
+    (most, largest)
+}
+
+#[test]
+fn with_every_blob_hot_eviction_still_makes_room_and_passes_the_bound_by_less_than_a_segment_while_it_runs() {
+    const MAX: u64 = 256 << 10;
+    const SEGMENT: u64 = 32 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    store.ledger().set_max_bytes(Some(MAX));
+    let writer = store.writer(SEGMENT);
+    // Watches the directory while the writes run: the copies an eviction
+    // carries are on disk beside their victim until it is deleted.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, dir) = (stop.clone(), dir.path().to_path_buf());
+        std::thread::spawn(move || watch_bytes_on_disk(&dir, &stop))
+    };
+    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
+    ex.run(async {
+        for i in 0..300 {
+            // Every write is stored: no refusal as full.
+            fill(&writer, &store, &format!("example.com/m{i}"), RecordKind::Zip, &payload_of(i, 4000)).await.unwrap();
+            // Everything stored is asked for again before the next fill.
+            for j in 0..=i {
+                store.indexes()[0].read(&format!("example.com/m{j}"), "v1.0.0", RecordKind::Zip, index::Entry::note_hit);
+            }
+        }
+        // Writes of almost a segment need more than one victim's room: each
+        // victim's copies go before the next victim is chosen.
+        for i in 0..12 {
+            fill(&writer, &store, &format!("example.com/big{i}"), RecordKind::Zip, &payload_of(i, 30_000)).await.unwrap();
+            for j in 0..300 {
+                store.indexes()[0].read(&format!("example.com/m{j}"), "v1.0.0", RecordKind::Zip, index::Entry::note_hit);
+            }
+        }
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (most, largest) = watcher.join().unwrap();
+    assert!(most <= MAX + SEGMENT, "{most} bytes on disk at the most, bound {MAX} + one segment {SEGMENT}");
+    assert!(largest <= SEGMENT + HEADER_LEN as u64, "a segment of {largest} bytes: copies fill segments as any write does");
+    let ledger = store.ledger();
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(load(&ledger.evicted_segments) >= 20);
+    let (carried, evicted) = (load(&ledger.carried_bytes), load(&ledger.evicted_bytes));
+    assert!(carried > 0 && carried <= evicted / 4 * 3, "carried {carried} of {evicted} evicted bytes: at most three quarters");
+    assert!(load(&ledger.dropped_blobs) > 0, "hot blobs beyond a victim's share were dropped");
+    assert_eq!(get(&store, "example.com/big11", "v1.0.0", RecordKind::Zip), Some(payload_of(11, 30_000)));
+}
+
+#[test]
+fn writers_on_four_cores_evicting_at_once_keep_the_bound_within_one_segment() {
+    // A segment is at most a quarter of a core's share of the bound, as
+    // the configuration requires.
+    const MAX: u64 = 256 << 10;
+    const SEGMENT: u64 = 16 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    store.ledger().set_max_bytes(Some(MAX));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (most, largest) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| watch_bytes_on_disk(dir.path(), &stop));
+        let cores: Vec<_> = (0..4)
+            .map(|core| {
+                let store = &store;
+                scope.spawn(move || {
+                    let writer = store.writer(SEGMENT);
+                    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
+                    ex.run(async {
+                        for i in 0..200 {
+                            // Small, then nearly a segment: the cores need victims at once.
+                            let len = if i % 10 == 9 { 15_000 } else { 2000 };
+                            fill(&writer, store, &format!("example.com/c{core}m{i}"), RecordKind::Zip, &payload_of(i, len)).await.unwrap();
+                            // Half of them hot: every victim has copies to carry.
+                            for j in (0..=i).step_by(2) {
+                                store.indexes()[0].read(
+                                    &format!("example.com/c{core}m{j}"),
+                                    "v1.0.0",
+                                    RecordKind::Zip,
+                                    index::Entry::note_hit,
+                                );
+                            }
+                        }
+                    });
+                })
+            })
+            .collect();
+        // Every core finished (or panicked) before the watcher is stopped and the verdict read.
+        let finished: Vec<_> = cores.into_iter().map(|c| c.join()).collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for f in finished {
+            f.unwrap_or_else(|e| std::panic::resume_unwind(e));
+        }
+        watcher.join().unwrap()
+    });
+    assert!(most <= MAX + SEGMENT, "{most} bytes on disk at the most, bound {MAX} + one segment {SEGMENT}");
+    assert!(largest <= SEGMENT + HEADER_LEN as u64, "a segment of {largest} bytes: more than one and its seal");
+    assert!(store.ledger().evicted_segments.load(std::sync::atomic::Ordering::Relaxed) >= 20);
+    assert!(store.ledger().on_disk() <= MAX + SEGMENT);
+}
+
 #[test]
 fn eviction_carries_tombstones_and_go_sum_hashes_so_a_purge_outlives_the_segment_that_recorded_it() {
     const SEGMENT: u64 = 16 << 10;
@@ -458,7 +581,7 @@ fn eviction_carries_tombstones_and_go_sum_hashes_so_a_purge_outlives_the_segment
 }
 
 #[test]
-fn eviction_carries_the_stale_if_error_reserve_unserved_but_never_more_than_half_a_victim() {
+fn eviction_carries_the_stale_if_error_reserve_unserved_but_never_more_than_its_share_of_a_victim() {
     const MAX: u64 = 128 << 10;
     const SEGMENT: u64 = 16 << 10;
     let dir = tempfile::tempdir().unwrap();
@@ -490,7 +613,7 @@ fn eviction_carries_the_stale_if_error_reserve_unserved_but_never_more_than_half
     }
 
     // A store of nothing but reserve records still makes room: a victim
-    // carries at most half of itself, so fills are stored, not refused as
+    // carries at most three quarters of itself, so fills are stored, not refused as
     // full, and the bound holds.
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), 1, owner).unwrap();
@@ -505,13 +628,14 @@ fn eviction_carries_the_stale_if_error_reserve_unserved_but_never_more_than_half
     let ledger = store.ledger();
     let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
     let (carried, evicted) = (load(&ledger.carried_bytes), load(&ledger.evicted_bytes));
-    assert!(carried > 0 && carried <= evicted / 2, "carried {carried} of {evicted} evicted bytes: at most half");
+    assert!(carried > 0 && carried <= evicted / 4 * 3, "carried {carried} of {evicted} evicted bytes: at most three quarters");
     assert!(get(&store, "example.com/l599", "v1.0.0", RecordKind::List).is_some());
 }
 
 #[test]
-fn a_victim_with_more_reserve_than_its_half_carries_the_newest_answers() {
+fn a_victim_with_more_reserve_than_its_share_carries_the_newest_answers() {
     const SEGMENT: u64 = 16 << 10;
+    const ANSWERS: usize = 14;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), 1, owner).unwrap();
     store.ledger().set_max_bytes(Some(128 << 10));
@@ -519,9 +643,9 @@ fn a_victim_with_more_reserve_than_its_half_carries_the_newest_answers() {
     let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
     let evicted = || store.ledger().evicted_segments.load(std::sync::atomic::Ordering::Relaxed);
     ex.run(async {
-        // Twelve answers of 1000 bytes fill most of the first segment: more
-        // than half of it, oldest first in the file.
-        for i in 0..12 {
+        // Fourteen answers of 1000 bytes fill most of the first segment:
+        // more than its share, oldest first in the file.
+        for i in 0..ANSWERS {
             fill(&writer, &store, &format!("example.com/l{i}"), RecordKind::List, &payload_of(i, 1000)).await.unwrap();
             glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
         }
@@ -531,9 +655,10 @@ fn a_victim_with_more_reserve_than_its_half_carries_the_newest_answers() {
             i += 1;
         }
     });
-    let kept: Vec<usize> = (0..12).filter(|i| get(&store, &format!("example.com/l{i}"), "v1.0.0", RecordKind::List).is_some()).collect();
-    assert!(!kept.is_empty() && kept.len() < 12, "half a victim holds some of them: {kept:?}");
-    let newest: Vec<usize> = (12 - kept.len()..12).collect();
+    let kept: Vec<usize> =
+        (0..ANSWERS).filter(|i| get(&store, &format!("example.com/l{i}"), "v1.0.0", RecordKind::List).is_some()).collect();
+    assert!(!kept.is_empty() && kept.len() < ANSWERS, "a victim's share holds some of them: {kept:?}");
+    let newest: Vec<usize> = (ANSWERS - kept.len()..ANSWERS).collect();
     assert_eq!(kept, newest, "the newest answers are carried");
 }
 

@@ -9,13 +9,16 @@
 //! writer never publishes a new record: the caller inserts into the index
 //! after `append` returns, which is after the record is synced.
 //!
-//! Under a size bound the writer that needs room makes it before it
-//! writes: it evicts whole sealed segments (see [`super::ledger`] for the
-//! choice, [`super::evict`] for what outlives a victim), writes the
-//! carried records with its own batch (for the same sync), points the
-//! index at the copies, and only then deletes the victims' files. A blob
-//! being sent from a victim keeps its map (and the file's blocks) until the
-//! send is done.
+//! Under a size bound the writer that needs room claims it before it
+//! writes, and makes it first if it must: holding the store's eviction
+//! turn, it evicts whole sealed segments one at a time (see
+//! [`super::ledger`] for the choice and the claims, [`super::evict`] for
+//! what outlives a victim). For each victim it writes the carried records
+//! into its active segment, syncs them, points the index at the copies,
+//! and only then deletes the victim's file: a crash at any point leaves
+//! every record in the victim or its copy, and the store past its bound by
+//! one victim's copies at most. A blob being sent from a victim keeps its
+//! map (and the file's blocks) until the send is done.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -28,7 +31,7 @@ use glommio::sync::Semaphore;
 
 use super::evict::{self, Carried, ShardOf, Victim};
 use super::index::Index;
-use super::ledger::Ledger;
+use super::ledger::{Claim, Ledger};
 use super::record::{align_up, RecordKind, HEADER_LEN, MAX_KEY_LEN};
 use super::segment::{self, NewRecord, Segment, StoredBlob};
 use super::{unix_ms, StoreError};
@@ -101,6 +104,10 @@ pub struct SegmentWriter {
     /// Set for a read-only data directory: nothing is ever written.
     read_only: std::cell::Cell<bool>,
 }
+
+/// How long a writer that needs room waits before asking again for the
+/// eviction turn another writer holds.
+const EVICTION_TURN_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The first back-off after a failed write, and the longest.
 const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
@@ -233,53 +240,140 @@ impl SegmentWriter {
     }
 
     async fn write_all(&self, batch: &[Waiting], need: u64) -> Result<Vec<StoredBlob>, StoreError> {
-        let victims = if self.ledger.excess_with(need) > 0 { self.make_room(need).await? } else { Vec::new() };
-        let carried: u64 = victims.iter().flat_map(|v| &v.carried).map(Carried::record_len).sum();
-        let current = self.active.borrow().clone();
-        let active = match current {
-            // A segment cut under us is left for a new one.
-            Some(a) if a.next + need + carried <= a.capacity && !a.segment.is_cut() => a,
-            _ => match self.rotate(need + carried).await {
-                Ok(a) => a,
-                Err(e) => {
-                    self.give_back(victims);
-                    return Err(e);
-                }
-            },
-        };
+        let claim = self.claim_room(need).await?;
+        let active = self.active_with_room(need).await?;
         let offset = active.next;
         let file = active.file.clone();
         let stored_at = unix_ms();
         let records: Vec<Owned> = batch.iter().flat_map(|w| w.records.iter().cloned()).collect();
         let for_disk = records.clone();
-        let (ledger, indexes, dir, segment) = (self.ledger.clone(), self.indexes.clone(), self.dir.clone(), active.segment.clone());
         let written = glommio::executor()
             .spawn_blocking(move || {
-                let copies = victims.iter().flat_map(|v| &v.carried).map(|c| NewRecord {
-                    kind: c.kind,
-                    key: &c.key,
-                    payload: c.payload(),
-                    sha256: c.sha256,
-                    stored_at_ms: c.stored_at_ms,
-                });
-                let new = for_disk.iter().map(|r| NewRecord {
-                    kind: r.kind,
-                    key: &r.key,
-                    payload: &r.payload,
-                    sha256: r.sha256,
-                    stored_at_ms: stored_at,
-                });
-                let all: Vec<NewRecord<'_>> = copies.chain(new).collect();
+                let new: Vec<NewRecord<'_>> = for_disk
+                    .iter()
+                    .map(|r| NewRecord { kind: r.kind, key: &r.key, payload: &r.payload, sha256: r.sha256, stored_at_ms: stored_at })
+                    .collect();
                 // A failed write leaves partial bytes after `offset`: cut
                 // them, so the segment can take the next write where this
                 // one should have gone (no new file per failure).
-                let len = match segment::write_records(&file, offset, &all) {
+                segment::write_records(&file, offset, &new).map_err(|e| (e, file.set_len(offset).is_ok()))
+            })
+            .await;
+        let len = match written {
+            Ok(len) => len,
+            Err((e, cut_back)) => {
+                if !cut_back {
+                    self.active.borrow_mut().take();
+                }
+                return Err(StoreError::Io(e));
+            }
+        };
+        claim.commit(len);
+        if let Some(a) = self.active.borrow_mut().as_mut() {
+            a.next = offset + len;
+        }
+        let mut at = offset;
+        let mut blobs = Vec::with_capacity(records.len());
+        for r in &records {
+            let data_offset = at + HEADER_LEN as u64 + r.key.len() as u64;
+            let blob = StoredBlob::new(active.segment.clone(), data_offset, r.payload.len() as u64, r.sha256, stored_at)
+                .ok_or(StoreError::Corrupt("record outside its segment map"))?;
+            blobs.push(blob);
+            at += r.len();
+        }
+        Ok(blobs)
+    }
+
+    /// The active segment, if `need` more bytes fit in it; else a new one.
+    async fn active_with_room(&self, need: u64) -> Result<Active, StoreError> {
+        let current = self.active.borrow().clone();
+        match current {
+            // A segment cut under us is left for a new one.
+            Some(a) if a.next + need <= a.capacity && !a.segment.is_cut() => Ok(a),
+            _ => self.rotate(need).await,
+        }
+    }
+
+    /// Claims room for `need` bytes under the bound, evicting sealed
+    /// segments (least recently hit first) until it fits. Evicting takes
+    /// the store's eviction turn; a writer that finds it taken waits a
+    /// moment and tries again (the other writer's eviction may have made
+    /// its room too). [`StoreError::Full`] when `need` is larger than the
+    /// bound, or when every candidate was evicted and it still does not
+    /// fit: nothing is stored, the fill passes through.
+    async fn claim_room(&self, need: u64) -> Result<Claim, StoreError> {
+        loop {
+            if let Some(claim) = self.ledger.try_claim(need) {
+                return Ok(claim);
+            }
+            if self.ledger.max_bytes().is_some_and(|max| need > max) {
+                return Err(StoreError::Full);
+            }
+            let Some(_turn) = self.ledger.try_eviction_turn() else {
+                glommio::timer::sleep(EVICTION_TURN_WAIT).await;
+                continue;
+            };
+            // Segments this turn seals (filled with carried copies) become
+            // candidates too; past the victims that free the whole store at
+            // the least each must free, evicting more would only move
+            // tombstones and go.sum hashes around.
+            let mut evict_at_most = evict::victim_bytes_to_free(self.ledger.on_disk());
+            loop {
+                if let Some(claim) = self.ledger.try_claim(need) {
+                    return Ok(claim);
+                }
+                if evict_at_most == 0 {
+                    return Err(StoreError::Full);
+                }
+                evict_at_most = evict_at_most.saturating_sub(self.evict_one().await?);
+            }
+        }
+    }
+
+    /// Evicts the next victim: its unseen blobs leave the index, its
+    /// carried records are written (and synced) into this writer's active
+    /// segment, the index is pointed at the copies, and only then is the
+    /// victim's file deleted; returns the victim's length.
+    /// [`StoreError::Full`] when there is no candidate left.
+    async fn evict_one(&self) -> Result<u64, StoreError> {
+        let (ledger, indexes, shard_of) = (self.ledger.clone(), self.indexes.clone(), self.shard_of.clone());
+        let victim = glommio::executor()
+            .spawn_blocking(move || {
+                let (segment, len) = ledger.take_victim()?;
+                Some(evict::plan(segment, len, &indexes, &shard_of, &ledger))
+            })
+            .await
+            .ok_or(StoreError::Full)?;
+        let carried: u64 = victim.carried.iter().map(Carried::record_len).sum();
+        let (ledger, indexes, dir) = (self.ledger.clone(), self.indexes.clone(), self.dir.clone());
+        let evicted = victim.len;
+        if carried == 0 {
+            glommio::executor().spawn_blocking(move || delete_victim(victim, &ledger, &dir)).await;
+            return Ok(evicted);
+        }
+        let active = match self.active_with_room(carried).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.ledger.give_back(victim.segment, victim.len);
+                return Err(e);
+            }
+        };
+        let (offset, file, segment) = (active.next, active.file.clone(), active.segment.clone());
+        let written = glommio::executor()
+            .spawn_blocking(move || {
+                let copies: Vec<NewRecord<'_>> = victim
+                    .carried
+                    .iter()
+                    .map(|c| NewRecord { kind: c.kind, key: &c.key, payload: c.payload(), sha256: c.sha256, stored_at_ms: c.stored_at_ms })
+                    .collect();
+                let len = match segment::write_records(&file, offset, &copies) {
                     Ok(len) => len,
-                    Err(e) => return Err((e, file.set_len(offset).is_ok(), victims)),
+                    Err(e) => return Err((e, file.set_len(offset).is_ok(), victim)),
                 };
-                drop(all);
+                drop(copies);
                 ledger.grew(len);
-                finish_eviction(victims, &segment, offset, &indexes, &ledger, &dir);
+                point_index_at_copies(&victim, &segment, offset, &indexes, &ledger);
+                delete_victim(victim, &ledger, &dir);
                 Ok(len)
             })
             .await;
@@ -288,55 +382,15 @@ impl SegmentWriter {
                 if let Some(a) = self.active.borrow_mut().as_mut() {
                     a.next = offset + len;
                 }
-                let mut at = offset + carried;
-                let mut blobs = Vec::with_capacity(records.len());
-                for r in &records {
-                    let data_offset = at + HEADER_LEN as u64 + r.key.len() as u64;
-                    let blob = StoredBlob::new(active.segment.clone(), data_offset, r.payload.len() as u64, r.sha256, stored_at)
-                        .ok_or(StoreError::Corrupt("record outside its segment map"))?;
-                    blobs.push(blob);
-                    at += r.len();
-                }
-                Ok(blobs)
+                Ok(evicted)
             }
-            Err((e, cut_back, victims)) => {
+            Err((e, cut_back, victim)) => {
                 if !cut_back {
                     self.active.borrow_mut().take();
                 }
-                self.give_back(victims);
+                self.ledger.give_back(victim.segment, victim.len);
                 Err(StoreError::Io(e))
             }
-        }
-    }
-
-    /// Evicts sealed segments until `need` more bytes fit under the bound:
-    /// their unseen blobs leave the index now, their carried records are
-    /// for the write that follows. [`StoreError::Full`] when evicting every
-    /// candidate would not make the room (nothing is stored, the fill
-    /// passes through).
-    async fn make_room(&self, need: u64) -> Result<Vec<Victim>, StoreError> {
-        let (ledger, indexes, shard_of) = (self.ledger.clone(), self.indexes.clone(), self.shard_of.clone());
-        glommio::executor()
-            .spawn_blocking(move || {
-                let excess = ledger.excess_with(need);
-                let mut victims: Vec<Victim> = Vec::new();
-                while victims.iter().map(Victim::frees).sum::<u64>() < excess {
-                    let Some((segment, len)) = ledger.take_victim() else {
-                        for v in victims {
-                            ledger.give_back(v.segment, v.len);
-                        }
-                        return Err(StoreError::Full);
-                    };
-                    victims.push(evict::plan(segment, len, &indexes, &shard_of, &ledger));
-                }
-                Ok(victims)
-            })
-            .await
-    }
-
-    fn give_back(&self, victims: Vec<Victim>) {
-        for v in victims {
-            self.ledger.give_back(v.segment, v.len);
         }
     }
 
@@ -399,36 +453,39 @@ impl SegmentWriter {
     }
 }
 
-/// After the write that holds their carried records: points the index at
-/// the copies (unless a refill or a purge came in between), then deletes
-/// the victims' files. A reader still holding a victim keeps its map.
-fn finish_eviction(victims: Vec<Victim>, segment: &Arc<Segment>, offset: u64, indexes: &[Index], ledger: &Ledger, dir: &std::path::Path) {
+/// After the write that holds a victim's carried records, from `offset`
+/// of `segment`: points the index at the copies (unless a refill or a
+/// purge came in between).
+fn point_index_at_copies(victim: &Victim, segment: &Arc<Segment>, offset: u64, indexes: &[Index], ledger: &Ledger) {
     let mut at = offset;
-    for v in victims {
-        for c in &v.carried {
-            let data_offset = at + HEADER_LEN as u64 + c.key.len() as u64;
-            at += c.record_len();
-            let (module, version) = c.module_version();
-            let was = (v.segment.id(), c.data_offset);
-            let copy = StoredBlob::new(segment.clone(), data_offset, c.len, c.sha256, c.stored_at_ms);
-            if let (Some(shard), Some(copy)) = (c.shard, copy) {
-                if let Some(index) = indexes.get(shard) {
-                    index.replace_record(module, version, c.kind, was, copy);
-                }
+    for c in &victim.carried {
+        let data_offset = at + HEADER_LEN as u64 + c.key.len() as u64;
+        at += c.record_len();
+        let (module, version) = c.module_version();
+        let was = (victim.segment.id(), c.data_offset);
+        let copy = StoredBlob::new(segment.clone(), data_offset, c.len, c.sha256, c.stored_at_ms);
+        if let (Some(shard), Some(copy)) = (c.shard, copy) {
+            if let Some(index) = indexes.get(shard) {
+                index.replace_record(module, version, c.kind, was, copy);
             }
-            ledger.carried_records.fetch_add(1, Ordering::Relaxed);
-            ledger.carried_bytes.fetch_add(c.len, Ordering::Relaxed);
         }
-        let name = segment::segment_file_name(v.segment.id());
-        // The snapshot first: one left behind is only deleted at start-up.
-        let _ = std::fs::remove_file(super::snapshot::snapshot_path(dir, v.segment.id()));
-        match std::fs::remove_file(segment::segment_path(dir, v.segment.id())) {
-            Ok(()) => {
-                log::info!("evicted segment {name} ({} bytes, {} record(s) carried forward)", v.len, v.carried.len());
-                ledger.evicted(v.len);
-            }
-            // Its blobs have left the index either way; the file is counted until it goes.
-            Err(e) => log::error!("evicting segment {name}: could not delete it: {e}"),
+        ledger.carried_records.fetch_add(1, Ordering::Relaxed);
+        ledger.carried_bytes.fetch_add(c.len, Ordering::Relaxed);
+    }
+}
+
+/// Deletes a victim's files, once nothing of it is left to carry. A reader
+/// still holding the victim keeps its map.
+fn delete_victim(victim: Victim, ledger: &Ledger, dir: &std::path::Path) {
+    let name = segment::segment_file_name(victim.segment.id());
+    // The snapshot first: one left behind is only deleted at start-up.
+    let _ = std::fs::remove_file(super::snapshot::snapshot_path(dir, victim.segment.id()));
+    match std::fs::remove_file(segment::segment_path(dir, victim.segment.id())) {
+        Ok(()) => {
+            log::info!("evicted segment {name} ({} bytes, {} record(s) carried forward)", victim.len, victim.carried.len());
+            ledger.evicted(victim.len);
         }
+        // Its blobs have left the index either way; the file is counted until it goes.
+        Err(e) => log::error!("evicting segment {name}: could not delete it: {e}"),
     }
 }
