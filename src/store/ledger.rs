@@ -81,7 +81,8 @@ impl Ledger {
     /// with no bound). `None`: room must be made first.
     pub fn try_claim(self: &Arc<Self>, need: u64) -> Option<Claim> {
         let max = self.max_bytes.load(Ordering::Relaxed);
-        let mut claimed = self.claimed.load(Ordering::Relaxed);
+        // Acquire: a claim seen released has its bytes seen in `on_disk`.
+        let mut claimed = self.claimed.load(Ordering::Acquire);
         loop {
             // `on_disk` read apart from `claimed` can only be stale high:
             // a committed claim adds to it before it leaves `claimed`, and
@@ -89,7 +90,7 @@ impl Ledger {
             if self.on_disk().saturating_add(claimed).saturating_add(need) > max {
                 return None;
             }
-            match self.claimed.compare_exchange_weak(claimed, claimed + need, Ordering::AcqRel, Ordering::Relaxed) {
+            match self.claimed.compare_exchange_weak(claimed, claimed + need, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Some(Claim { ledger: self.clone(), bytes: need }),
                 Err(now) => claimed = now,
             }
@@ -133,6 +134,19 @@ impl Ledger {
         self.on_disk.fetch_sub(len.min(self.on_disk()), Ordering::Relaxed);
         self.evicted_segments.fetch_add(1, Ordering::Relaxed);
         self.evicted_bytes.fetch_add(len, Ordering::Relaxed);
+    }
+
+    /// Whether `need` more bytes would fit under the bound once every
+    /// candidate is evicted (the open segments and the claims under way
+    /// stay): if not, evicting anything is in vain.
+    pub fn could_fit(&self, need: u64) -> bool {
+        let kept = (self.on_disk() + self.claimed.load(Ordering::Acquire)).saturating_sub(self.sealed_bytes());
+        kept.saturating_add(need) <= self.max_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the sealed segments that are candidates now.
+    pub fn sealed_bytes(&self) -> u64 {
+        self.candidates().values().map(|(_, len)| len).sum()
     }
 
     /// How many sealed segments are candidates now.

@@ -361,6 +361,18 @@ async fn fill(writer: &SegmentWriter, store: &Store, module: &str, kind: RecordK
     Ok(blob)
 }
 
+/// A fresh store bounded at `max` bytes, its writer of `segment`-byte
+/// segments, and an executor to run them on (the directory lives as long
+/// as the first).
+fn bounded_store(max: u64, segment: u64) -> (tempfile::TempDir, Store, SegmentWriter, glommio::LocalExecutor) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1, owner).unwrap();
+    store.ledger().set_max_bytes(Some(max));
+    let writer = store.writer(segment);
+    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
+    (dir, store, writer, ex)
+}
+
 /// Bytes of the segment files in the directory now.
 fn bytes_on_disk(dir: &Path) -> u64 {
     fs::read_dir(dir.join("segments")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
@@ -374,11 +386,7 @@ fn payload_of(i: usize, len: usize) -> Vec<u8> {
 fn a_bounded_store_evicts_whole_segments_keeps_what_is_hit_and_stays_within_one_segment_of_its_bound() {
     const MAX: u64 = 256 << 10;
     const SEGMENT: u64 = 32 << 10;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), 1, owner).unwrap();
-    store.ledger().set_max_bytes(Some(MAX));
-    let writer = store.writer(SEGMENT);
-    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
+    let (dir, store, writer, ex) = bounded_store(MAX, SEGMENT);
     ex.run(async {
         for i in 0..200 {
             fill(&writer, &store, &format!("example.com/m{i}"), RecordKind::Zip, &payload_of(i, 4000)).await.unwrap();
@@ -439,10 +447,7 @@ fn watch_bytes_on_disk(dir: &Path, stop: &std::sync::atomic::AtomicBool) -> (u64
 fn with_every_blob_hot_eviction_still_makes_room_and_passes_the_bound_by_less_than_a_segment_while_it_runs() {
     const MAX: u64 = 256 << 10;
     const SEGMENT: u64 = 32 << 10;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), 1, owner).unwrap();
-    store.ledger().set_max_bytes(Some(MAX));
-    let writer = store.writer(SEGMENT);
+    let (dir, store, writer, ex) = bounded_store(MAX, SEGMENT);
     // Watches the directory while the writes run: the copies an eviction
     // carries are on disk beside their victim until it is deleted.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -450,7 +455,6 @@ fn with_every_blob_hot_eviction_still_makes_room_and_passes_the_bound_by_less_th
         let (stop, dir) = (stop.clone(), dir.path().to_path_buf());
         std::thread::spawn(move || watch_bytes_on_disk(&dir, &stop))
     };
-    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
     ex.run(async {
         for i in 0..300 {
             // Every write is stored: no refusal as full.
@@ -584,11 +588,7 @@ fn eviction_carries_tombstones_and_go_sum_hashes_so_a_purge_outlives_the_segment
 fn eviction_carries_the_stale_if_error_reserve_unserved_but_never_more_than_its_share_of_a_victim() {
     const MAX: u64 = 128 << 10;
     const SEGMENT: u64 = 16 << 10;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), 1, owner).unwrap();
-    store.ledger().set_max_bytes(Some(MAX));
-    let writer = store.writer(SEGMENT);
-    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
+    let (dir, store, writer, ex) = bounded_store(MAX, SEGMENT);
     let reserve = [RecordKind::List, RecordKind::Latest, RecordKind::Query, RecordKind::SumAnswer];
     ex.run(async {
         // A module's answers that change, never read from the store again
@@ -636,11 +636,7 @@ fn eviction_carries_the_stale_if_error_reserve_unserved_but_never_more_than_its_
 fn a_victim_with_more_reserve_than_its_share_carries_the_newest_answers() {
     const SEGMENT: u64 = 16 << 10;
     const ANSWERS: usize = 14;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), 1, owner).unwrap();
-    store.ledger().set_max_bytes(Some(128 << 10));
-    let writer = store.writer(SEGMENT);
-    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
+    let (_dir, store, writer, ex) = bounded_store(128 << 10, SEGMENT);
     let evicted = || store.ledger().evicted_segments.load(std::sync::atomic::Ordering::Relaxed);
     ex.run(async {
         // Fourteen answers of 1000 bytes fill most of the first segment:
@@ -664,11 +660,7 @@ fn a_victim_with_more_reserve_than_its_share_carries_the_newest_answers() {
 
 #[test]
 fn a_blob_held_by_a_reader_while_its_segment_is_evicted_stays_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), 1, owner).unwrap();
-    store.ledger().set_max_bytes(Some(64 << 10));
-    let writer = store.writer(16 << 10);
-    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
+    let (dir, store, writer, ex) = bounded_store(64 << 10, 16 << 10);
     let held = ex.run(async {
         let held = fill(&writer, &store, "example.com/held", RecordKind::Zip, &payload_of(7, 12000)).await.unwrap();
         for i in 0..30 {
@@ -691,16 +683,28 @@ fn a_blob_held_by_a_reader_while_its_segment_is_evicted_stays_whole() {
 
 #[test]
 fn a_store_that_cannot_make_room_passes_the_write_back_as_full() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), 1, owner).unwrap();
-    store.ledger().set_max_bytes(Some(32 << 10));
-    let writer = store.writer(8 << 10);
-    let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
+    let (_dir, store, writer, ex) = bounded_store(32 << 10, 8 << 10);
     ex.run(async {
         let too_big = fill(&writer, &store, "example.com/huge", RecordKind::Zip, &payload_of(1, 40 << 10)).await;
         assert!(matches!(too_big, Err(StoreError::Full)), "{too_big:?}");
         fill(&writer, &store, "example.com/small", RecordKind::Zip, &payload_of(2, 1000)).await.unwrap();
+        // Sealed segments to evict, and the open one (never evicted) part full.
+        for i in 0..5 {
+            fill(&writer, &store, &format!("example.com/s{i}"), RecordKind::Zip, &payload_of(i, 5000)).await.unwrap();
+        }
+        // Under the bound, but not beside the open segment: refused before
+        // anything is evicted for it.
+        let open = store.ledger().on_disk() - store.ledger().sealed_bytes();
+        assert!(open > 0);
+        let beside = fill(&writer, &store, "example.com/beside", RecordKind::Zip, &payload_of(3, (32 << 10) - open as usize)).await;
+        assert!(matches!(beside, Err(StoreError::Full)), "{beside:?}");
     });
+    assert_eq!(
+        store.ledger().evicted_segments.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no victim lost for a write that could not fit"
+    );
+    assert!(get(&store, "example.com/small", "v1.0.0", RecordKind::Zip).is_some());
     assert!(store.ledger().on_disk() <= 32 << 10);
 }
 

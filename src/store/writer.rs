@@ -256,7 +256,11 @@ impl SegmentWriter {
                 // A failed write leaves partial bytes after `offset`: cut
                 // them, so the segment can take the next write where this
                 // one should have gone (no new file per failure).
-                segment::write_records(&file, offset, &new).map_err(|e| (e, file.set_len(offset).is_ok()))
+                let len = segment::write_records(&file, offset, &new).map_err(|e| (e, file.set_len(offset).is_ok()))?;
+                // Here, not after the await: bytes written are counted even
+                // if the append waiting for them is dropped meanwhile.
+                claim.commit(len);
+                Ok(len)
             })
             .await;
         let len = match written {
@@ -268,7 +272,6 @@ impl SegmentWriter {
                 return Err(StoreError::Io(e));
             }
         };
-        claim.commit(len);
         if let Some(a) = self.active.borrow_mut().as_mut() {
             a.next = offset + len;
         }
@@ -298,15 +301,19 @@ impl SegmentWriter {
     /// segments (least recently hit first) until it fits. Evicting takes
     /// the store's eviction turn; a writer that finds it taken waits a
     /// moment and tries again (the other writer's eviction may have made
-    /// its room too). [`StoreError::Full`] when `need` is larger than the
-    /// bound, or when every candidate was evicted and it still does not
-    /// fit: nothing is stored, the fill passes through.
+    /// its room too). [`StoreError::Full`] when evicting every candidate
+    /// would not make the room, or when evicting did not (copies of
+    /// tombstones and go.sum hashes took it): nothing is stored, the fill
+    /// passes through.
     async fn claim_room(&self, need: u64) -> Result<Claim, StoreError> {
         loop {
             if let Some(claim) = self.ledger.try_claim(need) {
                 return Ok(claim);
             }
-            if self.ledger.max_bytes().is_some_and(|max| need > max) {
+            // Evicting would not make the room (the bound smaller than the
+            // write, or the open segments and the writes under way taking
+            // the rest): refused before a single victim is lost for nothing.
+            if !self.ledger.could_fit(need) {
                 return Err(StoreError::Full);
             }
             let Some(_turn) = self.ledger.try_eviction_turn() else {
