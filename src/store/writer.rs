@@ -310,16 +310,17 @@ impl SegmentWriter {
             if let Some(claim) = self.ledger.try_claim(need) {
                 return Ok(claim);
             }
-            // Evicting would not make the room (the bound smaller than the
-            // write, or the open segments and the writes under way taking
-            // the rest): refused before a single victim is lost for nothing.
-            if !self.ledger.could_fit(need) {
-                return Err(StoreError::Full);
-            }
             let Some(_turn) = self.ledger.try_eviction_turn() else {
                 glommio::timer::sleep(EVICTION_TURN_WAIT).await;
                 continue;
             };
+            // Evicting would not make the room (the bound smaller than the
+            // write, or the open segments and the writes under way taking
+            // the rest): refused before a single victim is lost for nothing.
+            // Asked with the turn held, when no victim is half evicted.
+            if !self.ledger.could_fit(need) {
+                return Err(StoreError::Full);
+            }
             // Segments this turn seals (filled with carried copies) become
             // candidates too; past the victims that free the whole store at
             // the least each must free, evicting more would only move
