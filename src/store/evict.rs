@@ -92,7 +92,9 @@ pub struct Victim {
 /// what it serves from there unseen since, and returns what must be carried.
 pub fn plan(segment: Arc<Segment>, len: u64, indexes: &[Index], shard_of: &ShardOf, ledger: &Ledger) -> Victim {
     let mut carried = Vec::new();
-    // Carried as far as the share left after the records before them allows.
+    // Go.sum hashes are carried whatever the share; the served and the
+    // reserve as far as the share left after the records before them allows.
+    let mut go_sums = Vec::new();
     let mut served = Vec::new();
     let mut reserve = Vec::new();
     let mut dropped = 0u64;
@@ -126,12 +128,7 @@ pub fn plan(segment: Arc<Segment>, len: u64, indexes: &[Index], shard_of: &Shard
                 continue;
             };
             if r.kind == RecordKind::GoSum {
-                if whole() {
-                    carried.push(keep(Some(shard)));
-                } else if index.remove_record(module, version, r.kind, here) {
-                    dropped += 1;
-                    log::error!("evicting segment {:016x}: {} ({}) fails its checksum; dropped", segment.id(), r.key, r.kind.label());
-                }
+                go_sums.push(keep(Some(shard)));
             } else if was_hit {
                 served.push(keep(Some(shard)));
             } else if r.kind.is_stale_reserve() {
@@ -145,12 +142,13 @@ pub fn plan(segment: Arc<Segment>, len: u64, indexes: &[Index], shard_of: &Shard
     // fresher one out for good.
     reserve.sort_unstable_by_key(|c| std::cmp::Reverse(c.stored_at_ms));
     let mut room = (len / 4 * CARRY_SHARE_QUARTERS).saturating_sub(carried.iter().map(Carried::record_len).sum());
-    for c in served.into_iter().chain(reserve) {
+    let within_share = served.into_iter().chain(reserve).map(|c| (c, false));
+    for (c, always) in go_sums.into_iter().map(|c| (c, true)).chain(within_share) {
         // Only what fits is hashed: the rest is dropped either way.
-        let fits = c.record_len() <= room;
+        let fits = always || c.record_len() <= room;
         let whole = fits && record::payload_sha256(c.payload()) == c.sha256;
         if whole {
-            room -= c.record_len();
+            room = room.saturating_sub(c.record_len());
             carried.push(c);
             continue;
         }
