@@ -253,28 +253,14 @@ impl SegmentWriter {
                     .iter()
                     .map(|r| NewRecord { kind: r.kind, key: &r.key, payload: &r.payload, sha256: r.sha256, stored_at_ms: stored_at })
                     .collect();
-                // A failed write leaves partial bytes after `offset`: cut
-                // them, so the segment can take the next write where this
-                // one should have gone (no new file per failure).
-                let len = segment::write_records(&file, offset, &new).map_err(|e| (e, file.set_len(offset).is_ok()))?;
+                let len = write_or_cut_back(&file, offset, &new)?;
                 // Here, not after the await: bytes written are counted even
                 // if the append waiting for them is dropped meanwhile.
                 claim.commit(len);
                 Ok(len)
             })
             .await;
-        let len = match written {
-            Ok(len) => len,
-            Err((e, cut_back)) => {
-                if !cut_back {
-                    self.active.borrow_mut().take();
-                }
-                return Err(StoreError::Io(e));
-            }
-        };
-        if let Some(a) = self.active.borrow_mut().as_mut() {
-            a.next = offset + len;
-        }
+        self.wrote(offset, written)?;
         let mut at = offset;
         let mut blobs = Vec::with_capacity(records.len());
         for r in &records {
@@ -374,29 +360,41 @@ impl SegmentWriter {
                     .iter()
                     .map(|c| NewRecord { kind: c.kind, key: &c.key, payload: c.payload(), sha256: c.sha256, stored_at_ms: c.stored_at_ms })
                     .collect();
-                let len = match segment::write_records(&file, offset, &copies) {
-                    Ok(len) => len,
-                    Err(e) => return Err((e, file.set_len(offset).is_ok(), victim)),
-                };
+                let written = write_or_cut_back(&file, offset, &copies);
                 drop(copies);
+                let len = match written {
+                    Ok(len) => len,
+                    Err(e) => {
+                        ledger.give_back(victim.segment, victim.len);
+                        return Err(e);
+                    }
+                };
                 ledger.grew(len);
                 point_index_at_copies(&victim, &segment, offset, &indexes, &ledger);
                 delete_victim(victim, &ledger, &dir);
                 Ok(len)
             })
             .await;
+        self.wrote(offset, written)?;
+        Ok(evicted)
+    }
+
+    /// After a write into the active segment from `offset` (see
+    /// [`write_or_cut_back`]): the segment's end moves past the bytes
+    /// written, or, when a failed write could not be cut off it, the
+    /// segment is left for a new one.
+    fn wrote(&self, offset: u64, written: Result<u64, (std::io::Error, bool)>) -> Result<(), StoreError> {
         match written {
             Ok(len) => {
                 if let Some(a) = self.active.borrow_mut().as_mut() {
                     a.next = offset + len;
                 }
-                Ok(evicted)
+                Ok(())
             }
-            Err((e, cut_back, victim)) => {
+            Err((e, cut_back)) => {
                 if !cut_back {
                     self.active.borrow_mut().take();
                 }
-                self.ledger.give_back(victim.segment, victim.len);
                 Err(StoreError::Io(e))
             }
         }
@@ -459,6 +457,14 @@ impl SegmentWriter {
         *self.active.borrow_mut() = Some(active.clone());
         Ok(active)
     }
+}
+
+/// Writes `records` from `offset` of an active segment's file. A failed
+/// write leaves partial bytes after `offset`: they are cut off again, so
+/// the segment can take the next write where this one should have gone (no
+/// new file per failure); the error says whether that cut worked.
+fn write_or_cut_back(file: &File, offset: u64, records: &[NewRecord<'_>]) -> Result<u64, (std::io::Error, bool)> {
+    segment::write_records(file, offset, records).map_err(|e| (e, file.set_len(offset).is_ok()))
 }
 
 /// After the write that holds a victim's carried records, from `offset`
