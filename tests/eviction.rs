@@ -15,30 +15,29 @@ use std::time::Duration;
 const V: &str = "v1.0.0";
 const MIB: u64 = 1 << 20;
 
-/// Bytes of the segment files in `data/segments`, and the largest one's name.
-fn segments_on_disk(data: &Path) -> (u64, Option<(String, u64)>) {
-    let mut total = 0;
-    let mut largest: Option<(String, u64)> = None;
-    for e in std::fs::read_dir(data.join("segments")).expect("segments dir") {
-        let e = e.expect("entry");
-        let len = e.metadata().expect("metadata").len();
-        total += len;
-        if largest.as_ref().is_none_or(|(_, l)| len > *l) {
-            largest = Some((e.file_name().to_string_lossy().into_owned(), len));
-        }
-    }
-    (total, largest)
-}
-
-/// The segments directory's files and their lengths, a line each (for a failure's message).
-fn listing(data: &Path) -> String {
+/// The files of `data/segments` and their lengths, by name.
+fn segment_files(data: &Path) -> Vec<(String, u64)> {
     let mut files: Vec<(String, u64)> = std::fs::read_dir(data.join("segments"))
         .expect("segments dir")
-        .filter_map(|e| e.ok())
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().map_or(0, |m| m.len())))
+        .map(|e| {
+            let e = e.expect("entry");
+            (e.file_name().to_string_lossy().into_owned(), e.metadata().expect("metadata").len())
+        })
         .collect();
     files.sort();
-    files.iter().map(|(name, len)| format!("  {name} {len}\n")).collect()
+    files
+}
+
+/// Bytes of the segment files in `data/segments`, and the largest one's name.
+fn segments_on_disk(data: &Path) -> (u64, Option<(String, u64)>) {
+    let files = segment_files(data);
+    let largest = files.iter().max_by_key(|(_, len)| *len).cloned();
+    (files.iter().map(|(_, len)| len).sum(), largest)
+}
+
+/// [`segment_files`], a line each (for a failure's message).
+fn listing(data: &Path) -> String {
+    segment_files(data).iter().map(|(name, len)| format!("  {name} {len}\n")).collect()
 }
 
 fn filler(i: usize, len: usize) -> Module {

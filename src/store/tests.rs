@@ -373,9 +373,9 @@ fn bounded_store(max: u64, segment: u64) -> (tempfile::TempDir, Store, SegmentWr
     (dir, store, writer, ex)
 }
 
-/// Bytes of the segment files in the directory now.
+/// Bytes of the segment files in the directory now, while nothing writes.
 fn bytes_on_disk(dir: &Path) -> u64 {
-    fs::read_dir(dir.join("segments")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+    bytes_on_disk_now(dir).expect("no file deleted while listed").0
 }
 
 fn payload_of(i: usize, len: usize) -> Vec<u8> {
@@ -424,8 +424,13 @@ fn a_bounded_store_evicts_whole_segments_keeps_what_is_hit_and_stays_within_one_
 /// total is at most what the directory held at that moment (a listing that
 /// counted a file deleted after it was read could count room twice).
 fn bytes_on_disk_now(dir: &Path) -> Option<(u64, u64)> {
-    let listed: Vec<(PathBuf, u64)> =
-        fs::read_dir(dir.join("segments")).ok()?.filter_map(|e| Some((e.as_ref().ok()?.path(), e.ok()?.metadata().ok()?.len()))).collect();
+    let listed: Vec<(PathBuf, u64)> = fs::read_dir(dir.join("segments"))
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            Some((e.path(), e.metadata().ok()?.len()))
+        })
+        .collect();
     if listed.iter().any(|(path, _)| !path.exists()) {
         return None;
     }
