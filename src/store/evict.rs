@@ -11,8 +11,8 @@
 //! room (the least recently hit segment goes, mostly) rather than refusing
 //! writes or rewriting itself. (Half was tried: on the hit-ratio replay it
 //! dropped enough hot blobs that their refills cost 0.3 points of hit
-//! ratio and 45% more copied bytes; three quarters is within 0.1 points
-//! of no share at all.) Within that share, in this order:
+//! ratio and more copying than any run without it; three quarters is
+//! within the replay's run-to-run spread of no share at all.) Within that share, in this order:
 //! - a record the index still serves from the victim and that was served
 //!   since it was stored there, as segcache's merge keeps the items still
 //!   in use (in file order: one flag per record says no more);
